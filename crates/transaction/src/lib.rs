@@ -1,1 +1,79 @@
-//! placeholder
+//! A two-phase-commit transaction coordinator, modelled on Python's `transaction`
+//! package (zope.transaction).
+//!
+//! A [`TransactionManager`] begins transactions; resources ([`DataManager`]s: database
+//! sessions, queues, anything) [join](Transaction::join) the current transaction; one
+//! [`commit`] commits every joined resource with two-phase commit, or none. The crate
+//! knows nothing about databases: the `sqlassist` crate builds Diesel sessions on it.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::rc::Rc;
+//! use transaction::testing::{Journal, Kind, ScriptedDataManager};
+//!
+//! let journal = Journal::new();
+//! let orders = ScriptedDataManager::new("orders", Kind::TwoPhase, &journal);
+//! let stock = ScriptedDataManager::new("stock", Kind::TwoPhase, &journal);
+//!
+//! let txn = transaction::get()?; // the thread's current transaction
+//! txn.join(orders.clone())?;
+//! txn.join(stock.clone())?;
+//! transaction::commit()?;        // tpc_begin, commit, tpc_vote, tpc_finish on both
+//! assert!(orders.committed() && stock.committed());
+//! # Ok::<(), transaction::Error>(())
+//! ```
+//!
+//! # The protocol
+//!
+//! [`Transaction::commit`] runs, in order: before-commit hooks (which may join more
+//! resources); synchronizers' `before_completion`; then, over the resources sorted by
+//! [`DataManager::sort_key`] with one-phase resources last, `tpc_begin` on all, `commit` on
+//! all, `tpc_vote` on all; the decision (recorded in the [`DecisionLog`]); `tpc_finish` on
+//! every resource that prepared; then synchronizers' `after_completion` and after-commit
+//! hooks. When a single resource has work it commits in one phase, without preparing.
+//!
+//! A failure before the decision rolls every resource back and puts the transaction in
+//! [`Status::CommitFailed`]: only [`abort`] is accepted until it ends. A failure after the
+//! decision is a heuristic outcome ([`Error::Heuristic`]) that lists which resources
+//! committed and which did not. `docs/design.md` in the repository has the state diagram,
+//! the invariants and the failure matrix.
+//!
+//! # Threads
+//!
+//! Each thread has its own default manager ([`manager`]); transactions and managers are
+//! bound to their thread (`!Send`). [`TransactionManager::scope`] installs another manager
+//! for the duration of a closure.
+//!
+//! # Features
+//!
+//! - `testing`: the [`testing`] module, a scripted data manager for tests of code built on
+//!   this crate.
+
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![deny(missing_docs)]
+
+mod current;
+mod data_manager;
+mod error;
+mod id;
+mod log;
+mod manager;
+mod savepoint;
+mod transaction;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use crate::current::{
+    abort, begin, commit, doom, get, is_doomed, manager, run, savepoint, with_manager,
+};
+pub use crate::data_manager::{DataManager, ResourceSavepoint, Vote};
+pub use crate::error::{BoxError, Error, HeuristicError, Phase, ResourceError, Result, Transient};
+pub use crate::id::{coordinator_id, TransactionId};
+pub use crate::log::{Branch, DecisionLog, DecisionRecord, MemoryDecisionLog, NopDecisionLog};
+pub use crate::manager::{
+    Synchronizer, SynchronizerId, TransactionManager, TransactionManagerBuilder,
+};
+pub use crate::savepoint::Savepoint;
+pub use crate::transaction::{Status, Transaction};

@@ -1,0 +1,140 @@
+//! The thread's current manager, and the free functions that use it.
+
+use crate::error::{Error, Result, Transient};
+use crate::{Savepoint, Transaction, TransactionManager};
+
+thread_local! {
+    static DEFAULT: TransactionManager = TransactionManager::new();
+}
+
+scoped_tls::scoped_thread_local!(static SCOPED: TransactionManager);
+
+pub(crate) fn scope<R>(manager: &TransactionManager, f: impl FnOnce() -> R) -> R {
+    SCOPED.set(manager, f)
+}
+
+/// Calls `f` with the thread's current manager, without cloning it.
+///
+/// # Panics
+///
+/// When called from a thread-local destructor after the default manager was destroyed.
+pub fn with_manager<R>(f: impl FnOnce(&TransactionManager) -> R) -> R {
+    if SCOPED.is_set() {
+        SCOPED.with(f)
+    } else {
+        DEFAULT.with(f)
+    }
+}
+
+/// The thread's current manager: the one installed by [`TransactionManager::scope`], or
+/// else the thread's default manager.
+///
+/// # Examples
+///
+/// ```
+/// let a = transaction::manager();
+/// let b = transaction::manager();
+/// assert!(a.ptr_eq(&b));
+/// ```
+pub fn manager() -> TransactionManager {
+    with_manager(TransactionManager::clone)
+}
+
+/// Begins a new transaction on the current manager (see [`TransactionManager::begin`]).
+///
+/// # Errors
+///
+/// [`Error::AlreadyInTransaction`] in explicit mode.
+pub fn begin() -> Result<Transaction> {
+    with_manager(|m| m.begin())
+}
+
+/// The current transaction (see [`TransactionManager::get`]).
+///
+/// # Errors
+///
+/// [`Error::NoTransaction`] in explicit mode when none has begun.
+pub fn get() -> Result<Transaction> {
+    with_manager(|m| m.get())
+}
+
+/// Commits the current transaction (see [`Transaction::commit`]).
+///
+/// # Errors
+///
+/// Those of [`Transaction::commit`].
+///
+/// # Examples
+///
+/// ```
+/// transaction::get()?.note("nothing to do")?;
+/// transaction::commit()?;
+/// # Ok::<(), transaction::Error>(())
+/// ```
+pub fn commit() -> Result<()> {
+    manager().commit()
+}
+
+/// Aborts the current transaction (see [`Transaction::abort`]).
+///
+/// # Errors
+///
+/// Those of [`Transaction::abort`].
+pub fn abort() -> Result<()> {
+    manager().abort()
+}
+
+/// Dooms the current transaction (see [`Transaction::doom`]).
+///
+/// # Errors
+///
+/// Those of [`Transaction::doom`].
+///
+/// # Examples
+///
+/// ```
+/// transaction::doom()?;
+/// assert!(transaction::is_doomed());
+/// assert!(matches!(transaction::commit(), Err(transaction::Error::Doomed)));
+/// transaction::abort()?;
+/// # Ok::<(), transaction::Error>(())
+/// ```
+pub fn doom() -> Result<()> {
+    manager().doom()
+}
+
+/// Whether the current transaction is doomed.
+pub fn is_doomed() -> bool {
+    with_manager(|m| m.is_doomed())
+}
+
+/// Takes a savepoint of the current transaction (see [`Transaction::savepoint`]).
+///
+/// # Errors
+///
+/// Those of [`Transaction::savepoint`].
+pub fn savepoint(optimistic: bool) -> Result<Savepoint> {
+    manager().savepoint(optimistic)
+}
+
+/// Runs `work` in fresh transactions of the current manager, retrying transient failures
+/// (see [`TransactionManager::run`]).
+///
+/// # Errors
+///
+/// The last error of `work` or of the commit.
+///
+/// # Examples
+///
+/// ```
+/// let n = transaction::run(3, |_txn| Ok::<_, transaction::Error>(1 + 1))?;
+/// assert_eq!(n, 2);
+/// # Ok::<(), transaction::Error>(())
+/// ```
+pub fn run<T, E, F>(tries: u32, work: F) -> std::result::Result<T, E>
+where
+    F: FnMut(&Transaction) -> std::result::Result<T, E>,
+    E: From<Error> + Transient,
+{
+    manager().run(tries, work)
+}

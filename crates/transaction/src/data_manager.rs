@@ -1,0 +1,203 @@
+//! The protocol between the coordinator and a resource.
+
+use crate::{ResourceError, Transaction};
+
+/// What a resource did when asked to vote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Vote {
+    /// The resource prepared its work durably and waits for
+    /// [`tpc_finish`](DataManager::tpc_finish) or [`tpc_abort`](DataManager::tpc_abort).
+    Prepared,
+    /// The resource had nothing to commit and has already released its work: it gets no
+    /// second phase (`tpc_finish` is not called).
+    ReadOnly,
+    /// The resource cannot prepare and committed in the vote (SQLite, for example). It gets
+    /// no second phase. Such resources say so with
+    /// [`is_one_phase`](DataManager::is_one_phase) and are voted last.
+    Committed,
+}
+
+/// A resource that takes part in transactions: a database session, a queue, a file.
+///
+/// The verbs are zope.transaction's `IDataManager`, so its documentation maps one to one.
+/// Every method takes `&self`: the coordinator never holds a borrow of its own state while
+/// it calls a resource, and a resource may call back into the manager (join another
+/// resource, read the transaction, add a note). Keep mutable state in a `Cell` or
+/// `RefCell`.
+///
+/// # The protocol
+///
+/// For a successful commit, the coordinator calls, for every joined resource in
+/// [`sort_key`](Self::sort_key) order (resources that are [one-phase](Self::is_one_phase)
+/// last):
+///
+/// 1. `tpc_begin` on every resource;
+/// 2. `commit` on every resource (send pending work, do not make it durable);
+/// 3. `tpc_vote` on every resource, which prepares ([`Vote::Prepared`]), reports nothing
+///    to do ([`Vote::ReadOnly`]) or commits a one-phase resource ([`Vote::Committed`]).
+///    When only one resource has work and it [supports
+///    it](Self::supports_one_phase_commit), [`commit_one_phase`](Self::commit_one_phase) is
+///    called instead of its vote;
+/// 4. the decision is recorded;
+/// 5. `tpc_finish` on every resource that voted [`Vote::Prepared`].
+///
+/// If anything fails before the decision, `abort` is called on every resource that had not
+/// voted and `tpc_abort` on every resource that saw `tpc_begin`. A resource must accept
+/// `tpc_abort` in any state it can be in after `tpc_begin`, including after voting
+/// read-only or after a failed step, and accept `abort` whether or not `tpc_begin` ran.
+///
+/// Outside a commit, [`abort`](Self::abort) is called when the transaction is aborted.
+///
+/// # Examples
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use transaction::{DataManager, ResourceError, Transaction, TransactionManager, Vote};
+///
+/// /// A counter that only changes when the transaction commits.
+/// struct Counter { committed: Cell<u32>, pending: Cell<u32> }
+///
+/// impl DataManager for Counter {
+///     fn sort_key(&self) -> &str { "counter" }
+///     fn abort(&self, _: &Transaction) -> Result<(), ResourceError> {
+///         self.pending.set(0);
+///         Ok(())
+///     }
+///     fn tpc_vote(&self, _: &Transaction) -> Result<Vote, ResourceError> {
+///         Ok(if self.pending.get() == 0 { Vote::ReadOnly } else { Vote::Prepared })
+///     }
+///     fn tpc_finish(&self, _: &Transaction) -> Result<(), ResourceError> {
+///         self.committed.set(self.committed.get() + self.pending.replace(0));
+///         Ok(())
+///     }
+///     fn tpc_abort(&self, t: &Transaction) -> Result<(), ResourceError> { self.abort(t) }
+/// }
+///
+/// let manager = TransactionManager::new();
+/// let counter = Rc::new(Counter { committed: Cell::new(0), pending: Cell::new(0) });
+/// let txn = manager.begin()?;
+/// txn.join(counter.clone())?;
+/// counter.pending.set(3);
+/// manager.commit()?;
+/// assert_eq!(counter.committed.get(), 3);
+/// # Ok::<(), transaction::Error>(())
+/// ```
+pub trait DataManager {
+    /// The key that orders resources within a commit. Resources are sorted by it (stably)
+    /// so that every transaction touches resources in the same order; it also names the
+    /// resource in errors and logs. Never put a password in it.
+    fn sort_key(&self) -> &str;
+
+    /// Whether this resource can only commit in one phase (it cannot prepare). Such a
+    /// resource commits in [`tpc_vote`](Self::tpc_vote), returning [`Vote::Committed`],
+    /// and is voted after every two-phase resource. Default: `false`.
+    fn is_one_phase(&self) -> bool {
+        false
+    }
+
+    /// Discards the resource's work in this transaction.
+    ///
+    /// # Errors
+    ///
+    /// The resource's failure; the coordinator logs it and goes on aborting the others.
+    fn abort(&self, txn: &Transaction) -> Result<(), ResourceError>;
+
+    /// Starts the two-phase commit. Default: does nothing.
+    ///
+    /// # Errors
+    ///
+    /// A failure aborts the whole commit.
+    fn tpc_begin(&self, txn: &Transaction) -> Result<(), ResourceError> {
+        let _ = txn;
+        Ok(())
+    }
+
+    /// Sends pending work without making it durable (the flush step). Default: does nothing.
+    ///
+    /// # Errors
+    ///
+    /// A failure aborts the whole commit.
+    fn commit(&self, txn: &Transaction) -> Result<(), ResourceError> {
+        let _ = txn;
+        Ok(())
+    }
+
+    /// Prepares the work durably, or reports it has none, or commits a one-phase resource.
+    ///
+    /// # Errors
+    ///
+    /// A failure aborts the whole commit.
+    fn tpc_vote(&self, txn: &Transaction) -> Result<Vote, ResourceError>;
+
+    /// Commits prepared work. Called only after every resource voted, and only on
+    /// resources that voted [`Vote::Prepared`].
+    ///
+    /// # Errors
+    ///
+    /// A failure here is a heuristic outcome: other resources may already have committed.
+    fn tpc_finish(&self, txn: &Transaction) -> Result<(), ResourceError>;
+
+    /// Rolls back work after `tpc_begin`, prepared or not.
+    ///
+    /// # Errors
+    ///
+    /// The resource's failure; the coordinator logs it and goes on with the others.
+    fn tpc_abort(&self, txn: &Transaction) -> Result<(), ResourceError>;
+
+    /// Whether [`commit_one_phase`](Self::commit_one_phase) may be used when this is the
+    /// only resource with work. Default: `false`.
+    fn supports_one_phase_commit(&self) -> bool {
+        false
+    }
+
+    /// Commits the work in one step, without preparing. Called instead of `tpc_vote` and
+    /// `tpc_finish` when this resource is the only one with work (every other one voted
+    /// read-only) and [`supports_one_phase_commit`](Self::supports_one_phase_commit) is
+    /// true. On failure the work must not have committed.
+    ///
+    /// # Errors
+    ///
+    /// A failure aborts the whole commit. The default reports that the resource does not
+    /// support one-phase commit.
+    fn commit_one_phase(&self, txn: &Transaction) -> Result<(), ResourceError> {
+        let _ = txn;
+        Err(ResourceError::new(format!(
+            "resource {} does not support one-phase commit",
+            self.sort_key()
+        )))
+    }
+
+    /// The name of this resource's branch of the transaction, as the resource knows it
+    /// (a PostgreSQL gid, an XA xid). Recorded with the commit decision so that recovery
+    /// can find the branch. Default: `None`.
+    fn branch_id(&self, txn: &Transaction) -> Option<String> {
+        let _ = txn;
+        None
+    }
+
+    /// Takes a savepoint of the resource's current state, or returns `None` when the
+    /// resource does not support savepoints. Default: `None`.
+    ///
+    /// # Errors
+    ///
+    /// `Some(Err(..))` when the resource supports savepoints but could not take one.
+    fn savepoint(
+        &self,
+        txn: &Transaction,
+    ) -> Option<Result<Box<dyn ResourceSavepoint>, ResourceError>> {
+        let _ = txn;
+        None
+    }
+}
+
+/// One resource's part of a [`Savepoint`](crate::Savepoint).
+pub trait ResourceSavepoint {
+    /// Restores the resource to the state it had when the savepoint was taken. May be
+    /// called more than once.
+    ///
+    /// # Errors
+    ///
+    /// A failure puts the transaction in the commit-failed state.
+    fn rollback(&self) -> Result<(), ResourceError>;
+}

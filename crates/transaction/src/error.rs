@@ -1,0 +1,384 @@
+//! Errors of the coordinator and of the resources it drives.
+
+use std::fmt;
+
+use crate::{Status, TransactionId};
+
+/// A boxed error from user code or a resource, as carried in [`Error`]'s `source()`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A `Result` whose error defaults to this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Answers "should this unit of work be tried again in a fresh transaction?".
+///
+/// [`TransactionManager::run`](crate::TransactionManager::run) retries only errors that
+/// say they are transient: a serialization failure or a deadlock reported by a database,
+/// for example. Implement it for your application's error type so that errors from your
+/// own code can take part in the decision.
+///
+/// # Examples
+///
+/// ```
+/// use transaction::Transient;
+///
+/// #[derive(Debug)]
+/// enum AppError { Conflict, Invalid }
+///
+/// impl Transient for AppError {
+///     fn is_transient(&self) -> bool {
+///         matches!(self, AppError::Conflict)
+///     }
+/// }
+/// assert!(AppError::Conflict.is_transient());
+/// assert!(!AppError::Invalid.is_transient());
+/// ```
+pub trait Transient {
+    /// Whether the same work, retried in a new transaction, may succeed.
+    fn is_transient(&self) -> bool;
+}
+
+/// An error reported by a resource (a [`DataManager`](crate::DataManager)).
+///
+/// It wraps the resource's own error and says whether retrying may help. Its `Display`
+/// and `source()` are those of the wrapped error, so it adds no noise to an error chain.
+///
+/// # Examples
+///
+/// ```
+/// use transaction::{ResourceError, Transient};
+///
+/// let err = ResourceError::transient(std::io::Error::other("deadlock detected"));
+/// assert!(err.is_transient());
+/// assert_eq!(err.to_string(), "deadlock detected");
+/// ```
+pub struct ResourceError {
+    inner: BoxError,
+    transient: bool,
+}
+
+impl ResourceError {
+    /// Wraps a resource's error that retrying will not fix.
+    pub fn new(error: impl Into<BoxError>) -> Self {
+        Self {
+            inner: error.into(),
+            transient: false,
+        }
+    }
+
+    /// Wraps a resource's error that a retry in a fresh transaction may not meet again
+    /// (a serialization failure, a deadlock, a lock wait timeout).
+    pub fn transient(error: impl Into<BoxError>) -> Self {
+        Self {
+            inner: error.into(),
+            transient: true,
+        }
+    }
+
+    /// Whether retrying the work in a new transaction may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.transient
+    }
+
+    /// The resource's own error.
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.inner
+    }
+
+    /// Takes the resource's own error out.
+    pub fn into_inner(self) -> BoxError {
+        self.inner
+    }
+
+    /// Tries to view the resource's own error as a concrete type.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.inner.downcast_ref::<E>()
+    }
+}
+
+impl Transient for ResourceError {
+    fn is_transient(&self) -> bool {
+        self.transient
+    }
+}
+
+impl fmt::Debug for ResourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResourceError")
+            .field("inner", &self.inner)
+            .field("transient", &self.transient)
+            .finish()
+    }
+}
+
+impl fmt::Display for ResourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner, f)
+    }
+}
+
+impl std::error::Error for ResourceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner.source()
+    }
+}
+
+/// The step of the protocol in which a resource or hook failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// A before-commit hook.
+    BeforeCommitHook,
+    /// A synchronizer's `before_completion`.
+    BeforeCompletion,
+    /// [`DataManager::tpc_begin`](crate::DataManager::tpc_begin).
+    TpcBegin,
+    /// [`DataManager::commit`](crate::DataManager::commit) (the flush step).
+    Commit,
+    /// [`DataManager::tpc_vote`](crate::DataManager::tpc_vote).
+    Vote,
+    /// [`DataManager::commit_one_phase`](crate::DataManager::commit_one_phase).
+    OnePhaseCommit,
+    /// Recording the commit decision in the [`DecisionLog`](crate::DecisionLog).
+    DecisionLog,
+    /// [`DataManager::tpc_finish`](crate::DataManager::tpc_finish).
+    Finish,
+    /// [`DataManager::abort`](crate::DataManager::abort) during an explicit abort.
+    Abort,
+    /// Taking a savepoint.
+    Savepoint,
+    /// Rolling a savepoint back.
+    SavepointRollback,
+}
+
+impl Phase {
+    /// The phase's name as the documentation spells it (`tpc_vote`, `tpc_finish`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::BeforeCommitHook => "before-commit hook",
+            Phase::BeforeCompletion => "before_completion",
+            Phase::TpcBegin => "tpc_begin",
+            Phase::Commit => "commit",
+            Phase::Vote => "tpc_vote",
+            Phase::OnePhaseCommit => "one-phase commit",
+            Phase::DecisionLog => "decision log",
+            Phase::Finish => "tpc_finish",
+            Phase::Abort => "abort",
+            Phase::Savepoint => "savepoint",
+            Phase::SavepointRollback => "savepoint rollback",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A commit whose outcome differs between resources: the decision to commit was taken
+/// (every resource voted yes) but at least one resource failed to finish.
+///
+/// Resources listed in [`committed`](Self::committed) have committed. Those in
+/// [`failed`](Self::failed) hold a prepared branch in doubt (or, for a resource that
+/// committed early, were rolled back): recovery, or an operator, must resolve them.
+#[derive(Debug)]
+pub struct HeuristicError {
+    transaction: TransactionId,
+    committed: Vec<String>,
+    failed: Vec<(String, ResourceError)>,
+}
+
+impl HeuristicError {
+    pub(crate) fn new(
+        transaction: TransactionId,
+        committed: Vec<String>,
+        failed: Vec<(String, ResourceError)>,
+    ) -> Self {
+        Self {
+            transaction,
+            committed,
+            failed,
+        }
+    }
+
+    /// The transaction whose commit had a mixed outcome.
+    pub fn transaction(&self) -> TransactionId {
+        self.transaction
+    }
+
+    /// Sort keys of the resources that committed.
+    pub fn committed(&self) -> &[String] {
+        &self.committed
+    }
+
+    /// Sort keys of the resources that did not (or may not) have committed, with why.
+    pub fn failed(&self) -> &[(String, ResourceError)] {
+        &self.failed
+    }
+}
+
+impl fmt::Display for HeuristicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "transaction {} committed in some resources but not in others: committed [{}]; not committed [",
+            self.transaction,
+            self.committed.join(", ")
+        )?;
+        for (i, (key, err)) in self.failed.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{key}: {err}")?;
+        }
+        f.write_str("]; resolve the branches left in doubt with recovery")
+    }
+}
+
+impl std::error::Error for HeuristicError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.failed
+            .first()
+            .map(|(_, e)| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Everything that can go wrong in the coordinator.
+///
+/// The variants say what happened and what was committed: every variant but
+/// [`Error::Heuristic`] means nothing was committed by the operation that returned it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transaction was doomed; it can only be aborted. Nothing was changed.
+    #[error("the transaction is doomed and cannot be committed: call abort()")]
+    Doomed,
+
+    /// A previous commit (or savepoint rollback) of this transaction failed; only
+    /// `abort()` is accepted until the transaction ends.
+    #[error("a previous operation of this transaction failed: call abort() before using it again")]
+    TransactionFailed,
+
+    /// The manager is in explicit mode and no transaction has begun.
+    #[error("no transaction has begun: call begin() first (the manager is in explicit mode)")]
+    NoTransaction,
+
+    /// The manager is in explicit mode and a transaction is already in progress.
+    #[error("a transaction is already in progress: commit or abort it before begin() (the manager is in explicit mode)")]
+    AlreadyInTransaction,
+
+    /// The operation does not apply to a transaction in this status.
+    #[error("cannot {operation} a transaction whose status is {status}")]
+    InvalidState {
+        /// What was attempted (`commit`, `join`, ...).
+        operation: &'static str,
+        /// The transaction's status at the time.
+        status: Status,
+    },
+
+    /// A resource failed before the commit decision, or during an abort or a savepoint.
+    /// Nothing was committed; every resource was rolled back.
+    #[error("{phase} failed in resource {resource}; nothing was committed")]
+    Resource {
+        /// The step that failed.
+        phase: Phase,
+        /// The failing resource's sort key.
+        resource: String,
+        /// The resource's error.
+        #[source]
+        source: ResourceError,
+    },
+
+    /// A before-commit hook or a synchronizer's `before_completion` failed; every resource
+    /// was aborted and nothing was committed.
+    #[error("{phase} failed; nothing was committed")]
+    Hook {
+        /// [`Phase::BeforeCommitHook`] or [`Phase::BeforeCompletion`].
+        phase: Phase,
+        /// The hook's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The commit decision could not be recorded; every resource was rolled back.
+    #[error("could not record the commit decision; nothing was committed")]
+    DecisionLog {
+        /// The log's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// More than one resource that can only commit in one phase joined the transaction.
+    /// Committing them one after the other could commit one and not the other, so nothing
+    /// was committed. Use a single one-phase resource per transaction, or accept the risk
+    /// with [`TransactionManagerBuilder::allow_multiple_one_phase`](crate::TransactionManagerBuilder::allow_multiple_one_phase).
+    #[error("resources [{}] can only commit in one phase; more than one per transaction could commit partially, so nothing was committed", .resources.join(", "))]
+    TooManyOnePhase {
+        /// Sort keys of the one-phase resources.
+        resources: Vec<String>,
+    },
+
+    /// A resource cannot take savepoints (or cannot roll back an optimistic one).
+    #[error("resource {resource} does not support savepoints")]
+    SavepointNotSupported {
+        /// The resource's sort key.
+        resource: String,
+    },
+
+    /// The savepoint was invalidated: by the end of its transaction, or by rolling back to
+    /// an earlier savepoint.
+    #[error("the savepoint is no longer valid: its transaction ended or an earlier savepoint was rolled back")]
+    InvalidSavepoint,
+
+    /// Resources disagree: some committed, some did not. See [`HeuristicError`].
+    #[error(transparent)]
+    Heuristic(Box<HeuristicError>),
+}
+
+impl Error {
+    /// Whether retrying the whole unit of work in a fresh transaction may succeed.
+    ///
+    /// True only for resource failures before the commit decision whose error is
+    /// transient (see [`ResourceError::transient`]). A heuristic outcome is never
+    /// transient: something already committed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Resource { source, phase, .. } => {
+                source.is_transient() && !matches!(phase, Phase::Abort | Phase::SavepointRollback)
+            }
+            _ => false,
+        }
+    }
+
+    /// The phase that failed, where one resource or hook is to blame.
+    pub fn phase(&self) -> Option<Phase> {
+        match self {
+            Error::Resource { phase, .. } | Error::Hook { phase, .. } => Some(*phase),
+            Error::DecisionLog { .. } => Some(Phase::DecisionLog),
+            Error::Heuristic(_) => Some(Phase::Finish),
+            _ => None,
+        }
+    }
+
+    /// The sort key of the resource to blame, where there is one.
+    pub fn resource(&self) -> Option<&str> {
+        match self {
+            Error::Resource { resource, .. } | Error::SavepointNotSupported { resource } => {
+                Some(resource)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether some resource may have committed: true only for [`Error::Heuristic`].
+    pub fn is_heuristic(&self) -> bool {
+        matches!(self, Error::Heuristic(_))
+    }
+}
+
+impl Transient for Error {
+    fn is_transient(&self) -> bool {
+        Error::is_transient(self)
+    }
+}

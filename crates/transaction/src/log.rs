@@ -1,0 +1,135 @@
+//! The decision log: where the commit decision is recorded for recovery.
+
+use std::cell::RefCell;
+
+use crate::{BoxError, TransactionId};
+
+/// One resource's branch of a transaction, as recorded with the commit decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Branch {
+    /// The resource's sort key.
+    pub resource: String,
+    /// The branch name the resource gave, if any (see
+    /// [`DataManager::branch_id`](crate::DataManager::branch_id)).
+    pub branch_id: Option<String>,
+}
+
+/// Records the commit decision of two-phase commits, so that a coordinator that crashes
+/// between the decision and the end of the second phase can finish the work on restart.
+///
+/// The manager calls [`record_commit`](Self::record_commit) once every resource has voted
+/// yes and before the first `tpc_finish`: that call is the commit point. It calls
+/// [`forget`](Self::forget) once every prepared resource has finished. A transaction that
+/// is recorded and not forgotten is in doubt. When no resource prepared (everything was
+/// read-only or committed in one phase), nothing is recorded.
+///
+/// # Examples
+///
+/// ```
+/// use std::rc::Rc;
+/// use transaction::{MemoryDecisionLog, TransactionManager};
+///
+/// let log = Rc::new(MemoryDecisionLog::new());
+/// let manager = TransactionManager::builder().decision_log(log.clone()).build();
+/// manager.commit()?; // nothing joined: nothing to record
+/// assert!(log.pending().is_empty());
+/// # Ok::<(), transaction::Error>(())
+/// ```
+pub trait DecisionLog {
+    /// Whether this log records anything; when false the manager skips building the
+    /// branch list. Default: `true`.
+    fn is_enabled(&self) -> bool {
+        true
+    }
+
+    /// Durably records that `txn` commits, with the branches that must be finished.
+    ///
+    /// # Errors
+    ///
+    /// A failure aborts the commit: every resource is rolled back.
+    fn record_commit(&self, txn: TransactionId, branches: &[Branch]) -> Result<(), BoxError>;
+
+    /// Forgets a transaction whose every branch finished.
+    ///
+    /// # Errors
+    ///
+    /// A failure is logged; the commit has happened regardless.
+    fn forget(&self, txn: TransactionId) -> Result<(), BoxError>;
+}
+
+/// A decision log that records nothing: the default.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NopDecisionLog;
+
+impl DecisionLog for NopDecisionLog {
+    fn is_enabled(&self) -> bool {
+        false
+    }
+
+    fn record_commit(&self, _: TransactionId, _: &[Branch]) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    fn forget(&self, _: TransactionId) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// A recorded commit decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRecord {
+    /// The transaction that committed.
+    pub transaction: TransactionId,
+    /// Its prepared branches.
+    pub branches: Vec<Branch>,
+}
+
+/// An in-memory decision log for tests: it keeps what would be in doubt after a crash and
+/// can be told to fail.
+#[derive(Debug, Default)]
+pub struct MemoryDecisionLog {
+    pending: RefCell<Vec<DecisionRecord>>,
+    forgotten: RefCell<Vec<TransactionId>>,
+    fail_next_record: RefCell<Option<String>>,
+}
+
+impl MemoryDecisionLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decisions recorded and not yet forgotten: the transactions in doubt.
+    pub fn pending(&self) -> Vec<DecisionRecord> {
+        self.pending.borrow().clone()
+    }
+
+    /// Transactions forgotten, in order.
+    pub fn forgotten(&self) -> Vec<TransactionId> {
+        self.forgotten.borrow().clone()
+    }
+
+    /// Makes the next [`record_commit`](DecisionLog::record_commit) fail with `message`.
+    pub fn fail_next_record(&self, message: impl Into<String>) {
+        *self.fail_next_record.borrow_mut() = Some(message.into());
+    }
+}
+
+impl DecisionLog for MemoryDecisionLog {
+    fn record_commit(&self, txn: TransactionId, branches: &[Branch]) -> Result<(), BoxError> {
+        if let Some(message) = self.fail_next_record.borrow_mut().take() {
+            return Err(message.into());
+        }
+        self.pending.borrow_mut().push(DecisionRecord {
+            transaction: txn,
+            branches: branches.to_vec(),
+        });
+        Ok(())
+    }
+
+    fn forget(&self, txn: TransactionId) -> Result<(), BoxError> {
+        self.pending.borrow_mut().retain(|r| r.transaction != txn);
+        self.forgotten.borrow_mut().push(txn);
+        Ok(())
+    }
+}

@@ -1,0 +1,409 @@
+//! The transaction manager: begins, tracks and ends transactions for one thread.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::rc::Rc;
+
+use crate::error::{BoxError, Error, Result, Transient};
+use crate::log::{DecisionLog, NopDecisionLog};
+use crate::{Savepoint, Transaction};
+
+/// Observes every transaction of a manager (zope's `ISynchronizer`).
+///
+/// Register one with [`TransactionManager::register_synchronizer`]. Every method has a
+/// default that does nothing.
+pub trait Synchronizer {
+    /// Called at the start of `commit()` (after before-commit hooks) and of `abort()`.
+    ///
+    /// # Errors
+    ///
+    /// During a commit, an error aborts every resource and fails the commit with
+    /// [`Error::Hook`]; during an abort it is logged.
+    fn before_completion(&self, txn: &Transaction) -> std::result::Result<(), BoxError> {
+        let _ = txn;
+        Ok(())
+    }
+
+    /// Called once a commit attempt or an abort has finished, whatever the outcome.
+    fn after_completion(&self, txn: &Transaction) {
+        let _ = txn;
+    }
+
+    /// Called when the manager begins a new transaction.
+    fn new_transaction(&self, txn: &Transaction) {
+        let _ = txn;
+    }
+}
+
+/// Identifies a registered synchronizer, for [`TransactionManager::unregister_synchronizer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SynchronizerId(u64);
+
+pub(crate) struct ManagerInner {
+    explicit: bool,
+    allow_multiple_one_phase: bool,
+    decision_log: Rc<dyn DecisionLog>,
+    current: RefCell<Option<Transaction>>,
+    synchronizers: RefCell<Vec<(SynchronizerId, Rc<dyn Synchronizer>)>>,
+    next_sync: Cell<u64>,
+}
+
+impl ManagerInner {
+    pub(crate) fn allow_multiple_one_phase(&self) -> bool {
+        self.allow_multiple_one_phase
+    }
+
+    pub(crate) fn decision_log(&self) -> Rc<dyn DecisionLog> {
+        self.decision_log.clone()
+    }
+
+    pub(crate) fn synchronizers(&self) -> Vec<Rc<dyn Synchronizer>> {
+        let syncs = self.synchronizers.borrow();
+        if syncs.is_empty() {
+            return Vec::new();
+        }
+        syncs.iter().map(|(_, s)| s.clone()).collect()
+    }
+
+    /// Forgets `txn` as the current transaction if it is.
+    pub(crate) fn free(&self, txn: &Transaction) {
+        let mut current = self.current.borrow_mut();
+        if current.as_ref().is_some_and(|c| c.ptr_eq(txn)) {
+            *current = None;
+        }
+    }
+}
+
+impl Drop for ManagerInner {
+    fn drop(&mut self) {
+        let txn = self.current.get_mut().take();
+        if let Some(txn) = txn {
+            txn.abort_abandoned("transaction manager dropped (or its thread ended)");
+        }
+    }
+}
+
+/// Begins, tracks and ends transactions: zope's `TransactionManager`.
+///
+/// Each thread has a default manager, created lazily, that the free functions
+/// ([`crate::begin`], [`crate::commit`], ...) use. A manager is also a plain value: create
+/// one with [`TransactionManager::new`] or [`TransactionManager::builder`], use it
+/// directly, or install it as the thread's current manager for a scope with
+/// [`TransactionManager::scope`]. A manager is a cheap handle (`Clone` shares it) and is
+/// bound to its thread (neither `Send` nor `Sync`).
+///
+/// When the last handle is dropped (for the default manager: when the thread ends) with a
+/// transaction still open, that transaction is aborted and a warning is logged: nothing
+/// is ever committed implicitly.
+///
+/// # Examples
+///
+/// ```
+/// use transaction::TransactionManager;
+///
+/// let manager = TransactionManager::builder().explicit(true).build();
+/// assert!(manager.get().is_err()); // explicit mode: begin() first
+/// let txn = manager.begin()?;
+/// assert!(manager.get()?.ptr_eq(&txn));
+/// manager.commit()?;
+/// # Ok::<(), transaction::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct TransactionManager {
+    inner: Rc<ManagerInner>,
+}
+
+impl fmt::Debug for TransactionManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransactionManager")
+            .field("explicit", &self.inner.explicit)
+            .field(
+                "current",
+                &self.inner.current.try_borrow().ok().map(|c| c.clone()),
+            )
+            .finish()
+    }
+}
+
+impl Default for TransactionManager {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Configures a [`TransactionManager`].
+///
+/// # Examples
+///
+/// ```
+/// let manager = transaction::TransactionManager::builder()
+///     .explicit(true)
+///     .allow_multiple_one_phase(false)
+///     .build();
+/// assert!(manager.is_explicit());
+/// ```
+#[must_use]
+pub struct TransactionManagerBuilder {
+    explicit: bool,
+    allow_multiple_one_phase: bool,
+    decision_log: Rc<dyn DecisionLog>,
+}
+
+impl fmt::Debug for TransactionManagerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransactionManagerBuilder")
+            .field("explicit", &self.explicit)
+            .field("allow_multiple_one_phase", &self.allow_multiple_one_phase)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TransactionManagerBuilder {
+    /// Explicit mode: `get()`, `commit()` and `abort()` without `begin()` fail with
+    /// [`Error::NoTransaction`], and `begin()` during a transaction fails with
+    /// [`Error::AlreadyInTransaction`], instead of beginning or replacing one implicitly.
+    /// Default: `false`.
+    pub fn explicit(mut self, explicit: bool) -> Self {
+        self.explicit = explicit;
+        self
+    }
+
+    /// Accepts more than one one-phase resource in a transaction, with a warning logged
+    /// at each such commit. They commit one after the other, so a failure of a later one
+    /// leaves the earlier ones committed (reported as [`Error::Heuristic`]). Default:
+    /// `false` (such a commit fails with [`Error::TooManyOnePhase`] before anything is
+    /// committed).
+    pub fn allow_multiple_one_phase(mut self, allow: bool) -> Self {
+        self.allow_multiple_one_phase = allow;
+        self
+    }
+
+    /// Where commit decisions are recorded. Default: [`NopDecisionLog`].
+    pub fn decision_log(mut self, log: Rc<dyn DecisionLog>) -> Self {
+        self.decision_log = log;
+        self
+    }
+
+    /// Builds the manager.
+    pub fn build(self) -> TransactionManager {
+        TransactionManager {
+            inner: Rc::new(ManagerInner {
+                explicit: self.explicit,
+                allow_multiple_one_phase: self.allow_multiple_one_phase,
+                decision_log: self.decision_log,
+                current: RefCell::new(None),
+                synchronizers: RefCell::new(Vec::new()),
+                next_sync: Cell::new(0),
+            }),
+        }
+    }
+}
+
+impl TransactionManager {
+    /// A manager with the default configuration (implicit mode, no decision log).
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder for a configured manager.
+    pub fn builder() -> TransactionManagerBuilder {
+        TransactionManagerBuilder {
+            explicit: false,
+            allow_multiple_one_phase: false,
+            decision_log: Rc::new(NopDecisionLog),
+        }
+    }
+
+    /// Whether the manager is in explicit mode.
+    pub fn is_explicit(&self) -> bool {
+        self.inner.explicit
+    }
+
+    /// Whether two handles refer to the same manager.
+    pub fn ptr_eq(&self, other: &TransactionManager) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Begins a new transaction and makes it current.
+    ///
+    /// In implicit mode a transaction still in progress is aborted first (with a warning
+    /// when it had joined resources).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyInTransaction`] in explicit mode when a transaction is in progress.
+    pub fn begin(&self) -> Result<Transaction> {
+        let previous = self.inner.current.borrow().clone();
+        if let Some(previous) = previous {
+            if self.inner.explicit {
+                return Err(Error::AlreadyInTransaction);
+            }
+            previous.abort_abandoned("begin() called");
+        }
+        let txn = Transaction::new(Rc::downgrade(&self.inner));
+        *self.inner.current.borrow_mut() = Some(txn.clone());
+        for sync in self.inner.synchronizers() {
+            sync.new_transaction(&txn);
+        }
+        tracing::trace!(transaction = %txn.id(), "begin");
+        Ok(txn)
+    }
+
+    /// The current transaction; in implicit mode one is begun if there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoTransaction`] in explicit mode when none has begun.
+    pub fn get(&self) -> Result<Transaction> {
+        let current = self.inner.current.borrow().clone();
+        match current {
+            Some(txn) => Ok(txn),
+            None if self.inner.explicit => Err(Error::NoTransaction),
+            None => self.begin(),
+        }
+    }
+
+    /// The current transaction, if one has begun; never begins one.
+    pub fn current(&self) -> Option<Transaction> {
+        self.inner.current.borrow().clone()
+    }
+
+    /// Commits the current transaction (see [`Transaction::commit`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Transaction::commit`], and [`Error::NoTransaction`] in explicit mode.
+    pub fn commit(&self) -> Result<()> {
+        self.get()?.commit()
+    }
+
+    /// Aborts the current transaction (see [`Transaction::abort`]). In implicit mode with
+    /// no transaction, does nothing.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Transaction::abort`], and [`Error::NoTransaction`] in explicit mode.
+    pub fn abort(&self) -> Result<()> {
+        let current = self.inner.current.borrow().clone();
+        match current {
+            Some(txn) => txn.abort(),
+            None if self.inner.explicit => Err(Error::NoTransaction),
+            None => Ok(()),
+        }
+    }
+
+    /// Dooms the current transaction (see [`Transaction::doom`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Transaction::doom`] and [`get`](Self::get).
+    pub fn doom(&self) -> Result<()> {
+        self.get()?.doom()
+    }
+
+    /// Whether the current transaction is doomed; false when there is none.
+    pub fn is_doomed(&self) -> bool {
+        self.current().is_some_and(|t| t.is_doomed())
+    }
+
+    /// Takes a savepoint of the current transaction (see [`Transaction::savepoint`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Transaction::savepoint`] and [`get`](Self::get).
+    pub fn savepoint(&self, optimistic: bool) -> Result<Savepoint> {
+        self.get()?.savepoint(optimistic)
+    }
+
+    /// Registers a synchronizer, told about every transaction of this manager.
+    pub fn register_synchronizer(&self, sync: Rc<dyn Synchronizer>) -> SynchronizerId {
+        let id = SynchronizerId(self.inner.next_sync.get());
+        self.inner.next_sync.set(id.0 + 1);
+        self.inner.synchronizers.borrow_mut().push((id, sync));
+        id
+    }
+
+    /// Removes a synchronizer; returns whether it was registered.
+    pub fn unregister_synchronizer(&self, id: SynchronizerId) -> bool {
+        let mut syncs = self.inner.synchronizers.borrow_mut();
+        let before = syncs.len();
+        syncs.retain(|(i, _)| *i != id);
+        syncs.len() != before
+    }
+
+    /// Runs `work` in a fresh transaction, up to `tries` times (zope's `run`/`attempts`).
+    ///
+    /// Each attempt begins a new transaction and calls `work`. `Ok` commits (or, if the
+    /// work doomed the transaction, aborts) and returns the value. An error from `work` or
+    /// from the commit aborts the transaction; it is retried only when it reports itself
+    /// [transient](Transient) and attempts remain, otherwise it is returned at once.
+    /// `tries` of 0 is taken as 1.
+    ///
+    /// # Errors
+    ///
+    /// The last error of `work` or of the commit, converted with `From<Error>`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::{Error, TransactionManager};
+    ///
+    /// let manager = TransactionManager::new();
+    /// let mut calls = 0;
+    /// let value = manager.run(3, |txn| {
+    ///     calls += 1;
+    ///     txn.note("attempt")?;
+    ///     Ok::<_, Error>(42)
+    /// })?;
+    /// assert_eq!((value, calls), (42, 1));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn run<T, E, F>(&self, tries: u32, mut work: F) -> std::result::Result<T, E>
+    where
+        F: FnMut(&Transaction) -> std::result::Result<T, E>,
+        E: From<Error> + Transient,
+    {
+        let tries = tries.max(1);
+        let mut attempt = 1;
+        loop {
+            let txn = self.begin()?;
+            let outcome = match work(&txn) {
+                Ok(value) if txn.is_doomed() => txn.abort().map(|()| value).map_err(E::from),
+                Ok(value) => match txn.commit() {
+                    Ok(()) => Ok(value),
+                    Err(e) => Err(E::from(e)),
+                },
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(e) => {
+                    if let Err(abort_err) = txn.abort() {
+                        tracing::warn!(transaction = %txn.id(), error = %abort_err, "abort after a failed attempt failed");
+                    }
+                    if !e.is_transient() || attempt >= tries {
+                        return Err(e);
+                    }
+                    tracing::debug!(transaction = %txn.id(), attempt, tries, "transient failure; retrying in a new transaction");
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Makes this manager the thread's current one while `f` runs; the previous one is
+    /// restored afterwards, also when `f` panics. Scopes nest. Other threads never see it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mine = transaction::TransactionManager::new();
+    /// mine.scope(|| {
+    ///     assert!(transaction::manager().ptr_eq(&mine));
+    /// });
+    /// assert!(!transaction::manager().ptr_eq(&mine));
+    /// ```
+    pub fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        crate::current::scope(self, f)
+    }
+}

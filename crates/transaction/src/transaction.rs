@@ -1,0 +1,861 @@
+//! One transaction: its status, its resources, its hooks and the commit protocol.
+
+use std::any::{Any, TypeId};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::rc::{Rc, Weak};
+
+use crate::data_manager::{DataManager, Vote};
+use crate::error::{BoxError, Error, HeuristicError, Phase, ResourceError, Result};
+use crate::log::Branch;
+use crate::manager::ManagerInner;
+use crate::savepoint::{Savepoint, SavepointMark};
+use crate::{Synchronizer, TransactionId};
+
+/// Where a transaction is in its life.
+///
+/// ```text
+///            join / note / savepoint
+///              ┌──────┐
+///              ▼      │
+/// begin ──► Active ───┘──── doom() ───► Doomed ── commit() ─► Err(Doomed)
+///              │                          │
+///           commit()                   abort()
+///              ▼                          │
+///         Committing ──── failure ──► CommitFailed ── abort() ──┐
+///              │                                                │
+///           success                     Active ── abort() ──────┤
+///              ▼                                                ▼
+///          Committed                                         Aborted
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Status {
+    /// Work may be joined and the transaction may be committed or aborted.
+    Active,
+    /// The commit protocol is running.
+    Committing,
+    /// Every resource committed.
+    Committed,
+    /// Doomed: it can only be aborted.
+    Doomed,
+    /// A commit (or savepoint rollback) failed: only `abort()` is accepted.
+    CommitFailed,
+    /// Aborted: nothing was committed.
+    Aborted,
+}
+
+impl Status {
+    /// The status as a lowercase phrase.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Committing => "committing",
+            Status::Committed => "committed",
+            Status::Doomed => "doomed",
+            Status::CommitFailed => "commit failed",
+            Status::Aborted => "aborted",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+type BeforeCommitHook = Box<dyn FnOnce(&Transaction) -> std::result::Result<(), BoxError>>;
+type AfterCommitHook = Box<dyn FnOnce(&Transaction, bool)>;
+type AbortHook = Box<dyn FnOnce(&Transaction)>;
+
+#[derive(Default)]
+struct Meta {
+    user: String,
+    description: String,
+    extension: BTreeMap<String, String>,
+}
+
+struct State {
+    status: Status,
+    resources: Vec<Rc<dyn DataManager>>,
+    before_commit: Vec<BeforeCommitHook>,
+    after_commit: Vec<AfterCommitHook>,
+    before_abort: Vec<AbortHook>,
+    after_abort: Vec<AbortHook>,
+    meta: Meta,
+    data: HashMap<TypeId, Rc<dyn Any>>,
+    savepoints: Vec<Rc<SavepointMark>>,
+}
+
+pub(crate) struct Inner {
+    id: TransactionId,
+    manager: Weak<ManagerInner>,
+    state: RefCell<State>,
+    next_savepoint: Cell<u64>,
+}
+
+/// A transaction: the unit of work that commits or aborts across every joined resource.
+///
+/// It is a cheap handle (`Clone` shares the same transaction) bound to the thread that
+/// began it: it is neither `Send` nor `Sync`. Most code reaches it through the current
+/// thread's manager ([`crate::get`]) rather than holding it.
+///
+/// # Examples
+///
+/// ```
+/// let txn = transaction::begin()?;
+/// txn.note("create the invoice")?;
+/// txn.set_user("alice", "/accounts");
+/// assert_eq!(txn.status(), transaction::Status::Active);
+/// transaction::commit()?;
+/// assert_eq!(txn.status(), transaction::Status::Committed);
+/// # Ok::<(), transaction::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Transaction {
+    inner: Rc<Inner>,
+}
+
+impl fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.inner.state.try_borrow();
+        let mut d = f.debug_struct("Transaction");
+        d.field("id", &self.inner.id);
+        if let Ok(st) = st {
+            d.field("status", &st.status)
+                .field("resources", &st.resources.len());
+        }
+        d.finish()
+    }
+}
+
+impl Transaction {
+    pub(crate) fn new(manager: Weak<ManagerInner>) -> Self {
+        Self {
+            inner: Rc::new(Inner {
+                id: TransactionId::next(),
+                manager,
+                state: RefCell::new(State {
+                    status: Status::Active,
+                    resources: Vec::new(),
+                    before_commit: Vec::new(),
+                    after_commit: Vec::new(),
+                    before_abort: Vec::new(),
+                    after_abort: Vec::new(),
+                    meta: Meta::default(),
+                    data: HashMap::new(),
+                    savepoints: Vec::new(),
+                }),
+                next_savepoint: Cell::new(0),
+            }),
+        }
+    }
+
+    /// The transaction's unique id; resources use it to name their branches.
+    pub fn id(&self) -> TransactionId {
+        self.inner.id
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        self.inner.state.borrow().status
+    }
+
+    /// Whether two handles refer to the same transaction.
+    pub fn ptr_eq(&self, other: &Transaction) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Whether the transaction is doomed (it can only be aborted).
+    pub fn is_doomed(&self) -> bool {
+        self.status() == Status::Doomed
+    }
+
+    /// Dooms the transaction: a later `commit()` fails with [`Error::Doomed`] and changes
+    /// nothing, while `abort()` works as usual. Dooming is sticky until the transaction ends.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TransactionFailed`] after a failed commit, [`Error::InvalidState`] once the
+    /// transaction has ended.
+    pub fn doom(&self) -> Result<()> {
+        let mut st = self.inner.state.borrow_mut();
+        match st.status {
+            Status::Active | Status::Doomed => {
+                st.status = Status::Doomed;
+                Ok(())
+            }
+            Status::CommitFailed => Err(Error::TransactionFailed),
+            status => Err(Error::InvalidState {
+                operation: "doom",
+                status,
+            }),
+        }
+    }
+
+    /// Joins a resource to the transaction, so it takes part in its commit or abort.
+    /// Joining the same resource (the same `Rc`) twice has no effect.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TransactionFailed`] after a failed commit; [`Error::InvalidState`] while
+    /// committing or once the transaction has ended.
+    pub fn join(&self, resource: Rc<dyn DataManager>) -> Result<()> {
+        let mut st = self.inner.state.borrow_mut();
+        match st.status {
+            Status::Active | Status::Doomed => {}
+            Status::CommitFailed => return Err(Error::TransactionFailed),
+            status => {
+                return Err(Error::InvalidState {
+                    operation: "join",
+                    status,
+                })
+            }
+        }
+        let addr = Rc::as_ptr(&resource) as *const ();
+        if !st
+            .resources
+            .iter()
+            .any(|r| Rc::as_ptr(r) as *const () == addr)
+        {
+            st.resources.push(resource);
+        }
+        Ok(())
+    }
+
+    /// Whether `resource` has joined this transaction.
+    pub fn has_joined(&self, resource: &Rc<dyn DataManager>) -> bool {
+        let addr = Rc::as_ptr(resource) as *const ();
+        self.inner
+            .state
+            .borrow()
+            .resources
+            .iter()
+            .any(|r| Rc::as_ptr(r) as *const () == addr)
+    }
+
+    /// The number of joined resources.
+    pub fn resource_count(&self) -> usize {
+        self.inner.state.borrow().resources.len()
+    }
+
+    /// Appends a line to the description (zope's `note`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TransactionFailed`] after a failed commit; [`Error::InvalidState`] once the
+    /// transaction has ended.
+    pub fn note(&self, text: &str) -> Result<()> {
+        let mut st = self.inner.state.borrow_mut();
+        match st.status {
+            Status::Active | Status::Doomed | Status::Committing => {}
+            Status::CommitFailed => return Err(Error::TransactionFailed),
+            status => {
+                return Err(Error::InvalidState {
+                    operation: "note",
+                    status,
+                })
+            }
+        }
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(());
+        }
+        if !st.meta.description.is_empty() {
+            st.meta.description.push('\n');
+        }
+        st.meta.description.push_str(text);
+        Ok(())
+    }
+
+    /// The description built by [`note`](Self::note).
+    pub fn description(&self) -> String {
+        self.inner.state.borrow().meta.description.clone()
+    }
+
+    /// Sets the user, as zope does: `"{path} {user}"`, or the bare user when `path` is empty.
+    pub fn set_user(&self, user: &str, path: &str) {
+        let value = if path.is_empty() {
+            user.to_owned()
+        } else {
+            format!("{path} {user}")
+        };
+        self.inner.state.borrow_mut().meta.user = value;
+    }
+
+    /// The user set by [`set_user`](Self::set_user).
+    pub fn user(&self) -> String {
+        self.inner.state.borrow().meta.user.clone()
+    }
+
+    /// Sets an extension (metadata) value.
+    pub fn set_extension(&self, key: impl Into<String>, value: impl Into<String>) {
+        self.inner
+            .state
+            .borrow_mut()
+            .meta
+            .extension
+            .insert(key.into(), value.into());
+    }
+
+    /// An extension value.
+    pub fn extension(&self, key: &str) -> Option<String> {
+        self.inner.state.borrow().meta.extension.get(key).cloned()
+    }
+
+    /// Every extension value, sorted by key.
+    pub fn extensions(&self) -> BTreeMap<String, String> {
+        self.inner.state.borrow().meta.extension.clone()
+    }
+
+    /// Stores per-transaction data keyed by its type; a caller keeps its data private by
+    /// using a type of its own. Replaces a previous value of the same type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// struct RequestId(u64);
+    /// let txn = transaction::TransactionManager::new().begin()?;
+    /// txn.set_data(RequestId(7));
+    /// assert_eq!(txn.data::<RequestId>().map(|r| r.0), Some(7));
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
+    pub fn set_data<T: 'static>(&self, value: T) {
+        self.inner
+            .state
+            .borrow_mut()
+            .data
+            .insert(TypeId::of::<T>(), Rc::new(value));
+    }
+
+    /// The per-transaction data of type `T`, if set.
+    pub fn data<T: 'static>(&self) -> Option<Rc<T>> {
+        let value = self
+            .inner
+            .state
+            .borrow()
+            .data
+            .get(&TypeId::of::<T>())
+            .cloned()?;
+        value.downcast::<T>().ok()
+    }
+
+    /// Adds a hook run at the start of `commit()`, before any resource is touched. A hook
+    /// may join more resources or add more hooks. If it fails, every resource is aborted,
+    /// the transaction enters [`Status::CommitFailed`] and `commit()` returns
+    /// [`Error::Hook`].
+    pub fn add_before_commit_hook(
+        &self,
+        hook: impl FnOnce(&Transaction) -> std::result::Result<(), BoxError> + 'static,
+    ) {
+        self.inner
+            .state
+            .borrow_mut()
+            .before_commit
+            .push(Box::new(hook));
+    }
+
+    /// Adds a hook run after a commit attempt, told whether the commit succeeded.
+    pub fn add_after_commit_hook(&self, hook: impl FnOnce(&Transaction, bool) + 'static) {
+        self.inner
+            .state
+            .borrow_mut()
+            .after_commit
+            .push(Box::new(hook));
+    }
+
+    /// Adds a hook run at the start of `abort()`.
+    pub fn add_before_abort_hook(&self, hook: impl FnOnce(&Transaction) + 'static) {
+        self.inner
+            .state
+            .borrow_mut()
+            .before_abort
+            .push(Box::new(hook));
+    }
+
+    /// Adds a hook run at the end of `abort()`.
+    pub fn add_after_abort_hook(&self, hook: impl FnOnce(&Transaction) + 'static) {
+        self.inner
+            .state
+            .borrow_mut()
+            .after_abort
+            .push(Box::new(hook));
+    }
+
+    fn manager(&self) -> Option<Rc<ManagerInner>> {
+        self.inner.manager.upgrade()
+    }
+
+    fn synchronizers(&self) -> Vec<Rc<dyn Synchronizer>> {
+        self.manager()
+            .map(|m| m.synchronizers())
+            .unwrap_or_default()
+    }
+
+    fn set_status(&self, status: Status) {
+        self.inner.state.borrow_mut().status = status;
+    }
+
+    /// Commits every joined resource, with two-phase commit when more than one has work.
+    ///
+    /// See the crate documentation for the protocol. On success the transaction ends and
+    /// the manager begins a fresh one on the next [`get`](crate::TransactionManager::get).
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Doomed`]: the transaction is doomed; nothing changed.
+    /// - [`Error::TransactionFailed`]: an earlier commit failed; call `abort()`.
+    /// - [`Error::Hook`], [`Error::Resource`], [`Error::DecisionLog`],
+    ///   [`Error::TooManyOnePhase`]: nothing was committed, every resource was rolled back,
+    ///   the transaction is in [`Status::CommitFailed`] until `abort()`.
+    /// - [`Error::Heuristic`]: the decision was to commit but some resource did not finish;
+    ///   the error lists which committed and which did not.
+    pub fn commit(&self) -> Result<()> {
+        self.check_committable()?;
+        self.invalidate_savepoints();
+
+        if let Err(err) = self.run_before_commit() {
+            return Err(self.fail_before_protocol(err));
+        }
+        // A hook may have doomed the transaction.
+        self.check_committable()?;
+
+        let result = {
+            let mut resources = {
+                let mut st = self.inner.state.borrow_mut();
+                st.status = Status::Committing;
+                std::mem::take(&mut st.resources)
+            };
+            // Two-phase resources first, then one-phase ones; each group by sort key.
+            resources.sort_by(|a, b| {
+                a.is_one_phase()
+                    .cmp(&b.is_one_phase())
+                    .then_with(|| a.sort_key().cmp(b.sort_key()))
+            });
+            self.commit_resources(&resources)
+        };
+        let ok = result.is_ok();
+        self.set_status(if ok {
+            Status::Committed
+        } else {
+            Status::CommitFailed
+        });
+        self.after_completion(ok);
+        if ok {
+            if let Some(m) = self.manager() {
+                m.free(self);
+            }
+            tracing::debug!(transaction = %self.id(), "committed");
+        }
+        result
+    }
+
+    fn check_committable(&self) -> Result<()> {
+        match self.status() {
+            Status::Active => Ok(()),
+            Status::Doomed => Err(Error::Doomed),
+            Status::CommitFailed => Err(Error::TransactionFailed),
+            status => Err(Error::InvalidState {
+                operation: "commit",
+                status,
+            }),
+        }
+    }
+
+    fn run_before_commit(&self) -> Result<()> {
+        loop {
+            let hooks = std::mem::take(&mut self.inner.state.borrow_mut().before_commit);
+            if hooks.is_empty() {
+                break;
+            }
+            for hook in hooks {
+                hook(self).map_err(|source| Error::Hook {
+                    phase: Phase::BeforeCommitHook,
+                    source,
+                })?;
+            }
+        }
+        for sync in self.synchronizers() {
+            sync.before_completion(self).map_err(|source| Error::Hook {
+                phase: Phase::BeforeCompletion,
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A failure before any resource saw `tpc_begin`: abort them all.
+    fn fail_before_protocol(&self, err: Error) -> Error {
+        let resources = {
+            let mut st = self.inner.state.borrow_mut();
+            st.before_commit.clear();
+            st.status = Status::Committing;
+            std::mem::take(&mut st.resources)
+        };
+        tracing::warn!(transaction = %self.id(), error = %err, "commit failed before the two-phase protocol started");
+        self.cleanup(&resources, 0, 0);
+        self.set_status(Status::CommitFailed);
+        self.after_completion(false);
+        err
+    }
+
+    fn after_completion(&self, committed: bool) {
+        for sync in self.synchronizers() {
+            sync.after_completion(self);
+        }
+        let hooks = std::mem::take(&mut self.inner.state.borrow_mut().after_commit);
+        for hook in hooks {
+            hook(self, committed);
+        }
+    }
+
+    fn commit_resources(&self, resources: &[Rc<dyn DataManager>]) -> Result<()> {
+        let manager = self.manager();
+        let allow_many = manager
+            .as_ref()
+            .is_some_and(|m| m.allow_multiple_one_phase());
+        let one_phase = resources.iter().filter(|r| r.is_one_phase()).count();
+        if one_phase > 1 {
+            let names: Vec<String> = resources
+                .iter()
+                .filter(|r| r.is_one_phase())
+                .map(|r| r.sort_key().to_owned())
+                .collect();
+            if !allow_many {
+                self.cleanup(resources, 0, 0);
+                return Err(Error::TooManyOnePhase { resources: names });
+            }
+            tracing::warn!(
+                transaction = %self.id(),
+                resources = ?names,
+                "several one-phase resources in one transaction: a failure may commit some and not others"
+            );
+        }
+
+        for (i, r) in resources.iter().enumerate() {
+            if let Err(e) = r.tpc_begin(self) {
+                return Err(self.fail(resources, &[], i + 1, i, Phase::TpcBegin, e));
+            }
+        }
+        for (i, r) in resources.iter().enumerate() {
+            if let Err(e) = r.commit(self) {
+                return Err(self.fail(resources, &[], resources.len(), i, Phase::Commit, e));
+            }
+        }
+
+        let mut votes: Vec<Vote> = Vec::with_capacity(resources.len());
+        let last = resources.len().wrapping_sub(1);
+        for (i, r) in resources.iter().enumerate() {
+            let alone = i == last
+                && one_phase == 0
+                && votes.iter().all(|v| *v == Vote::ReadOnly)
+                && r.supports_one_phase_commit();
+            let (phase, outcome) = if alone {
+                (
+                    Phase::OnePhaseCommit,
+                    r.commit_one_phase(self).map(|()| Vote::Committed),
+                )
+            } else {
+                (Phase::Vote, r.tpc_vote(self))
+            };
+            match outcome {
+                Ok(vote) => votes.push(vote),
+                Err(e) => return Err(self.fail(resources, &votes, resources.len(), i, phase, e)),
+            }
+        }
+
+        let prepared = votes.contains(&Vote::Prepared);
+        let log = manager
+            .as_ref()
+            .map(|m| m.decision_log())
+            .filter(|l| l.is_enabled());
+        if let (true, Some(log)) = (prepared, &log) {
+            let branches: Vec<Branch> = resources
+                .iter()
+                .zip(&votes)
+                .filter(|(_, v)| **v == Vote::Prepared)
+                .map(|(r, _)| Branch {
+                    resource: r.sort_key().to_owned(),
+                    branch_id: r.branch_id(self),
+                })
+                .collect();
+            if let Err(source) = log.record_commit(self.id(), &branches) {
+                if votes.contains(&Vote::Committed) {
+                    // A one-phase resource already committed: the decision is made.
+                    tracing::error!(transaction = %self.id(), error = %source, "could not record the commit decision after a one-phase resource committed; finishing the prepared resources anyway");
+                } else {
+                    tracing::error!(transaction = %self.id(), error = %source, "could not record the commit decision; rolling back");
+                    self.cleanup(resources, resources.len(), resources.len());
+                    return Err(Error::DecisionLog { source });
+                }
+            }
+        }
+
+        let mut failed: Vec<(usize, ResourceError)> = Vec::new();
+        for (i, (r, vote)) in resources.iter().zip(&votes).enumerate() {
+            if *vote == Vote::Prepared {
+                if let Err(e) = r.tpc_finish(self) {
+                    tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %e, "tpc_finish failed after the commit decision: the branch is in doubt");
+                    failed.push((i, e));
+                }
+            }
+        }
+        if failed.is_empty() {
+            if let (true, Some(log)) = (prepared, &log) {
+                if let Err(e) = log.forget(self.id()) {
+                    tracing::warn!(transaction = %self.id(), error = %e, "could not forget a finished transaction in the decision log");
+                }
+            }
+            return Ok(());
+        }
+        let committed = resources
+            .iter()
+            .zip(&votes)
+            .enumerate()
+            .filter(|(i, (_, v))| **v != Vote::ReadOnly && !failed.iter().any(|(f, _)| f == i))
+            .map(|(_, (r, _))| r.sort_key().to_owned())
+            .collect();
+        let failed = failed
+            .into_iter()
+            .map(|(i, e)| (resources[i].sort_key().to_owned(), e))
+            .collect();
+        let err = HeuristicError::new(self.id(), committed, failed);
+        tracing::error!(transaction = %self.id(), error = %err, "heuristic outcome");
+        Err(Error::Heuristic(Box::new(err)))
+    }
+
+    /// A failure before the decision: roll everything back and describe it.
+    ///
+    /// `votes` holds the votes of the resources before `failed_at`; `begun` is how many
+    /// resources saw `tpc_begin`.
+    fn fail(
+        &self,
+        resources: &[Rc<dyn DataManager>],
+        votes: &[Vote],
+        begun: usize,
+        failed_at: usize,
+        phase: Phase,
+        source: ResourceError,
+    ) -> Error {
+        let resource = resources[failed_at].sort_key().to_owned();
+        tracing::warn!(transaction = %self.id(), resource = %resource, phase = %phase, error = %source, "commit failed; rolling back every resource");
+        self.cleanup(resources, begun, votes.len());
+        if votes.contains(&Vote::Committed) {
+            // A resource that claimed two-phase support committed in its vote: that work
+            // cannot be rolled back, so the outcome is mixed and must be reported as such.
+            let committed = resources
+                .iter()
+                .zip(votes)
+                .filter(|(_, v)| **v == Vote::Committed)
+                .map(|(r, _)| r.sort_key().to_owned())
+                .collect();
+            let err = HeuristicError::new(self.id(), committed, vec![(resource, source)]);
+            tracing::error!(transaction = %self.id(), error = %err, "heuristic outcome");
+            return Error::Heuristic(Box::new(err));
+        }
+        Error::Resource {
+            phase,
+            resource,
+            source,
+        }
+    }
+
+    /// `abort` on every resource that has not voted, then `tpc_abort` on every resource
+    /// that saw `tpc_begin`. Errors are logged: the first failure is the one reported.
+    fn cleanup(&self, resources: &[Rc<dyn DataManager>], begun: usize, voted: usize) {
+        for r in &resources[voted.min(resources.len())..] {
+            if let Err(e) = r.abort(self) {
+                tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %e, "abort failed while cleaning up a failed commit");
+            }
+        }
+        for r in &resources[..begun.min(resources.len())] {
+            if let Err(e) = r.tpc_abort(self) {
+                tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %e, "tpc_abort failed while cleaning up a failed commit");
+            }
+        }
+    }
+
+    /// Aborts the transaction: every joined resource discards its work. Aborting an
+    /// aborted transaction does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Resource`] with [`Phase::Abort`] for the first resource whose abort failed
+    /// (every resource is still asked to abort, and the transaction still ends);
+    /// [`Error::InvalidState`] for a committed transaction.
+    pub fn abort(&self) -> Result<()> {
+        match self.status() {
+            Status::Active | Status::Doomed | Status::CommitFailed => {}
+            Status::Aborted => return Ok(()),
+            status => {
+                return Err(Error::InvalidState {
+                    operation: "abort",
+                    status,
+                })
+            }
+        }
+        self.invalidate_savepoints();
+        loop {
+            let hooks = std::mem::take(&mut self.inner.state.borrow_mut().before_abort);
+            if hooks.is_empty() {
+                break;
+            }
+            for hook in hooks {
+                hook(self);
+            }
+        }
+        let synchronizers = self.synchronizers();
+        for sync in &synchronizers {
+            if let Err(e) = sync.before_completion(self) {
+                tracing::warn!(transaction = %self.id(), error = %e, "synchronizer before_completion failed during abort");
+            }
+        }
+        let resources = std::mem::take(&mut self.inner.state.borrow_mut().resources);
+        let mut first: Option<Error> = None;
+        for r in &resources {
+            if let Err(source) = r.abort(self) {
+                tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %source, "abort failed");
+                if first.is_none() {
+                    first = Some(Error::Resource {
+                        phase: Phase::Abort,
+                        resource: r.sort_key().to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
+        {
+            let mut st = self.inner.state.borrow_mut();
+            st.status = Status::Aborted;
+            st.before_commit.clear();
+            st.after_commit.clear();
+        }
+        for sync in &synchronizers {
+            sync.after_completion(self);
+        }
+        let hooks = std::mem::take(&mut self.inner.state.borrow_mut().after_abort);
+        for hook in hooks {
+            hook(self);
+        }
+        if let Some(m) = self.manager() {
+            m.free(self);
+        }
+        tracing::debug!(transaction = %self.id(), "aborted");
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Aborts on behalf of a manager that is going away, logging at warn level.
+    pub(crate) fn abort_abandoned(&self, why: &str) {
+        let st = self.inner.state.borrow();
+        let live = matches!(
+            st.status,
+            Status::Active | Status::Doomed | Status::CommitFailed
+        );
+        let had_work = !st.resources.is_empty();
+        drop(st);
+        if !live {
+            return;
+        }
+        if had_work {
+            tracing::warn!(transaction = %self.id(), "{why} with a transaction still open: aborting it, nothing is committed");
+        }
+        if let Err(e) = self.abort() {
+            tracing::error!(transaction = %self.id(), error = %e, "abort of an abandoned transaction failed");
+        }
+    }
+
+    /// Takes a savepoint of every joined resource.
+    ///
+    /// With `optimistic` false, every resource must support savepoints. With `optimistic`
+    /// true, resources that do not are accepted, and rolling back the savepoint fails
+    /// instead.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SavepointNotSupported`] naming the first resource that cannot take one;
+    /// [`Error::Resource`] with [`Phase::Savepoint`] when a resource failed to take one
+    /// (the transaction is unchanged in both cases); [`Error::TransactionFailed`] after a
+    /// failed commit.
+    pub fn savepoint(&self, optimistic: bool) -> Result<Savepoint> {
+        let resources = {
+            let st = self.inner.state.borrow();
+            match st.status {
+                Status::Active | Status::Doomed => {}
+                Status::CommitFailed => return Err(Error::TransactionFailed),
+                status => {
+                    return Err(Error::InvalidState {
+                        operation: "take a savepoint of",
+                        status,
+                    })
+                }
+            }
+            st.resources.clone()
+        };
+        let mut states = Vec::with_capacity(resources.len());
+        for r in resources {
+            match r.savepoint(self) {
+                Some(Ok(sp)) => states.push((r, Some(sp))),
+                None if optimistic => states.push((r, None)),
+                None => {
+                    return Err(Error::SavepointNotSupported {
+                        resource: r.sort_key().to_owned(),
+                    })
+                }
+                Some(Err(source)) => {
+                    return Err(Error::Resource {
+                        phase: Phase::Savepoint,
+                        resource: r.sort_key().to_owned(),
+                        source,
+                    })
+                }
+            }
+        }
+        let seq = self.inner.next_savepoint.get();
+        self.inner.next_savepoint.set(seq + 1);
+        let mark = Rc::new(SavepointMark::new(seq));
+        let joined = {
+            let mut st = self.inner.state.borrow_mut();
+            st.savepoints.push(mark.clone());
+            st.resources.len()
+        };
+        Ok(Savepoint::new(self.clone(), mark, states, joined))
+    }
+
+    fn invalidate_savepoints(&self) {
+        let marks = std::mem::take(&mut self.inner.state.borrow_mut().savepoints);
+        for m in marks {
+            m.invalidate();
+        }
+    }
+
+    /// Called by a savepoint rollback: invalidates later savepoints and returns the
+    /// resources that joined after the savepoint, which it removes.
+    pub(crate) fn rewind_to(
+        &self,
+        mark: &SavepointMark,
+        joined: usize,
+    ) -> Result<Vec<Rc<dyn DataManager>>> {
+        let mut st = self.inner.state.borrow_mut();
+        match st.status {
+            Status::Active | Status::Doomed => {}
+            Status::CommitFailed => return Err(Error::TransactionFailed),
+            _ => return Err(Error::InvalidSavepoint),
+        }
+        st.savepoints.retain(|m| {
+            let keep = m.sequence() <= mark.sequence();
+            if !keep {
+                m.invalidate();
+            }
+            keep
+        });
+        let joined = joined.min(st.resources.len());
+        Ok(st.resources.split_off(joined))
+    }
+
+    pub(crate) fn fail_savepoint(&self) {
+        self.set_status(Status::CommitFailed);
+        self.invalidate_savepoints();
+    }
+}
