@@ -1,1 +1,49 @@
-//! placeholder
+//! Named Diesel engines from Pyramid-style settings, sessions on r2d2 pools, and two-phase
+//! commit across them: a Rust port of the Python `sqlassist` library.
+//!
+//! An application describes its databases in settings, one engine per key prefix, the way
+//! SQLAlchemy's `engine_from_config(settings, prefix="sqlalchemy_reader.")` reads them:
+//!
+//! ```ini
+//! [app:main]
+//! sqlalchemy_reader.url = postgresql://myapp_reader:secret@localhost/myapp
+//! sqlalchemy_reader.read_only = true
+//! sqlalchemy_writer.url = postgresql://myapp_writer:secret@localhost/myapp
+//! sqlalchemy_writer.pool_size = 5
+//! ```
+//!
+//! - [`Settings`] reads such a section (or TOML, a plain map, environment overrides),
+//!   layered through the `config` crate.
+//! - [`DatabaseUrl`] understands SQLAlchemy's URL forms and produces the URL Diesel opens.
+//! - [`EngineOptions`] holds one engine's URL and pool and session options.
+//!
+//! ```
+//! use sqlassist::{EngineOptions, Settings};
+//!
+//! let settings = Settings::from_ini_str(
+//!     "[app:main]\nsqlalchemy_reader.url = sqlite://\nsqlalchemy_reader.read_only = true\n",
+//!     "app:main",
+//!     "/srv/myapp",
+//! )?;
+//! for prefix in settings.engine_prefixes() {
+//!     let options = EngineOptions::from_settings(&settings, &prefix)?;
+//!     assert!(options.is_read_only());
+//! }
+//! # Ok::<(), sqlassist::Error>(())
+//! ```
+//!
+//! Cargo features choose the backends: `sqlite` (default), `postgres`, `mysql`. A URL for
+//! a backend that is not compiled in fails with [`Error::BackendNotEnabled`], which names
+//! the feature to enable.
+
+#![deny(missing_docs)]
+
+mod error;
+mod options;
+mod settings;
+mod url;
+
+pub use error::{Error, Result};
+pub use options::{EngineOptions, EngineOptionsBuilder, IsolationLevel};
+pub use settings::{Settings, SettingsBuilder};
+pub use url::{Backend, DatabaseUrl};

@@ -1,0 +1,896 @@
+//! Engine options: what SQLAlchemy's `engine_from_config(settings, prefix)` reads.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::settings::Settings;
+use crate::url::DatabaseUrl;
+
+/// The keys [`EngineOptions::from_settings`] accepts under a prefix.
+const KNOWN_KEYS: &[&str] = &[
+    "url",
+    "pool_size",
+    "pool_min_idle",
+    "pool_timeout",
+    "pool_idle_timeout",
+    "pool_recycle",
+    "pool_pre_ping",
+    "read_only",
+    "isolation_level",
+    "statement_timeout",
+    "application_name",
+    "busy_timeout",
+    "echo",
+];
+
+/// Keys under an engine prefix that the engine registry reads (`managed`, the seed's
+/// `use_zope`, `default`). [`EngineOptions::from_settings`] accepts and ignores them, so
+/// that its typo check covers every key under the prefix.
+const REGISTRY_KEYS: &[&str] = &["managed", "use_zope", "default"];
+
+const DEFAULT_POOL_SIZE: u32 = 10;
+const DEFAULT_POOL_MIN_IDLE: u32 = 0;
+const DEFAULT_POOL_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+const DEFAULT_POOL_RECYCLE: Duration = Duration::from_secs(1800);
+const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+
+const EXPECTED_BOOL: &str = "a boolean (true/false, yes/no, on/off, 1/0)";
+const EXPECTED_ISOLATION: &str =
+    "one of READ UNCOMMITTED, READ COMMITTED, REPEATABLE READ, SERIALIZABLE";
+
+/// The isolation level every transaction of an engine runs at.
+///
+/// Parsing accepts SQLAlchemy's spellings in any case, with spaces, underscores or
+/// hyphens: `SERIALIZABLE`, `repeatable_read`, `Read Committed`. SQLAlchemy's `AUTOCOMMIT`
+/// is not an isolation level here: sessions are always transactional.
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::IsolationLevel;
+/// let level: IsolationLevel = "repeatable_read".parse()?;
+/// assert_eq!(level, IsolationLevel::RepeatableRead);
+/// assert_eq!(level.as_sql(), "REPEATABLE READ");
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IsolationLevel {
+    /// `READ UNCOMMITTED`.
+    ReadUncommitted,
+    /// `READ COMMITTED`.
+    ReadCommitted,
+    /// `REPEATABLE READ`.
+    RepeatableRead,
+    /// `SERIALIZABLE`.
+    Serializable,
+}
+
+impl IsolationLevel {
+    /// The SQL spelling, as in `SET TRANSACTION ISOLATION LEVEL READ COMMITTED`.
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            IsolationLevel::ReadUncommitted => "READ UNCOMMITTED",
+            IsolationLevel::ReadCommitted => "READ COMMITTED",
+            IsolationLevel::RepeatableRead => "REPEATABLE READ",
+            IsolationLevel::Serializable => "SERIALIZABLE",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        let normalized = s
+            .split(|c: char| c.is_whitespace() || c == '_' || c == '-')
+            .filter(|word| !word.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_uppercase();
+        Some(match normalized.as_str() {
+            "READ UNCOMMITTED" => IsolationLevel::ReadUncommitted,
+            "READ COMMITTED" => IsolationLevel::ReadCommitted,
+            "REPEATABLE READ" => IsolationLevel::RepeatableRead,
+            "SERIALIZABLE" => IsolationLevel::Serializable,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for IsolationLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_sql())
+    }
+}
+
+impl FromStr for IsolationLevel {
+    type Err = Error;
+
+    /// Parses SQLAlchemy's spellings.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSetting`] for the key `isolation_level` if `s` names no level.
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+            .ok_or_else(|| Error::invalid_setting("isolation_level", s, EXPECTED_ISOLATION))
+    }
+}
+
+/// How to open and pool one engine's connections.
+///
+/// The keys under an engine prefix, in SQLAlchemy's spelling, map onto r2d2 and Diesel:
+///
+/// | key under the prefix | meaning | default |
+/// |---|---|---|
+/// | `url` | database URL ([`DatabaseUrl`]), relative SQLite paths resolved against [`Settings::here`] | required |
+/// | `pool_size` | r2d2 `max_size`: connections the pool may hold | `10` |
+/// | `pool_min_idle` | r2d2 `min_idle`: idle connections kept open | `0` (nothing opened eagerly) |
+/// | `pool_timeout` | r2d2 `connection_timeout`: wait for a connection (seconds) | `30` |
+/// | `pool_idle_timeout` | r2d2 `idle_timeout` (seconds, `none` to disable) | `600` |
+/// | `pool_recycle` | r2d2 `max_lifetime` (seconds, `none` or `-1` to disable) | `1800` |
+/// | `pool_pre_ping` | r2d2 `test_on_check_out`: test a connection before handing it out | `true` |
+/// | `read_only` | open the engine read-only | `false` |
+/// | `isolation_level` | [`IsolationLevel`] of every transaction | the server's |
+/// | `statement_timeout` | per-statement time limit (milliseconds) | none |
+/// | `application_name` | name shown by the server (PostgreSQL `application_name`) | none |
+/// | `busy_timeout` | SQLite: how long to wait for a lock (milliseconds) | `5000` |
+/// | `echo` | log every SQL statement at `debug` level | `false` |
+///
+/// Durations are a number in the key's unit (`30`, `2.5`) or a number with a unit: `ms`,
+/// `s`, `m`, `h` (`250ms`, `5s`). Booleans accept `true/false`, `yes/no`, `on/off`,
+/// `t/f`, `y/n`, `1/0` in any case, like Pyramid's `asbool`. Any other key under the prefix
+/// is an error ([`Error::UnknownSetting`]), so a typo does not silently fall back to a
+/// default. SQLAlchemy keys with no r2d2 equivalent (`max_overflow`, `echo_pool`,
+/// `pool_reset_on_return`, …) are rejected the same way. The only exceptions are the keys
+/// the engine registry reads under the same prefix (`managed`, `use_zope`, `default`),
+/// accepted and ignored here.
+///
+/// Built from settings with [`from_settings`](Self::from_settings), or in code with
+/// [`new`](Self::new) (all defaults) or [`builder`](Self::builder).
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::{EngineOptions, Settings};
+/// use std::time::Duration;
+///
+/// let settings = Settings::from_pairs([
+///     ("sqlalchemy_reader.url", "sqlite://"),
+///     ("sqlalchemy_reader.pool_size", "4"),
+///     ("sqlalchemy_reader.read_only", "yes"),
+///     ("sqlalchemy_reader.statement_timeout", "5s"),
+/// ]);
+/// let options = EngineOptions::from_settings(&settings, "sqlalchemy_reader.")?;
+/// assert_eq!(options.pool_size(), 4);
+/// assert!(options.is_read_only());
+/// assert_eq!(options.statement_timeout(), Some(Duration::from_secs(5)));
+/// assert_eq!(options.pool_min_idle(), 0);
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineOptions {
+    url: DatabaseUrl,
+    pool_size: u32,
+    pool_min_idle: u32,
+    pool_timeout: Duration,
+    pool_idle_timeout: Option<Duration>,
+    pool_recycle: Option<Duration>,
+    pool_pre_ping: bool,
+    read_only: bool,
+    isolation_level: Option<IsolationLevel>,
+    statement_timeout: Option<Duration>,
+    application_name: Option<String>,
+    busy_timeout: Duration,
+    echo: bool,
+}
+
+impl EngineOptions {
+    /// Options for `url` with every default (see [`EngineOptions`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions};
+    /// let options = EngineOptions::new(DatabaseUrl::parse("sqlite://")?);
+    /// assert_eq!(options.pool_size(), 10);
+    /// assert!(options.pool_pre_ping());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn new(url: DatabaseUrl) -> Self {
+        EngineOptions {
+            url,
+            pool_size: DEFAULT_POOL_SIZE,
+            pool_min_idle: DEFAULT_POOL_MIN_IDLE,
+            pool_timeout: DEFAULT_POOL_TIMEOUT,
+            pool_idle_timeout: Some(DEFAULT_POOL_IDLE_TIMEOUT),
+            pool_recycle: Some(DEFAULT_POOL_RECYCLE),
+            pool_pre_ping: true,
+            read_only: false,
+            isolation_level: None,
+            statement_timeout: None,
+            application_name: None,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            echo: false,
+        }
+    }
+
+    /// A builder for options in code, starting from the defaults.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions, IsolationLevel};
+    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
+    ///     .pool_size(2)
+    ///     .read_only(true)
+    ///     .isolation_level(IsolationLevel::Serializable)
+    ///     .build()?;
+    /// assert_eq!(options.pool_size(), 2);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn builder(url: DatabaseUrl) -> EngineOptionsBuilder {
+        EngineOptionsBuilder {
+            options: Self::new(url),
+        }
+    }
+
+    /// A builder starting from these options, to change some of them.
+    pub fn to_builder(&self) -> EngineOptionsBuilder {
+        EngineOptionsBuilder {
+            options: self.clone(),
+        }
+    }
+
+    /// Reads the options under `prefix` (such as `sqlalchemy_reader.`; a missing trailing
+    /// `.` is added), as SQLAlchemy's `engine_from_config` does.
+    ///
+    /// The URL is resolved against [`Settings::here`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingSetting`] without `{prefix}url`; the URL's errors from
+    /// [`DatabaseUrl::parse_with_base`]; [`Error::UnknownSetting`] for a key under the
+    /// prefix that is not an option; [`Error::InvalidSetting`] for a value that does not
+    /// parse, or a pool that r2d2 would refuse (`pool_size` 0, `pool_min_idle` larger than
+    /// `pool_size`, a zero `pool_timeout`, `pool_idle_timeout` or `pool_recycle`).
+    pub fn from_settings(settings: &Settings, prefix: &str) -> Result<Self> {
+        let prefix = if prefix.is_empty() || prefix.ends_with('.') {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}.")
+        };
+        let url_key = format!("{prefix}url");
+        let url = DatabaseUrl::parse_with_base(settings.require(&url_key)?, settings.here())?;
+        let mut o = Self::new(url);
+        for (name, value) in settings.keys_with_prefix(&prefix) {
+            let key = format!("{prefix}{name}");
+            let value = value.trim();
+            match name {
+                "url" => {}
+                "pool_size" => o.pool_size = parse_count(&key, value, "a positive integer")?,
+                "pool_min_idle" => {
+                    o.pool_min_idle = parse_count(&key, value, "a non-negative integer")?;
+                }
+                "pool_timeout" => o.pool_timeout = parse_duration(&key, value, Unit::Seconds)?,
+                "pool_idle_timeout" => {
+                    o.pool_idle_timeout = parse_disableable(&key, value, Unit::Seconds)?;
+                }
+                "pool_recycle" => o.pool_recycle = parse_disableable(&key, value, Unit::Seconds)?,
+                "pool_pre_ping" => o.pool_pre_ping = parse_bool(&key, value)?,
+                "read_only" => o.read_only = parse_bool(&key, value)?,
+                "isolation_level" => {
+                    o.isolation_level =
+                        Some(IsolationLevel::parse(value).ok_or_else(|| {
+                            Error::invalid_setting(&key, value, EXPECTED_ISOLATION)
+                        })?);
+                }
+                "statement_timeout" => {
+                    o.statement_timeout = if value.eq_ignore_ascii_case("none") {
+                        None
+                    } else {
+                        Some(parse_duration(&key, value, Unit::Millis)?)
+                    };
+                }
+                "application_name" => {
+                    o.application_name = Some(value.to_owned()).filter(|v| !v.is_empty());
+                }
+                "busy_timeout" => o.busy_timeout = parse_duration(&key, value, Unit::Millis)?,
+                "echo" => o.echo = parse_bool(&key, value)?,
+                _ if REGISTRY_KEYS.contains(&name) => {}
+                _ => {
+                    return Err(Error::UnknownSetting {
+                        key,
+                        known: KNOWN_KEYS
+                            .iter()
+                            .chain(REGISTRY_KEYS)
+                            .copied()
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+                }
+            }
+        }
+        o.validate(&prefix)?;
+        Ok(o)
+    }
+
+    /// The database URL.
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// Most connections the pool holds (r2d2 `max_size`).
+    pub fn pool_size(&self) -> u32 {
+        self.pool_size
+    }
+
+    /// Idle connections the pool keeps open (r2d2 `min_idle`).
+    pub fn pool_min_idle(&self) -> u32 {
+        self.pool_min_idle
+    }
+
+    /// How long a checkout waits for a connection (r2d2 `connection_timeout`).
+    pub fn pool_timeout(&self) -> Duration {
+        self.pool_timeout
+    }
+
+    /// How long an idle connection is kept (r2d2 `idle_timeout`); `None`: forever.
+    pub fn pool_idle_timeout(&self) -> Option<Duration> {
+        self.pool_idle_timeout
+    }
+
+    /// How long a connection lives before it is replaced (r2d2 `max_lifetime`); `None`:
+    /// forever.
+    pub fn pool_recycle(&self) -> Option<Duration> {
+        self.pool_recycle
+    }
+
+    /// Whether a connection is tested before each checkout (r2d2 `test_on_check_out`).
+    pub fn pool_pre_ping(&self) -> bool {
+        self.pool_pre_ping
+    }
+
+    /// Whether the engine is read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The isolation level of every transaction; `None`: the server's default.
+    pub fn isolation_level(&self) -> Option<IsolationLevel> {
+        self.isolation_level
+    }
+
+    /// The per-statement time limit; `None`: the server's default.
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
+    /// The application name shown by the server.
+    pub fn application_name(&self) -> Option<&str> {
+        self.application_name.as_deref()
+    }
+
+    /// SQLite: how long a connection waits for a lock before "database is locked".
+    pub fn busy_timeout(&self) -> Duration {
+        self.busy_timeout
+    }
+
+    /// Whether every SQL statement is logged at `debug` level.
+    pub fn echo(&self) -> bool {
+        self.echo
+    }
+
+    /// Rejects what r2d2 would panic on; `prefix` makes the keys in errors.
+    fn validate(&self, prefix: &str) -> Result<()> {
+        if self.pool_size == 0 {
+            return Err(Error::invalid_setting(
+                format!("{prefix}pool_size"),
+                "0",
+                "a positive integer",
+            ));
+        }
+        if self.pool_min_idle > self.pool_size {
+            return Err(Error::invalid_setting(
+                format!("{prefix}pool_min_idle"),
+                &self.pool_min_idle.to_string(),
+                "an integer no larger than pool_size",
+            ));
+        }
+        if self.pool_timeout.is_zero() {
+            return Err(Error::invalid_setting(
+                format!("{prefix}pool_timeout"),
+                "0",
+                "a positive duration",
+            ));
+        }
+        for (name, value) in [
+            ("pool_idle_timeout", self.pool_idle_timeout),
+            ("pool_recycle", self.pool_recycle),
+        ] {
+            if value.is_some_and(|d| d.is_zero()) {
+                return Err(Error::invalid_setting(
+                    format!("{prefix}{name}"),
+                    "0",
+                    "a positive duration, or `none` to disable",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sets [`EngineOptions`] in code; [`build`](Self::build) checks them.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct EngineOptionsBuilder {
+    options: EngineOptions,
+}
+
+impl EngineOptionsBuilder {
+    /// Most connections the pool holds (r2d2 `max_size`). Default: 10. Must be positive.
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.options.pool_size = size;
+        self
+    }
+
+    /// Idle connections the pool keeps open (r2d2 `min_idle`). Default: 0, so building the
+    /// pool opens no connection and cannot block (r2d2's own default, `pool_size`, would).
+    /// Must not exceed `pool_size`.
+    pub fn pool_min_idle(mut self, min_idle: u32) -> Self {
+        self.options.pool_min_idle = min_idle;
+        self
+    }
+
+    /// How long a checkout waits for a connection (r2d2 `connection_timeout`). Default:
+    /// 30 s. Must be positive.
+    pub fn pool_timeout(mut self, timeout: Duration) -> Self {
+        self.options.pool_timeout = timeout;
+        self
+    }
+
+    /// How long an idle connection is kept (r2d2 `idle_timeout`); `None` keeps it forever.
+    /// Default: 600 s. Must not be zero.
+    pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.options.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// How long a connection lives before it is replaced (r2d2 `max_lifetime`); `None`
+    /// keeps it forever. Default: 1800 s. Must not be zero.
+    pub fn pool_recycle(mut self, lifetime: Option<Duration>) -> Self {
+        self.options.pool_recycle = lifetime;
+        self
+    }
+
+    /// Whether a connection is tested before each checkout (r2d2 `test_on_check_out`).
+    /// Default: true.
+    pub fn pool_pre_ping(mut self, pre_ping: bool) -> Self {
+        self.options.pool_pre_ping = pre_ping;
+        self
+    }
+
+    /// Whether the engine is read-only. Default: false.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.options.read_only = read_only;
+        self
+    }
+
+    /// The isolation level of every transaction. Default: none (the server's).
+    pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
+        self.options.isolation_level = Some(level);
+        self
+    }
+
+    /// The per-statement time limit; `None` leaves the server's. Default: `None`.
+    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.options.statement_timeout = timeout;
+        self
+    }
+
+    /// The application name shown by the server. Default: none.
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.options.application_name = Some(name.into());
+        self
+    }
+
+    /// SQLite: how long a connection waits for a lock. Default: 5000 ms.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.options.busy_timeout = timeout;
+        self
+    }
+
+    /// Whether every SQL statement is logged at `debug` level. Default: false.
+    pub fn echo(mut self, echo: bool) -> Self {
+        self.options.echo = echo;
+        self
+    }
+
+    /// Checks and returns the options.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSetting`] for what r2d2 would refuse: `pool_size` 0,
+    /// `pool_min_idle` above `pool_size`, a zero `pool_timeout`, `pool_idle_timeout` or
+    /// `pool_recycle`.
+    pub fn build(self) -> Result<EngineOptions> {
+        self.options.validate("")?;
+        Ok(self.options)
+    }
+}
+
+/// The unit of a duration written as a bare number.
+#[derive(Clone, Copy)]
+enum Unit {
+    Seconds,
+    Millis,
+}
+
+impl Unit {
+    fn expected(self) -> &'static str {
+        match self {
+            Unit::Seconds => "a duration in seconds, such as 30, 2.5 or 500ms",
+            Unit::Millis => "a duration in milliseconds, such as 5000, 250ms or 5s",
+        }
+    }
+}
+
+/// Pyramid's `asbool`: `true/false`, `yes/no`, `on/off`, `t/f`, `y/n`, `1/0`, any case.
+///
+/// # Errors
+///
+/// [`Error::InvalidSetting`] naming `key` for anything else.
+pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "t" | "yes" | "y" | "on" | "1" => Ok(true),
+        "false" | "f" | "no" | "n" | "off" | "0" => Ok(false),
+        _ => Err(Error::invalid_setting(key, value, EXPECTED_BOOL)),
+    }
+}
+
+fn parse_count(key: &str, value: &str, expected: &'static str) -> Result<u32> {
+    value
+        .parse()
+        .map_err(|_| Error::invalid_setting(key, value, expected))
+}
+
+/// A duration, or `None` for `none`, `off` or `-1` (SQLAlchemy's "disabled").
+fn parse_disableable(key: &str, value: &str, unit: Unit) -> Result<Option<Duration>> {
+    if ["none", "off", "-1"]
+        .iter()
+        .any(|v| value.eq_ignore_ascii_case(v))
+    {
+        return Ok(None);
+    }
+    parse_duration(key, value, unit).map(Some).map_err(|_| {
+        Error::invalid_setting(key, value, "a positive duration, or `none` to disable")
+    })
+}
+
+/// `30`, `2.5`, `250ms`, `5 s`, `1m`, `1h`; a bare number is in `unit`.
+fn parse_duration(key: &str, value: &str, unit: Unit) -> Result<Duration> {
+    let invalid = || Error::invalid_setting(key, value, unit.expected());
+    let split = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, suffix) = (&value[..split], value[split..].trim());
+    if number.is_empty() {
+        return Err(invalid());
+    }
+    let millis_per_unit: u64 = match suffix.to_ascii_lowercase().as_str() {
+        "" => match unit {
+            Unit::Seconds => 1000,
+            Unit::Millis => 1,
+        },
+        "ms" | "msec" | "millis" | "milliseconds" => 1,
+        "s" | "sec" | "secs" | "second" | "seconds" => 1000,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60_000,
+        "h" | "hour" | "hours" => 3_600_000,
+        _ => return Err(invalid()),
+    };
+    if let Ok(whole) = number.parse::<u64>() {
+        return whole
+            .checked_mul(millis_per_unit)
+            .map(Duration::from_millis)
+            .ok_or_else(invalid);
+    }
+    let fractional: f64 = number.parse().map_err(|_| invalid())?;
+    // `millis_per_unit` is at most 3.6e6: exact as an f64.
+    let seconds = fractional * millis_per_unit as f64 / 1000.0;
+    Duration::try_from_secs_f64(seconds).map_err(|_| invalid())
+}
+
+// The tests parse SQLite URLs, which need the (default) `sqlite` feature.
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+
+    const PREFIX: &str = "sqlalchemy_reader.";
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        Settings::builder()
+            .pairs(
+                std::iter::once(("sqlalchemy_reader.url", "sqlite:///app.db"))
+                    .chain(pairs.iter().copied()),
+            )
+            .here("/srv/myapp")
+            .build()
+            .expect("pairs always build")
+    }
+
+    fn options(pairs: &[(&str, &str)]) -> Result<EngineOptions> {
+        EngineOptions::from_settings(&settings(pairs), PREFIX)
+    }
+
+    fn invalid_key(e: &Error) -> &str {
+        match e {
+            Error::InvalidSetting { key, .. } => key,
+            other => panic!("expected InvalidSetting, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_documented_values() -> Result<()> {
+        let o = options(&[])?;
+        assert_eq!(
+            o.url().sqlite_path(),
+            Some(std::path::Path::new("/srv/myapp/app.db"))
+        );
+        assert_eq!(o.pool_size(), 10);
+        assert_eq!(o.pool_min_idle(), 0);
+        assert_eq!(o.pool_timeout(), Duration::from_secs(30));
+        assert_eq!(o.pool_idle_timeout(), Some(Duration::from_secs(600)));
+        assert_eq!(o.pool_recycle(), Some(Duration::from_secs(1800)));
+        assert!(o.pool_pre_ping());
+        assert!(!o.is_read_only());
+        assert_eq!(o.isolation_level(), None);
+        assert_eq!(o.statement_timeout(), None);
+        assert_eq!(o.application_name(), None);
+        assert_eq!(o.busy_timeout(), Duration::from_millis(5000));
+        assert!(!o.echo());
+        assert_eq!(o, EngineOptions::new(o.url().clone()));
+        Ok(())
+    }
+
+    #[test]
+    fn every_key_is_parsed() -> Result<()> {
+        let o = options(&[
+            ("sqlalchemy_reader.pool_size", "20"),
+            ("sqlalchemy_reader.pool_min_idle", " 2 "),
+            ("sqlalchemy_reader.pool_timeout", "2.5"),
+            ("sqlalchemy_reader.pool_idle_timeout", "none"),
+            ("sqlalchemy_reader.pool_recycle", "3600"),
+            ("sqlalchemy_reader.pool_pre_ping", "off"),
+            ("sqlalchemy_reader.read_only", "Yes"),
+            ("sqlalchemy_reader.isolation_level", "repeatable_read"),
+            ("sqlalchemy_reader.statement_timeout", "250ms"),
+            ("sqlalchemy_reader.application_name", "myapp-reader"),
+            ("sqlalchemy_reader.busy_timeout", "2s"),
+            ("sqlalchemy_reader.echo", "1"),
+        ])?;
+        assert_eq!(o.pool_size(), 20);
+        assert_eq!(o.pool_min_idle(), 2);
+        assert_eq!(o.pool_timeout(), Duration::from_millis(2500));
+        assert_eq!(o.pool_idle_timeout(), None);
+        assert_eq!(o.pool_recycle(), Some(Duration::from_secs(3600)));
+        assert!(!o.pool_pre_ping());
+        assert!(o.is_read_only());
+        assert_eq!(o.isolation_level(), Some(IsolationLevel::RepeatableRead));
+        assert_eq!(o.statement_timeout(), Some(Duration::from_millis(250)));
+        assert_eq!(o.application_name(), Some("myapp-reader"));
+        assert_eq!(o.busy_timeout(), Duration::from_secs(2));
+        assert!(o.echo());
+        Ok(())
+    }
+
+    #[test]
+    fn prefix_without_trailing_dot_is_accepted() -> Result<()> {
+        let s = settings(&[
+            ("sqlalchemy_reader.pool_size", "3"),
+            ("sqlalchemy_reader2.url", "x"),
+        ]);
+        assert_eq!(
+            EngineOptions::from_settings(&s, "sqlalchemy_reader")?.pool_size(),
+            3
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn other_prefixes_are_ignored() -> Result<()> {
+        let o = options(&[
+            ("sqlalchemy_writer.url", "not even a url"),
+            ("sqlalchemy_writer.pool_sise", "3"),
+            ("sqlalchemy.echo", "maybe"),
+        ])?;
+        assert_eq!(o.pool_size(), 10);
+        Ok(())
+    }
+
+    #[test]
+    fn booleans_accept_pyramid_asbool_spellings() {
+        for yes in ["true", "TRUE", "t", "yes", "Y", "on", "1"] {
+            assert_eq!(parse_bool("k", yes).ok(), Some(true), "{yes}");
+        }
+        for no in ["false", "F", "no", "n", "OFF", "0"] {
+            assert_eq!(parse_bool("k", no).ok(), Some(false), "{no}");
+        }
+        let e = options(&[("sqlalchemy_reader.echo", "maybe")]).expect_err("not a bool");
+        assert_eq!(invalid_key(&e), "sqlalchemy_reader.echo");
+        assert!(e.to_string().contains("\"maybe\""), "{e}");
+    }
+
+    #[test]
+    fn isolation_level_accepts_sqlalchemy_spellings() {
+        for (text, level) in [
+            ("SERIALIZABLE", IsolationLevel::Serializable),
+            ("serializable", IsolationLevel::Serializable),
+            ("READ COMMITTED", IsolationLevel::ReadCommitted),
+            ("read_committed", IsolationLevel::ReadCommitted),
+            ("Read-Uncommitted", IsolationLevel::ReadUncommitted),
+            ("  repeatable   read ", IsolationLevel::RepeatableRead),
+        ] {
+            assert_eq!(text.parse::<IsolationLevel>().ok(), Some(level), "{text}");
+        }
+        let e = options(&[("sqlalchemy_reader.isolation_level", "AUTOCOMMIT")])
+            .expect_err("not a level");
+        assert_eq!(invalid_key(&e), "sqlalchemy_reader.isolation_level");
+        assert!(e.to_string().contains("SERIALIZABLE"), "{e}");
+        assert_eq!(IsolationLevel::ReadCommitted.to_string(), "READ COMMITTED");
+    }
+
+    #[test]
+    fn durations_accept_units_and_fractions() {
+        let ms = |v: &str| parse_duration("k", v, Unit::Millis).ok();
+        let s = |v: &str| parse_duration("k", v, Unit::Seconds).ok();
+        assert_eq!(ms("1234"), Some(Duration::from_millis(1234)));
+        assert_eq!(ms("0"), Some(Duration::ZERO));
+        assert_eq!(ms("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(ms("5 S"), Some(Duration::from_secs(5)));
+        assert_eq!(s("30"), Some(Duration::from_secs(30)));
+        assert_eq!(s("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(s("0.25"), Some(Duration::from_millis(250)));
+        assert_eq!(s("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(s("1h"), Some(Duration::from_secs(3600)));
+        for bad in ["", "ms", "-5", "5 parsecs", "1.2.3", "99999999999999999999"] {
+            assert_eq!(s(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn statement_timeout_none_and_zero() -> Result<()> {
+        let o = options(&[("sqlalchemy_reader.statement_timeout", "none")])?;
+        assert_eq!(o.statement_timeout(), None);
+        let o = options(&[("sqlalchemy_reader.statement_timeout", "0")])?;
+        assert_eq!(o.statement_timeout(), Some(Duration::ZERO));
+        Ok(())
+    }
+
+    #[test]
+    fn pool_recycle_minus_one_disables_like_sqlalchemy() -> Result<()> {
+        let o = options(&[("sqlalchemy_reader.pool_recycle", "-1")])?;
+        assert_eq!(o.pool_recycle(), None);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_integer_names_the_full_key() {
+        for (key, value) in [
+            ("sqlalchemy_reader.pool_size", "ten"),
+            ("sqlalchemy_reader.pool_size", "-1"),
+            ("sqlalchemy_reader.pool_min_idle", "1.5"),
+            ("sqlalchemy_reader.pool_timeout", "soon"),
+            ("sqlalchemy_reader.pool_recycle", "never"),
+            ("sqlalchemy_reader.busy_timeout", "5 parsecs"),
+        ] {
+            let e = options(&[(key, value)]).expect_err(value);
+            assert_eq!(invalid_key(&e), key, "{e}");
+            assert!(e.to_string().contains(&format!("{value:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn values_r2d2_would_panic_on_are_rejected() {
+        for (key, value) in [
+            ("sqlalchemy_reader.pool_size", "0"),
+            ("sqlalchemy_reader.pool_min_idle", "11"),
+            ("sqlalchemy_reader.pool_timeout", "0"),
+            ("sqlalchemy_reader.pool_idle_timeout", "0"),
+            ("sqlalchemy_reader.pool_recycle", "0ms"),
+        ] {
+            let e = options(&[(key, value)]).expect_err(value);
+            assert_eq!(invalid_key(&e), key, "{e}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_it_and_lists_the_known_ones() {
+        let e = options(&[("sqlalchemy_reader.pool_sise", "3")]).expect_err("typo");
+        match &e {
+            Error::UnknownSetting { key, known } => {
+                assert_eq!(key, "sqlalchemy_reader.pool_sise");
+                assert!(known.contains("pool_size"));
+                assert!(known.contains("busy_timeout"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let e = options(&[("sqlalchemy_reader.max_overflow", "5")]).expect_err("no r2d2 twin");
+        assert!(
+            e.to_string().contains("`sqlalchemy_reader.max_overflow`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn registry_keys_under_the_prefix_are_accepted_and_ignored() -> Result<()> {
+        let o = options(&[
+            ("sqlalchemy_reader.managed", "true"),
+            ("sqlalchemy_reader.use_zope", "false"),
+            ("sqlalchemy_reader.default", "yes"),
+        ])?;
+        assert_eq!(o, EngineOptions::new(o.url().clone()));
+        let e = options(&[("sqlalchemy_reader.managd", "true")]).expect_err("typo");
+        assert!(e.to_string().contains("managed"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn missing_url_names_the_key() {
+        let s = Settings::from_pairs([("sqlalchemy_writer.pool_size", "1")]);
+        let e = EngineOptions::from_settings(&s, "sqlalchemy_writer.").expect_err("no url");
+        assert_eq!(e.to_string(), "missing setting `sqlalchemy_writer.url`");
+    }
+
+    #[test]
+    fn bad_url_error_does_not_leak_the_password() {
+        let s = Settings::from_pairs([("db.url", "postgresql://u:s3cr3t-PW@h:port/db")]);
+        let e = EngineOptions::from_settings(&s, "db.").expect_err("bad port");
+        assert!(matches!(e, Error::InvalidUrl { .. }));
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        assert!(!format!("{e:?}").contains("s3cr3t"), "{e:?}");
+    }
+
+    #[test]
+    fn builder_sets_every_option_and_checks_pool_values() -> Result<()> {
+        let url = DatabaseUrl::parse("sqlite://")?;
+        let o = EngineOptions::builder(url.clone())
+            .pool_size(3)
+            .pool_min_idle(1)
+            .pool_timeout(Duration::from_secs(1))
+            .pool_idle_timeout(None)
+            .pool_recycle(Some(Duration::from_secs(60)))
+            .pool_pre_ping(false)
+            .read_only(true)
+            .isolation_level(IsolationLevel::Serializable)
+            .statement_timeout(Some(Duration::from_millis(100)))
+            .application_name("job")
+            .busy_timeout(Duration::from_millis(10))
+            .echo(true)
+            .build()?;
+        assert_eq!(o.pool_size(), 3);
+        assert_eq!(o.pool_min_idle(), 1);
+        assert_eq!(o.pool_timeout(), Duration::from_secs(1));
+        assert_eq!(o.pool_idle_timeout(), None);
+        assert_eq!(o.pool_recycle(), Some(Duration::from_secs(60)));
+        assert!(!o.pool_pre_ping());
+        assert!(o.is_read_only());
+        assert_eq!(o.isolation_level(), Some(IsolationLevel::Serializable));
+        assert_eq!(o.statement_timeout(), Some(Duration::from_millis(100)));
+        assert_eq!(o.application_name(), Some("job"));
+        assert_eq!(o.busy_timeout(), Duration::from_millis(10));
+        assert!(o.echo());
+        assert_eq!(o.to_builder().build()?, o);
+
+        let e = EngineOptions::builder(url.clone())
+            .pool_size(0)
+            .build()
+            .expect_err("zero pool");
+        assert_eq!(invalid_key(&e), "pool_size");
+        let e = EngineOptions::builder(url)
+            .pool_size(2)
+            .pool_min_idle(3)
+            .build()
+            .expect_err("min_idle > size");
+        assert_eq!(invalid_key(&e), "pool_min_idle");
+        Ok(())
+    }
+}

@@ -1,0 +1,1434 @@
+//! Settings: a flat map of string keys to string values, plus the base directory `here`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use config::{ConfigError, FileFormat, FileStoredFormat, Format, Map, Source, Value, ValueKind};
+
+use crate::error::{is_secret_key, Error, Result};
+use crate::url::redact_url_str;
+
+/// The single top-level key under which every source hands its flat map to `config`, so
+/// that `config` never splits a dotted key into a path.
+const ROOT: &str = "settings";
+
+/// How deep `%(name)s` references may nest, as in Python's `configparser`.
+const MAX_INTERPOLATION_DEPTH: usize = 10;
+
+/// A flat map of settings, with the directory relative paths are resolved against.
+///
+/// Pyramid hands an application its settings as a flat dictionary whose keys are literal
+/// dotted strings (`sqlalchemy_reader.url`, `sqlalchemy_reader.pool_size`), read from the
+/// `[app:main]` section of an INI file. [`Settings`] is that dictionary. It is built by
+/// layering sources through the `config` crate with [`Settings::builder`]:
+///
+/// - **Pyramid/PasteDeploy INI** ([`SettingsBuilder::ini_file`], [`SettingsBuilder::ini_str`]):
+///   one section is read (`[app:main]`, say), with Python `configparser` rules: `key = value`
+///   or `key: value` (split at the first `=` or `:`); full-line comments starting with `#` or
+///   `;` (there are no inline comments: `a = b # c` keeps `b # c`); a value continues on
+///   the following lines indented deeper than its key, joined with `\n`; keys are
+///   lowercased, values trimmed; `[DEFAULT]` keys apply to every section unless the section
+///   sets them too; `%(name)s` is replaced by the value of `name` from the same section or
+///   `[DEFAULT]`, `%(here)s` by the directory of the file and `%(__file__)s` by its path, and
+///   `%%` is a literal `%`. Any other `%` is an error, as in Pyramid, so a percent-encoded
+///   password in an INI file is written `p%%40ss`. A duplicate key in a section or a
+///   duplicate section is an error. The resulting settings hold the section's keys and the
+///   `[DEFAULT]` keys (what `pyramid.paster.get_appsettings` returns), without the
+///   built-in `here` and `__file__`.
+/// - **TOML** ([`SettingsBuilder::toml_file`], [`SettingsBuilder::toml_str`]): tables are
+///   flattened to dotted keys, so `[sqlalchemy_writer]` + `url = "…"` gives
+///   `sqlalchemy_writer.url`, as does the quoted top-level key `"sqlalchemy_writer.url"`.
+///   Numbers and booleans become their text (`10`, `true`), arrays become their elements
+///   joined with `\n` (Pyramid's multi-line list form). Keys keep their case.
+/// - **A plain map** ([`SettingsBuilder::pairs`]), keys taken literally.
+/// - **Environment overrides** ([`SettingsBuilder::env_overrides`]): with prefix `SQLASSIST`,
+///   the variable `SQLASSIST__SQLALCHEMY_WRITER__URL` sets `sqlalchemy_writer.url`. The name
+///   after `PREFIX__` is lowercased and every `__` in it becomes `.`; single `_` stay. The
+///   prefix is matched case-insensitively. Keys with upper-case letters, `-` or `:` cannot be
+///   set this way. Environment overrides are applied after every other source, whatever the
+///   order of the builder calls, so the environment always wins.
+///
+/// Sources are applied in the order they were added (environment last) and a later source
+/// wins key by key. Each source is flattened to literal dotted keys *before* it reaches the
+/// `config` crate's merge, so `sqlalchemy_writer.url` from an INI file, from a TOML table and
+/// from the environment are one and the same key.
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::Settings;
+///
+/// let ini = "
+/// [app:main]
+/// use = egg:myapp
+/// sqlalchemy_reader.url = sqlite:///%(here)s/app.db?mode=ro
+/// sqlalchemy_writer.url = sqlite:///app.db
+/// sqlalchemy_writer.pool_size = 5
+/// ";
+/// let settings = Settings::from_ini_str(ini, "app:main", "/srv/myapp")?;
+/// assert_eq!(settings.get("sqlalchemy_writer.pool_size"), Some("5"));
+/// assert_eq!(
+///     settings.require("sqlalchemy_reader.url")?,
+///     "sqlite:////srv/myapp/app.db?mode=ro"
+/// );
+/// assert_eq!(
+///     settings.engine_prefixes(),
+///     ["sqlalchemy_reader.", "sqlalchemy_writer."]
+/// );
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Settings {
+    values: BTreeMap<String, String>,
+    here: PathBuf,
+}
+
+impl Settings {
+    /// A builder that layers INI, TOML, map and environment sources.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Settings;
+    ///
+    /// let settings = Settings::builder()
+    ///     .toml_str("[sqlalchemy]\nurl = \"sqlite://\"\npool_size = 4\n")
+    ///     .pairs([("sqlalchemy.pool_size", "8")])
+    ///     .env_overrides("MYAPP_DOCS_EXAMPLE")
+    ///     .here("/srv/myapp")
+    ///     .build()?;
+    /// assert_eq!(settings.get("sqlalchemy.pool_size"), Some("8"));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn builder() -> SettingsBuilder {
+        SettingsBuilder::default()
+    }
+
+    /// Reads one section (such as `app:main`) of a Pyramid-style INI file; `here` is the
+    /// file's directory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SettingsFile`] if the file cannot be read, [`Error::SettingsSyntax`] for a
+    /// malformed line or interpolation, [`Error::MissingSection`] if the section is absent.
+    pub fn from_ini_file(path: impl AsRef<Path>, section: &str) -> Result<Self> {
+        Self::builder().ini_file(path, section).build()
+    }
+
+    /// Reads one section of Pyramid-style INI text; `here` gives `%(here)s` and the base
+    /// directory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SettingsSyntax`] for a malformed line or interpolation,
+    /// [`Error::MissingSection`] if the section is absent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Settings;
+    /// let ini = "[DEFAULT]\ndb = app\n\n[app:main]\nsqlalchemy.url = sqlite:///%(db)s.db\n";
+    /// let settings = Settings::from_ini_str(ini, "app:main", "/srv")?;
+    /// assert_eq!(settings.get("sqlalchemy.url"), Some("sqlite:///app.db"));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn from_ini_str(text: &str, section: &str, here: impl AsRef<Path>) -> Result<Self> {
+        let here = here.as_ref();
+        Self::builder()
+            .ini_str(text, section, here)
+            .here(here)
+            .build()
+    }
+
+    /// Reads a TOML file, tables flattened to dotted keys; `here` is the file's directory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SettingsFile`] if the file cannot be read, [`Error::SettingsSyntax`] if it is
+    /// not valid TOML or holds a list of tables.
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
+        Self::builder().toml_file(path).build()
+    }
+
+    /// Reads TOML text, tables flattened to dotted keys.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SettingsSyntax`] if the text is not valid TOML or holds a list of tables.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Settings;
+    /// let toml = r#"
+    /// "sqlalchemy_reader.url" = "sqlite:///app.db"
+    /// [sqlalchemy_writer]
+    /// url = "sqlite:///app.db"
+    /// pool_pre_ping = false
+    /// "#;
+    /// let settings = Settings::from_toml_str(toml, "/srv")?;
+    /// assert_eq!(settings.get("sqlalchemy_writer.pool_pre_ping"), Some("false"));
+    /// assert_eq!(settings.engine_prefixes().len(), 2);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn from_toml_str(text: &str, here: impl AsRef<Path>) -> Result<Self> {
+        Self::builder().toml_str(text).here(here).build()
+    }
+
+    /// Settings from literal key/value pairs; `here` is the current directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Settings;
+    /// let settings = Settings::from_pairs([("sqlalchemy.url", "sqlite://")]);
+    /// assert_eq!(settings.get("sqlalchemy.url"), Some("sqlite://"));
+    /// ```
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Settings {
+            values: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            here: current_dir(),
+        }
+    }
+
+    /// The value of `key`, if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// The value of `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingSetting`] naming the key if it is not set.
+    pub fn require(&self, key: &str) -> Result<&str> {
+        self.get(key).ok_or_else(|| Error::MissingSetting {
+            key: key.to_owned(),
+        })
+    }
+
+    /// Every key starting with `prefix`, as `(rest of the key, value)`, in key order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Settings;
+    /// let settings = Settings::from_pairs([
+    ///     ("sqlalchemy.url", "sqlite://"),
+    ///     ("sqlalchemy.echo", "true"),
+    ///     ("sqlalchemy_reader.url", "sqlite://"),
+    /// ]);
+    /// let keys: Vec<_> = settings.keys_with_prefix("sqlalchemy.").collect();
+    /// assert_eq!(keys, [("echo", "true"), ("url", "sqlite://")]);
+    /// ```
+    pub fn keys_with_prefix(&self, prefix: &str) -> impl Iterator<Item = (&str, &str)> + '_ {
+        let prefix = prefix.to_owned();
+        let len = prefix.len();
+        self.values
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .take_while(move |(key, _)| key.starts_with(&prefix))
+            // Every key here starts with the prefix, so `len` is a char boundary.
+            .map(move |(key, value)| (&key[len..], value.as_str()))
+    }
+
+    /// Directory that relative paths (SQLite files) are resolved against: the directory of
+    /// the settings file, or the one given to the builder, or the current directory.
+    pub fn here(&self) -> &Path {
+        &self.here
+    }
+
+    /// Every distinct prefix `X.` for which the key `X.url` is set, sorted: the engines the
+    /// settings describe (`sqlalchemy_reader.`, `sqlalchemy_writer.`).
+    pub fn engine_prefixes(&self) -> Vec<String> {
+        self.values
+            .keys()
+            .filter_map(|key| key.strip_suffix("url"))
+            .filter(|prefix| prefix.len() > 1 && prefix.ends_with('.'))
+            .map(str::to_owned)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    /// Every `(key, value)` in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether there are no keys at all.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+impl fmt::Debug for Settings {
+    /// Values of keys ending in `url` have their password redacted; values of keys ending
+    /// in `password` are replaced by `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Redacted<'a>(&'a BTreeMap<String, String>);
+        impl fmt::Debug for Redacted<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.iter().map(|(k, v)| (k, redact_value(k, v))))
+                    .finish()
+            }
+        }
+        f.debug_struct("Settings")
+            .field("here", &self.here)
+            .field("values", &Redacted(&self.values))
+            .finish()
+    }
+}
+
+/// The value as `Debug` may show it.
+fn redact_value(key: &str, value: &str) -> String {
+    if !is_secret_key(key) {
+        value.to_owned()
+    } else if key.to_ascii_lowercase().ends_with("url") {
+        redact_url_str(value)
+    } else {
+        "***".to_owned()
+    }
+}
+
+/// Layers settings sources through the `config` crate; see [`Settings`] for the formats.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct SettingsBuilder {
+    layers: Vec<Layer>,
+    env_prefixes: Vec<String>,
+    here: Option<PathBuf>,
+}
+
+impl SettingsBuilder {
+    /// Adds one section (such as `app:main`) of a Pyramid-style INI file. The file is read
+    /// by [`build`](Self::build); `%(here)s` is its directory.
+    pub fn ini_file(mut self, path: impl AsRef<Path>, section: &str) -> Self {
+        self.layers.push(Layer::IniFile {
+            path: path.as_ref().to_path_buf(),
+            section: section.to_owned(),
+        });
+        self
+    }
+
+    /// Adds one section of Pyramid-style INI text; `here` is the value of `%(here)s`.
+    pub fn ini_str(mut self, text: &str, section: &str, here: impl AsRef<Path>) -> Self {
+        self.layers.push(Layer::IniText {
+            text: text.to_owned(),
+            section: section.to_owned(),
+            here: here.as_ref().to_path_buf(),
+        });
+        self
+    }
+
+    /// Adds a TOML file, tables flattened to dotted keys. The file is read by
+    /// [`build`](Self::build).
+    pub fn toml_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.layers.push(Layer::TomlFile {
+            path: path.as_ref().to_path_buf(),
+        });
+        self
+    }
+
+    /// Adds TOML text, tables flattened to dotted keys.
+    pub fn toml_str(mut self, text: &str) -> Self {
+        self.layers.push(Layer::TomlText {
+            text: text.to_owned(),
+        });
+        self
+    }
+
+    /// Adds literal key/value pairs.
+    pub fn pairs<I, K, V>(mut self, pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.layers.push(Layer::Pairs(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        ));
+        self
+    }
+
+    /// Lets environment variables `PREFIX__KEY__PART` override the key `key.part`.
+    ///
+    /// The part after `PREFIX__` is lowercased and each `__` becomes `.`, so with prefix
+    /// `SQLASSIST`, `SQLASSIST__SQLALCHEMY_WRITER__URL` sets `sqlalchemy_writer.url`. The
+    /// environment is read by [`build`](Self::build) and always wins over the other sources,
+    /// whatever the order of the calls. The prefix must not be empty.
+    pub fn env_overrides(mut self, prefix: &str) -> Self {
+        self.env_prefixes.push(prefix.to_owned());
+        self
+    }
+
+    /// Sets the base directory for relative paths (made absolute against the current
+    /// directory).
+    ///
+    /// Default: the directory of the first INI or TOML file added (or the `here` of the
+    /// first INI text), else the current directory. It does not change `%(here)s`, which is
+    /// always the directory of the INI file being read.
+    pub fn here(mut self, dir: impl AsRef<Path>) -> Self {
+        self.here = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Reads every source and merges them, later sources winning, environment last.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SettingsFile`] for a file that cannot be read, [`Error::SettingsSyntax`]
+    /// for malformed INI or TOML, [`Error::MissingSection`] for an absent INI section,
+    /// [`Error::Settings`] for an empty environment prefix or a non-Unicode environment
+    /// variable under the prefix.
+    pub fn build(self) -> Result<Settings> {
+        let here = self
+            .here
+            .clone()
+            .or_else(|| self.layers.iter().find_map(Layer::default_here))
+            .map(|dir| std::path::absolute(&dir).unwrap_or(dir))
+            .unwrap_or_else(current_dir);
+
+        let mut builder = config::Config::builder();
+        for layer in self.layers {
+            builder = builder.add_source(layer);
+        }
+        for prefix in self.env_prefixes {
+            if prefix.is_empty() {
+                return Err(Error::Settings {
+                    source: ConfigError::Message(
+                        "the environment override prefix must not be empty".to_owned(),
+                    ),
+                });
+            }
+            builder = builder.add_source(Layer::Env { prefix });
+        }
+        let config = builder.build().map_err(from_config_error)?;
+        let table = match config.get_table(ROOT) {
+            Ok(table) => table,
+            Err(ConfigError::NotFound(_)) => Map::new(),
+            Err(e) => return Err(from_config_error(e)),
+        };
+        let mut values = BTreeMap::new();
+        for (key, value) in table {
+            // Every layer stores strings; `into_string` would also print numbers and
+            // booleans, should `config` ever hand one back.
+            let value = value.into_string().map_err(|_| Error::Settings {
+                source: ConfigError::Message(format!("the value of `{key}` is not a string")),
+            })?;
+            values.insert(key, value);
+        }
+        Ok(Settings { values, here })
+    }
+}
+
+/// Turns a `config` error back into ours when one of our layers produced it.
+fn from_config_error(error: ConfigError) -> Error {
+    match error {
+        ConfigError::Foreign(cause) => match cause.downcast::<Error>() {
+            Ok(ours) => *ours,
+            Err(cause) => Error::Settings {
+                source: ConfigError::Foreign(cause),
+            },
+        },
+        source => Error::Settings { source },
+    }
+}
+
+fn current_dir() -> PathBuf {
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// One source of settings, handed to `config` as `{ROOT: {literal key: string}}`.
+#[derive(Clone)]
+enum Layer {
+    IniFile {
+        path: PathBuf,
+        section: String,
+    },
+    IniText {
+        text: String,
+        section: String,
+        here: PathBuf,
+    },
+    TomlFile {
+        path: PathBuf,
+    },
+    TomlText {
+        text: String,
+    },
+    Pairs(Vec<(String, String)>),
+    Env {
+        prefix: String,
+    },
+}
+
+impl Layer {
+    /// What error messages call this source.
+    fn origin(&self) -> String {
+        match self {
+            Layer::IniFile { path, .. } | Layer::TomlFile { path } => path.display().to_string(),
+            Layer::IniText { .. } => "INI text".to_owned(),
+            Layer::TomlText { .. } => "TOML text".to_owned(),
+            Layer::Pairs(_) => "settings pairs".to_owned(),
+            Layer::Env { prefix } => format!("environment variables {prefix}__*"),
+        }
+    }
+
+    /// The base directory this layer suggests when the builder was given none.
+    fn default_here(&self) -> Option<PathBuf> {
+        match self {
+            Layer::IniFile { path, .. } | Layer::TomlFile { path } => {
+                let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+                path.parent().map(Path::to_path_buf)
+            }
+            Layer::IniText { here, .. } => Some(here.clone()),
+            _ => None,
+        }
+    }
+
+    /// Reads the layer into literal keys and string values.
+    fn collect_flat(&self) -> Result<BTreeMap<String, String>> {
+        let origin = self.origin();
+        match self {
+            Layer::IniFile { path, section } => {
+                let text = read_file(path)?;
+                let file = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+                let here = file.parent().map(Path::to_path_buf).unwrap_or_default();
+                let format = PasteIni {
+                    section: section.clone(),
+                    here,
+                    file: Some(file),
+                    origin: origin.clone(),
+                };
+                parse_with(&text, format, &origin)
+            }
+            Layer::IniText {
+                text,
+                section,
+                here,
+            } => {
+                let here = std::path::absolute(here).unwrap_or_else(|_| here.clone());
+                let format = PasteIni {
+                    section: section.clone(),
+                    here,
+                    file: None,
+                    origin: origin.clone(),
+                };
+                parse_with(text, format, &origin)
+            }
+            Layer::TomlFile { path } => parse_with(&read_file(path)?, FileFormat::Toml, &origin),
+            Layer::TomlText { text } => parse_with(text, FileFormat::Toml, &origin),
+            Layer::Pairs(pairs) => Ok(pairs.iter().cloned().collect()),
+            Layer::Env { prefix } => {
+                let env = config::Environment::with_prefix(prefix)
+                    .prefix_separator("__")
+                    .separator("__");
+                // `config`'s only error here quotes the variable's value; say less.
+                let map = env.collect().map_err(|_| Error::Settings {
+                    source: ConfigError::Message(format!(
+                        "an environment variable named {prefix}__* is not valid unicode"
+                    )),
+                })?;
+                let mut flat = BTreeMap::new();
+                for (key, value) in map {
+                    if !key.is_empty() {
+                        flatten_value(&origin, key, value, &mut flat)?;
+                    }
+                }
+                Ok(flat)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Layer {
+    /// Names the source only: INI and TOML text and pairs may hold passwords.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Layer::IniFile { section, .. } | Layer::IniText { section, .. } => {
+                write!(f, "Layer({} [{section}])", self.origin())
+            }
+            _ => write!(f, "Layer({})", self.origin()),
+        }
+    }
+}
+
+impl Source for Layer {
+    fn clone_into_box(&self) -> Box<dyn Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<Map<String, Value>, ConfigError> {
+        let origin = self.origin();
+        let flat = self
+            .collect_flat()
+            .map_err(|e| ConfigError::Foreign(Box::new(e)))?;
+        let table: Map<String, Value> = flat
+            .into_iter()
+            .map(|(key, value)| (key, Value::new(Some(&origin), ValueKind::String(value))))
+            .collect();
+        let mut root = Map::new();
+        root.insert(ROOT.to_owned(), Value::new(Some(&origin), table));
+        Ok(root)
+    }
+}
+
+fn read_file(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::SettingsFile {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Parses `text` with a `config` format and flattens the result to dotted keys.
+fn parse_with<F>(text: &str, format: F, origin: &str) -> Result<BTreeMap<String, String>>
+where
+    F: FileStoredFormat + fmt::Debug + Clone + Send + Sync + 'static,
+{
+    let map = config::File::from_str(text, format)
+        .collect()
+        .map_err(|e| match e {
+            ConfigError::FileParse { cause, .. } => match cause.downcast::<Error>() {
+                Ok(ours) => *ours,
+                // Only the TOML parser gets here. Its message quotes the offending line,
+                // which may hold a password: keep the line number and the message only.
+                Err(cause) => {
+                    let (line, reason) = sanitize_toml_error(&cause.to_string());
+                    Error::SettingsSyntax {
+                        path_or_origin: origin.to_owned(),
+                        line,
+                        reason,
+                    }
+                }
+            },
+            other => from_config_error(other),
+        })?;
+    let mut flat = BTreeMap::new();
+    for (key, value) in map {
+        flatten_value(origin, key, value, &mut flat)?;
+    }
+    Ok(flat)
+}
+
+/// Adds `value` under `key`, tables recursively as `key.subkey`.
+fn flatten_value(
+    origin: &str,
+    key: String,
+    value: Value,
+    out: &mut BTreeMap<String, String>,
+) -> Result<()> {
+    let text = match value.kind {
+        ValueKind::Table(table) => {
+            for (sub, value) in table {
+                flatten_value(origin, format!("{key}.{sub}"), value, out)?;
+            }
+            return Ok(());
+        }
+        ValueKind::Nil => return Ok(()),
+        ValueKind::Array(items) => {
+            let mut lines = Vec::with_capacity(items.len());
+            for item in items {
+                match scalar_text(item.kind) {
+                    Some(text) => lines.push(text),
+                    None => {
+                        return Err(Error::SettingsSyntax {
+                            path_or_origin: origin.to_owned(),
+                            line: 0,
+                            reason: format!(
+                                "`{key}` is a list of tables or lists; settings take strings, \
+                                 numbers, booleans or lists of those"
+                            ),
+                        })
+                    }
+                }
+            }
+            lines.join("\n")
+        }
+        kind => scalar_text(kind).unwrap_or_default(),
+    };
+    if out.insert(key.clone(), text).is_some() {
+        return Err(Error::SettingsSyntax {
+            path_or_origin: origin.to_owned(),
+            line: 0,
+            reason: format!("`{key}` is given twice (as a table key and as a dotted key)"),
+        });
+    }
+    Ok(())
+}
+
+/// The text of a scalar value; `None` for tables, arrays and nil.
+fn scalar_text(kind: ValueKind) -> Option<String> {
+    Some(match kind {
+        ValueKind::String(s) => s,
+        ValueKind::Boolean(b) => b.to_string(),
+        ValueKind::I64(n) => n.to_string(),
+        ValueKind::I128(n) => n.to_string(),
+        ValueKind::U64(n) => n.to_string(),
+        ValueKind::U128(n) => n.to_string(),
+        ValueKind::Float(x) => x.to_string(),
+        ValueKind::Nil | ValueKind::Table(_) | ValueKind::Array(_) => return None,
+    })
+}
+
+/// Keeps the line number and the message of a `toml` parse error, dropping the quoted
+/// source line and its gutter.
+fn sanitize_toml_error(display: &str) -> (usize, String) {
+    let mut lines = display.lines();
+    let first = lines.next().unwrap_or_default();
+    let (line, rest): (usize, Vec<&str>) = match first.strip_prefix("TOML parse error at line ") {
+        Some(position) => (
+            position
+                .split(',')
+                .next()
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0),
+            lines.collect(),
+        ),
+        None => (0, std::iter::once(first).chain(lines).collect()),
+    };
+    let is_snippet = |l: &str| {
+        let t = l.trim_start();
+        t.starts_with('|')
+            || t.split_once(" |")
+                .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let message: Vec<&str> = rest
+        .into_iter()
+        .filter(|l| !is_snippet(l))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let reason = if message.is_empty() {
+        "invalid TOML".to_owned()
+    } else {
+        format!("invalid TOML: {}", message.join("; "))
+    };
+    (line, reason)
+}
+
+/// Pyramid/PasteDeploy INI as a `config` format: reads one section, interpolated.
+#[derive(Debug, Clone)]
+struct PasteIni {
+    section: String,
+    /// The value of `%(here)s`.
+    here: PathBuf,
+    /// The value of `%(__file__)s`, when reading a file.
+    file: Option<PathBuf>,
+    /// What error messages call the source.
+    origin: String,
+}
+
+impl Format for PasteIni {
+    fn parse(
+        &self,
+        uri: Option<&String>,
+        text: &str,
+    ) -> Result<Map<String, Value>, Box<dyn std::error::Error + Send + Sync>> {
+        let values = parse_paste_ini(
+            text,
+            &self.section,
+            &self.here,
+            self.file.as_deref(),
+            &self.origin,
+        )?;
+        Ok(values
+            .into_iter()
+            .map(|(key, value)| (key, Value::new(uri, ValueKind::String(value))))
+            .collect())
+    }
+}
+
+impl FileStoredFormat for PasteIni {
+    fn file_extensions(&self) -> &'static [&'static str] {
+        &["ini"]
+    }
+}
+
+/// One `key = value` of an INI section, before interpolation.
+struct Entry {
+    key: String,
+    lines: Vec<String>,
+    line: usize,
+}
+
+impl Entry {
+    fn raw_value(&self) -> String {
+        self.lines.join("\n").trim_end().to_owned()
+    }
+}
+
+/// Which section the parser is in.
+#[derive(Clone, Copy)]
+enum Current {
+    Default,
+    Named(usize),
+}
+
+/// Reads one section of INI text with Python `configparser` (PasteDeploy) rules.
+fn parse_paste_ini(
+    text: &str,
+    section: &str,
+    here: &Path,
+    file: Option<&Path>,
+    origin: &str,
+) -> Result<BTreeMap<String, String>> {
+    let syntax = |line: usize, reason: String| Error::SettingsSyntax {
+        path_or_origin: origin.to_owned(),
+        line,
+        reason,
+    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+
+    let mut defaults: Vec<Entry> = Vec::new();
+    let mut sections: Vec<(String, Vec<Entry>)> = Vec::new();
+    let mut current: Option<Current> = None;
+    // Whether the last line started an option that may continue.
+    let mut in_option = false;
+    let mut indent_level = 0usize;
+
+    for (index, raw) in text.lines().enumerate() {
+        let lineno = index + 1;
+        let stripped = raw.trim();
+        let is_comment = stripped.starts_with('#') || stripped.starts_with(';');
+        if stripped.is_empty() || is_comment {
+            if !is_comment && in_option {
+                if let Some(entry) = last_entry(&mut defaults, &mut sections, current) {
+                    entry.lines.push(String::new());
+                }
+            }
+            continue;
+        }
+        let indent = raw.len() - raw.trim_start().len();
+        if in_option && indent > indent_level {
+            if let Some(entry) = last_entry(&mut defaults, &mut sections, current) {
+                entry.lines.push(stripped.to_owned());
+            }
+            continue;
+        }
+        indent_level = indent;
+
+        if stripped.starts_with('[') {
+            let header = match stripped.rfind(']') {
+                Some(close) if close > 1 => &stripped[1..close],
+                _ => {
+                    return Err(syntax(
+                        lineno,
+                        "malformed section header; expected `[name]`".to_owned(),
+                    ))
+                }
+            };
+            if header == "DEFAULT" {
+                current = Some(Current::Default);
+            } else if sections.iter().any(|(name, _)| name == header) {
+                return Err(syntax(lineno, format!("section [{header}] appears twice")));
+            } else {
+                sections.push((header.to_owned(), Vec::new()));
+                current = Some(Current::Named(sections.len() - 1));
+            }
+            in_option = false;
+            continue;
+        }
+
+        let Some(cur) = current else {
+            return Err(syntax(
+                lineno,
+                "a key before any [section] header".to_owned(),
+            ));
+        };
+        let Some(split) = stripped.find(['=', ':']) else {
+            return Err(syntax(
+                lineno,
+                "expected `key = value`, `key: value` or `[section]`".to_owned(),
+            ));
+        };
+        let key = stripped[..split].trim().to_lowercase();
+        let value = stripped[split + 1..].trim().to_owned();
+        if key.is_empty() {
+            return Err(syntax(
+                lineno,
+                "a line starts with `=` or `:`; expected `key = value`".to_owned(),
+            ));
+        }
+        let (name, entries) = match cur {
+            Current::Default => ("DEFAULT", &mut defaults),
+            Current::Named(i) => {
+                let (name, entries) = &mut sections[i];
+                (name.as_str(), entries)
+            }
+        };
+        if entries.iter().any(|e| e.key == key) {
+            return Err(syntax(
+                lineno,
+                format!("key `{key}` appears twice in [{name}]"),
+            ));
+        }
+        entries.push(Entry {
+            key,
+            lines: vec![value],
+            line: lineno,
+        });
+        in_option = true;
+    }
+
+    let chosen: &[Entry] = if section == "DEFAULT" {
+        &[]
+    } else {
+        match sections.iter().find(|(name, _)| name == section) {
+            Some((_, entries)) => entries,
+            None => {
+                let mut found: Vec<String> = Vec::new();
+                if !defaults.is_empty() {
+                    found.push("[DEFAULT]".to_owned());
+                }
+                found.extend(sections.iter().map(|(name, _)| format!("[{name}]")));
+                return Err(Error::MissingSection {
+                    path_or_origin: origin.to_owned(),
+                    section: section.to_owned(),
+                    found: if found.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        found.join(", ")
+                    },
+                });
+            }
+        }
+    };
+
+    // Built-in defaults, literal: a `%` in a path must not start an interpolation.
+    let mut builtins: Vec<(&str, String)> =
+        vec![("here", here.display().to_string().replace('%', "%%"))];
+    if let Some(file) = file {
+        builtins.push(("__file__", file.display().to_string().replace('%', "%%")));
+    }
+
+    // What `%(name)s` can see: built-ins, then [DEFAULT], then the section.
+    let mut raw: HashMap<String, (String, usize)> = HashMap::new();
+    for (key, value) in &builtins {
+        raw.insert((*key).to_owned(), (value.clone(), 0));
+    }
+    for entry in defaults.iter().chain(chosen) {
+        raw.insert(entry.key.clone(), (entry.raw_value(), entry.line));
+    }
+    let lookup: HashMap<&str, &str> = raw
+        .iter()
+        .map(|(k, (v, _))| (k.as_str(), v.as_str()))
+        .collect();
+
+    // In file order, so that the first bad line is the one reported.
+    let mut entries: Vec<(&String, &(String, usize))> = raw.iter().collect();
+    entries.sort_by_key(|(_, (_, line))| *line);
+    let mut out = BTreeMap::new();
+    for (key, (value, line)) in entries {
+        if *line == 0 {
+            continue; // a built-in that the file did not set itself
+        }
+        let mut text = String::with_capacity(value.len());
+        interpolate(value, &lookup, 1, &mut text)
+            .map_err(|e| syntax(*line, e.reason(key, section)))?;
+        out.insert(key.clone(), text);
+    }
+    Ok(out)
+}
+
+/// The entry that a continuation line extends.
+fn last_entry<'a>(
+    defaults: &'a mut [Entry],
+    sections: &'a mut [(String, Vec<Entry>)],
+    current: Option<Current>,
+) -> Option<&'a mut Entry> {
+    match current? {
+        Current::Default => defaults.last_mut(),
+        Current::Named(i) => sections.get_mut(i)?.1.last_mut(),
+    }
+}
+
+/// What went wrong in `%(name)s` interpolation; never carries a value.
+enum InterpolationError {
+    BadPercent,
+    BadReference,
+    Missing(String),
+    TooDeep,
+}
+
+impl InterpolationError {
+    fn reason(&self, key: &str, section: &str) -> String {
+        match self {
+            InterpolationError::BadPercent => format!(
+                "bad interpolation in `{key}`: `%` must be followed by `%` or `(`; write `%%` \
+                 for a literal `%` (a percent-encoded password such as p%40ss is written \
+                 p%%40ss in an INI file)"
+            ),
+            InterpolationError::BadReference => {
+                format!("bad interpolation in `{key}`: expected `%(name)s`")
+            }
+            InterpolationError::Missing(name) => format!(
+                "`{key}` refers to `%({name})s`, which is not set in [{section}] or [DEFAULT]"
+            ),
+            InterpolationError::TooDeep => format!(
+                "interpolation of `{key}` nests more than {MAX_INTERPOLATION_DEPTH} levels deep \
+                 (does a key refer to itself?)"
+            ),
+        }
+    }
+}
+
+/// Python `configparser.BasicInterpolation`: `%%` and `%(name)s`, recursively.
+fn interpolate(
+    value: &str,
+    lookup: &HashMap<&str, &str>,
+    depth: usize,
+    out: &mut String,
+) -> Result<(), InterpolationError> {
+    if depth > MAX_INTERPOLATION_DEPTH {
+        return Err(InterpolationError::TooDeep);
+    }
+    let mut rest = value;
+    while let Some(p) = rest.find('%') {
+        out.push_str(&rest[..p]);
+        rest = &rest[p..];
+        match rest.as_bytes().get(1) {
+            Some(b'%') => {
+                out.push('%');
+                rest = &rest[2..];
+            }
+            Some(b'(') => {
+                let Some(close) = rest.find(')') else {
+                    return Err(InterpolationError::BadReference);
+                };
+                if close == 2 || rest.as_bytes().get(close + 1) != Some(&b's') {
+                    return Err(InterpolationError::BadReference);
+                }
+                let name = rest[2..close].to_lowercase();
+                rest = &rest[close + 2..];
+                let Some(referenced) = lookup.get(name.as_str()) else {
+                    return Err(InterpolationError::Missing(name));
+                };
+                if referenced.contains('%') {
+                    interpolate(referenced, lookup, depth + 1, out)?;
+                } else {
+                    out.push_str(referenced);
+                }
+            }
+            _ => return Err(InterpolationError::BadPercent),
+        }
+    }
+    out.push_str(rest);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PW: &str = "s3cr3t-PW";
+
+    fn ini(text: &str, section: &str) -> Result<Settings> {
+        Settings::from_ini_str(text, section, "/srv/myapp")
+    }
+
+    fn syntax_line(e: &Error) -> usize {
+        match e {
+            Error::SettingsSyntax { line, .. } => *line,
+            other => panic!("expected a syntax error, got {other:?}"),
+        }
+    }
+
+    /// A directory of its own under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir()
+                .join(format!("sqlassist-settings-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("temp dir is writable");
+            TempDir(dir)
+        }
+
+        fn write(&self, name: &str, text: &str) -> PathBuf {
+            let path = self.0.join(name);
+            std::fs::write(&path, text).expect("temp dir is writable");
+            path
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const PYRAMID_INI: &str = "\
+# Pyramid application configuration
+; another comment style
+
+[DEFAULT]
+db_host = db.example
+db_name = myapp
+
+[app:main]
+use = egg:myapp
+pyramid.includes =
+    pyramid_tm
+    pyramid_debugtoolbar
+
+    # a comment inside the list is skipped
+    pyramid_mako
+Sqlalchemy_Reader.URL = postgresql://reader:%(reader_password)s@%(db_host)s/%(db_name)s
+reader_password = p%%40ss
+sqlalchemy_writer.url: sqlite:///%(here)s/writer.db
+sqlalchemy_writer.pool_size = 5
+not_a_comment = a # b
+empty =
+
+[server:main]
+use = egg:waitress#main
+port = 6543
+";
+
+    #[test]
+    fn ini_reads_the_app_section_with_defaults_interpolation_and_lists() -> Result<()> {
+        let s = ini(PYRAMID_INI, "app:main")?;
+        assert_eq!(s.get("use"), Some("egg:myapp"));
+        assert_eq!(
+            s.get("pyramid.includes"),
+            Some("\npyramid_tm\npyramid_debugtoolbar\n\npyramid_mako")
+        );
+        assert_eq!(
+            s.get("sqlalchemy_reader.url"),
+            Some("postgresql://reader:p%40ss@db.example/myapp")
+        );
+        assert_eq!(
+            s.get("sqlalchemy_writer.url"),
+            Some("sqlite:////srv/myapp/writer.db")
+        );
+        assert_eq!(s.get("sqlalchemy_writer.pool_size"), Some("5"));
+        assert_eq!(s.get("not_a_comment"), Some("a # b"));
+        assert_eq!(s.get("empty"), Some(""));
+        // [DEFAULT] keys are part of the settings; built-ins and other sections are not.
+        assert_eq!(s.get("db_host"), Some("db.example"));
+        assert_eq!(s.get("here"), None);
+        assert_eq!(s.get("__file__"), None);
+        assert_eq!(s.get("port"), None);
+        assert_eq!(s.here(), Path::new("/srv/myapp"));
+        assert_eq!(
+            s.engine_prefixes(),
+            ["sqlalchemy_reader.", "sqlalchemy_writer."]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn ini_section_keys_override_default_keys() -> Result<()> {
+        let s = ini(
+            "[DEFAULT]\nname = default\nurl = sqlite:///%(name)s.db\n[app:main]\nname = app\n",
+            "app:main",
+        )?;
+        assert_eq!(s.get("name"), Some("app"));
+        // Interpolation sees the section's value, as configparser does.
+        assert_eq!(s.get("url"), Some("sqlite:///app.db"));
+        Ok(())
+    }
+
+    #[test]
+    fn ini_file_here_and_file_are_the_files_directory_and_path() -> Result<()> {
+        let dir = TempDir::new("ini-here");
+        let path = dir.write(
+            "development.ini",
+            "[app:main]\nsqlalchemy.url = sqlite:///%(here)s/app.db\nsource = %(__file__)s\n",
+        );
+        let s = Settings::from_ini_file(&path, "app:main")?;
+        assert_eq!(s.here(), dir.0.as_path());
+        assert_eq!(
+            s.get("sqlalchemy.url").map(str::to_owned),
+            Some(format!("sqlite:///{}/app.db", dir.0.display()))
+        );
+        assert_eq!(
+            s.get("source").map(str::to_owned),
+            Some(path.display().to_string())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn ini_continuation_needs_deeper_indent_than_its_key() -> Result<()> {
+        let s = ini(
+            "[app:main]\n  a = 1\n    more\n  b = 2\n\tc = 3\n\t  x\n",
+            "app:main",
+        )?;
+        assert_eq!(s.get("a"), Some("1\nmore"));
+        assert_eq!(s.get("b"), Some("2"));
+        assert_eq!(s.get("c"), Some("3\nx"));
+        Ok(())
+    }
+
+    #[test]
+    fn ini_errors_give_the_line_and_never_the_value() {
+        let cases: &[(&str, usize)] = &[
+            ("orphan = 1\n[app:main]\n", 1),
+            ("[app:main]\njust words with s3cr3t-PW\n", 2),
+            ("[app:main]\n= s3cr3t-PW\n", 2),
+            ("[app:main]\na = 1\na = s3cr3t-PW\n", 3),
+            ("[app:main]\n[app:main]\n", 2),
+            ("[app:main\n", 1),
+            ("[app:main]\n\nurl = postgresql://u:s3cr3t-PW%40x@h/db\n", 3),
+            ("[app:main]\nurl = %(missing)s s3cr3t-PW\n", 2),
+            ("[app:main]\nurl = %(x s3cr3t-PW\n", 2),
+            ("[app:main]\na = %(b)s\nb = %(a)s s3cr3t-PW\n", 2),
+        ];
+        for (text, line) in cases {
+            let e = ini(text, "app:main").expect_err(text);
+            assert_eq!(syntax_line(&e), *line, "{text}: {e}");
+            assert!(!e.to_string().contains(PW), "{e}");
+            assert!(!format!("{e:?}").contains(PW), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn ini_percent_error_explains_double_percent() {
+        let e = ini("[app:main]\nurl = postgresql://u:p%40ss@h/db\n", "app:main")
+            .expect_err("a lone % is an error");
+        assert!(e.to_string().contains("%%40"), "{e}");
+        assert!(e.to_string().contains("`url`"), "{e}");
+    }
+
+    #[test]
+    fn ini_missing_section_lists_the_sections_found() {
+        let e = ini(PYRAMID_INI, "app:other").expect_err("no such section");
+        assert!(matches!(e, Error::MissingSection { .. }));
+        assert_eq!(
+            e.to_string(),
+            "no section [app:other] in INI text; sections found: [DEFAULT], [app:main], [server:main]"
+        );
+    }
+
+    #[test]
+    fn ini_file_that_cannot_be_read_names_the_path() {
+        let e = Settings::from_ini_file("/nonexistent/sqlassist/x.ini", "app:main")
+            .expect_err("no such file");
+        match &e {
+            Error::SettingsFile { path, source } => {
+                assert_eq!(path, Path::new("/nonexistent/sqlassist/x.ini"));
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(e.to_string().contains("/nonexistent/sqlassist/x.ini"));
+    }
+
+    #[test]
+    fn toml_tables_and_quoted_dotted_keys_flatten_to_the_same_keys() -> Result<()> {
+        let s = Settings::from_toml_str(
+            r#"
+"sqlalchemy_reader.url" = "sqlite:///reader.db"
+debug = true
+ratio = 0.5
+includes = ["pyramid_tm", "pyramid_mako"]
+
+[sqlalchemy_writer]
+url = "sqlite:///writer.db"
+pool_size = 5
+pool_pre_ping = false
+
+[deeply.nested.table]
+key = "v"
+"#,
+            "/srv/myapp",
+        )?;
+        assert_eq!(s.get("sqlalchemy_reader.url"), Some("sqlite:///reader.db"));
+        assert_eq!(s.get("sqlalchemy_writer.url"), Some("sqlite:///writer.db"));
+        assert_eq!(s.get("sqlalchemy_writer.pool_size"), Some("5"));
+        assert_eq!(s.get("sqlalchemy_writer.pool_pre_ping"), Some("false"));
+        assert_eq!(s.get("debug"), Some("true"));
+        assert_eq!(s.get("ratio"), Some("0.5"));
+        assert_eq!(s.get("includes"), Some("pyramid_tm\npyramid_mako"));
+        assert_eq!(s.get("deeply.nested.table.key"), Some("v"));
+        assert_eq!(s.here(), Path::new("/srv/myapp"));
+        assert_eq!(
+            s.engine_prefixes(),
+            ["sqlalchemy_reader.", "sqlalchemy_writer."]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn toml_syntax_error_gives_the_line_without_quoting_it() {
+        let text = format!("a = 1\nurl = \"postgresql://u:{PW}@h/db\nb = 2\n");
+        let e = Settings::from_toml_str(&text, "/srv").expect_err("unterminated string");
+        assert_eq!(syntax_line(&e), 2, "{e}");
+        assert!(e
+            .to_string()
+            .starts_with("invalid settings in TOML text, line 2: invalid TOML"));
+        assert!(!e.to_string().contains(PW), "{e}");
+        assert!(!format!("{e:?}").contains(PW), "{e:?}");
+    }
+
+    #[test]
+    fn toml_key_given_as_table_and_dotted_key_is_an_error() {
+        let e = Settings::from_toml_str("\"a.url\" = \"x\"\n[a]\nurl = \"y\"\n", "/srv")
+            .expect_err("duplicate");
+        assert!(e.to_string().contains("`a.url` is given twice"), "{e}");
+    }
+
+    #[test]
+    fn toml_list_of_tables_is_rejected() {
+        let e = Settings::from_toml_str("[[engines]]\nurl = \"x\"\n", "/srv")
+            .expect_err("list of tables");
+        assert!(e.to_string().contains("`engines`"), "{e}");
+    }
+
+    #[test]
+    fn toml_file_here_is_its_directory() -> Result<()> {
+        let dir = TempDir::new("toml-here");
+        let path = dir.write("app.toml", "[sqlalchemy]\nurl = \"sqlite:///app.db\"\n");
+        let s = Settings::from_toml_file(&path)?;
+        assert_eq!(s.here(), dir.0.as_path());
+        assert_eq!(s.get("sqlalchemy.url"), Some("sqlite:///app.db"));
+        Ok(())
+    }
+
+    #[test]
+    fn later_sources_win_key_by_key() -> Result<()> {
+        let s = Settings::builder()
+            .ini_str(
+                "[app:main]\na.url = sqlite:///ini.db\na.pool_size = 1\n",
+                "app:main",
+                "/srv/ini",
+            )
+            .toml_str("[a]\npool_size = 2\necho = true\n")
+            .pairs([("a.echo", "false")])
+            .build()?;
+        assert_eq!(s.get("a.url"), Some("sqlite:///ini.db"));
+        assert_eq!(s.get("a.pool_size"), Some("2"));
+        assert_eq!(s.get("a.echo"), Some("false"));
+        assert_eq!(s.here(), Path::new("/srv/ini"));
+        Ok(())
+    }
+
+    #[test]
+    fn env_overrides_beat_files_whatever_the_call_order() -> Result<()> {
+        let dir = TempDir::new("env");
+        let path = dir.write(
+            "production.ini",
+            "[app:main]\nsqlalchemy_writer.url = sqlite:///file.db\nsqlalchemy_writer.pool_size = 3\n",
+        );
+        std::env::set_var(
+            "SQLASSIST_T_ENV_ORDER__SQLALCHEMY_WRITER__URL",
+            "sqlite:///env.db",
+        );
+        std::env::set_var("SQLASSIST_T_ENV_ORDER__NEW_KEY", "new");
+        let s = Settings::builder()
+            .env_overrides("SQLASSIST_T_ENV_ORDER")
+            .ini_file(&path, "app:main")
+            .pairs([("sqlalchemy_writer.url", "sqlite:///pairs.db")])
+            .build()?;
+        assert_eq!(s.get("sqlalchemy_writer.url"), Some("sqlite:///env.db"));
+        assert_eq!(s.get("sqlalchemy_writer.pool_size"), Some("3"));
+        assert_eq!(s.get("new_key"), Some("new"));
+        assert_eq!(s.engine_prefixes(), ["sqlalchemy_writer."]);
+        Ok(())
+    }
+
+    #[test]
+    fn env_overrides_match_the_prefix_case_insensitively_and_ignore_other_prefixes() -> Result<()> {
+        std::env::set_var("sqlassist_t_env_case__A__URL", "sqlite://");
+        std::env::set_var("SQLASSIST_T_ENV_CASEX__B__URL", "sqlite://");
+        let s = Settings::builder()
+            .env_overrides("SQLASSIST_T_ENV_CASE")
+            .build()?;
+        assert_eq!(s.get("a.url"), Some("sqlite://"));
+        assert_eq!(s.get("b.url"), None);
+        assert_eq!(s.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn empty_env_prefix_is_an_error() {
+        let e = Settings::builder()
+            .env_overrides("")
+            .build()
+            .expect_err("empty prefix");
+        assert!(matches!(e, Error::Settings { .. }));
+    }
+
+    #[test]
+    fn require_names_the_missing_key() {
+        let s = Settings::from_pairs([("a", "1")]);
+        assert_eq!(s.require("a").ok(), Some("1"));
+        let e = s.require("sqlalchemy.url").expect_err("missing");
+        assert_eq!(e.to_string(), "missing setting `sqlalchemy.url`");
+    }
+
+    #[test]
+    fn keys_with_prefix_gives_suffixes_only_under_that_prefix() {
+        let s = Settings::from_pairs([
+            ("sqlalchemy.url", "sqlite://"),
+            ("sqlalchemy.pool_size", "3"),
+            ("sqlalchemy_reader.url", "sqlite://"),
+            ("sqlalchemy", "x"),
+            ("sqlalchemz.url", "y"),
+        ]);
+        let got: Vec<_> = s.keys_with_prefix("sqlalchemy.").collect();
+        assert_eq!(got, [("pool_size", "3"), ("url", "sqlite://")]);
+        let prefix = String::from("sqlalchemy_reader.");
+        let got: Vec<_> = s.keys_with_prefix(&prefix).collect();
+        drop(prefix);
+        assert_eq!(got, [("url", "sqlite://")]);
+        assert_eq!(s.keys_with_prefix("nothing.").count(), 0);
+    }
+
+    #[test]
+    fn engine_prefixes_lists_every_prefix_with_a_url() {
+        let s = Settings::from_pairs([
+            ("sqlalchemy_writer.url", "x"),
+            ("sqlalchemy_writer.pool_size", "1"),
+            ("sqlalchemy_reader.url", "x"),
+            ("a.b.url", "x"),
+            ("url", "x"),
+            ("a.base_url", "x"),
+            ("log.echo", "x"),
+        ]);
+        assert_eq!(
+            s.engine_prefixes(),
+            ["a.b.", "sqlalchemy_reader.", "sqlalchemy_writer."]
+        );
+    }
+
+    #[test]
+    fn debug_redacts_urls_and_passwords() {
+        let s = Settings::from_pairs([
+            ("sqlalchemy.url", format!("postgresql://u:{PW}@h/db")),
+            ("smtp.password", PW.to_owned()),
+            ("broken_url", format!("postgres:u:{PW}")),
+            ("pool_size", "5".to_owned()),
+        ]);
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        assert!(debug.contains("postgresql://u:***@h/db"), "{debug}");
+        assert!(debug.contains("\"pool_size\": \"5\""), "{debug}");
+        let builder = Settings::builder().pairs([("a.password", PW)]).ini_str(
+            &format!("[x]\nurl = {PW}\n"),
+            "x",
+            "/",
+        );
+        assert!(!format!("{builder:?}").contains("s3cr3t"));
+    }
+}
