@@ -116,12 +116,192 @@ pub enum Error {
         /// The sections present, comma separated.
         found: String,
     },
+
+    /// No engine is registered under this name.
+    #[error("unknown engine `{name}`; registered engines: [{known}]")]
+    UnknownEngine {
+        /// The name asked for.
+        name: String,
+        /// The registered names, comma separated.
+        known: String,
+    },
+
+    /// An engine is already registered under this name.
+    #[error("an engine named `{name}` is already registered")]
+    DuplicateEngine {
+        /// The name.
+        name: String,
+    },
+
+    /// A second engine was registered as the default.
+    #[error("engine `{name}` cannot be the default: `{existing}` already is")]
+    DuplicateDefault {
+        /// The current default.
+        existing: String,
+        /// The engine being registered.
+        name: String,
+    },
+
+    /// No engine was registered as the default.
+    #[error("no default engine: register one with InitOptions::new().default(true) or `<prefix>.default = true`")]
+    NoDefaultEngine,
+
+    /// An engine name that cannot name database branches.
+    #[error(
+        "invalid engine name `{name}`: use 1 to 64 characters of letters, digits, `_`, `.` and `-`"
+    )]
+    InvalidEngineName {
+        /// The name, escaped.
+        name: String,
+    },
+
+    /// [`Registry::install`](crate::Registry::install) was called a second time.
+    #[error("a registry is already installed for this process; install it once, at start-up")]
+    RegistryAlreadyInstalled,
+
+    /// [`db_session`](crate::db_session) was called before any registry was installed.
+    #[error("no registry is installed: call Registry::install() at start-up before db_session()")]
+    NoRegistry,
+
+    /// A connection could not be opened or set up.
+    #[error("cannot connect to {url}: {reason}")]
+    Connect {
+        /// The URL with its password redacted.
+        url: String,
+        /// The driver's message, with the password removed.
+        reason: String,
+    },
+
+    /// A managed PostgreSQL engine's server refuses `PREPARE TRANSACTION`.
+    #[error("the server at {url} has prepared transactions disabled (max_prepared_transactions = 0): set max_prepared_transactions above 0 in postgresql.conf and restart the server, or register the engine unmanaged")]
+    PreparedTransactionsDisabled {
+        /// The URL with its password redacted.
+        url: String,
+    },
+
+    /// A database error on one engine.
+    #[error("database error on engine `{engine}`: {source}")]
+    Database {
+        /// The engine's name.
+        engine: String,
+        /// Whether retrying in a new transaction may succeed (serialization failure,
+        /// deadlock, lock timeout).
+        transient: bool,
+        /// Diesel's error.
+        #[source]
+        source: diesel::result::Error,
+    },
+
+    /// The transaction manager refused or failed.
+    #[error(transparent)]
+    Transaction(#[from] transaction::Error),
+
+    /// `commit()` was called on a managed session: the seed's `AssertionError`. The work is
+    /// still pending; `transaction::commit()` commits it, `session.rollback()` discards it.
+    #[error("engine `{engine}` is managed: commit it with transaction::commit(), or call rollback() on the session to discard its work")]
+    CommitThroughTransactionManager {
+        /// The engine's name.
+        engine: String,
+    },
+
+    /// A session was asked for a connection type that is not its engine's.
+    #[error(
+        "engine `{engine}` is a {expected} engine, but a {requested} connection was asked for"
+    )]
+    WrongBackend {
+        /// The engine's name.
+        engine: String,
+        /// The engine's backend.
+        expected: Backend,
+        /// The backend of the connection type asked for.
+        requested: Backend,
+    },
+
+    /// The session's connection is borrowed (a [`ConnectionGuard`](crate::ConnectionGuard)
+    /// is alive) while something else needs it.
+    #[error("the session of engine `{engine}` is in use: drop its connection guard first")]
+    SessionBusy {
+        /// The engine's name.
+        engine: String,
+    },
+
+    /// Raw SQL (`COMMIT`, `ROLLBACK`) ended the session's transaction behind its back;
+    /// what was done after that was not part of the transaction.
+    #[error("the transaction of engine `{engine}` was ended by raw SQL (COMMIT or ROLLBACK) outside the session; work after that ran outside the transaction")]
+    TransactionEndedOutside {
+        /// The engine's name.
+        engine: String,
+    },
+
+    /// A nested `conn.transaction(..)` (a savepoint) was still open at commit time.
+    #[error("engine `{engine}` still has {depth} nested transaction(s) open at commit time")]
+    SavepointStillOpen {
+        /// The engine's name.
+        engine: String,
+        /// How many savepoints are open.
+        depth: u32,
+    },
+
+    /// Phase two of a prepared branch could not run: the branch is left for recovery.
+    #[error("engine `{engine}`: prepared transaction `{gid}` is in doubt: {reason}; finish it with COMMIT PREPARED or ROLLBACK PREPARED")]
+    InDoubt {
+        /// The engine's name.
+        engine: String,
+        /// The branch's gid.
+        gid: String,
+        /// Why phase two failed.
+        reason: String,
+    },
+
+    /// The engine's backend cannot do what was asked.
+    #[error("engine `{engine}` does not support {what}")]
+    Unsupported {
+        /// The engine's name.
+        engine: String,
+        /// What was asked.
+        what: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A Diesel error on `engine`, classified as transient by the backend's rules.
+    pub(crate) fn database(engine: &str, backend: Backend, source: diesel::result::Error) -> Self {
+        let transient = match backend {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => crate::postgres::is_transient(&source),
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite => crate::sqlite::is_transient(&source),
+            #[cfg(feature = "mysql")]
+            Backend::Mysql => crate::mysql::is_transient(&source),
+            #[allow(unreachable_patterns)]
+            _ => matches!(
+                source,
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::SerializationFailure,
+                    _
+                )
+            ),
+        };
+        Error::Database {
+            engine: engine.to_owned(),
+            transient,
+            source,
+        }
+    }
+
+    /// Whether retrying the unit of work in a new transaction may succeed: a transient
+    /// database error, or a transaction error that says so.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Database { transient, .. } => *transient,
+            Error::Transaction(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+
     /// An [`Error::InvalidSetting`] that never echoes the value of a secret key.
     ///
     /// Keys ending in `url` or `password` (case-insensitive) get `***` as their value.
@@ -149,6 +329,14 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     key.ends_with("url") || key.ends_with("password")
 }
+
+impl transaction::Transient for Error {
+    fn is_transient(&self) -> bool {
+        Error::is_transient(self)
+    }
+}
+
+pub(crate) use transaction::Transient;
 
 #[cfg(test)]
 mod tests {

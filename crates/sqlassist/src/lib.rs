@@ -38,12 +38,29 @@
 
 #![deny(missing_docs)]
 
+#[cfg(not(any(feature = "postgres", feature = "sqlite", feature = "mysql")))]
+compile_error!("enable at least one backend feature of sqlassist: `sqlite`, `postgres` or `mysql`");
+
+mod conn;
+mod engine;
 mod error;
+#[cfg(feature = "mysql")]
+mod mysql;
 mod options;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod registry;
+mod session;
 mod settings;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod url;
 
+pub use conn::BackendConnection;
+pub use engine::{Engine, PoolState};
 pub use error::{Error, Result};
 pub use options::{EngineOptions, EngineOptionsBuilder, IsolationLevel};
+pub use registry::{db_session, registry, InitOptions, Registry};
+pub use session::{close_sessions, open_sessions, ConnectionGuard, Session};
 pub use settings::{Settings, SettingsBuilder};
 pub use url::{Backend, DatabaseUrl};

@@ -249,6 +249,14 @@ impl DatabaseUrl {
         ))
     }
 
+    /// The password in the connection URL, to scrub it from driver messages.
+    pub(crate) fn password(&self) -> Option<&str> {
+        let rest = self.connection.split_once("://")?.1;
+        let authority = rest.split(['/', '?']).next()?;
+        let userinfo = authority.rsplit_once('@')?.0;
+        userinfo.split_once(':').map(|(_, pw)| pw)
+    }
+
     /// The URL with its password replaced by `***`: safe to log and to show.
     ///
     /// # Examples

@@ -1,0 +1,210 @@
+//! The pooled connection of one backend, behind one enum, and Diesel's transaction depth.
+
+use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
+use diesel::r2d2::{ConnectionManager, PooledConnection};
+
+#[cfg(feature = "mysql")]
+use diesel::MysqlConnection;
+#[cfg(feature = "postgres")]
+use diesel::PgConnection;
+#[cfg(feature = "sqlite")]
+use diesel::SqliteConnection;
+
+use crate::url::Backend;
+
+/// A connection checked out of an engine's pool (crate-internal; `pub` only so that the
+/// sealed trait can name it).
+#[doc(hidden)]
+pub enum Conn {
+    #[cfg(feature = "postgres")]
+    Pg(PooledConnection<ConnectionManager<PgConnection>>),
+    #[cfg(feature = "sqlite")]
+    Sqlite(PooledConnection<ConnectionManager<SqliteConnection>>),
+    #[cfg(feature = "mysql")]
+    Mysql(PooledConnection<ConnectionManager<MysqlConnection>>),
+}
+
+/// Runs `$body` with `$c` bound to the concrete `&mut XConnection`.
+macro_rules! with_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            #[cfg(feature = "postgres")]
+            $crate::conn::Conn::Pg(pooled) => {
+                let $c: &mut diesel::PgConnection = &mut **pooled;
+                $body
+            }
+            #[cfg(feature = "sqlite")]
+            $crate::conn::Conn::Sqlite(pooled) => {
+                let $c: &mut diesel::SqliteConnection = &mut **pooled;
+                $body
+            }
+            #[cfg(feature = "mysql")]
+            $crate::conn::Conn::Mysql(pooled) => {
+                let $c: &mut diesel::MysqlConnection = &mut **pooled;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_conn;
+
+impl Conn {
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            #[cfg(feature = "postgres")]
+            Conn::Pg(_) => Backend::Postgres,
+            #[cfg(feature = "sqlite")]
+            Conn::Sqlite(_) => Backend::Sqlite,
+            #[cfg(feature = "mysql")]
+            Conn::Mysql(_) => Backend::Mysql,
+        }
+    }
+
+    /// Diesel's view of the transaction depth: `Ok(0)` outside a transaction, `Err` when
+    /// Diesel considers the connection's transaction manager broken.
+    pub(crate) fn depth(&mut self) -> diesel::QueryResult<u32> {
+        with_conn!(self, c => depth_of(c))
+    }
+
+    pub(crate) fn batch_execute(&mut self, sql: &str) -> diesel::QueryResult<()> {
+        with_conn!(self, c => diesel::connection::SimpleConnection::batch_execute(c, sql))
+    }
+
+    /// Opens the top-level transaction with `sql` through Diesel's transaction manager, so
+    /// that nested `conn.transaction(..)` calls become savepoints.
+    pub(crate) fn begin_with(&mut self, sql: &str) -> diesel::QueryResult<()> {
+        with_conn!(self, c => AnsiTransactionManager::begin_transaction_sql(c, sql))
+    }
+
+    pub(crate) fn commit(&mut self) -> diesel::QueryResult<()> {
+        with_conn!(self, c => AnsiTransactionManager::commit_transaction(c))
+    }
+
+    pub(crate) fn rollback(&mut self) -> diesel::QueryResult<()> {
+        with_conn!(self, c => AnsiTransactionManager::rollback_transaction(c))
+    }
+
+    /// Tells Diesel the top-level transaction ended without Diesel's knowledge (after
+    /// `PREPARE TRANSACTION` or `XA PREPARE`), so the depth is back to 0.
+    #[allow(dead_code)] // used by backends that do not track it themselves
+    pub(crate) fn forget_transaction(&mut self) {
+        with_conn!(self, c => reset_depth(c))
+    }
+}
+
+pub(crate) fn depth_of<C>(conn: &mut C) -> diesel::QueryResult<u32>
+where
+    C: Connection<TransactionManager = AnsiTransactionManager>,
+{
+    let status = AnsiTransactionManager::transaction_manager_status_mut(conn);
+    Ok(status.transaction_depth()?.map_or(0, |d| d.get()))
+}
+
+#[allow(dead_code)]
+fn reset_depth<C>(conn: &mut C)
+where
+    C: Connection<TransactionManager = AnsiTransactionManager>,
+{
+    use diesel::connection::{TransactionDepthChange, TransactionManagerStatus};
+    let status = AnsiTransactionManager::transaction_manager_status_mut(conn);
+    if let TransactionManagerStatus::Valid(valid) = status {
+        while valid.transaction_depth().is_some() {
+            if valid
+                .change_transaction_depth(TransactionDepthChange::DecreaseDepth)
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
+}
+
+/// A Diesel connection type that an engine can hand out.
+///
+/// Implemented for the connection types of the enabled backends: `PgConnection`
+/// (feature `postgres`), `SqliteConnection` (feature `sqlite`) and `MysqlConnection`
+/// (feature `mysql`).
+pub trait BackendConnection: Connection + sealed::Sealed + 'static {
+    /// The backend this connection type talks to.
+    const BACKEND: Backend;
+}
+
+pub(crate) mod sealed {
+    use super::Conn;
+
+    /// Keeps [`BackendConnection`](super::BackendConnection) closed to this crate's types,
+    /// and finds the concrete connection inside a [`Conn`].
+    pub trait Sealed {
+        fn from_conn(conn: &mut Conn) -> Option<&mut Self>;
+        fn from_conn_ref(conn: &Conn) -> Option<&Self>;
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl BackendConnection for PgConnection {
+    const BACKEND: Backend = Backend::Postgres;
+}
+
+#[cfg(feature = "postgres")]
+impl sealed::Sealed for PgConnection {
+    fn from_conn(conn: &mut Conn) -> Option<&mut Self> {
+        #[allow(irrefutable_let_patterns, unreachable_patterns)]
+        match conn {
+            Conn::Pg(c) => Some(&mut **c),
+            _ => None,
+        }
+    }
+    fn from_conn_ref(conn: &Conn) -> Option<&Self> {
+        #[allow(irrefutable_let_patterns, unreachable_patterns)]
+        match conn {
+            Conn::Pg(c) => Some(&**c),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl BackendConnection for SqliteConnection {
+    const BACKEND: Backend = Backend::Sqlite;
+}
+
+#[cfg(feature = "sqlite")]
+impl sealed::Sealed for SqliteConnection {
+    fn from_conn(conn: &mut Conn) -> Option<&mut Self> {
+        #[allow(irrefutable_let_patterns, unreachable_patterns)]
+        match conn {
+            Conn::Sqlite(c) => Some(&mut **c),
+            _ => None,
+        }
+    }
+    fn from_conn_ref(conn: &Conn) -> Option<&Self> {
+        #[allow(irrefutable_let_patterns, unreachable_patterns)]
+        match conn {
+            Conn::Sqlite(c) => Some(&**c),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl BackendConnection for MysqlConnection {
+    const BACKEND: Backend = Backend::Mysql;
+}
+
+#[cfg(feature = "mysql")]
+impl sealed::Sealed for MysqlConnection {
+    fn from_conn(conn: &mut Conn) -> Option<&mut Self> {
+        #[allow(irrefutable_let_patterns, unreachable_patterns)]
+        match conn {
+            Conn::Mysql(c) => Some(&mut **c),
+            _ => None,
+        }
+    }
+    fn from_conn_ref(conn: &Conn) -> Option<&Self> {
+        #[allow(irrefutable_let_patterns, unreachable_patterns)]
+        match conn {
+            Conn::Mysql(c) => Some(&**c),
+            _ => None,
+        }
+    }
+}

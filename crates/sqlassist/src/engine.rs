@@ -1,0 +1,367 @@
+//! Engines: a database URL, its options and an r2d2 pool.
+
+use std::fmt;
+use std::sync::Arc;
+
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, ManageConnection, Pool};
+
+#[cfg(feature = "mysql")]
+use diesel::MysqlConnection;
+#[cfg(feature = "postgres")]
+use diesel::PgConnection;
+#[cfg(feature = "sqlite")]
+use diesel::SqliteConnection;
+
+use crate::conn::Conn;
+use crate::error::{Error, Result};
+use crate::options::EngineOptions;
+use crate::settings::Settings;
+use crate::url::{Backend, DatabaseUrl};
+
+enum Pools {
+    #[cfg(feature = "postgres")]
+    Pg(Pool<ConnectionManager<PgConnection>>),
+    #[cfg(feature = "sqlite")]
+    Sqlite(Pool<ConnectionManager<SqliteConnection>>),
+    #[cfg(feature = "mysql")]
+    Mysql(Pool<ConnectionManager<MysqlConnection>>),
+}
+
+struct EngineInner {
+    options: EngineOptions,
+    /// The URL the pool connects with (read-only form for read-only SQLite engines).
+    connect_url: String,
+    pool: Pools,
+    /// SQL run on every new connection (session characteristics, pragmas).
+    setup: Arc<Setup>,
+}
+
+/// A database to talk to: its URL, its options and a pool of connections (SQLAlchemy's
+/// `Engine`, built like `engine_from_config`).
+///
+/// Building an engine opens no connection: the pool fills on first use. An engine is a
+/// cheap handle (`Clone` shares the pool) and can be shared between threads.
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::{Engine, EngineOptions, Settings};
+///
+/// let settings = Settings::from_pairs([("sqlalchemy_writer.url", "sqlite://")]);
+/// let engine = Engine::from_settings(&settings, "sqlalchemy_writer.")?;
+/// assert_eq!(engine.backend(), sqlassist::Backend::Sqlite);
+/// assert_eq!(engine.pool_state().connections, 0); // nothing opened yet
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("url", &self.url().redacted())
+            .field("read_only", &self.is_read_only())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many connections an engine's pool holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolState {
+    /// Connections open, in use or idle.
+    pub connections: u32,
+    /// Connections idle in the pool.
+    pub idle: u32,
+}
+
+impl Engine {
+    /// Builds an engine from the settings under `prefix` (`"sqlalchemy_reader."`): see
+    /// [`EngineOptions::from_settings`] for the keys.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`EngineOptions::from_settings`] (missing `url`, malformed URL,
+    /// unknown or malformed option).
+    pub fn from_settings(settings: &Settings, prefix: &str) -> Result<Self> {
+        Self::new(EngineOptions::from_settings(settings, prefix)?)
+    }
+
+    /// Builds an engine from options. Opens no connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSetting`] for an option the backend cannot apply (an
+    /// `application_name` with control characters, say).
+    pub fn new(options: EngineOptions) -> Result<Self> {
+        let setup = Arc::new(Setup::new(&options)?);
+        let connect_url = match (
+            options.is_read_only(),
+            options.url().read_only_connection_string(),
+        ) {
+            (true, Some(ro)) => ro,
+            _ => options.url().connection_string().to_owned(),
+        };
+        let pool = match options.url().backend() {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => {
+                Pools::Pg(build_pool(&options, connect_url.clone(), setup.clone()))
+            }
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite => {
+                Pools::Sqlite(build_pool(&options, connect_url.clone(), setup.clone()))
+            }
+            #[cfg(feature = "mysql")]
+            Backend::Mysql => {
+                Pools::Mysql(build_pool(&options, connect_url.clone(), setup.clone()))
+            }
+            #[allow(unreachable_patterns)]
+            backend => {
+                return Err(Error::BackendNotEnabled {
+                    backend,
+                    feature: backend.feature(),
+                })
+            }
+        };
+        tracing::debug!(url = %options.url().redacted(), "engine built");
+        Ok(Self {
+            inner: Arc::new(EngineInner {
+                options,
+                connect_url,
+                pool,
+                setup,
+            }),
+        })
+    }
+
+    /// The database URL (its `Display` and `Debug` hide the password).
+    pub fn url(&self) -> &DatabaseUrl {
+        self.inner.options.url()
+    }
+
+    /// The backend the URL selects.
+    pub fn backend(&self) -> Backend {
+        self.url().backend()
+    }
+
+    /// The options the engine was built with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.inner.options
+    }
+
+    /// Whether connections are opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.inner.options.is_read_only()
+    }
+
+    /// The pool's current size.
+    pub fn pool_state(&self) -> PoolState {
+        let state = match &self.inner.pool {
+            #[cfg(feature = "postgres")]
+            Pools::Pg(p) => p.state(),
+            #[cfg(feature = "sqlite")]
+            Pools::Sqlite(p) => p.state(),
+            #[cfg(feature = "mysql")]
+            Pools::Mysql(p) => p.state(),
+        };
+        PoolState {
+            connections: state.connections,
+            idle: state.idle_connections,
+        }
+    }
+
+    /// Opens a connection now, outside the pool, and checks the server is usable (for
+    /// PostgreSQL: that prepared transactions are enabled when `two_phase` is true). Use it
+    /// at start-up to fail fast.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`] when no connection can be opened or set up;
+    /// [`Error::PreparedTransactionsDisabled`] when two-phase commit is asked for and the
+    /// server refuses it.
+    pub fn check(&self, two_phase: bool) -> Result<()> {
+        let _ = two_phase;
+        match &self.inner.pool {
+            #[cfg(feature = "postgres")]
+            Pools::Pg(_) => {
+                let mut conn = self
+                    .probe::<PgConnection>()
+                    .map_err(|e| self.connect_error(e))?;
+                self.inner
+                    .setup
+                    .apply(&mut conn)
+                    .map_err(|e| self.connect_error(e))?;
+                if two_phase {
+                    crate::postgres::check_two_phase(&mut conn, self.url())?;
+                }
+                Ok(())
+            }
+            #[cfg(feature = "sqlite")]
+            Pools::Sqlite(_) => {
+                let mut conn = self
+                    .probe::<SqliteConnection>()
+                    .map_err(|e| self.connect_error(e))?;
+                self.inner
+                    .setup
+                    .apply(&mut conn)
+                    .map_err(|e| self.connect_error(e))
+            }
+            #[cfg(feature = "mysql")]
+            Pools::Mysql(_) => {
+                let mut conn = self
+                    .probe::<MysqlConnection>()
+                    .map_err(|e| self.connect_error(e))?;
+                self.inner
+                    .setup
+                    .apply(&mut conn)
+                    .map_err(|e| self.connect_error(e))
+            }
+        }
+    }
+
+    /// Opens a connection outside the pool.
+    fn probe<C: diesel::r2d2::R2D2Connection + 'static>(
+        &self,
+    ) -> std::result::Result<C, diesel::r2d2::Error> {
+        ConnectionManager::<C>::new(self.inner.connect_url.clone()).connect()
+    }
+
+    fn connect_error(&self, source: diesel::r2d2::Error) -> Error {
+        Error::Connect {
+            url: self.url().redacted().to_owned(),
+            reason: redact(&source.to_string(), self.url()),
+        }
+    }
+
+    /// Checks a connection out of the pool. When the pool holds no connection yet, one is
+    /// opened directly first, so that a wrong password or an unreachable server is
+    /// reported at once rather than after the pool's timeout.
+    pub(crate) fn checkout(&self) -> Result<Conn> {
+        macro_rules! get {
+            ($pool:expr, $variant:ident, $conn:ty) => {{
+                if $pool.state().connections == 0 {
+                    let mut probe = self.probe::<$conn>().map_err(|e| self.connect_error(e))?;
+                    self.inner
+                        .setup
+                        .apply(&mut probe)
+                        .map_err(|e| self.connect_error(e))?;
+                }
+                $pool.get().map(Conn::$variant).map_err(|e| Error::Connect {
+                    url: self.url().redacted().to_owned(),
+                    reason: redact(&e.to_string(), self.url()),
+                })
+            }};
+        }
+        match &self.inner.pool {
+            #[cfg(feature = "postgres")]
+            Pools::Pg(p) => get!(p, Pg, PgConnection),
+            #[cfg(feature = "sqlite")]
+            Pools::Sqlite(p) => get!(p, Sqlite, SqliteConnection),
+            #[cfg(feature = "mysql")]
+            Pools::Mysql(p) => get!(p, Mysql, MysqlConnection),
+        }
+    }
+}
+
+/// Removes the URL's password from a message, in case a driver echoes it.
+pub(crate) fn redact(message: &str, url: &DatabaseUrl) -> String {
+    match url.password() {
+        Some(pw) if !pw.is_empty() => message.replace(pw, "***"),
+        _ => message.to_owned(),
+    }
+}
+
+fn build_pool<C>(
+    options: &EngineOptions,
+    url: String,
+    setup: Arc<Setup>,
+) -> Pool<ConnectionManager<C>>
+where
+    C: diesel::r2d2::R2D2Connection + 'static,
+    Setup: CustomizeConnection<C, diesel::r2d2::Error>,
+{
+    // An in-memory SQLite database lives in its connection: one connection keeps one
+    // database.
+    let max_size = if options.url().is_memory() {
+        1
+    } else {
+        options.pool_size()
+    };
+    Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(options.pool_min_idle().min(max_size)))
+        .connection_timeout(options.pool_timeout())
+        .idle_timeout(options.pool_idle_timeout())
+        .max_lifetime(if options.url().is_memory() {
+            None
+        } else {
+            options.pool_recycle()
+        })
+        .test_on_check_out(options.pool_pre_ping())
+        .connection_customizer(Box::new(ArcSetup(setup)))
+        .build_unchecked(ConnectionManager::new(url))
+}
+
+/// SQL applied to every new connection.
+#[derive(Debug)]
+pub(crate) struct Setup {
+    sql: String,
+    echo: bool,
+}
+
+#[derive(Debug)]
+struct ArcSetup(Arc<Setup>);
+
+impl<C: diesel::Connection> CustomizeConnection<C, diesel::r2d2::Error> for ArcSetup
+where
+    Setup: CustomizeConnection<C, diesel::r2d2::Error>,
+{
+    fn on_acquire(&self, conn: &mut C) -> std::result::Result<(), diesel::r2d2::Error> {
+        self.0.on_acquire(conn)
+    }
+}
+
+impl Setup {
+    fn new(options: &EngineOptions) -> Result<Self> {
+        let sql = match options.url().backend() {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => crate::postgres::setup_sql(options)?,
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite => crate::sqlite::setup_sql(options),
+            #[cfg(feature = "mysql")]
+            Backend::Mysql => crate::mysql::setup_sql(options)?,
+            #[allow(unreachable_patterns)]
+            _ => String::new(),
+        };
+        Ok(Self {
+            sql,
+            echo: options.echo(),
+        })
+    }
+
+    fn apply<C: diesel::Connection>(
+        &self,
+        conn: &mut C,
+    ) -> std::result::Result<(), diesel::r2d2::Error> {
+        if self.echo {
+            conn.set_instrumentation(|event: diesel::connection::InstrumentationEvent<'_>| {
+                if let diesel::connection::InstrumentationEvent::StartQuery { query, .. } = event {
+                    tracing::debug!(target: "sqlassist::sql", "{query}");
+                }
+            });
+        }
+        if self.sql.is_empty() {
+            return Ok(());
+        }
+        conn.batch_execute(&self.sql)
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+impl<C: diesel::Connection> CustomizeConnection<C, diesel::r2d2::Error> for Setup {
+    fn on_acquire(&self, conn: &mut C) -> std::result::Result<(), diesel::r2d2::Error> {
+        self.apply(conn)
+    }
+}

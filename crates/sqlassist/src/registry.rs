@@ -1,0 +1,304 @@
+//! The registry of named engines, and its process-wide install.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::session::Session;
+use crate::settings::Settings;
+
+static NEXT_REGISTRY: AtomicU64 = AtomicU64::new(1);
+static INSTALLED: OnceLock<Registry> = OnceLock::new();
+
+/// How an engine takes part in transactions (the seed's `init_engine` keywords).
+///
+/// # Examples
+///
+/// ```
+/// let opts = sqlassist::InitOptions::new().default(true).managed(false);
+/// assert!(opts.is_default() && !opts.is_managed());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use]
+pub struct InitOptions {
+    default: bool,
+    managed: bool,
+}
+
+impl InitOptions {
+    /// Unmanaged, not the default: the seed's `init_engine(name, engine)`.
+    pub fn new() -> Self {
+        <Self as Default>::default()
+    }
+
+    /// Makes this the registry's default engine. Default: `false`.
+    pub fn default(mut self, default: bool) -> Self {
+        self.default = default;
+        self
+    }
+
+    /// Makes sessions join the thread's transaction and commit only through
+    /// `transaction::commit()` (the seed's `use_zope=True`). Default: `false`.
+    pub fn managed(mut self, managed: bool) -> Self {
+        self.managed = managed;
+        self
+    }
+
+    /// Whether this is the default engine.
+    pub fn is_default(&self) -> bool {
+        self.default
+    }
+
+    /// Whether sessions are managed.
+    pub fn is_managed(&self) -> bool {
+        self.managed
+    }
+}
+
+#[derive(Clone)]
+struct Registered {
+    engine: Engine,
+    options: InitOptions,
+}
+
+/// Named engines (reader, writer, log, ...): the seed's engine registry.
+///
+/// The registry is a value the application owns. Sessions come from
+/// [`session`](Self::session); [`install`](Self::install) makes it the process-wide
+/// registry behind [`crate::db_session`], once.
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::{Registry, Settings};
+///
+/// let settings = Settings::from_pairs([
+///     ("sqlalchemy_reader.url", "sqlite://"),
+///     ("sqlalchemy_reader.default", "true"),
+///     ("sqlalchemy_writer.url", "sqlite://"),
+///     ("sqlalchemy_writer.managed", "true"),
+/// ]);
+/// let registry = Registry::from_settings(&settings)?;
+/// assert_eq!(registry.names().collect::<Vec<_>>(), ["reader", "writer"]);
+/// assert_eq!(registry.default_name(), Some("reader"));
+/// assert!(registry.engine("nope").is_err());
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
+pub struct Registry {
+    id: u64,
+    engines: BTreeMap<String, Registered>,
+    default: Option<String>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for (name, r) in &self.engines {
+            m.entry(name, &(r.engine.url(), r.options));
+        }
+        m.finish()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self {
+            id: NEXT_REGISTRY.fetch_add(1, Ordering::Relaxed),
+            engines: BTreeMap::new(),
+            default: None,
+        }
+    }
+
+    /// Registers every engine found in the settings: each prefix `P.` with a `P.url` key
+    /// becomes an engine named after `P` without a leading `sqlalchemy_`
+    /// (`sqlalchemy_reader.url` gives `reader`). `P.managed` (or the seed's `P.use_zope`)
+    /// and `P.default` set the [`InitOptions`]; every other `P.` key is an engine option.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Engine::from_settings`] and [`init_engine`](Self::init_engine).
+    pub fn from_settings(settings: &Settings) -> Result<Self> {
+        let mut registry = Self::new();
+        for prefix in settings.engine_prefixes() {
+            let name = prefix.trim_end_matches('.');
+            let name = name.strip_prefix("sqlalchemy_").unwrap_or(name);
+            let flag = |key: &str| -> Result<Option<bool>> {
+                settings
+                    .get(&format!("{prefix}{key}"))
+                    .map(|v| crate::options::parse_bool(&format!("{prefix}{key}"), v))
+                    .transpose()
+            };
+            let managed = flag("managed")?.or(flag("use_zope")?).unwrap_or(false);
+            let default = flag("default")?.unwrap_or(false);
+            let engine = Engine::from_settings(settings, &prefix)?;
+            registry.init_engine(
+                name,
+                engine,
+                InitOptions::new().managed(managed).default(default),
+            )?;
+        }
+        Ok(registry)
+    }
+
+    /// Registers `engine` under `name` (the seed's `init_engine`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidEngineName`] unless the name is 1 to 64 characters of
+    /// `[A-Za-z0-9_.-]` (it names database branches); [`Error::DuplicateEngine`];
+    /// [`Error::DuplicateDefault`] when another engine is already the default;
+    /// [`Error::Unsupported`] for a managed engine whose backend has no commit protocol
+    /// the transaction manager can drive (MariaDB/MySQL, for now).
+    pub fn init_engine(&mut self, name: &str, engine: Engine, options: InitOptions) -> Result<()> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid {
+            return Err(Error::InvalidEngineName {
+                name: name.escape_debug().to_string(),
+            });
+        }
+        if options.is_managed() && engine.backend() == crate::url::Backend::Mysql {
+            return Err(Error::Unsupported {
+                engine: name.to_owned(),
+                what: "managed sessions on MariaDB/MySQL yet (XA two-phase commit is not implemented): register it unmanaged".to_owned(),
+            });
+        }
+        if self.engines.contains_key(name) {
+            return Err(Error::DuplicateEngine {
+                name: name.to_owned(),
+            });
+        }
+        if options.is_default() {
+            if let Some(existing) = &self.default {
+                return Err(Error::DuplicateDefault {
+                    existing: existing.clone(),
+                    name: name.to_owned(),
+                });
+            }
+            self.default = Some(name.to_owned());
+        }
+        tracing::debug!(engine = name, url = %engine.url().redacted(), managed = options.is_managed(), "engine registered");
+        self.engines
+            .insert(name.to_owned(), Registered { engine, options });
+        Ok(())
+    }
+
+    fn registered(&self, name: &str) -> Result<&Registered> {
+        self.engines.get(name).ok_or_else(|| Error::UnknownEngine {
+            name: name.to_owned(),
+            known: self.engines.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// The engine registered under `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownEngine`], listing the registered names.
+    pub fn engine(&self, name: &str) -> Result<&Engine> {
+        Ok(&self.registered(name)?.engine)
+    }
+
+    /// Whether the engine `name` is managed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownEngine`].
+    pub fn is_managed(&self, name: &str) -> Result<bool> {
+        Ok(self.registered(name)?.options.is_managed())
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.engines.keys().map(String::as_str)
+    }
+
+    /// The default engine's name.
+    pub fn default_name(&self) -> Option<&str> {
+        self.default.as_deref()
+    }
+
+    /// This thread's session for the engine `name`: the same session until it is closed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownEngine`].
+    pub fn session(&self, name: &str) -> Result<Session> {
+        let registered = self.registered(name)?;
+        Ok(Session::lookup_or_open(
+            self.id,
+            name,
+            &registered.engine,
+            registered.options.is_managed(),
+        ))
+    }
+
+    /// This thread's session for the default engine.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoDefaultEngine`] when no engine was registered as the default.
+    pub fn default_session(&self) -> Result<Session> {
+        let name = self.default.as_deref().ok_or(Error::NoDefaultEngine)?;
+        self.session(name)
+    }
+
+    /// Connects to every engine once and checks it is usable: PostgreSQL engines that are
+    /// managed must accept prepared transactions. Use it at start-up to fail fast.
+    ///
+    /// # Errors
+    ///
+    /// The first engine's error, as [`Engine::check`] reports it.
+    pub fn check(&self) -> Result<()> {
+        for r in self.engines.values() {
+            r.engine.check(r.options.is_managed())?;
+        }
+        Ok(())
+    }
+
+    /// Makes this registry the process-wide one, used by [`crate::db_session`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RegistryAlreadyInstalled`]: a registry is installed once per process.
+    pub fn install(self) -> Result<&'static Registry> {
+        let mut slot = Some(self);
+        let installed = INSTALLED.get_or_init(|| slot.take().unwrap_or_default());
+        if slot.is_some() {
+            return Err(Error::RegistryAlreadyInstalled);
+        }
+        Ok(installed)
+    }
+}
+
+/// The process-wide registry set by [`Registry::install`].
+///
+/// # Errors
+///
+/// [`Error::NoRegistry`] before `install`.
+pub fn registry() -> Result<&'static Registry> {
+    INSTALLED.get().ok_or(Error::NoRegistry)
+}
+
+/// This thread's session for the engine `name` of the installed registry: the seed's
+/// `dbSession("writer")`.
+///
+/// # Errors
+///
+/// [`Error::NoRegistry`] before [`Registry::install`]; [`Error::UnknownEngine`].
+pub fn db_session(name: &str) -> Result<Session> {
+    registry()?.session(name)
+}

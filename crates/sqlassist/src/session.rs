@@ -1,0 +1,742 @@
+//! Sessions: this thread's unit of work on one engine.
+
+use std::cell::{RefCell, RefMut};
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::rc::{Rc, Weak};
+
+use transaction::{
+    DataManager, ResourceError, ResourceSavepoint, Transaction, TransactionId, Vote,
+};
+
+use crate::conn::{BackendConnection, Conn};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::url::Backend;
+
+thread_local! {
+    /// This thread's open sessions, one per (registry, engine name).
+    static SESSIONS: RefCell<Vec<Session>> = const { RefCell::new(Vec::new()) };
+}
+
+/// This thread's session for one engine: a connection checked out of the engine's pool
+/// and a database transaction, both opened lazily on first use (SQLAlchemy's scoped
+/// session).
+///
+/// A *managed* session (the seed's `use_zope=True`) joins the thread's current
+/// transaction on first use in each transaction, and commits only through
+/// [`transaction::commit`]; its own [`commit`](Self::commit) fails with
+/// [`Error::CommitThroughTransactionManager`]. An *unmanaged* session commits and rolls
+/// back on its own.
+///
+/// The session keeps its connection between transactions; [`close`](Self::close) or
+/// [`crate::close_sessions`] (at the end of a request) rolls back what was never committed
+/// and returns the connection to the pool. A session is bound to its thread (`!Send`).
+///
+/// # Examples
+///
+/// ```
+/// use diesel::prelude::*;
+/// use sqlassist::{Engine, EngineOptions, InitOptions, Registry, DatabaseUrl};
+///
+/// let mut registry = Registry::new();
+/// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+/// registry.init_engine("writer", engine, InitOptions::new().managed(true))?;
+///
+/// let writer = registry.session("writer")?;
+/// diesel::sql_query("CREATE TABLE t (v INTEGER)").execute(&mut *writer.conn::<SqliteConnection>()?)?;
+/// diesel::sql_query("INSERT INTO t VALUES (1)").execute(&mut *writer.conn::<SqliteConnection>()?)?;
+/// assert!(writer.commit().is_err()); // managed: commit through the transaction manager
+/// transaction::commit()?;
+/// writer.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    inner: Rc<SessionInner>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("engine", &self.inner.name)
+            .field("managed", &self.inner.managed)
+            .field("url", &self.inner.engine.url())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct SessionInner {
+    registry: u64,
+    name: String,
+    engine: Engine,
+    managed: bool,
+    me: Weak<SessionInner>,
+    state: RefCell<State>,
+}
+
+#[derive(Default)]
+struct State {
+    conn: Option<Conn>,
+    /// A database transaction begun by this session is open on `conn`.
+    open: bool,
+    /// The transaction this session last joined.
+    joined: Option<TransactionId>,
+    /// The gid of a prepared transaction waiting for phase two.
+    prepared: Option<String>,
+    /// The engine's server accepted two-phase commit on this session's connection.
+    two_phase_checked: bool,
+    next_savepoint: u32,
+}
+
+/// A `&mut` Diesel connection inside a session's transaction.
+///
+/// It dereferences to the backend's connection type, so any Diesel query works:
+/// `query.execute(&mut *guard)`. Nested `guard.transaction(..)` calls become savepoints.
+/// Drop it before committing: a commit cannot use a session whose connection is borrowed.
+pub struct ConnectionGuard<'a, C> {
+    state: RefMut<'a, State>,
+    _conn: PhantomData<&'a mut C>,
+}
+
+impl<C: BackendConnection> Deref for ConnectionGuard<'_, C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        // The guard is built only after checking the connection is a `C`.
+        unreachable_conn(self.state.conn.as_ref().and_then(|c| C::from_conn_ref(c)))
+    }
+}
+
+impl<C: BackendConnection> DerefMut for ConnectionGuard<'_, C> {
+    fn deref_mut(&mut self) -> &mut C {
+        unreachable_conn(self.state.conn.as_mut().and_then(|c| C::from_conn(c)))
+    }
+}
+
+#[allow(clippy::expect_used)]
+fn unreachable_conn<T>(conn: Option<T>) -> T {
+    conn.expect("a ConnectionGuard is built only over a connection of its type")
+}
+
+impl Session {
+    pub(crate) fn lookup_or_open(
+        registry: u64,
+        name: &str,
+        engine: &Engine,
+        managed: bool,
+    ) -> Session {
+        SESSIONS.with(|sessions| {
+            let mut sessions = sessions.borrow_mut();
+            if let Some(s) = sessions
+                .iter()
+                .find(|s| s.inner.registry == registry && s.inner.name == name)
+            {
+                return s.clone();
+            }
+            let session = Session {
+                inner: Rc::new_cyclic(|me| SessionInner {
+                    registry,
+                    name: name.to_owned(),
+                    engine: engine.clone(),
+                    managed,
+                    me: me.clone(),
+                    state: RefCell::new(State::default()),
+                }),
+            };
+            sessions.push(session.clone());
+            session
+        })
+    }
+
+    /// The engine's name in its registry.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Whether the session commits through the transaction manager.
+    pub fn is_managed(&self) -> bool {
+        self.inner.managed
+    }
+
+    /// Whether a database transaction is open (work not yet committed or rolled back).
+    pub fn in_transaction(&self) -> bool {
+        self.inner
+            .state
+            .try_borrow()
+            .map(|s| s.open)
+            .unwrap_or(true)
+    }
+
+    /// Whether two handles are the same session.
+    pub fn ptr_eq(&self, other: &Session) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The session's Diesel connection, inside its database transaction.
+    ///
+    /// On first use this checks a connection out of the engine's pool and begins a
+    /// transaction; a managed session also joins the thread's current transaction (once
+    /// per transaction).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongBackend`] when `C` is not the engine's connection type;
+    /// [`Error::Connect`] when no connection can be had; [`Error::Transaction`] when the
+    /// current transaction cannot be joined (it failed, or explicit mode without
+    /// `begin()`); [`Error::SessionBusy`] while another guard of this session is alive;
+    /// [`Error::Database`] when `BEGIN` fails.
+    pub fn conn<C: BackendConnection>(&self) -> Result<ConnectionGuard<'_, C>> {
+        let backend = self.inner.engine.backend();
+        if C::BACKEND != backend {
+            return Err(Error::WrongBackend {
+                engine: self.inner.name.clone(),
+                expected: backend,
+                requested: C::BACKEND,
+            });
+        }
+        self.inner.ensure_begun()?;
+        let state = self.inner.borrow_state()?;
+        Ok(ConnectionGuard {
+            state,
+            _conn: PhantomData,
+        })
+    }
+
+    /// Runs `f` with the session's connection; Diesel errors become [`Error::Database`]
+    /// naming this engine.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`conn`](Self::conn), and `f`'s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use diesel::prelude::*;
+    /// use sqlassist::{DatabaseUrl, Engine, EngineOptions, InitOptions, Registry};
+    ///
+    /// let mut registry = Registry::new();
+    /// registry.init_engine("log", Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?, InitOptions::new())?;
+    /// let log = registry.session("log")?;
+    /// let n = log.run(|c: &mut SqliteConnection| diesel::sql_query("CREATE TABLE l (m TEXT)").execute(c))?;
+    /// log.commit()?; // unmanaged: commits on its own
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn run<C, R>(&self, f: impl FnOnce(&mut C) -> diesel::QueryResult<R>) -> Result<R>
+    where
+        C: BackendConnection,
+    {
+        let mut conn = self.conn::<C>()?;
+        f(&mut conn).map_err(|e| self.inner.db_error(e))
+    }
+
+    /// Executes one SQL statement on whatever backend the engine uses; returns the number
+    /// of rows affected.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`conn`](Self::conn), and [`Error::Database`] when the statement fails.
+    pub fn execute(&self, sql: &str) -> Result<usize> {
+        use diesel::RunQueryDsl;
+        self.inner.ensure_begun()?;
+        let mut st = self.inner.borrow_state()?;
+        let conn = st
+            .conn
+            .as_mut()
+            .ok_or_else(|| self.inner.lost_connection())?;
+        crate::conn::with_conn!(conn, c => diesel::sql_query(sql).execute(c))
+            .map_err(|e| self.inner.db_error(e))
+    }
+
+    /// Runs a query that returns one integer (`SELECT COUNT(*) FROM t`) on whatever backend
+    /// the engine uses.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`conn`](Self::conn), and [`Error::Database`] when the query fails or does
+    /// not return exactly one integer.
+    pub fn query_i64(&self, sql: &str) -> Result<i64> {
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Value {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            value: i64,
+        }
+        self.inner.ensure_begun()?;
+        let mut st = self.inner.borrow_state()?;
+        let conn = st
+            .conn
+            .as_mut()
+            .ok_or_else(|| self.inner.lost_connection())?;
+        let wrapped = match conn.backend() {
+            Backend::Mysql => format!("SELECT CAST(({sql}) AS SIGNED) AS value"),
+            _ => format!("SELECT CAST(({sql}) AS BIGINT) AS value"),
+        };
+        crate::conn::with_conn!(conn, c => diesel::sql_query(&wrapped).get_result::<Value>(c))
+            .map(|v| v.value)
+            .map_err(|e| self.inner.db_error(e))
+    }
+
+    /// Commits an unmanaged session's transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CommitThroughTransactionManager`] for a managed session: the work stays
+    /// pending and a later `transaction::commit()` commits it (call
+    /// [`rollback`](Self::rollback) to discard it, as the seed's docs say).
+    /// [`Error::Database`] when the commit fails; [`Error::TransactionEndedOutside`] when
+    /// raw SQL ended the transaction.
+    pub fn commit(&self) -> Result<()> {
+        if self.inner.managed {
+            return Err(Error::CommitThroughTransactionManager {
+                engine: self.inner.name.clone(),
+            });
+        }
+        let mut st = self.inner.borrow_state()?;
+        if !st.open {
+            return Ok(());
+        }
+        st.open = false;
+        let backend = self.inner.engine.backend();
+        let conn = st
+            .conn
+            .as_mut()
+            .ok_or_else(|| self.inner.lost_connection())?;
+        self.inner.check_depth(conn)?;
+        let outcome = match backend {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => crate::postgres::commit_one_phase(conn),
+            _ => conn.commit(),
+        };
+        outcome.map_err(|e| {
+            let _ = conn.rollback();
+            self.inner.db_error(e)
+        })
+    }
+
+    /// Rolls back this session's work only. A managed session stays joined to the current
+    /// transaction and usable: its next query begins a new database transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the rollback fails.
+    pub fn rollback(&self) -> Result<()> {
+        let mut st = self.inner.borrow_state()?;
+        self.inner
+            .rollback_open(&mut st)
+            .map_err(|e| self.inner.db_error(e))
+    }
+
+    /// Ends the session: rolls back uncommitted work (with a warning), returns the
+    /// connection to the pool and forgets the session, so the next
+    /// [`Registry::session`](crate::Registry::session) opens a new one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the rollback fails (the connection is then discarded, not
+    /// returned to the pool); [`Error::SessionBusy`] while a connection guard is alive.
+    pub fn close(&self) -> Result<()> {
+        let result = self.inner.release();
+        SESSIONS.with(|sessions| {
+            if let Ok(mut sessions) = sessions.try_borrow_mut() {
+                sessions.retain(|s| !s.ptr_eq(self));
+            }
+        });
+        result
+    }
+}
+
+/// Closes every session of this thread (the seed's request-end cleanup): rolls back work
+/// that was never committed (with a warning), and returns every connection to its pool.
+///
+/// Call it at the end of each unit of work (a web request, a job). Managed work should
+/// have been committed or aborted through the transaction manager first.
+///
+/// # Errors
+///
+/// The first error met; every session is closed regardless.
+///
+/// # Examples
+///
+/// ```
+/// sqlassist::close_sessions()?; // nothing open: nothing to do
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
+pub fn close_sessions() -> Result<()> {
+    let sessions = SESSIONS.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let mut first = None;
+    for session in sessions {
+        if let Err(e) = session.inner.release() {
+            tracing::error!(engine = %session.inner.name, error = %e, "closing a session failed");
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// How many sessions this thread has open.
+pub fn open_sessions() -> usize {
+    SESSIONS.with(|s| s.borrow().len())
+}
+
+impl SessionInner {
+    fn borrow_state(&self) -> Result<RefMut<'_, State>> {
+        self.state.try_borrow_mut().map_err(|_| Error::SessionBusy {
+            engine: self.name.clone(),
+        })
+    }
+
+    fn resource_state(&self) -> std::result::Result<RefMut<'_, State>, ResourceError> {
+        self.borrow_state().map_err(ResourceError::new)
+    }
+
+    pub(crate) fn db_error(&self, source: diesel::result::Error) -> Error {
+        Error::database(&self.name, self.engine.backend(), source)
+    }
+
+    fn resource_error(&self, source: diesel::result::Error) -> ResourceError {
+        let err = self.db_error(source);
+        if crate::error::Transient::is_transient(&err) {
+            ResourceError::transient(err)
+        } else {
+            ResourceError::new(err)
+        }
+    }
+
+    fn lost_connection(&self) -> Error {
+        Error::TransactionEndedOutside {
+            engine: self.name.clone(),
+        }
+    }
+
+    fn begin_sql(&self) -> &'static str {
+        match self.engine.backend() {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite => crate::sqlite::begin_sql(self.engine.is_read_only()),
+            _ => "BEGIN",
+        }
+    }
+
+    fn ensure_begun(&self) -> Result<()> {
+        if self.managed {
+            let txn = transaction::get()?;
+            let joined = self.borrow_state()?.joined == Some(txn.id());
+            if !joined {
+                let me: Rc<dyn DataManager> =
+                    self.me.upgrade().ok_or_else(|| self.lost_connection())?;
+                txn.join(me)?;
+                self.borrow_state()?.joined = Some(txn.id());
+            }
+        }
+        let mut st = self.borrow_state()?;
+        if st.conn.is_none() {
+            st.conn = Some(self.engine.checkout()?);
+        }
+        if self.managed && !st.two_phase_checked {
+            #[cfg(feature = "postgres")]
+            if self.engine.backend() == Backend::Postgres {
+                let conn = st.conn.as_mut().ok_or_else(|| self.lost_connection())?;
+                crate::postgres::check_two_phase_conn(conn, self.engine.url())?;
+            }
+            st.two_phase_checked = true;
+        }
+        if !st.open {
+            let sql = self.begin_sql();
+            let conn = st.conn.as_mut().ok_or_else(|| self.lost_connection())?;
+            if let Err(e) = conn.begin_with(sql) {
+                // A connection that cannot begin is not worth keeping.
+                st.conn = None;
+                return Err(self.db_error(e));
+            }
+            st.open = true;
+        }
+        Ok(())
+    }
+
+    /// Diesel's depth must be 1 (our transaction, no savepoint left open) at commit time.
+    fn check_depth(&self, conn: &mut Conn) -> Result<()> {
+        match conn.depth() {
+            Ok(1) => Ok(()),
+            Ok(0) => Err(Error::TransactionEndedOutside {
+                engine: self.name.clone(),
+            }),
+            Ok(depth) => Err(Error::SavepointStillOpen {
+                engine: self.name.clone(),
+                depth: depth - 1,
+            }),
+            Err(e) => Err(self.db_error(e)),
+        }
+    }
+
+    fn rollback_open(&self, st: &mut State) -> diesel::QueryResult<()> {
+        if !st.open {
+            return Ok(());
+        }
+        st.open = false;
+        let Some(conn) = st.conn.as_mut() else {
+            return Ok(());
+        };
+        match conn.depth() {
+            Ok(0) => Ok(()),
+            Ok(_) => match conn.rollback() {
+                Ok(()) | Err(diesel::result::Error::NotInTransaction) => Ok(()),
+                Err(e) => {
+                    // Never hand a connection with an open transaction back to the pool.
+                    st.conn = None;
+                    Err(e)
+                }
+            },
+            Err(e) => {
+                st.conn = None;
+                Err(e)
+            }
+        }
+    }
+
+    fn release(&self) -> Result<()> {
+        let mut st = self.borrow_state()?;
+        if st.open {
+            tracing::warn!(engine = %self.name, managed = self.managed, "closing a session with uncommitted work: rolling it back");
+        }
+        let result = self.rollback_open(&mut st).map_err(|e| self.db_error(e));
+        if st.prepared.is_none() {
+            st.conn = None;
+        }
+        st.joined = None;
+        result
+    }
+
+    /// Runs phase two (`op`) for a prepared branch: on the session's connection, or, if
+    /// that connection is gone or broken, on a fresh one from the pool.
+    fn finish_prepared(
+        &self,
+        st: &mut State,
+        gid: &str,
+        op: fn(&mut Conn, &str) -> diesel::QueryResult<()>,
+    ) -> std::result::Result<(), ResourceError> {
+        let first = match st.conn.as_mut() {
+            Some(conn) => op(conn, gid),
+            None => Err(diesel::result::Error::BrokenTransactionManager),
+        };
+        let first_err = match first {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        tracing::warn!(engine = %self.name, gid, error = %first_err, "phase two failed on the session's connection; retrying on a fresh connection");
+        st.conn = None;
+        let retried = self
+            .engine
+            .checkout()
+            .map_err(|e| e.to_string())
+            .and_then(|mut conn| {
+                let outcome = op(&mut conn, gid).map_err(|e| e.to_string());
+                st.conn = Some(conn);
+                outcome
+            });
+        retried.map_err(|reason| {
+            ResourceError::new(Error::InDoubt {
+                engine: self.name.clone(),
+                gid: gid.to_owned(),
+                reason,
+            })
+        })
+    }
+}
+
+/// The branch name of a session in a transaction: `sqlassist_<transaction id>_<engine>`.
+/// Engine names are restricted to `[A-Za-z0-9_.-]` by the registry, transaction ids to
+/// `[0-9a-f-]`, so the gid needs no quoting and stays under PostgreSQL's 200 bytes.
+#[cfg(feature = "postgres")]
+pub(crate) fn gid(txn: TransactionId, engine: &str) -> String {
+    format!("sqlassist_{txn}_{engine}")
+}
+
+impl DataManager for SessionInner {
+    fn sort_key(&self) -> &str {
+        &self.name
+    }
+
+    fn is_one_phase(&self) -> bool {
+        self.engine.backend() == Backend::Sqlite && !self.engine.is_read_only()
+    }
+
+    fn abort(&self, _txn: &Transaction) -> std::result::Result<(), ResourceError> {
+        let mut st = self.resource_state()?;
+        st.joined = None;
+        if let Some(gid) = st.prepared.take() {
+            #[cfg(feature = "postgres")]
+            return self.finish_prepared(&mut st, &gid, crate::postgres::rollback_prepared);
+            #[cfg(not(feature = "postgres"))]
+            let _ = gid;
+        }
+        self.rollback_open(&mut st)
+            .map_err(|e| self.resource_error(e))
+    }
+
+    fn tpc_vote(&self, txn: &Transaction) -> std::result::Result<Vote, ResourceError> {
+        let mut guard = self.resource_state()?;
+        let st = &mut *guard;
+        if !st.open {
+            return Ok(Vote::ReadOnly);
+        }
+        let conn = st
+            .conn
+            .as_mut()
+            .ok_or_else(|| ResourceError::new(self.lost_connection()))?;
+        if let Err(e) = self.check_depth(conn) {
+            st.open = false;
+            return Err(ResourceError::new(e));
+        }
+        match self.engine.backend() {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => {
+                let gid = gid(txn.id(), &self.name);
+                match crate::postgres::prepare(conn, &gid) {
+                    Ok(crate::postgres::Prepared::Yes) => {
+                        st.open = false;
+                        st.prepared = Some(gid);
+                        Ok(Vote::Prepared)
+                    }
+                    Ok(crate::postgres::Prepared::ReadOnly) => {
+                        st.open = false;
+                        Ok(Vote::ReadOnly)
+                    }
+                    Err(e) => Err(self.resource_error(e)),
+                }
+            }
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite => {
+                st.open = false;
+                if self.engine.is_read_only() {
+                    conn.rollback().map_err(|e| self.resource_error(e))?;
+                    return Ok(Vote::ReadOnly);
+                }
+                match conn.commit() {
+                    Ok(()) => Ok(Vote::Committed),
+                    Err(e) => {
+                        let _ = conn.rollback();
+                        Err(self.resource_error(e))
+                    }
+                }
+            }
+            #[allow(unreachable_patterns)]
+            backend => Err(ResourceError::new(Error::Unsupported {
+                engine: self.name.clone(),
+                what: format!("two-phase commit on {backend}"),
+            })),
+        }
+    }
+
+    fn tpc_finish(&self, _txn: &Transaction) -> std::result::Result<(), ResourceError> {
+        let mut st = self.resource_state()?;
+        let Some(gid) = st.prepared.take() else {
+            return Ok(());
+        };
+        #[cfg(feature = "postgres")]
+        return self.finish_prepared(&mut st, &gid, crate::postgres::commit_prepared);
+        #[cfg(not(feature = "postgres"))]
+        Err(ResourceError::new(Error::InDoubt {
+            engine: self.name.clone(),
+            gid,
+            reason: "no backend to finish it".into(),
+        }))
+    }
+
+    fn tpc_abort(&self, txn: &Transaction) -> std::result::Result<(), ResourceError> {
+        DataManager::abort(self, txn)
+    }
+
+    fn supports_one_phase_commit(&self) -> bool {
+        self.engine.backend() == Backend::Postgres
+    }
+
+    fn commit_one_phase(&self, _txn: &Transaction) -> std::result::Result<(), ResourceError> {
+        let mut st = self.resource_state()?;
+        if !st.open {
+            return Ok(());
+        }
+        st.open = false;
+        let conn = st
+            .conn
+            .as_mut()
+            .ok_or_else(|| ResourceError::new(self.lost_connection()))?;
+        self.check_depth(conn).map_err(ResourceError::new)?;
+        let outcome = match self.engine.backend() {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => crate::postgres::commit_one_phase(conn),
+            _ => conn.commit(),
+        };
+        outcome.map_err(|e| {
+            let _ = conn.rollback();
+            self.resource_error(e)
+        })
+    }
+
+    fn branch_id(&self, _txn: &Transaction) -> Option<String> {
+        self.state
+            .try_borrow()
+            .ok()
+            .and_then(|s| s.prepared.clone())
+    }
+
+    fn savepoint(
+        &self,
+        _txn: &Transaction,
+    ) -> Option<std::result::Result<Box<dyn ResourceSavepoint>, ResourceError>> {
+        let session = self.me.upgrade()?;
+        let mut st = match self.resource_state() {
+            Ok(st) => st,
+            Err(e) => return Some(Err(e)),
+        };
+        if !st.open {
+            return Some(Ok(Box::new(SessionSavepoint {
+                session: session.clone(),
+                name: None,
+            })));
+        }
+        st.next_savepoint += 1;
+        let name = format!("sqlassist_sp_{}", st.next_savepoint);
+        let conn = st.conn.as_mut()?;
+        Some(match conn.batch_execute(&format!("SAVEPOINT {name}")) {
+            Ok(()) => Ok(Box::new(SessionSavepoint {
+                session: session.clone(),
+                name: Some(name),
+            })),
+            Err(e) => Err(self.resource_error(e)),
+        })
+    }
+}
+
+/// A session's part of a transaction savepoint: a database `SAVEPOINT`, or nothing when
+/// the session had no open transaction (rolling back then discards whatever began since).
+struct SessionSavepoint {
+    session: Rc<SessionInner>,
+    name: Option<String>,
+}
+
+impl ResourceSavepoint for SessionSavepoint {
+    fn rollback(&self) -> std::result::Result<(), ResourceError> {
+        let inner = &self.session;
+        let mut st = inner.resource_state()?;
+        match &self.name {
+            Some(name) if st.open => {
+                let conn = st
+                    .conn
+                    .as_mut()
+                    .ok_or_else(|| ResourceError::new(inner.lost_connection()))?;
+                conn.batch_execute(&format!("ROLLBACK TO SAVEPOINT {name}"))
+                    .map_err(|e| inner.resource_error(e))
+            }
+            Some(_) => Err(ResourceError::new(inner.lost_connection())),
+            None => inner
+                .rollback_open(&mut st)
+                .map_err(|e| inner.resource_error(e)),
+        }
+    }
+}
