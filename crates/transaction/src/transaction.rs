@@ -712,17 +712,25 @@ impl Transaction {
                 tracing::warn!(transaction = %self.id(), error = %e, "synchronizer before_completion failed during abort");
             }
         }
-        let resources = std::mem::take(&mut self.inner.state.borrow_mut().resources);
         let mut first: Option<Error> = None;
-        for r in &resources {
-            if let Err(source) = r.abort(self) {
-                tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %source, "abort failed");
-                if first.is_none() {
-                    first = Some(Error::Resource {
-                        phase: Phase::Abort,
-                        resource: r.sort_key().to_owned(),
-                        source,
-                    });
+        // The transaction is still active while resources abort, so one may join another
+        // resource (re-entrancy); abort those too rather than leave them joined to an
+        // aborted transaction.
+        loop {
+            let resources = std::mem::take(&mut self.inner.state.borrow_mut().resources);
+            if resources.is_empty() {
+                break;
+            }
+            for r in &resources {
+                if let Err(source) = r.abort(self) {
+                    tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %source, "abort failed");
+                    if first.is_none() {
+                        first = Some(Error::Resource {
+                            phase: Phase::Abort,
+                            resource: r.sort_key().to_owned(),
+                            source,
+                        });
+                    }
                 }
             }
         }
@@ -793,6 +801,9 @@ impl Transaction {
             }
             st.resources.clone()
         };
+        // Resources that join while the savepoint is taken (re-entrancy) have no state in
+        // it: count them as late joiners, aborted on rollback.
+        let joined = resources.len();
         let mut states = Vec::with_capacity(resources.len());
         for r in resources {
             match r.savepoint(self) {
@@ -815,11 +826,7 @@ impl Transaction {
         let seq = self.inner.next_savepoint.get();
         self.inner.next_savepoint.set(seq + 1);
         let mark = Rc::new(SavepointMark::new(seq));
-        let joined = {
-            let mut st = self.inner.state.borrow_mut();
-            st.savepoints.push(mark.clone());
-            st.resources.len()
-        };
+        self.inner.state.borrow_mut().savepoints.push(mark.clone());
         Ok(Savepoint::new(self.clone(), mark, states, joined))
     }
 
