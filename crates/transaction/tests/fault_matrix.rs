@@ -1,0 +1,363 @@
+//! The exhaustive fault matrix: every mix of 1 to 3 resources (two-phase, two-phase with
+//! one-phase commit, one-phase, read-only), joined in every order, with no fault, every
+//! single fault and every pair of faults (a failing call of a resource, or a failing
+//! decision-log record), each checked against the reference model in `support::model`:
+//! the calls each resource got and their order, the outcome (error kind, phase, resource,
+//! cause, heuristic lists), the final status, what committed, what was logged, and what
+//! the decision log holds.
+
+// A panic is how a test reports failure: unwrapping is the point here.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::rc::Rc;
+
+use tracing::Level;
+use transaction::testing::{Call, Journal, Kind};
+use transaction::{Error, MemoryDecisionLog, Status, TransactionManager};
+
+use support::logs::Logs;
+use support::model::{predict_commit, Outcome, Spec};
+
+/// The four kinds of resource, as (kind, supports one-phase commit).
+const KINDS: [(Kind, bool); 4] = [
+    (Kind::TwoPhase, false),
+    (Kind::TwoPhase, true),
+    (Kind::OnePhase, false),
+    (Kind::ReadOnly, false),
+];
+
+/// Every call that can be made to fail: the protocol's steps, and the cleanup calls.
+const CALLS: [Call; 7] = [
+    Call::TpcBegin,
+    Call::Commit,
+    Call::TpcVote,
+    Call::CommitOnePhase,
+    Call::TpcFinish,
+    Call::Abort,
+    Call::TpcAbort,
+];
+
+const KEYS: [&str; 3] = ["a", "b", "c"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Resource `KEYS[i]` fails the call.
+    Resource(usize, Call),
+    /// The decision log fails to record.
+    DecisionLog,
+}
+
+/// Every list of `n` kinds.
+fn kind_mixes(n: usize) -> Vec<Vec<(Kind, bool)>> {
+    let mut mixes = vec![Vec::new()];
+    for _ in 0..n {
+        mixes = mixes
+            .into_iter()
+            .flat_map(|mix| {
+                KINDS.iter().map(move |k| {
+                    let mut next = mix.clone();
+                    next.push(*k);
+                    next
+                })
+            })
+            .collect();
+    }
+    mixes
+}
+
+/// No fault, every single fault and every pair of distinct faults.
+fn fault_plans(n: usize) -> Vec<Vec<Fault>> {
+    let mut positions: Vec<Fault> = (0..n)
+        .flat_map(|i| CALLS.iter().map(move |c| Fault::Resource(i, *c)))
+        .collect();
+    positions.push(Fault::DecisionLog);
+    let mut plans = vec![Vec::new()];
+    for (i, a) in positions.iter().enumerate() {
+        plans.push(vec![*a]);
+        for b in &positions[i + 1..] {
+            plans.push(vec![*a, *b]);
+        }
+    }
+    plans
+}
+
+/// Every permutation of `0..n`.
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    fn go(rest: Vec<usize>, prefix: Vec<usize>, out: &mut Vec<Vec<usize>>) {
+        if rest.is_empty() {
+            out.push(prefix);
+            return;
+        }
+        for (i, x) in rest.iter().enumerate() {
+            let mut r = rest.clone();
+            r.remove(i);
+            let mut p = prefix.clone();
+            p.push(*x);
+            go(r, p, out);
+        }
+    }
+    let mut out = Vec::new();
+    go((0..n).collect(), Vec::new(), &mut out);
+    out
+}
+
+/// The error-level events that name a resource, as (resource, failed call).
+fn logged_resource_errors(logs: &Logs) -> Vec<(String, Call)> {
+    logs.at(Level::ERROR)
+        .into_iter()
+        .filter_map(|r| {
+            let resource = r.field("resource")?.to_owned();
+            let call = if r.message.contains("tpc_abort") {
+                Call::TpcAbort
+            } else if r.message.contains("tpc_finish") {
+                Call::TpcFinish
+            } else if r.message.contains("abort") {
+                Call::Abort
+            } else {
+                return None;
+            };
+            Some((resource, call))
+        })
+        .collect()
+}
+
+/// Runs one commit and compares everything observable with the model.
+fn check_case(
+    specs: &[Spec],
+    join_order: &[usize],
+    log_fails: bool,
+    allow_many: bool,
+    logs: &Logs,
+) {
+    let case = format!(
+        "resources {specs:?}, joined in order {join_order:?}, decision log fails: {log_fails}, \
+         several one-phase allowed: {allow_many}"
+    );
+    let expected = predict_commit(specs, allow_many, log_fails);
+
+    logs.clear();
+    let journal = Journal::new();
+    let resources: Vec<_> = specs.iter().map(|s| s.build(&journal)).collect();
+    let log = Rc::new(MemoryDecisionLog::new());
+    if log_fails {
+        log.fail_next_record("disk full");
+    }
+    let manager = TransactionManager::builder()
+        .decision_log(log.clone())
+        .allow_multiple_one_phase(allow_many)
+        .build();
+    let txn = manager.begin().expect("implicit manager begins");
+    for &i in join_order {
+        txn.join(resources[i].clone())
+            .expect("an active transaction accepts joins");
+    }
+    let told = Rc::new(std::cell::Cell::new(None));
+    let told_in_hook = told.clone();
+    txn.add_after_commit_hook(move |_, ok| told_in_hook.set(Some(ok)));
+
+    let result = manager.commit();
+
+    assert_eq!(journal.calls(), expected.calls, "calls: {case}");
+    assert_eq!(Outcome::of(&result), expected.outcome, "outcome: {case}");
+    assert_eq!(txn.status(), expected.status(), "status: {case}");
+    let committed: Vec<String> = specs
+        .iter()
+        .zip(&resources)
+        .filter(|(_, r)| r.committed())
+        .map(|(s, _)| s.key.clone())
+        .collect();
+    let mut expected_committed = expected.committed.clone();
+    expected_committed.sort();
+    assert_eq!(committed, expected_committed, "committed(): {case}");
+    assert_eq!(
+        told.get(),
+        Some(result.is_ok()),
+        "after-commit hook: {case}"
+    );
+    assert_eq!(
+        logged_resource_errors(logs),
+        expected.logged,
+        "error logs: {case}"
+    );
+    match &result {
+        Err(Error::Resource {
+            phase, resource, ..
+        }) => assert!(
+            logs.at(Level::WARN)
+                .iter()
+                .any(|r| r.field("resource") == Some(resource)
+                    && r.field("phase") == Some(phase.as_str())),
+            "a resource failure is logged at warn level with resource and phase: {case}"
+        ),
+        Err(Error::Heuristic(_)) => assert!(
+            logs.at(Level::ERROR)
+                .iter()
+                .any(|r| r.message.contains("heuristic")),
+            "a heuristic outcome is logged at error level: {case}"
+        ),
+        _ => {}
+    }
+
+    // The decision log holds the prepared branches while in doubt, and only then.
+    let pending = log.pending();
+    if let (Some(branches), true) = (&expected.recorded, expected.kept) {
+        assert_eq!(pending.len(), 1, "decision kept: {case}");
+        assert_eq!(pending[0].transaction, txn.id(), "{case}");
+        let keys: Vec<_> = pending[0]
+            .branches
+            .iter()
+            .map(|b| b.resource.clone())
+            .collect();
+        assert_eq!(&keys, branches, "recorded branches: {case}");
+        for b in &pending[0].branches {
+            assert_eq!(
+                b.branch_id,
+                Some(format!("{}:{}", txn.id(), b.resource)),
+                "{case}"
+            );
+        }
+    } else {
+        assert!(pending.is_empty(), "nothing in doubt: {case}");
+    }
+    let forgotten = if expected.forgotten {
+        vec![txn.id()]
+    } else {
+        vec![]
+    };
+    assert_eq!(log.forgotten(), forgotten, "forgotten: {case}");
+
+    // After a failure only abort() is accepted, and it touches no resource again.
+    if result.is_err() {
+        assert!(
+            matches!(txn.commit(), Err(Error::TransactionFailed)),
+            "{case}"
+        );
+        let before = journal.calls().len();
+        manager.abort().expect("abort clears a failed transaction");
+        assert_eq!(txn.status(), Status::Aborted, "{case}");
+        assert_eq!(journal.calls().len(), before, "abort after failure: {case}");
+    }
+    assert!(manager.current().is_none(), "the transaction ended: {case}");
+}
+
+fn run_matrix(n: usize) -> usize {
+    let logs = Logs::default();
+    let _guard = tracing::dispatcher::set_default(&logs.dispatch());
+    let mut cases = 0;
+    for kinds in kind_mixes(n) {
+        let one_phase = kinds.iter().filter(|(k, _)| *k == Kind::OnePhase).count();
+        for plan in fault_plans(n) {
+            let specs: Vec<Spec> = kinds
+                .iter()
+                .enumerate()
+                .map(|(i, (kind, one_phase_commit))| {
+                    let mut spec = Spec::new(KEYS[i], *kind);
+                    spec.one_phase_commit = *one_phase_commit;
+                    spec.fails = plan
+                        .iter()
+                        .filter_map(|f| match f {
+                            Fault::Resource(r, call) if *r == i => Some(*call),
+                            _ => None,
+                        })
+                        .collect();
+                    spec
+                })
+                .collect();
+            let log_fails = plan.contains(&Fault::DecisionLog);
+            for order in permutations(n) {
+                check_case(&specs, &order, log_fails, false, &logs);
+                cases += 1;
+                if one_phase > 1 {
+                    check_case(&specs, &order, log_fails, true, &logs);
+                    cases += 1;
+                }
+            }
+        }
+    }
+    cases
+}
+
+#[test]
+fn every_fault_with_one_resource_matches_the_model() {
+    assert_eq!(run_matrix(1), 4 * (1 + 8 + 28));
+}
+
+#[test]
+fn every_fault_pair_with_two_resources_in_either_join_order_matches_the_model() {
+    // 16 mixes, 1 of them with two one-phase resources (also run accepting the risk).
+    assert_eq!(run_matrix(2), 17 * (1 + 15 + 105) * 2);
+}
+
+#[test]
+fn every_fault_pair_with_three_resources_in_every_join_order_matches_the_model() {
+    // 64 mixes, 10 of them with two or three one-phase resources.
+    assert_eq!(run_matrix(3), 74 * (1 + 22 + 231) * 6);
+}
+
+/// The matrix must not be vacuous: the model predicts every kind of outcome somewhere.
+#[test]
+fn the_matrix_reaches_every_kind_of_outcome() {
+    let mut seen = std::collections::BTreeSet::new();
+    for n in 1..=3 {
+        for kinds in kind_mixes(n) {
+            for plan in fault_plans(n) {
+                let specs: Vec<Spec> = kinds
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (kind, opc))| {
+                        let mut s = Spec::new(KEYS[i], *kind);
+                        s.one_phase_commit = *opc;
+                        s.fails = plan
+                            .iter()
+                            .filter_map(|f| match f {
+                                Fault::Resource(r, c) if *r == i => Some(*c),
+                                _ => None,
+                            })
+                            .collect();
+                        s
+                    })
+                    .collect();
+                for allow in [false, true] {
+                    let p = predict_commit(&specs, allow, plan.contains(&Fault::DecisionLog));
+                    let label = match &p.outcome {
+                        Outcome::Resource { phase, .. } => format!("resource {phase}"),
+                        Outcome::Heuristic { .. } => "heuristic".to_owned(),
+                        Outcome::TooManyOnePhase { .. } => "too many one-phase".to_owned(),
+                        Outcome::DecisionLog => "decision log".to_owned(),
+                        Outcome::Ok => "ok".to_owned(),
+                        other => format!("{other:?}"),
+                    };
+                    seen.insert(label);
+                    if p.calls.contains(&("a".to_owned(), Call::CommitOnePhase)) {
+                        seen.insert("one-phase commit used".to_owned());
+                    }
+                    if !p.logged.is_empty() {
+                        seen.insert("cleanup or finish failure logged".to_owned());
+                    }
+                    if p.kept {
+                        seen.insert("decision kept in doubt".to_owned());
+                    }
+                }
+            }
+        }
+    }
+    let expected = [
+        "ok",
+        "resource tpc_begin",
+        "resource commit",
+        "resource tpc_vote",
+        "resource one-phase commit",
+        "heuristic",
+        "too many one-phase",
+        "decision log",
+        "one-phase commit used",
+        "cleanup or finish failure logged",
+        "decision kept in doubt",
+    ];
+    for label in expected {
+        assert!(seen.contains(label), "no case reaches {label}: {seen:?}");
+    }
+    assert_eq!(seen.len(), expected.len(), "{seen:?}");
+}
