@@ -1,0 +1,966 @@
+//! The seed's handler scenario (issue 3) against real PostgreSQL, plus the two-phase
+//! commit behaviour the issue asks for: one-phase commit for a lone engine, read-only
+//! votes, a failure at PREPARE, PostgreSQL next to SQLite, savepoints, retries of
+//! serialization failures, and transactions ended or broken behind the session's back.
+//!
+//! URLs come from `SQLASSIST_TEST_PG_URL`, `SQLASSIST_TEST_PG_URL_2`,
+//! `SQLASSIST_TEST_PG_READER_URL` and `SQLASSIST_TEST_PG_ADMIN_URL` (see
+//! `docs/testing.md`); without them the tests skip, or fail when servers are required
+//! (see `tests/common/mod.rs`). Every test creates its own tables with unique names and
+//! drops them at the end; what persisted is checked through separate plain connections,
+//! and `pg_prepared_xacts` (as the superuser) shows whether a branch was left prepared.
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+use std::rc::Rc;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use sqlassist::{DatabaseUrl, Engine, EngineOptions, Error, InitOptions, IsolationLevel, Registry};
+use transaction::{BoxError, Branch, DecisionLog, TransactionId, TransactionManager};
+
+use common::{reset_thread, unique, TempDir};
+
+/// The URLs a test needs, or `None` when it skips.
+macro_rules! urls {
+    ($($var:literal),+) => {
+        ($(match common::pg_url($var) { Some(u) => u, None => return },)+)
+    };
+}
+
+fn engine(url: &str) -> Engine {
+    engine_with(url, |b| b)
+}
+
+fn engine_with(
+    url: &str,
+    f: impl FnOnce(sqlassist::EngineOptionsBuilder) -> sqlassist::EngineOptionsBuilder,
+) -> Engine {
+    let options = f(EngineOptions::builder(
+        DatabaseUrl::parse(url).expect("a valid postgres url"),
+    ))
+    .pool_size(2)
+    .build()
+    .expect("valid options");
+    Engine::new(options).expect("an engine")
+}
+
+fn raw(url: &str) -> PgConnection {
+    PgConnection::establish(url).expect("a plain connection")
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+fn scalar(url: &str, sql: &str) -> i64 {
+    diesel::sql_query(format!("SELECT CAST(({sql}) AS BIGINT) AS n"))
+        .get_result::<Count>(&mut raw(url))
+        .expect("scalar query")
+        .n
+}
+
+fn names(url: &str, table: &str) -> Vec<String> {
+    #[derive(QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    diesel::sql_query(format!("SELECT name FROM {table} ORDER BY name"))
+        .load::<Name>(&mut raw(url))
+        .expect("load names")
+        .into_iter()
+        .map(|n| n.name)
+        .collect()
+}
+
+/// Prepared transactions whose gid contains `needle` (an engine name: gids are
+/// `sqlassist_<txn>_<engine>`).
+fn prepared_count(admin: &str, needle: &str) -> i64 {
+    scalar(
+        admin,
+        &format!("SELECT COUNT(*) FROM pg_prepared_xacts WHERE strpos(gid, '{needle}') > 0"),
+    )
+}
+
+/// A table created as the writer, dropped (after closing this thread's sessions) when the
+/// guard goes out of scope, even when the test panicked.
+struct Table {
+    url: String,
+    name: String,
+}
+
+impl Table {
+    fn create(url: &str, prefix: &str, columns: &str) -> Self {
+        let name = unique(prefix);
+        raw(url)
+            .batch_execute(&format!("CREATE TABLE {name} ({columns})"))
+            .expect("create table");
+        Self {
+            url: url.to_owned(),
+            name,
+        }
+    }
+}
+
+impl std::ops::Deref for Table {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        reset_thread();
+        if let Ok(mut c) = PgConnection::establish(&self.url) {
+            let _ = c.batch_execute(&format!(
+                "SET lock_timeout = '5s'; DROP TABLE IF EXISTS {}",
+                self.name
+            ));
+        }
+    }
+}
+
+/// A decision log that, when the coordinator records its decision (every branch voted,
+/// none finished), notes the branches and how many of them PostgreSQL lists as prepared.
+struct Probe {
+    admin: String,
+    /// Engine names whose branches are counted in `pg_prepared_xacts`.
+    needles: Vec<String>,
+    sqlite: Option<(std::path::PathBuf, String)>,
+    seen: RefCell<Vec<Seen>>,
+}
+
+#[derive(Debug)]
+struct Seen {
+    resources: Vec<String>,
+    prepared_in_pg: i64,
+    sqlite_rows: Option<i64>,
+}
+
+impl Probe {
+    fn new(admin: &str, needles: &[&str]) -> Rc<Self> {
+        Rc::new(Self {
+            admin: admin.to_owned(),
+            needles: needles.iter().map(|n| (*n).to_owned()).collect(),
+            sqlite: None,
+            seen: RefCell::new(Vec::new()),
+        })
+    }
+
+    fn manager(self: &Rc<Self>) -> TransactionManager {
+        TransactionManager::builder()
+            .decision_log(self.clone() as Rc<dyn DecisionLog>)
+            .build()
+    }
+}
+
+impl DecisionLog for Probe {
+    fn record_commit(&self, _txn: TransactionId, branches: &[Branch]) -> Result<(), BoxError> {
+        let sqlite_rows = self.sqlite.as_ref().map(|(path, table)| {
+            diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+                .get_result::<Count>(
+                    &mut SqliteConnection::establish(&path.display().to_string())
+                        .expect("open sqlite"),
+                )
+                .expect("count sqlite rows")
+                .n
+        });
+        self.seen.borrow_mut().push(Seen {
+            resources: branches.iter().map(|b| b.resource.clone()).collect(),
+            prepared_in_pg: self
+                .needles
+                .iter()
+                .map(|n| prepared_count(&self.admin, n))
+                .sum(),
+            sqlite_rows,
+        });
+        Ok(())
+    }
+
+    fn forget(&self, _txn: TransactionId) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// The `sqlassist::Error` inside a failed `transaction::commit()`.
+fn resource_error(err: &transaction::Error) -> &Error {
+    match err {
+        transaction::Error::Resource { source, .. } => source
+            .downcast_ref::<Error>()
+            .unwrap_or_else(|| panic!("not a sqlassist error: {err:?}")),
+        other => panic!("expected a resource error, got {other:?}"),
+    }
+}
+
+// --- the seed's scenario -------------------------------------------------------------
+
+#[test]
+fn reader_role_queries_work_insert_is_denied_and_reader_stays_usable_after_rollback() {
+    let (url, reader_url) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_READER_URL");
+    reset_thread();
+    let table = Table::create(&url, "s1", "name TEXT NOT NULL");
+    raw(&url)
+        .batch_execute(&format!("INSERT INTO {} VALUES ('seed')", &*table))
+        .unwrap();
+    let mut registry = Registry::new();
+    registry
+        .init_engine(
+            "reader",
+            engine(&reader_url),
+            InitOptions::new().default(true),
+        )
+        .unwrap();
+    let reader = registry.default_session().unwrap();
+
+    let count_sql = format!("SELECT COUNT(*) FROM {}", &*table);
+    assert_eq!(reader.query_i64(&count_sql).unwrap(), 1);
+    let err = reader
+        .execute(&format!("INSERT INTO {} VALUES ('Test Case 1')", &*table))
+        .expect_err("the reader role may not insert");
+    match &err {
+        Error::Database {
+            source: DieselError::DatabaseError(_, info),
+            ..
+        } => assert!(
+            info.message().contains("permission denied"),
+            "expected PostgreSQL's permission error, got {err}"
+        ),
+        other => panic!("expected a database error, got {other:?}"),
+    }
+    reader.rollback().unwrap();
+    assert_eq!(
+        reader.query_i64(&count_sql).unwrap(),
+        1,
+        "the reader is usable"
+    );
+    reader.rollback().unwrap();
+    assert_eq!(names(&url, &table), ["seed"]);
+}
+
+#[test]
+fn read_only_engine_on_the_writer_url_fails_writes_with_read_only_transaction() {
+    let (url,) = urls!("SQLASSIST_TEST_PG_URL");
+    reset_thread();
+    let table = Table::create(&url, "s1ro", "name TEXT NOT NULL");
+    let mut registry = Registry::new();
+    registry
+        .init_engine(
+            "reader",
+            engine_with(&url, |b| b.read_only(true)),
+            InitOptions::new(),
+        )
+        .unwrap();
+    let reader = registry.session("reader").unwrap();
+    let count_sql = format!("SELECT COUNT(*) FROM {}", &*table);
+    assert_eq!(reader.query_i64(&count_sql).unwrap(), 0);
+    let err = reader
+        .execute(&format!("INSERT INTO {} VALUES ('x')", &*table))
+        .expect_err("a read-only engine may not insert");
+    assert!(
+        matches!(
+            err,
+            Error::Database {
+                source: DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _),
+                ..
+            }
+        ),
+        "expected SQLSTATE 25006 (ReadOnlyTransaction), got {err:?}"
+    );
+    reader.rollback().unwrap();
+    assert_eq!(reader.query_i64(&count_sql).unwrap(), 0);
+    reader.rollback().unwrap();
+}
+
+#[test]
+fn managed_writer_insert_persists_after_transaction_commit() {
+    let (url,) = urls!("SQLASSIST_TEST_PG_URL");
+    reset_thread();
+    let table = Table::create(&url, "s2", "name TEXT NOT NULL");
+    let mut registry = Registry::new();
+    registry
+        .init_engine("writer", engine(&url), InitOptions::new().managed(true))
+        .unwrap();
+    let writer = registry.session("writer").unwrap();
+    writer
+        .execute(&format!("INSERT INTO {} VALUES ('Test Case 2')", &*table))
+        .unwrap();
+    assert!(names(&url, &table).is_empty(), "not committed yet");
+    transaction::commit().unwrap();
+    assert_eq!(names(&url, &table), ["Test Case 2"]);
+}
+
+struct TwoWriters {
+    registry: Registry,
+    w1: String,
+    w2: String,
+    t1: Table,
+    t2: Table,
+}
+
+fn two_writers(url1: &str, url2: &str, columns2: &str) -> TwoWriters {
+    let t1 = Table::create(url1, "w1", "name TEXT PRIMARY KEY");
+    let t2 = Table::create(url2, "w2", columns2);
+    // Engine names sort writer1 before writer2, so writer2 votes last.
+    let w1 = unique("a_writer1");
+    let w2 = unique("b_writer2");
+    let mut registry = Registry::new();
+    registry
+        .init_engine(&w1, engine(url1), InitOptions::new().managed(true))
+        .unwrap();
+    registry
+        .init_engine(&w2, engine(url2), InitOptions::new().managed(true))
+        .unwrap();
+    TwoWriters {
+        registry,
+        w1,
+        w2,
+        t1,
+        t2,
+    }
+}
+
+#[test]
+fn managed_commit_is_refused_and_transaction_commit_persists_both_writers_in_two_phases() {
+    let (url1, url2, admin) = urls!(
+        "SQLASSIST_TEST_PG_URL",
+        "SQLASSIST_TEST_PG_URL_2",
+        "SQLASSIST_TEST_PG_ADMIN_URL"
+    );
+    reset_thread();
+    let tw = two_writers(&url1, &url2, "name TEXT PRIMARY KEY");
+    let probe = Probe::new(&admin, &[&tw.w1, &tw.w2]);
+    probe.manager().scope(|| {
+        let writer1 = tw.registry.session(&tw.w1).unwrap();
+        let writer2 = tw.registry.session(&tw.w2).unwrap();
+        writer1
+            .execute(&format!("INSERT INTO {} VALUES ('object1')", &*tw.t1))
+            .unwrap();
+        match writer1.commit() {
+            Err(Error::CommitThroughTransactionManager { engine }) => assert_eq!(engine, tw.w1),
+            other => panic!("expected CommitThroughTransactionManager, got {other:?}"),
+        }
+        assert!(writer1.in_transaction(), "the work stays pending");
+        writer2
+            .execute(&format!("INSERT INTO {} VALUES ('object2')", &*tw.t2))
+            .unwrap();
+        transaction::commit().unwrap();
+    });
+    assert_eq!(names(&url1, &tw.t1), ["object1"]);
+    assert_eq!(names(&url2, &tw.t2), ["object2"]);
+    let seen = probe.seen.borrow();
+    assert_eq!(seen.len(), 1, "the decision was recorded once: {seen:?}");
+    assert_eq!(seen[0].resources, [tw.w1.clone(), tw.w2.clone()]);
+    assert_eq!(
+        seen[0].prepared_in_pg, 2,
+        "both branches were prepared: {seen:?}"
+    );
+    assert_eq!(prepared_count(&admin, &tw.w1), 0);
+    assert_eq!(prepared_count(&admin, &tw.w2), 0);
+}
+
+#[test]
+fn both_branches_are_prepared_when_the_decision_is_recorded() {
+    let (url1, url2, admin) = urls!(
+        "SQLASSIST_TEST_PG_URL",
+        "SQLASSIST_TEST_PG_URL_2",
+        "SQLASSIST_TEST_PG_ADMIN_URL"
+    );
+    reset_thread();
+    let tw = two_writers(&url1, &url2, "name TEXT PRIMARY KEY");
+    let probe = Probe::new(&admin, &[&tw.w1, &tw.w2]);
+    probe.manager().scope(|| {
+        for (name, table) in [(&tw.w1, &tw.t1), (&tw.w2, &tw.t2)] {
+            tw.registry
+                .session(name)
+                .unwrap()
+                .execute(&format!("INSERT INTO {} VALUES ('x')", &**table))
+                .unwrap();
+        }
+        transaction::commit().unwrap();
+    });
+    let seen = probe.seen.borrow();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].prepared_in_pg, 2,
+        "both branches were listed in pg_prepared_xacts at decision time"
+    );
+    assert_eq!(prepared_count(&admin, &tw.w1), 0, "and finished afterwards");
+    assert_eq!(prepared_count(&admin, &tw.w2), 0, "and finished afterwards");
+    assert_eq!(names(&url1, &tw.t1), ["x"]);
+    assert_eq!(names(&url2, &tw.t2), ["x"]);
+}
+
+#[test]
+fn rollback_after_refused_commit_discards_writer1_and_transaction_commit_keeps_writer2() {
+    let (url1, url2, admin) = urls!(
+        "SQLASSIST_TEST_PG_URL",
+        "SQLASSIST_TEST_PG_URL_2",
+        "SQLASSIST_TEST_PG_ADMIN_URL"
+    );
+    reset_thread();
+    let tw = two_writers(&url1, &url2, "name TEXT PRIMARY KEY");
+    let writer1 = tw.registry.session(&tw.w1).unwrap();
+    let writer2 = tw.registry.session(&tw.w2).unwrap();
+    writer1
+        .execute(&format!("INSERT INTO {} VALUES ('object1')", &*tw.t1))
+        .unwrap();
+    assert!(matches!(
+        writer1.commit(),
+        Err(Error::CommitThroughTransactionManager { .. })
+    ));
+    writer1.rollback().unwrap();
+    writer2
+        .execute(&format!("INSERT INTO {} VALUES ('object2')", &*tw.t2))
+        .unwrap();
+    transaction::commit().unwrap();
+    assert!(names(&url1, &tw.t1).is_empty());
+    assert_eq!(names(&url2, &tw.t2), ["object2"]);
+    assert_eq!(prepared_count(&admin, &tw.w1), 0);
+    assert_eq!(prepared_count(&admin, &tw.w2), 0);
+    // writer1 stays usable in the next transaction.
+    writer1
+        .execute(&format!("INSERT INTO {} VALUES ('later')", &*tw.t1))
+        .unwrap();
+    transaction::commit().unwrap();
+    assert_eq!(names(&url1, &tw.t1), ["later"]);
+}
+
+#[test]
+fn abort_after_a_failure_persists_nothing_from_any_managed_engine() {
+    let (url1, url2, admin) = urls!(
+        "SQLASSIST_TEST_PG_URL",
+        "SQLASSIST_TEST_PG_URL_2",
+        "SQLASSIST_TEST_PG_ADMIN_URL"
+    );
+    reset_thread();
+    let tw = two_writers(&url1, &url2, "name TEXT PRIMARY KEY");
+    raw(&url2)
+        .batch_execute(&format!("INSERT INTO {} VALUES ('taken')", &*tw.t2))
+        .unwrap();
+    let writer1 = tw.registry.session(&tw.w1).unwrap();
+    let writer2 = tw.registry.session(&tw.w2).unwrap();
+    writer1
+        .execute(&format!("INSERT INTO {} VALUES ('object1')", &*tw.t1))
+        .unwrap();
+    writer2
+        .execute(&format!("INSERT INTO {} VALUES ('object2')", &*tw.t2))
+        .unwrap();
+    writer2
+        .execute(&format!("INSERT INTO {} VALUES ('taken')", &*tw.t2))
+        .expect_err("duplicate key");
+    transaction::abort().unwrap();
+    assert!(names(&url1, &tw.t1).is_empty());
+    assert_eq!(names(&url2, &tw.t2), ["taken"]);
+    assert_eq!(prepared_count(&admin, &tw.w1), 0);
+    assert_eq!(prepared_count(&admin, &tw.w2), 0);
+}
+
+#[test]
+fn a_failure_at_prepare_in_the_second_database_commits_neither_and_leaves_nothing_prepared() {
+    let (url1, url2, admin) = urls!(
+        "SQLASSIST_TEST_PG_URL",
+        "SQLASSIST_TEST_PG_URL_2",
+        "SQLASSIST_TEST_PG_ADMIN_URL"
+    );
+    reset_thread();
+    let tw = two_writers(
+        &url1,
+        &url2,
+        "name TEXT, CONSTRAINT one_name UNIQUE (name) DEFERRABLE INITIALLY DEFERRED",
+    );
+    let writer1 = tw.registry.session(&tw.w1).unwrap();
+    let writer2 = tw.registry.session(&tw.w2).unwrap();
+    writer1
+        .execute(&format!("INSERT INTO {} VALUES ('object1')", &*tw.t1))
+        .unwrap();
+    // Both inserts succeed: the unique check is deferred to PREPARE TRANSACTION.
+    writer2
+        .execute(&format!("INSERT INTO {} VALUES ('dup'), ('dup')", &*tw.t2))
+        .unwrap();
+    let err = transaction::commit().expect_err("the deferred constraint fails at PREPARE");
+    assert_eq!(err.phase(), Some(transaction::Phase::Vote), "{err:?}");
+    assert_eq!(err.resource(), Some(tw.w2.as_str()), "{err:?}");
+    match resource_error(&err) {
+        Error::Database {
+            source: DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _),
+            ..
+        } => {}
+        other => panic!("expected the unique violation, got {other:?}"),
+    }
+    transaction::abort().unwrap();
+    assert!(names(&url1, &tw.t1).is_empty(), "writer1 was rolled back");
+    assert!(names(&url2, &tw.t2).is_empty(), "writer2 was rolled back");
+    assert_eq!(
+        prepared_count(&admin, &tw.w1),
+        0,
+        "writer1's branch was rolled back"
+    );
+    assert_eq!(prepared_count(&admin, &tw.w2), 0);
+}
+
+fn sqlite_writer(db: &Path, busy_ms: u64) -> Engine {
+    let options =
+        EngineOptions::builder(DatabaseUrl::parse(&format!("sqlite:///{}", db.display())).unwrap())
+            .busy_timeout(std::time::Duration::from_millis(busy_ms))
+            .build()
+            .unwrap();
+    Engine::new(options).unwrap()
+}
+
+#[test]
+fn sqlite_commits_last_while_postgresql_is_prepared_and_both_persist() {
+    let (url, admin) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_ADMIN_URL");
+    reset_thread();
+    let table = Table::create(&url, "s7", "name TEXT NOT NULL");
+    let dir = TempDir::new("s7");
+    let db = dir.file("embedded.db");
+    raw_sqlite(&db)
+        .batch_execute("CREATE TABLE t (name TEXT)")
+        .unwrap();
+    // The SQLite engine's name sorts first: one-phase resources go last regardless.
+    let pg = unique("z_pg");
+    let mut registry = Registry::new();
+    registry
+        .init_engine(&pg, engine(&url), InitOptions::new().managed(true))
+        .unwrap();
+    registry
+        .init_engine(
+            "a_sqlite",
+            sqlite_writer(&db, 5000),
+            InitOptions::new().managed(true),
+        )
+        .unwrap();
+    let probe = Rc::new(Probe {
+        admin: admin.clone(),
+        needles: vec![pg.clone()],
+        sqlite: Some((db.clone(), "t".to_owned())),
+        seen: RefCell::new(Vec::new()),
+    });
+    probe.manager().scope(|| {
+        registry
+            .session(&pg)
+            .unwrap()
+            .execute(&format!("INSERT INTO {} VALUES ('pg')", &*table))
+            .unwrap();
+        registry
+            .session("a_sqlite")
+            .unwrap()
+            .execute("INSERT INTO t VALUES ('sqlite')")
+            .unwrap();
+        transaction::commit().unwrap();
+    });
+    let seen = probe.seen.borrow();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].resources, [pg.clone()], "only PostgreSQL prepared");
+    assert_eq!(
+        seen[0].prepared_in_pg, 1,
+        "PostgreSQL was prepared, not committed"
+    );
+    assert_eq!(
+        seen[0].sqlite_rows,
+        Some(1),
+        "SQLite had committed before the decision: it votes (and commits) last"
+    );
+    assert_eq!(names(&url, &table), ["pg"]);
+    assert_eq!(prepared_count(&admin, &pg), 0);
+}
+
+fn raw_sqlite(db: &Path) -> SqliteConnection {
+    SqliteConnection::establish(&db.display().to_string()).unwrap()
+}
+
+#[test]
+fn a_failed_sqlite_commit_rolls_postgresql_back_and_leaves_nothing_prepared() {
+    let (url, admin) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_ADMIN_URL");
+    reset_thread();
+    let table = Table::create(&url, "s7f", "name TEXT NOT NULL");
+    let dir = TempDir::new("s7f");
+    let db = dir.file("embedded.db");
+    raw_sqlite(&db)
+        .batch_execute("CREATE TABLE t (name TEXT)")
+        .unwrap();
+    let pg = unique("pg");
+    let mut registry = Registry::new();
+    registry
+        .init_engine(&pg, engine(&url), InitOptions::new().managed(true))
+        .unwrap();
+    registry
+        .init_engine(
+            "sqlite",
+            sqlite_writer(&db, 100),
+            InitOptions::new().managed(true),
+        )
+        .unwrap();
+    registry
+        .session(&pg)
+        .unwrap()
+        .execute(&format!("INSERT INTO {} VALUES ('pg')", &*table))
+        .unwrap();
+    registry
+        .session("sqlite")
+        .unwrap()
+        .execute("INSERT INTO t VALUES ('sqlite')")
+        .unwrap();
+    // Another connection's read transaction holds a shared lock, so SQLite's COMMIT cannot
+    // take its exclusive lock (rollback-journal mode) and fails after the busy timeout:
+    // a failure of the COMMIT itself, after PostgreSQL has prepared.
+    let mut blocker = raw_sqlite(&db);
+    blocker
+        .batch_execute("BEGIN; SELECT COUNT(*) FROM t;")
+        .unwrap();
+    let err = transaction::commit().expect_err("SQLite's commit fails");
+    assert_eq!(err.resource(), Some("sqlite"), "{err:?}");
+    transaction::abort().unwrap();
+    blocker.batch_execute("ROLLBACK").unwrap();
+    assert!(names(&url, &table).is_empty(), "PostgreSQL was rolled back");
+    assert_eq!(
+        prepared_count(&admin, &pg),
+        0,
+        "no prepared transaction is left"
+    );
+    let rows = diesel::sql_query("SELECT COUNT(*) AS n FROM t")
+        .get_result::<Count>(&mut raw_sqlite(&db))
+        .unwrap()
+        .n;
+    assert_eq!(rows, 0);
+}
+
+// --- two-phase commit details --------------------------------------------------------
+
+#[test]
+fn a_lone_managed_engine_commits_in_one_phase_without_preparing() {
+    let (url, admin) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_ADMIN_URL");
+    reset_thread();
+    let table = Table::create(&url, "one", "name TEXT NOT NULL");
+    let name = unique("lone");
+    let mut registry = Registry::new();
+    registry
+        .init_engine(&name, engine(&url), InitOptions::new().managed(true))
+        .unwrap();
+    let probe = Probe::new(&admin, &[&name]);
+    let prepared_at_hook = Rc::new(Cell::new(-1));
+    probe.manager().scope(|| {
+        registry
+            .session(&name)
+            .unwrap()
+            .execute(&format!("INSERT INTO {} VALUES ('x')", &*table))
+            .unwrap();
+        let txn = transaction::get().unwrap();
+        let (seen, admin, needle) = (prepared_at_hook.clone(), admin.clone(), name.clone());
+        txn.add_after_commit_hook(move |_, ok| {
+            assert!(ok);
+            seen.set(prepared_count(&admin, &needle));
+        });
+        transaction::commit().unwrap();
+    });
+    assert!(
+        probe.seen.borrow().is_empty(),
+        "no decision was recorded: nothing was prepared"
+    );
+    assert_eq!(prepared_at_hook.get(), 0);
+    assert_eq!(names(&url, &table), ["x"]);
+}
+
+#[test]
+fn a_managed_session_that_only_selects_votes_read_only_next_to_a_writer() {
+    let (url1, url2, admin) = urls!(
+        "SQLASSIST_TEST_PG_URL",
+        "SQLASSIST_TEST_PG_URL_2",
+        "SQLASSIST_TEST_PG_ADMIN_URL"
+    );
+    reset_thread();
+    let written = Table::create(&url1, "ro_w", "name TEXT NOT NULL");
+    let read = Table::create(&url2, "ro_r", "name TEXT NOT NULL");
+    // The writer sorts first and prepares; the selector votes after it.
+    let writer = unique("a_writer");
+    let selector = unique("b_selector");
+    let mut registry = Registry::new();
+    registry
+        .init_engine(&writer, engine(&url1), InitOptions::new().managed(true))
+        .unwrap();
+    registry
+        .init_engine(&selector, engine(&url2), InitOptions::new().managed(true))
+        .unwrap();
+    let probe = Probe::new(&admin, &[&selector]);
+    probe.manager().scope(|| {
+        registry
+            .session(&writer)
+            .unwrap()
+            .execute(&format!("INSERT INTO {} VALUES ('x')", &*written))
+            .unwrap();
+        let n = registry
+            .session(&selector)
+            .unwrap()
+            .query_i64(&format!("SELECT COUNT(*) FROM {}", &*read))
+            .unwrap();
+        assert_eq!(n, 0);
+        transaction::commit().unwrap();
+    });
+    let seen = probe.seen.borrow();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].resources,
+        [writer.clone()],
+        "the selector voted read-only"
+    );
+    assert_eq!(seen[0].prepared_in_pg, 0, "the selector was never prepared");
+    assert_eq!(names(&url1, &written), ["x"]);
+    assert_eq!(prepared_count(&admin, &writer), 0);
+}
+
+#[test]
+fn unmanaged_session_commits_and_rolls_back_on_its_own_whatever_abort_does() {
+    let (url,) = urls!("SQLASSIST_TEST_PG_URL");
+    reset_thread();
+    let table = Table::create(&url, "log", "name TEXT NOT NULL");
+    let mut registry = Registry::new();
+    registry
+        .init_engine("log", engine(&url), InitOptions::new())
+        .unwrap();
+    let log = registry.session("log").unwrap();
+    log.execute(&format!("INSERT INTO {} VALUES ('committed')", &*table))
+        .unwrap();
+    log.commit().unwrap();
+    log.execute(&format!("INSERT INTO {} VALUES ('pending')", &*table))
+        .unwrap();
+    transaction::abort().unwrap();
+    assert!(log.in_transaction(), "abort() leaves unmanaged work alone");
+    log.commit().unwrap();
+    log.execute(&format!("INSERT INTO {} VALUES ('rolled back')", &*table))
+        .unwrap();
+    transaction::commit().unwrap();
+    assert!(log.in_transaction(), "commit() leaves unmanaged work alone");
+    log.rollback().unwrap();
+    assert_eq!(names(&url, &table), ["committed", "pending"]);
+}
+
+#[test]
+fn close_sessions_rolls_back_unmanaged_work_and_returns_every_connection() {
+    let (url,) = urls!("SQLASSIST_TEST_PG_URL");
+    reset_thread();
+    let table = Table::create(&url, "close", "name TEXT NOT NULL");
+    let log_engine = engine(&url);
+    let writer_engine = engine(&url);
+    let mut registry = Registry::new();
+    registry
+        .init_engine("log", log_engine.clone(), InitOptions::new())
+        .unwrap();
+    registry
+        .init_engine(
+            "writer",
+            writer_engine.clone(),
+            InitOptions::new().managed(true),
+        )
+        .unwrap();
+    registry
+        .session("log")
+        .unwrap()
+        .execute(&format!(
+            "INSERT INTO {} VALUES ('never committed')",
+            &*table
+        ))
+        .unwrap();
+    registry
+        .session("writer")
+        .unwrap()
+        .execute(&format!("SELECT COUNT(*) FROM {}", &*table))
+        .unwrap();
+    transaction::commit().unwrap();
+    sqlassist::close_sessions().unwrap();
+    assert_eq!(sqlassist::open_sessions(), 0);
+    for engine in [&log_engine, &writer_engine] {
+        let state = engine.pool_state();
+        assert!(state.connections >= 1, "{state:?}");
+        assert_eq!(
+            state.idle, state.connections,
+            "every connection is back: {state:?}"
+        );
+    }
+    assert!(
+        names(&url, &table).is_empty(),
+        "uncommitted work was rolled back"
+    );
+    // The connection went back without a transaction open: it is reused and works.
+    let log = registry.session("log").unwrap();
+    log.execute(&format!("INSERT INTO {} VALUES ('second')", &*table))
+        .unwrap();
+    log.commit().unwrap();
+    assert_eq!(names(&url, &table), ["second"]);
+}
+
+#[test]
+fn nested_diesel_transaction_inside_a_session_is_a_savepoint() {
+    let (url,) = urls!("SQLASSIST_TEST_PG_URL");
+    reset_thread();
+    let table = Table::create(&url, "nested", "name TEXT NOT NULL");
+    let mut registry = Registry::new();
+    registry
+        .init_engine("writer", engine(&url), InitOptions::new().managed(true))
+        .unwrap();
+    let writer = registry.session("writer").unwrap();
+    {
+        let mut conn = writer.conn::<PgConnection>().unwrap();
+        diesel::sql_query(format!("INSERT INTO {} VALUES ('outer')", &*table))
+            .execute(&mut *conn)
+            .unwrap();
+        let inner = conn.transaction::<(), DieselError, _>(|c| {
+            diesel::sql_query(format!("INSERT INTO {} VALUES ('inner')", &*table)).execute(c)?;
+            // A failing statement inside the savepoint does not doom the outer transaction.
+            diesel::sql_query("SELECT * FROM no_such_table_sqlassist").execute(c)?;
+            Ok(())
+        });
+        assert!(inner.is_err());
+        conn.transaction::<_, DieselError, _>(|c| {
+            diesel::sql_query(format!("INSERT INTO {} VALUES ('kept')", &*table)).execute(c)
+        })
+        .unwrap();
+    }
+    assert!(names(&url, &table).is_empty());
+    transaction::commit().unwrap();
+    assert_eq!(names(&url, &table), ["kept", "outer"]);
+}
+
+#[test]
+fn transaction_savepoint_rolls_back_both_postgresql_engines() {
+    let (url1, url2) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_URL_2");
+    reset_thread();
+    let tw = two_writers(&url1, &url2, "name TEXT PRIMARY KEY");
+    let writer1 = tw.registry.session(&tw.w1).unwrap();
+    let writer2 = tw.registry.session(&tw.w2).unwrap();
+    writer1
+        .execute(&format!("INSERT INTO {} VALUES ('before')", &*tw.t1))
+        .unwrap();
+    writer2
+        .execute(&format!("INSERT INTO {} VALUES ('before')", &*tw.t2))
+        .unwrap();
+    let sp = transaction::savepoint(false).unwrap();
+    writer1
+        .execute(&format!("INSERT INTO {} VALUES ('after')", &*tw.t1))
+        .unwrap();
+    writer2
+        .execute(&format!("INSERT INTO {} VALUES ('after')", &*tw.t2))
+        .unwrap();
+    sp.rollback().unwrap();
+    writer2
+        .execute(&format!("INSERT INTO {} VALUES ('again')", &*tw.t2))
+        .unwrap();
+    transaction::commit().unwrap();
+    assert_eq!(names(&url1, &tw.t1), ["before"]);
+    assert_eq!(names(&url2, &tw.t2), ["again", "before"]);
+}
+
+#[test]
+fn a_serialization_failure_is_transient_and_retried_by_transaction_run() {
+    let (url,) = urls!("SQLASSIST_TEST_PG_URL");
+    reset_thread();
+    let table = Table::create(&url, "ser", "id INT PRIMARY KEY, v INT NOT NULL");
+    raw(&url)
+        .batch_execute(&format!("INSERT INTO {} VALUES (1, 0)", &*table))
+        .unwrap();
+    let mut registry = Registry::new();
+    registry
+        .init_engine(
+            "writer",
+            engine_with(&url, |b| b.isolation_level(IsolationLevel::Serializable)),
+            InitOptions::new().managed(true),
+        )
+        .unwrap();
+    let attempts = Cell::new(0);
+    let first_error_was_transient = Cell::new(None);
+    let value = transaction::run(3, |_txn| -> Result<i64, Error> {
+        attempts.set(attempts.get() + 1);
+        let writer = registry.session("writer")?;
+        let v = writer.query_i64(&format!("SELECT v FROM {} WHERE id = 1", &*table))?;
+        if attempts.get() == 1 {
+            // Another transaction (another client) updates the row after this
+            // transaction's snapshot was taken: this one's update must fail with 40001.
+            raw(&url)
+                .batch_execute(&format!("UPDATE {} SET v = v + 100 WHERE id = 1", &*table))
+                .unwrap();
+        }
+        let outcome = writer.execute(&format!("UPDATE {} SET v = v + 1 WHERE id = 1", &*table));
+        if let Err(e) = &outcome {
+            first_error_was_transient.set(Some(e.is_transient()));
+        }
+        outcome?;
+        Ok(v)
+    })
+    .unwrap();
+    assert_eq!(attempts.get(), 2, "one retry");
+    assert_eq!(first_error_was_transient.get(), Some(true));
+    assert_eq!(value, 100, "the retry saw the other transaction's update");
+    assert_eq!(
+        scalar(&url, &format!("SELECT v FROM {} WHERE id = 1", &*table)),
+        101
+    );
+}
+
+#[test]
+fn raw_commit_inside_a_managed_session_makes_transaction_commit_fail() {
+    let (url1, url2) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_URL_2");
+    reset_thread();
+    // Alone (one-phase) and next to another engine (two-phase vote).
+    for with_second in [false, true] {
+        let tw = two_writers(&url1, &url2, "name TEXT PRIMARY KEY");
+        let writer1 = tw.registry.session(&tw.w1).unwrap();
+        writer1
+            .execute(&format!("INSERT INTO {} VALUES ('x')", &*tw.t1))
+            .unwrap();
+        if with_second {
+            tw.registry
+                .session(&tw.w2)
+                .unwrap()
+                .execute(&format!("INSERT INTO {} VALUES ('y')", &*tw.t2))
+                .unwrap();
+        }
+        writer1.execute("COMMIT").unwrap();
+        let err = transaction::commit().expect_err("the transaction was ended behind its back");
+        assert!(
+            matches!(resource_error(&err), Error::TransactionEndedOutside { engine } if *engine == tw.w1),
+            "with_second={with_second}: {err:?}"
+        );
+        transaction::abort().unwrap();
+        assert!(names(&url2, &tw.t2).is_empty(), "writer2 was rolled back");
+    }
+}
+
+#[test]
+fn a_transaction_that_already_failed_is_not_prepared_and_nothing_persists() {
+    let (url1, url2, admin) = urls!(
+        "SQLASSIST_TEST_PG_URL",
+        "SQLASSIST_TEST_PG_URL_2",
+        "SQLASSIST_TEST_PG_ADMIN_URL"
+    );
+    reset_thread();
+    for with_second in [false, true] {
+        let tw = two_writers(&url1, &url2, "name TEXT PRIMARY KEY");
+        if with_second {
+            tw.registry
+                .session(&tw.w2)
+                .unwrap()
+                .execute(&format!("INSERT INTO {} VALUES ('y')", &*tw.t2))
+                .unwrap();
+        }
+        let writer1 = tw.registry.session(&tw.w1).unwrap();
+        writer1
+            .execute(&format!("INSERT INTO {} VALUES ('x')", &*tw.t1))
+            .unwrap();
+        // The error is ignored: PostgreSQL has failed the transaction, and would turn a
+        // PREPARE or COMMIT into a silent rollback.
+        let _ = writer1.execute("SELECT * FROM no_such_table_sqlassist");
+        let err = transaction::commit().expect_err("a failed transaction cannot commit");
+        assert_eq!(err.resource(), Some(tw.w1.as_str()), "{err:?}");
+        transaction::abort().unwrap();
+        assert!(names(&url1, &tw.t1).is_empty());
+        assert!(names(&url2, &tw.t2).is_empty());
+        assert_eq!(prepared_count(&admin, &tw.w1), 0);
+        assert_eq!(prepared_count(&admin, &tw.w2), 0);
+    }
+}
