@@ -313,10 +313,10 @@ fn two_writers(url1: &str, url2: &str, columns2: &str) -> TwoWriters {
     let mut registry = Registry::new();
     registry
         .init_engine(&w1, engine(url1), InitOptions::new().managed(true))
-        .unwrap();
+        .expect("a new name");
     registry
         .init_engine(&w2, engine(url2), InitOptions::new().managed(true))
-        .unwrap();
+        .expect("a new name");
     TwoWriters {
         registry,
         w1,
@@ -506,12 +506,13 @@ fn a_failure_at_prepare_in_the_second_database_commits_neither_and_leaves_nothin
 }
 
 fn sqlite_writer(db: &Path, busy_ms: u64) -> Engine {
-    let options =
-        EngineOptions::builder(DatabaseUrl::parse(&format!("sqlite:///{}", db.display())).unwrap())
-            .busy_timeout(std::time::Duration::from_millis(busy_ms))
-            .build()
-            .unwrap();
-    Engine::new(options).unwrap()
+    let options = EngineOptions::builder(
+        DatabaseUrl::parse(&format!("sqlite:///{}", db.display())).expect("a sqlite url"),
+    )
+    .busy_timeout(std::time::Duration::from_millis(busy_ms))
+    .build()
+    .expect("valid options");
+    Engine::new(options).expect("an engine")
 }
 
 #[test]
@@ -558,7 +559,11 @@ fn sqlite_commits_last_while_postgresql_is_prepared_and_both_persist() {
     });
     let seen = probe.seen.borrow();
     assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0].resources, [pg.clone()], "only PostgreSQL prepared");
+    assert_eq!(
+        seen[0].resources,
+        std::slice::from_ref(&pg),
+        "only PostgreSQL prepared"
+    );
     assert_eq!(
         seen[0].prepared_in_pg, 1,
         "PostgreSQL was prepared, not committed"
@@ -573,7 +578,7 @@ fn sqlite_commits_last_while_postgresql_is_prepared_and_both_persist() {
 }
 
 fn raw_sqlite(db: &Path) -> SqliteConnection {
-    SqliteConnection::establish(&db.display().to_string()).unwrap()
+    SqliteConnection::establish(&db.display().to_string()).expect("open the sqlite file")
 }
 
 #[test]
@@ -707,7 +712,7 @@ fn a_managed_session_that_only_selects_votes_read_only_next_to_a_writer() {
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(
         seen[0].resources,
-        [writer.clone()],
+        std::slice::from_ref(&writer),
         "the selector voted read-only"
     );
     assert_eq!(seen[0].prepared_in_pg, 0, "the selector was never prepared");

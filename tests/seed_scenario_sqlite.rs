@@ -136,7 +136,7 @@ fn managed_writer_insert_persists_after_transaction_commit() {
             engine(&db, false),
             InitOptions::new().managed(true),
         )
-        .unwrap();
+        .expect("a new name");
     let writer = registry.session("writer").unwrap();
     writer
         .execute("INSERT INTO test_table (name) VALUES ('Test Case 2')")
@@ -159,14 +159,14 @@ fn two_writers(dir: &TempDir) -> (Registry, std::path::PathBuf, std::path::PathB
             engine(&db1, false),
             InitOptions::new().managed(true),
         )
-        .unwrap();
+        .expect("a new name");
     registry
         .init_engine(
             "writer2",
             engine(&db2, false),
             InitOptions::new().managed(true),
         )
-        .unwrap();
+        .expect("a new name");
     (registry, db1, db2)
 }
 
@@ -342,7 +342,7 @@ fn nested_diesel_transaction_inside_a_session_is_a_savepoint() {
             engine(&db, false),
             InitOptions::new().managed(true),
         )
-        .unwrap();
+        .expect("a new name");
     let writer = registry.session("writer").unwrap();
     {
         let mut conn = writer.conn::<SqliteConnection>().unwrap();
@@ -388,7 +388,7 @@ fn a_failed_one_phase_commit_persists_nothing_and_needs_abort() {
             Engine::new(options).unwrap(),
             InitOptions::new().managed(true),
         )
-        .unwrap();
+        .expect("a new name");
     let writer = registry.session("writer").unwrap();
     writer.execute("INSERT INTO t VALUES ('x')").unwrap();
 

@@ -1,0 +1,282 @@
+//! Bad input tried as a new user would (issue 3's acceptance): each error names the
+//! problem, and none shows the password, in `Display` or in `Debug`.
+//!
+//! The server tests use `SQLASSIST_TEST_PG_NO2PC_URL`, the private cluster of
+//! `scripts/test`: prepared transactions disabled, and passwords checked over TCP (the
+//! main cluster trusts every connection, so it cannot reject a wrong password).
+
+mod common;
+
+use sqlassist::{DatabaseUrl, Engine, EngineOptions, Error, InitOptions, Registry, Settings};
+
+use common::assert_no_secret;
+
+/// A password no message has any reason to contain.
+const SECRET: &str = "Zq7-Secr3t-pw";
+
+#[track_caller]
+fn check_no_secret(err: &Error) {
+    assert_no_secret(err, SECRET);
+    assert_no_secret(err, "Zq7"); // not even a prefix of it
+}
+
+fn sqlite_engine() -> Engine {
+    Engine::new(EngineOptions::new(
+        DatabaseUrl::parse("sqlite://").expect("a memory url"),
+    ))
+    .expect("an engine")
+}
+
+#[test]
+fn malformed_urls_are_reported_as_invalid_without_the_password() {
+    for url in [
+        format!("postgresql://app:{SECRET}@db.example:notaport/app"),
+        format!("postgresql://app:{SECRET}@db.example:99999/app"),
+        format!("postgresql:/app:{SECRET}@db.example/app"),
+        format!("app:{SECRET}@db.example/app"),
+        String::new(),
+    ] {
+        let err = DatabaseUrl::parse(&url).expect_err(&format!("{url:?} is malformed"));
+        assert!(
+            matches!(err, Error::InvalidUrl { .. } | Error::UnknownScheme { .. }),
+            "{url:?}: {err:?}"
+        );
+        assert!(err.to_string().contains("url"), "{url:?}: {err}");
+        check_no_secret(&err);
+    }
+}
+
+#[test]
+fn a_malformed_url_in_settings_names_the_problem_without_the_password() {
+    let settings = Settings::from_pairs([(
+        "sqlalchemy_writer.url",
+        format!("postgresql://app:{SECRET}@db.example:notaport/app"),
+    )]);
+    let err = Registry::from_settings(&settings).expect_err("the url is malformed");
+    assert!(matches!(err, Error::InvalidUrl { .. }), "{err:?}");
+    assert!(err.to_string().contains("port"), "{err}");
+    check_no_secret(&err);
+}
+
+#[test]
+fn an_unknown_scheme_lists_the_supported_ones_without_the_password() {
+    let err = DatabaseUrl::parse(&format!("oracle://app:{SECRET}@db.example/app"))
+        .expect_err("oracle is not supported");
+    match &err {
+        Error::UnknownScheme { scheme, supported } => {
+            assert_eq!(scheme, "oracle");
+            assert!(supported.contains("postgresql") && supported.contains("sqlite"));
+        }
+        other => panic!("expected UnknownScheme, got {other:?}"),
+    }
+    assert!(err.to_string().contains("oracle"), "{err}");
+    check_no_secret(&err);
+}
+
+#[test]
+fn a_missing_url_key_is_a_missing_setting_naming_the_key() {
+    let settings = Settings::from_pairs([("sqlalchemy_writer.pool_size", "5")]);
+    let err = Engine::from_settings(&settings, "sqlalchemy_writer.").expect_err("no url");
+    match &err {
+        Error::MissingSetting { key } => assert_eq!(key, "sqlalchemy_writer.url"),
+        other => panic!("expected MissingSetting, got {other:?}"),
+    }
+    assert_eq!(err.to_string(), "missing setting `sqlalchemy_writer.url`");
+}
+
+#[test]
+fn an_unknown_engine_name_lists_the_registered_ones() {
+    let mut registry = Registry::new();
+    registry
+        .init_engine("reader", sqlite_engine(), InitOptions::new())
+        .unwrap();
+    registry
+        .init_engine("writer", sqlite_engine(), InitOptions::new().managed(true))
+        .unwrap();
+    let err = registry.session("writr").expect_err("no such engine");
+    match &err {
+        Error::UnknownEngine { name, known } => {
+            assert_eq!(name, "writr");
+            assert_eq!(known, "reader, writer");
+        }
+        other => panic!("expected UnknownEngine, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("writr") && message.contains("reader, writer"),
+        "{message}"
+    );
+    assert!(matches!(
+        registry.engine("writr"),
+        Err(Error::UnknownEngine { .. })
+    ));
+}
+
+#[test]
+fn a_duplicate_engine_name_is_refused() {
+    let mut registry = Registry::new();
+    registry
+        .init_engine("writer", sqlite_engine(), InitOptions::new())
+        .unwrap();
+    let err = registry
+        .init_engine("writer", sqlite_engine(), InitOptions::new())
+        .expect_err("the name is taken");
+    assert!(
+        matches!(&err, Error::DuplicateEngine { name } if name == "writer"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("writer"));
+}
+
+#[test]
+fn a_second_default_engine_is_refused_naming_both() {
+    let mut registry = Registry::new();
+    registry
+        .init_engine("reader", sqlite_engine(), InitOptions::new().default(true))
+        .unwrap();
+    let err = registry
+        .init_engine("writer", sqlite_engine(), InitOptions::new().default(true))
+        .expect_err("reader already is the default");
+    match &err {
+        Error::DuplicateDefault { existing, name } => {
+            assert_eq!((existing.as_str(), name.as_str()), ("reader", "writer"));
+        }
+        other => panic!("expected DuplicateDefault, got {other:?}"),
+    }
+    assert_eq!(registry.default_name(), Some("reader"));
+    // From settings too.
+    let settings = Settings::from_pairs([
+        ("sqlalchemy_a.url", "sqlite://"),
+        ("sqlalchemy_a.default", "true"),
+        ("sqlalchemy_b.url", "sqlite://"),
+        ("sqlalchemy_b.default", "true"),
+    ]);
+    assert!(matches!(
+        Registry::from_settings(&settings),
+        Err(Error::DuplicateDefault { .. })
+    ));
+}
+
+#[cfg(feature = "mysql")]
+#[test]
+fn a_managed_mysql_engine_is_refused_without_the_password() {
+    let url = DatabaseUrl::parse(&format!("mysql://app:{SECRET}@127.0.0.1:3306/app")).unwrap();
+    let engine = Engine::new(EngineOptions::new(url)).unwrap();
+    let mut registry = Registry::new();
+    let err = registry
+        .init_engine("writer", engine.clone(), InitOptions::new().managed(true))
+        .expect_err("no XA two-phase commit yet");
+    assert!(
+        matches!(&err, Error::Unsupported { engine, .. } if engine == "writer"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("unmanaged"), "{err}");
+    check_no_secret(&err);
+    registry
+        .init_engine("writer", engine, InitOptions::new())
+        .expect("an unmanaged MariaDB engine is fine");
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+
+    /// The no-2PC server's URL with its password replaced by `password`.
+    fn with_password(url: &str, password: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a url with a scheme");
+        let (userinfo, host) = rest.split_once('@').expect("a url with credentials");
+        let user = userinfo.split(':').next().expect("a user");
+        format!("{scheme}://{user}:{password}@{host}")
+    }
+
+    fn pg_engine(url: &str) -> Engine {
+        Engine::new(EngineOptions::new(
+            DatabaseUrl::parse(url).expect("a postgres url"),
+        ))
+        .expect("an engine")
+    }
+
+    #[test]
+    fn a_managed_engine_on_a_server_without_prepared_transactions_says_what_to_do() {
+        let Some(url) = common::pg_url("SQLASSIST_TEST_PG_NO2PC_URL") else {
+            return;
+        };
+        common::reset_thread();
+        let mut registry = Registry::new();
+        registry
+            .init_engine("writer", pg_engine(&url), InitOptions::new().managed(true))
+            .unwrap();
+        registry
+            .init_engine("log", pg_engine(&url), InitOptions::new())
+            .unwrap();
+        registry
+            .engine("log")
+            .unwrap()
+            .check(false)
+            .expect("an unmanaged engine needs no prepared transactions");
+
+        let err = registry.check().expect_err("the server cannot prepare");
+        assert!(
+            matches!(err, Error::PreparedTransactionsDisabled { .. }),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("max_prepared_transactions") && message.contains("unmanaged"),
+            "{message}"
+        );
+
+        // First use says the same, before any work is done.
+        let writer = registry.session("writer").unwrap();
+        let err = writer.execute("SELECT 1").expect_err("first use fails");
+        assert!(
+            matches!(err, Error::PreparedTransactionsDisabled { .. }),
+            "{err:?}"
+        );
+        transaction::abort().unwrap();
+        let log = registry.session("log").unwrap();
+        assert_eq!(log.query_i64("SELECT 1").unwrap(), 1);
+        log.rollback().unwrap();
+        common::reset_thread();
+    }
+
+    #[test]
+    fn a_wrong_password_names_the_problem_and_never_shows_the_password() {
+        let Some(url) = common::pg_url("SQLASSIST_TEST_PG_NO2PC_URL") else {
+            return;
+        };
+        common::reset_thread();
+        let wrong = with_password(&url, SECRET);
+        let engine = pg_engine(&wrong);
+        assert!(!format!("{engine:?}").contains(SECRET));
+        assert!(!engine.url().to_string().contains(SECRET));
+        assert!(!format!("{:?}", engine.url()).contains(SECRET));
+        let mut registry = Registry::new();
+        registry
+            .init_engine("writer", engine, InitOptions::new())
+            .unwrap();
+        assert!(!format!("{registry:?}").contains(SECRET));
+
+        let err = registry.check().expect_err("the server checks passwords");
+        assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("password authentication failed"),
+            "the message names the problem: {err}"
+        );
+        check_no_secret(&err);
+
+        // First use fails at once with the same error, not after the pool's timeout.
+        let started = std::time::Instant::now();
+        let session = registry.session("writer").unwrap();
+        let err = session.execute("SELECT 1").expect_err("wrong password");
+        assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("password authentication failed"),
+            "{err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        check_no_secret(&err);
+        assert!(!format!("{session:?}").contains(SECRET));
+        common::reset_thread();
+    }
+}
