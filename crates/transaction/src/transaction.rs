@@ -866,3 +866,116 @@ impl Transaction {
         self.invalidate_savepoints();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Unit tests of the state machine with the scripted data manager; the full semantics,
+    //! the fault matrix and the model-based property test live in `tests/`.
+
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::testing::{Call, Journal, Kind, ScriptedDataManager};
+    use crate::TransactionManager;
+
+    fn joined(manager: &TransactionManager, resources: &[&Rc<ScriptedDataManager>]) -> Transaction {
+        let txn = manager.begin().expect("begin");
+        for r in resources {
+            txn.join((*r).clone()).expect("join");
+        }
+        txn
+    }
+
+    #[test]
+    fn status_moves_from_active_to_committed_and_the_manager_frees_the_transaction() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let a = ScriptedDataManager::new("a", Kind::TwoPhase, &journal);
+        let txn = joined(&manager, &[&a]);
+        assert_eq!(txn.status(), Status::Active);
+        txn.commit().expect("commit");
+        assert_eq!(txn.status(), Status::Committed);
+        assert!(manager.current().is_none());
+        assert!(matches!(
+            txn.commit(),
+            Err(Error::InvalidState {
+                status: Status::Committed,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_vote_failure_leaves_commit_failed_until_abort() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let a = ScriptedDataManager::new("a", Kind::TwoPhase, &journal);
+        let b = ScriptedDataManager::new("b", Kind::TwoPhase, &journal).fail_on(Call::TpcVote);
+        let txn = joined(&manager, &[&a, &b]);
+        let err = txn.commit().expect_err("b fails its vote");
+        assert_eq!(
+            (err.phase(), err.resource()),
+            (Some(Phase::Vote), Some("b"))
+        );
+        assert_eq!(txn.status(), Status::CommitFailed);
+        assert!(matches!(txn.join(a.clone()), Err(Error::TransactionFailed)));
+        assert_eq!(
+            journal.calls_of("a"),
+            [Call::TpcBegin, Call::Commit, Call::TpcVote, Call::TpcAbort]
+        );
+        txn.abort().expect("abort clears a failed transaction");
+        assert_eq!(txn.status(), Status::Aborted);
+        assert!(manager.current().is_none());
+    }
+
+    #[test]
+    fn one_phase_resources_vote_after_two_phase_ones_whatever_their_key() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let sqlite = ScriptedDataManager::new("a-sqlite", Kind::OnePhase, &journal);
+        let pg = ScriptedDataManager::new("z-postgres", Kind::TwoPhase, &journal);
+        joined(&manager, &[&sqlite, &pg]).commit().expect("commit");
+        let votes: Vec<String> = journal
+            .calls()
+            .into_iter()
+            .filter(|(_, c)| *c == Call::TpcVote)
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(votes, ["z-postgres", "a-sqlite"]);
+        assert!(sqlite.committed() && pg.committed());
+    }
+
+    #[test]
+    fn the_only_resource_with_work_commits_in_one_phase() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let reader = ScriptedDataManager::new("a", Kind::ReadOnly, &journal);
+        let writer =
+            ScriptedDataManager::new("b", Kind::TwoPhase, &journal).with_one_phase_commit();
+        joined(&manager, &[&reader, &writer])
+            .commit()
+            .expect("commit");
+        assert_eq!(
+            journal.calls_of("b"),
+            [Call::TpcBegin, Call::Commit, Call::CommitOnePhase]
+        );
+        assert_eq!(
+            journal.calls_of("a"),
+            [Call::TpcBegin, Call::Commit, Call::TpcVote]
+        );
+    }
+
+    #[test]
+    fn doom_is_sticky_and_commit_changes_nothing() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let a = ScriptedDataManager::new("a", Kind::TwoPhase, &journal);
+        let txn = joined(&manager, &[&a]);
+        txn.doom().expect("doom");
+        assert!(matches!(txn.commit(), Err(Error::Doomed)));
+        assert!(txn.is_doomed());
+        assert!(journal.calls().is_empty());
+        txn.abort().expect("abort");
+        assert_eq!(journal.calls_of("a"), [Call::Abort]);
+    }
+}
