@@ -159,22 +159,17 @@ fn a_second_default_engine_is_refused_naming_both() {
 
 #[cfg(feature = "mysql")]
 #[test]
-fn a_managed_mysql_engine_is_refused_without_the_password() {
-    let url = DatabaseUrl::parse(&format!("mysql://app:{SECRET}@127.0.0.1:3306/app")).unwrap();
-    let engine = Engine::new(EngineOptions::new(url)).unwrap();
-    let mut registry = Registry::new();
-    let err = registry
-        .init_engine("writer", engine.clone(), InitOptions::new().managed(true))
-        .expect_err("no XA two-phase commit yet");
-    assert!(
-        matches!(&err, Error::Unsupported { engine, .. } if engine == "writer"),
-        "{err:?}"
-    );
-    assert!(err.to_string().contains("unmanaged"), "{err}");
-    check_no_secret(&err);
-    registry
-        .init_engine("writer", engine, InitOptions::new())
-        .expect("an unmanaged MariaDB engine is fine");
+fn a_managed_mysql_engine_is_accepted_for_every_sqlalchemy_scheme_without_connecting() {
+    for scheme in ["mysql", "mariadb", "mysql+pymysql", "mysql+mysqldb"] {
+        let url = DatabaseUrl::parse(&format!("{scheme}://app:{SECRET}@127.0.0.1:1/app")).unwrap();
+        assert_eq!(url.backend(), sqlassist::Backend::Mysql);
+        let engine = Engine::new(EngineOptions::new(url)).unwrap();
+        assert!(!format!("{engine:?}").contains(SECRET));
+        let mut registry = Registry::new();
+        registry
+            .init_engine("writer", engine, InitOptions::new().managed(true))
+            .expect("XA makes MariaDB a two-phase resource");
+    }
 }
 
 #[cfg(feature = "postgres")]

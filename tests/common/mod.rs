@@ -66,6 +66,18 @@ pub fn pg_url(var: &str) -> Option<String> {
     }
 }
 
+/// The MariaDB/MySQL URL in `var`, checked by connecting once.
+#[cfg(feature = "mysql")]
+#[track_caller]
+pub fn mysql_url(var: &str) -> Option<String> {
+    use diesel::Connection;
+    let url = server_url(var)?;
+    match diesel::MysqlConnection::establish(&url) {
+        Ok(_) => Some(url),
+        Err(e) => skip_or_fail(var, &format!("names a server that cannot be reached ({e})")),
+    }
+}
+
 /// A name no other test (in this process or another) uses: `prefix_<pid>_<n>_<nanos>`,
 /// lowercase ASCII, usable as a table or engine name.
 pub fn unique(prefix: &str) -> String {

@@ -90,6 +90,14 @@ impl Conn {
     pub(crate) fn forget_transaction(&mut self) {
         with_conn!(self, c => reset_depth(c))
     }
+
+    /// Marks Diesel's transaction manager broken, so that r2d2 closes the connection when
+    /// it is dropped instead of reusing it (a MariaDB connection that still holds a
+    /// prepared XA branch, say: closing it detaches the branch for recovery).
+    #[allow(dead_code)] // used by the mysql backend
+    pub(crate) fn mark_broken(&mut self) {
+        with_conn!(self, c => AnsiTransactionManager::transaction_manager_status_mut(c).set_in_error())
+    }
 }
 
 pub(crate) fn depth_of<C>(conn: &mut C) -> diesel::QueryResult<u32>

@@ -44,6 +44,9 @@ compile_error!("enable at least one backend feature of sqlassist: `sqlite`, `pos
 mod conn;
 mod engine;
 mod error;
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub mod fault;
 #[cfg(feature = "mysql")]
 mod mysql;
 mod options;

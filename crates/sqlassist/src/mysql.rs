@@ -1,11 +1,49 @@
-//! MariaDB and MySQL: unmanaged sessions (plain `BEGIN` / `COMMIT`).
+//! MariaDB and MySQL: two-phase commit through XA; plain `BEGIN` / `COMMIT` when unmanaged.
 //!
-//! Two-phase commit through XA is not implemented yet: registering a *managed* MySQL
-//! engine fails with [`Error::Unsupported`](crate::Error::Unsupported), so no transaction
-//! can believe it committed such an engine atomically.
+//! What each step of a *managed* session sends (`<xid>` is `'<gtrid>','<bqual>'`, see
+//! [`xid`]):
+//!
+//! | step | SQL |
+//! |---|---|
+//! | first use | `XA START <xid>` (through Diesel, so nested `transaction()` calls are savepoints) |
+//! | vote | `XA END <xid>; XA PREPARE <xid>` in one round trip |
+//! | vote, read-only engine | `XA END <xid>; XA COMMIT <xid> ONE PHASE`, votes read-only |
+//! | finish | `XA COMMIT <xid>`, on the connection that prepared it |
+//! | abort after vote | `XA ROLLBACK <xid>`, on the connection that prepared it |
+//! | abort before vote | `XA END <xid>` (an error is ignored: the branch may be idle already), then `XA ROLLBACK <xid>` |
+//! | one-phase commit | `XA END <xid>; XA COMMIT <xid> ONE PHASE` in one round trip |
+//!
+//! Unmanaged sessions use `BEGIN` / `COMMIT` / `ROLLBACK` like the other backends.
+//!
+//! # Rules MariaDB imposes
+//!
+//! - Inside an XA branch, plain `COMMIT` and `ROLLBACK` fail with `XAER_RMFAIL` (and Diesel
+//!   would then mark the connection broken): a branch is ended only with XA statements, so
+//!   every path that ends a managed session's transaction goes through this module.
+//! - After `XA PREPARE`, Diesel still believes a transaction is open (MySQL connections do
+//!   not reset the depth as PostgreSQL's do); the session resets it, or r2d2 would discard
+//!   the connection as broken.
+//! - On MariaDB 10.11 a prepared branch stays attached to the connection that prepared it
+//!   until that connection disconnects: other connections get `XAER_NOTA`. Phase two runs
+//!   on the same connection. If that fails, the connection is marked broken so that the
+//!   pool closes it instead of reusing it (a connection holding a prepared branch cannot
+//!   start new work), and phase two is retried on a fresh connection, which works once the
+//!   server has noticed the disconnect.
+//! - MariaDB gives no signal that a branch wrote nothing: `XA PREPARE` of a read-only
+//!   branch succeeds and the branch is listed by `XA RECOVER` like any other. A writable
+//!   engine's session therefore always prepares; only engines declared read-only (the
+//!   server refuses their writes) vote read-only.
+//!
+//! Error classification: Diesel exposes no MySQL error number, only a
+//! [`DatabaseErrorKind`] for some numbers on prepared statements (1213 becomes
+//! `SerializationFailure`) and the server's message otherwise (always for `batch_execute`).
+//! Deadlocks (1213) and lock wait timeouts (1205) are therefore recognised by kind where
+//! Diesel gives one and by the server's English message otherwise.
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use transaction::TransactionId;
 
+use crate::conn::Conn;
 use crate::error::Result;
 use crate::options::EngineOptions;
 
@@ -30,15 +68,166 @@ pub(crate) fn setup_sql(options: &EngineOptions) -> Result<String> {
     Ok(sql)
 }
 
-/// Deadlocks (1213) and lock wait timeouts (1205): Diesel reports them as serialization
-/// failures or with the server's message.
+/// The XA xid of a session's branch, as SQL: `'sqlassist_<transaction id>','<engine>'`.
+///
+/// The gtrid names the coordinator's transaction (every branch of one transaction shares
+/// it) and the bqual names the engine. Transaction ids are `[0-9a-f-]` and at most 33
+/// bytes, engine names `[A-Za-z0-9_.-]` and at most 64 bytes (checked by the registry), so
+/// both parts fit XA's 64-byte limits and need no quoting; nothing comes from user input.
+pub(crate) fn xid(txn: TransactionId, engine: &str) -> String {
+    debug_assert!(engine.len() <= 64 && !engine.contains('\''));
+    format!("'sqlassist_{txn}','{engine}'")
+}
+
+/// How a managed session opens its branch.
+pub(crate) fn begin_sql(xid: &str) -> String {
+    format!("XA START {xid}")
+}
+
+/// The vote of a writable engine: ends and prepares the branch in one round trip, then
+/// tells Diesel the transaction is over.
+pub(crate) fn prepare(conn: &mut Conn, xid: &str) -> std::result::Result<(), DieselError> {
+    conn.batch_execute(&format!("XA END {xid}; XA PREPARE {xid}"))?;
+    conn.forget_transaction();
+    Ok(())
+}
+
+/// Ends and commits a branch that was never prepared: the one-phase commit of a lone
+/// writer, and the vote of a read-only engine. On failure the branch is rolled back (or,
+/// if even that fails, the connection is marked broken so that closing it rolls back).
+pub(crate) fn commit_one_phase(conn: &mut Conn, xid: &str) -> std::result::Result<(), DieselError> {
+    match conn.batch_execute(&format!("XA END {xid}; XA COMMIT {xid} ONE PHASE")) {
+        Ok(()) => {
+            conn.forget_transaction();
+            Ok(())
+        }
+        Err(e) => {
+            if rollback_active(conn, xid).is_err() {
+                conn.mark_broken();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Phase two, on the connection that prepared the branch or (once it is gone) any other.
+pub(crate) fn commit_prepared(conn: &mut Conn, xid: &str) -> std::result::Result<(), DieselError> {
+    conn.batch_execute(&format!("XA COMMIT {xid}"))
+}
+
+/// Rolls back a prepared branch.
+pub(crate) fn rollback_prepared(
+    conn: &mut Conn,
+    xid: &str,
+) -> std::result::Result<(), DieselError> {
+    conn.batch_execute(&format!("XA ROLLBACK {xid}"))
+}
+
+/// Rolls back a branch that was not prepared, whether still active or already ended (a
+/// failed vote may leave it either way), and resets Diesel's depth. A branch the server no
+/// longer knows (`XAER_NOTA`: a deadlock or a failed `XA PREPARE` rolled it back already)
+/// counts as rolled back.
+pub(crate) fn rollback_active(conn: &mut Conn, xid: &str) -> std::result::Result<(), DieselError> {
+    // Fails harmlessly with XAER_RMFAIL when the branch is already idle, or with an
+    // XA_RB* error when the server already rolled it back.
+    let _ = conn.batch_execute(&format!("XA END {xid}"));
+    match conn.batch_execute(&format!("XA ROLLBACK {xid}")) {
+        Ok(()) => {}
+        Err(e) if is_unknown_xid(&e) => {}
+        Err(e) => return Err(e),
+    }
+    conn.forget_transaction();
+    Ok(())
+}
+
+/// How often, and how long apart, a fresh connection retries phase two while MariaDB has
+/// not yet detached the branch from the closed connection that prepared it.
+const DETACH_RETRIES: u32 = 20;
+const DETACH_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Retries phase two on a fresh connection while the server answers `XAER_NOTA`: after
+/// the owner connection is closed or killed, the server detaches its prepared branch
+/// asynchronously. Gives up after about a second (the branch may also be unknown because
+/// it was already finished; the caller then reports it in doubt).
+pub(crate) fn retry_until_detached(
+    mut outcome: std::result::Result<(), DieselError>,
+    mut again: impl FnMut() -> std::result::Result<(), DieselError>,
+) -> std::result::Result<(), DieselError> {
+    for _ in 0..DETACH_RETRIES {
+        match &outcome {
+            Err(e) if is_unknown_xid(e) => {
+                std::thread::sleep(DETACH_WAIT);
+                outcome = again();
+            }
+            _ => break,
+        }
+    }
+    outcome
+}
+
+/// `XAER_NOTA` (1397): the server does not know the xid, or (MariaDB) the branch is
+/// attached to another connection that is still alive.
+pub(crate) fn is_unknown_xid(error: &DieselError) -> bool {
+    matches!(error, DieselError::DatabaseError(_, info) if info.message().starts_with("XAER_NOTA"))
+}
+
+/// Deadlocks (1213) and lock wait timeouts (1205), and the XA forms of the same (a branch
+/// rolled back by a deadlock or a timeout reports `XA_RBDEADLOCK` / `XA_RBTIMEOUT` at
+/// `XA END` or `XA PREPARE`). See the module docs for why this also reads messages.
 pub(crate) fn is_transient(error: &DieselError) -> bool {
     match error {
         DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
         DieselError::DatabaseError(_, info) => {
             let m = info.message();
-            m.starts_with("Deadlock found") || m.starts_with("Lock wait timeout exceeded")
+            m.starts_with("Deadlock found")
+                || m.starts_with("Lock wait timeout exceeded")
+                || m.starts_with("XA_RBDEADLOCK")
+                || m.starts_with("XA_RBTIMEOUT")
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xids_fit_xa_limits_for_the_longest_engine_name_and_transaction_id() {
+        let txn = transaction::TransactionManager::new()
+            .begin()
+            .expect("a transaction")
+            .id();
+        let engine = "e".repeat(64);
+        let x = xid(txn, &engine);
+        let parts: Vec<&str> = x.split(',').map(|p| p.trim_matches('\'')).collect();
+        assert_eq!(parts.len(), 2);
+        assert!(parts[0].len() <= 64 && parts[0].starts_with("sqlassist_"));
+        assert!(parts[1].len() <= 64);
+        // The longest transaction id: 16 hex digits, `-`, 16 hex digits.
+        assert!("sqlassist_".len() + 33 <= 64);
+        assert_eq!(begin_sql(&x), format!("XA START {x}"));
+    }
+
+    #[test]
+    fn deadlocks_and_lock_wait_timeouts_are_transient() {
+        let err = |m: &str| {
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, Box::new(m.to_owned()))
+        };
+        assert!(is_transient(&err(
+            "Deadlock found when trying to get lock; try restarting transaction"
+        )));
+        assert!(is_transient(&err(
+            "Lock wait timeout exceeded; try restarting transaction"
+        )));
+        assert!(is_transient(&err(
+            "XA_RBDEADLOCK: Transaction branch was rolled back: deadlock was detected"
+        )));
+        assert!(is_transient(&DieselError::DatabaseError(
+            DatabaseErrorKind::SerializationFailure,
+            Box::new(String::new())
+        )));
+        assert!(!is_transient(&err("Duplicate entry '1' for key 'PRIMARY'")));
+        assert!(is_unknown_xid(&err("XAER_NOTA: Unknown XID")));
     }
 }

@@ -156,9 +156,7 @@ impl Registry {
     ///
     /// [`Error::InvalidEngineName`] unless the name is 1 to 64 characters of
     /// `[A-Za-z0-9_.-]` (it names database branches); [`Error::DuplicateEngine`];
-    /// [`Error::DuplicateDefault`] when another engine is already the default;
-    /// [`Error::Unsupported`] for a managed engine whose backend has no commit protocol
-    /// the transaction manager can drive (MariaDB/MySQL, for now).
+    /// [`Error::DuplicateDefault`] when another engine is already the default.
     pub fn init_engine(&mut self, name: &str, engine: Engine, options: InitOptions) -> Result<()> {
         let valid = !name.is_empty()
             && name.len() <= 64
@@ -168,12 +166,6 @@ impl Registry {
         if !valid {
             return Err(Error::InvalidEngineName {
                 name: name.escape_debug().to_string(),
-            });
-        }
-        if options.is_managed() && engine.backend() == crate::url::Backend::Mysql {
-            return Err(Error::Unsupported {
-                engine: name.to_owned(),
-                what: "managed sessions on MariaDB/MySQL yet (XA two-phase commit is not implemented): register it unmanaged".to_owned(),
             });
         }
         if self.engines.contains_key(name) {

@@ -85,6 +85,9 @@ struct State {
     joined: Option<TransactionId>,
     /// The gid of a prepared transaction waiting for phase two.
     prepared: Option<String>,
+    /// The xid of the open XA branch of a managed MariaDB/MySQL session.
+    #[cfg(feature = "mysql")]
+    xa: Option<String>,
     /// The engine's server accepted two-phase commit on this session's connection.
     two_phase_checked: bool,
     next_savepoint: u32,
@@ -447,12 +450,23 @@ impl SessionInner {
             st.two_phase_checked = true;
         }
         if !st.open {
+            #[cfg(feature = "mysql")]
+            let xa = self.xa_branch(&st);
+            #[cfg(feature = "mysql")]
+            let xa_start = xa.as_deref().map(crate::mysql::begin_sql);
+            #[cfg(feature = "mysql")]
+            let sql = xa_start.as_deref().unwrap_or_else(|| self.begin_sql());
+            #[cfg(not(feature = "mysql"))]
             let sql = self.begin_sql();
             let conn = st.conn.as_mut().ok_or_else(|| self.lost_connection())?;
             if let Err(e) = conn.begin_with(sql) {
                 // A connection that cannot begin is not worth keeping.
                 st.conn = None;
                 return Err(self.db_error(e));
+            }
+            #[cfg(feature = "mysql")]
+            {
+                st.xa = xa;
             }
             st.open = true;
         }
@@ -474,14 +488,54 @@ impl SessionInner {
         }
     }
 
+    /// The xid a managed MariaDB/MySQL session's next branch starts with.
+    #[cfg(feature = "mysql")]
+    fn xa_branch(&self, st: &State) -> Option<String> {
+        match (self.managed, self.engine.backend(), st.joined) {
+            (true, Backend::Mysql, Some(txn)) => Some(crate::mysql::xid(txn, &self.name)),
+            _ => None,
+        }
+    }
+
+    /// One-phase commit of a managed MariaDB/MySQL session's branch.
+    #[cfg(feature = "mysql")]
+    fn commit_one_phase_xa(
+        &self,
+        st: &mut State,
+        xid: &str,
+    ) -> std::result::Result<(), ResourceError> {
+        let conn = st
+            .conn
+            .as_mut()
+            .ok_or_else(|| ResourceError::new(self.lost_connection()))?;
+        let outcome = crate::mysql::commit_one_phase(conn, xid);
+        if outcome.is_err() && conn.depth().is_err() {
+            st.conn = None; // marked broken: closing it rolls the branch back
+        }
+        outcome.map_err(|e| self.resource_error(e))
+    }
+
     fn rollback_open(&self, st: &mut State) -> diesel::QueryResult<()> {
         if !st.open {
             return Ok(());
         }
         st.open = false;
+        #[cfg(feature = "mysql")]
+        let xa = st.xa.take();
         let Some(conn) = st.conn.as_mut() else {
             return Ok(());
         };
+        // Inside an XA branch MariaDB refuses ROLLBACK (XAER_RMFAIL): end it with XA.
+        #[cfg(feature = "mysql")]
+        if let Some(xid) = xa {
+            let outcome = crate::mysql::rollback_active(conn, &xid);
+            if outcome.is_err() {
+                // Closing the connection rolls the branch back; never pool it.
+                conn.mark_broken();
+                st.conn = None;
+            }
+            return outcome;
+        }
         match conn.depth() {
             Ok(0) => Ok(()),
             Ok(_) => match conn.rollback() {
@@ -529,13 +583,26 @@ impl SessionInner {
             Err(e) => e,
         };
         tracing::warn!(engine = %self.name, gid, error = %first_err, "phase two failed on the session's connection; retrying on a fresh connection");
+        #[cfg(feature = "mysql")]
+        if let (Backend::Mysql, Some(conn)) = (self.engine.backend(), st.conn.as_mut()) {
+            // MariaDB keeps the prepared branch attached to this connection: close it
+            // instead of pooling it, so that the branch detaches for the fresh connection.
+            conn.mark_broken();
+        }
         st.conn = None;
         let retried = self
             .engine
             .checkout()
             .map_err(|e| e.to_string())
             .and_then(|mut conn| {
-                let outcome = op(&mut conn, gid).map_err(|e| e.to_string());
+                let outcome = op(&mut conn, gid);
+                #[cfg(feature = "mysql")]
+                let outcome = if self.engine.backend() == Backend::Mysql {
+                    crate::mysql::retry_until_detached(outcome, || op(&mut conn, gid))
+                } else {
+                    outcome
+                };
+                let outcome = outcome.map_err(|e| e.to_string());
                 st.conn = Some(conn);
                 outcome
             });
@@ -570,6 +637,10 @@ impl DataManager for SessionInner {
         let mut st = self.resource_state()?;
         st.joined = None;
         if let Some(gid) = st.prepared.take() {
+            #[cfg(feature = "mysql")]
+            if self.engine.backend() == Backend::Mysql {
+                return self.finish_prepared(&mut st, &gid, crate::mysql::rollback_prepared);
+            }
             #[cfg(feature = "postgres")]
             return self.finish_prepared(&mut st, &gid, crate::postgres::rollback_prepared);
             #[cfg(not(feature = "postgres"))]
@@ -593,7 +664,43 @@ impl DataManager for SessionInner {
             st.open = false;
             return Err(ResourceError::new(e));
         }
+        #[cfg(feature = "fault-injection")]
+        crate::fault::check(&self.name, crate::fault::Phase::Vote)
+            .map_err(|e| self.resource_error(e))?;
         match self.engine.backend() {
+            #[cfg(feature = "mysql")]
+            Backend::Mysql => {
+                let xid = st
+                    .xa
+                    .clone()
+                    .ok_or_else(|| ResourceError::new(self.lost_connection()))?;
+                if self.engine.is_read_only() {
+                    // The server refuses this engine's writes: committing now releases
+                    // the branch without a prepared state, and drops nothing.
+                    st.open = false;
+                    st.xa = None;
+                    return match crate::mysql::commit_one_phase(conn, &xid) {
+                        Ok(()) => Ok(Vote::ReadOnly),
+                        Err(e) => {
+                            if conn.depth().is_err() {
+                                st.conn = None;
+                            }
+                            Err(self.resource_error(e))
+                        }
+                    };
+                }
+                // MariaDB cannot tell whether the branch wrote anything: always prepare.
+                match crate::mysql::prepare(conn, &xid) {
+                    Ok(()) => {
+                        st.open = false;
+                        st.xa = None;
+                        st.prepared = Some(xid);
+                        Ok(Vote::Prepared)
+                    }
+                    // The branch stays open (active or idle): abort rolls it back.
+                    Err(e) => Err(self.resource_error(e)),
+                }
+            }
             #[cfg(feature = "postgres")]
             Backend::Postgres => {
                 let gid = gid(txn.id(), &self.name);
@@ -638,6 +745,14 @@ impl DataManager for SessionInner {
         let Some(gid) = st.prepared.take() else {
             return Ok(());
         };
+        #[cfg(feature = "fault-injection")]
+        if crate::fault::is_set(&self.name, crate::fault::Phase::Finish) {
+            return self.finish_prepared(&mut st, &gid, crate::fault::fail_finish);
+        }
+        #[cfg(feature = "mysql")]
+        if self.engine.backend() == Backend::Mysql {
+            return self.finish_prepared(&mut st, &gid, crate::mysql::commit_prepared);
+        }
         #[cfg(feature = "postgres")]
         return self.finish_prepared(&mut st, &gid, crate::postgres::commit_prepared);
         #[cfg(not(feature = "postgres"))]
@@ -652,8 +767,14 @@ impl DataManager for SessionInner {
         DataManager::abort(self, txn)
     }
 
+    #[cfg(feature = "fault-injection")]
+    fn tpc_begin(&self, _txn: &Transaction) -> std::result::Result<(), ResourceError> {
+        crate::fault::check(&self.name, crate::fault::Phase::Begin)
+            .map_err(|e| self.resource_error(e))
+    }
+
     fn supports_one_phase_commit(&self) -> bool {
-        self.engine.backend() == Backend::Postgres
+        matches!(self.engine.backend(), Backend::Postgres | Backend::Mysql)
     }
 
     fn commit_one_phase(&self, _txn: &Transaction) -> std::result::Result<(), ResourceError> {
@@ -661,7 +782,19 @@ impl DataManager for SessionInner {
         if !st.open {
             return Ok(());
         }
+        #[cfg(feature = "fault-injection")]
+        crate::fault::check(&self.name, crate::fault::Phase::Vote)
+            .map_err(|e| self.resource_error(e))?;
         st.open = false;
+        #[cfg(feature = "mysql")]
+        if let Some(xid) = st.xa.take() {
+            let conn = st
+                .conn
+                .as_mut()
+                .ok_or_else(|| ResourceError::new(self.lost_connection()))?;
+            self.check_depth(conn).map_err(ResourceError::new)?;
+            return self.commit_one_phase_xa(&mut st, &xid);
+        }
         let conn = st
             .conn
             .as_mut()
