@@ -84,6 +84,29 @@ impl Conn {
         with_conn!(self, c => AnsiTransactionManager::rollback_transaction(c))
     }
 
+    /// The connection's [`Tracker`](crate::instrument::Tracker), unless the application
+    /// replaced the connection's instrumentation.
+    pub(crate) fn tracker(&mut self) -> Option<&mut crate::instrument::Tracker> {
+        with_conn!(self, c => diesel::Connection::instrumentation(c).downcast_mut::<crate::instrument::Tracker>())
+    }
+
+    /// Whether the server reported the open transaction failed (PostgreSQL: libpq's status
+    /// after the last statement, as Diesel records it), or Diesel considers the connection
+    /// broken. A failed transaction can only be rolled back.
+    pub(crate) fn transaction_failed(&mut self) -> bool {
+        use diesel::connection::{
+            InTransactionStatus, TransactionManagerStatus, ValidTransactionManagerStatus,
+        };
+        with_conn!(self, c => match AnsiTransactionManager::transaction_manager_status_mut(c) {
+            TransactionManagerStatus::InError => true,
+            TransactionManagerStatus::Valid(ValidTransactionManagerStatus {
+                in_transaction: Some(InTransactionStatus { requires_rollback_maybe_up_to_top_level, .. }),
+                ..
+            }) => *requires_rollback_maybe_up_to_top_level,
+            TransactionManagerStatus::Valid(_) => false,
+        })
+    }
+
     /// Tells Diesel the top-level transaction ended without Diesel's knowledge (after
     /// `PREPARE TRANSACTION` or `XA PREPARE`), so the depth is back to 0.
     #[allow(dead_code)] // used by backends that do not track it themselves

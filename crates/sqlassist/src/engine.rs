@@ -345,13 +345,7 @@ impl Setup {
         &self,
         conn: &mut C,
     ) -> std::result::Result<(), diesel::r2d2::Error> {
-        if self.echo {
-            conn.set_instrumentation(|event: diesel::connection::InstrumentationEvent<'_>| {
-                if let diesel::connection::InstrumentationEvent::StartQuery { query, .. } = event {
-                    tracing::debug!(target: "sqlassist::sql", "{query}");
-                }
-            });
-        }
+        conn.set_instrumentation(crate::instrument::Tracker::new(self.echo));
         if self.sql.is_empty() {
             return Ok(());
         }

@@ -233,6 +233,14 @@ pub enum Error {
         engine: String,
     },
 
+    /// A statement failed earlier in the transaction and the error was not handled by
+    /// rolling back to a savepoint: the database can only roll the transaction back.
+    #[error("a statement failed earlier in the transaction of engine `{engine}`: it can only be rolled back (handle statement errors inside conn.transaction(..) to keep the transaction usable)")]
+    TransactionFailedEarlier {
+        /// The engine's name.
+        engine: String,
+    },
+
     /// A nested `conn.transaction(..)` (a savepoint) was still open at commit time.
     #[error("engine `{engine}` still has {depth} nested transaction(s) open at commit time")]
     SavepointStillOpen {
@@ -243,7 +251,7 @@ pub enum Error {
     },
 
     /// Phase two of a prepared branch could not run: the branch is left for recovery.
-    #[error("engine `{engine}`: prepared transaction `{gid}` is in doubt: {reason}; finish it with COMMIT PREPARED or ROLLBACK PREPARED")]
+    #[error("engine `{engine}`: prepared transaction `{gid}` is in doubt: {reason}; finish it with COMMIT PREPARED / ROLLBACK PREPARED (PostgreSQL) or XA COMMIT / XA ROLLBACK (MariaDB, MySQL)")]
     InDoubt {
         /// The engine's name.
         engine: String,
@@ -267,31 +275,6 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// A Diesel error on `engine`, classified as transient by the backend's rules.
-    pub(crate) fn database(engine: &str, backend: Backend, source: diesel::result::Error) -> Self {
-        let transient = match backend {
-            #[cfg(feature = "postgres")]
-            Backend::Postgres => crate::postgres::is_transient(&source),
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite => crate::sqlite::is_transient(&source),
-            #[cfg(feature = "mysql")]
-            Backend::Mysql => crate::mysql::is_transient(&source),
-            #[allow(unreachable_patterns)]
-            _ => matches!(
-                source,
-                diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::SerializationFailure,
-                    _
-                )
-            ),
-        };
-        Error::Database {
-            engine: engine.to_owned(),
-            transient,
-            source,
-        }
-    }
-
     /// Whether retrying the unit of work in a new transaction may succeed: a transient
     /// database error, or a transaction error that says so.
     pub fn is_transient(&self) -> bool {

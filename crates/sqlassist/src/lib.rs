@@ -47,6 +47,7 @@ mod error;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod fault;
+mod instrument;
 #[cfg(feature = "mysql")]
 mod mysql;
 mod options;

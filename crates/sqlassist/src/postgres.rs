@@ -5,17 +5,23 @@
 //! | step | SQL |
 //! |---|---|
 //! | first use | `BEGIN` (through Diesel, so nested `transaction()` calls are savepoints) |
-//! | vote | `SELECT (CASE WHEN txid_current_if_assigned() IS NULL THEN '<sentinel>' END)::int; PREPARE TRANSACTION '<gid>'` in one round trip |
+//! | vote, after a statement that may write | `PREPARE TRANSACTION '<gid>'` |
+//! | vote, after reads only | `SELECT (CASE WHEN txid_current_if_assigned() IS NULL THEN '<sentinel>' END)::int; PREPARE TRANSACTION '<gid>'` in one round trip |
 //! | finish | `COMMIT PREPARED '<gid>'` |
 //! | abort after vote | `ROLLBACK PREPARED '<gid>'` |
 //! | abort before vote | `ROLLBACK` |
-//! | one-phase commit | `SELECT 1; COMMIT` in one round trip |
+//! | one-phase commit | `COMMIT` |
 //!
-//! The `SELECT` before `PREPARE` does two things in the same round trip. If the
-//! transaction already failed, it fails too, so the `PREPARE` (which PostgreSQL would
-//! silently turn into a rollback) never runs. If the transaction wrote nothing (no
-//! transaction id was assigned), it raises an error carrying a sentinel: the session
-//! votes read-only and rolls back, without a prepared transaction to finish.
+//! Before voting or committing, the session checks the transaction did not fail: Diesel
+//! records libpq's transaction status after every statement, so this costs no round trip.
+//! PostgreSQL would otherwise turn the `PREPARE` or `COMMIT` of a failed transaction into a
+//! silent rollback.
+//!
+//! A session that ran only reads (by the first word of each statement) asks the server
+//! whether it wrote anything: the `SELECT` before `PREPARE` raises an error carrying a
+//! sentinel when no transaction id was assigned, and the session votes read-only and rolls
+//! back. The SQL text only decides whether to ask; the answer always comes from the server,
+//! so a write is never dropped.
 
 use diesel::connection::SimpleConnection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -100,11 +106,20 @@ pub(crate) enum Prepared {
     ReadOnly,
 }
 
-/// The vote: guard and `PREPARE TRANSACTION` in one round trip.
+/// The vote. The session has already checked (without a round trip) that the transaction
+/// did not fail. When a statement that may write ran, this sends `PREPARE TRANSACTION`
+/// alone; otherwise it first asks the server, in the same round trip, whether a
+/// transaction id was assigned: if not, nothing was written and the session rolls back and
+/// votes read-only.
 pub(crate) fn prepare(conn: &mut Conn, gid: &str) -> std::result::Result<Prepared, DieselError> {
-    let sql = format!(
-        "SELECT (CASE WHEN txid_current_if_assigned() IS NULL THEN '{READ_ONLY_SENTINEL}' END)::int; PREPARE TRANSACTION '{gid}'"
-    );
+    let may_have_written = conn.tracker().is_none_or(|t| t.may_have_written());
+    let sql = if may_have_written {
+        format!("PREPARE TRANSACTION '{gid}'")
+    } else {
+        format!(
+            "SELECT (CASE WHEN txid_current_if_assigned() IS NULL THEN '{READ_ONLY_SENTINEL}' END)::int; PREPARE TRANSACTION '{gid}'"
+        )
+    };
     match conn.batch_execute(&sql) {
         Ok(()) => {
             // libpq reports the session idle after PREPARE and Diesel resets its depth;
@@ -122,14 +137,10 @@ pub(crate) fn prepare(conn: &mut Conn, gid: &str) -> std::result::Result<Prepare
     }
 }
 
-/// One-phase commit: a guard that fails if the transaction already failed (PostgreSQL
-/// would answer a plain `COMMIT` with a silent rollback), then `COMMIT`.
+/// One-phase commit. The session has already checked that the transaction did not fail
+/// (PostgreSQL would answer a `COMMIT` of a failed transaction with a silent rollback).
 pub(crate) fn commit_one_phase(conn: &mut Conn) -> std::result::Result<(), DieselError> {
-    conn.batch_execute("SELECT 1; COMMIT")?;
-    if conn.depth().unwrap_or(0) != 0 {
-        conn.forget_transaction();
-    }
-    Ok(())
+    conn.commit()
 }
 
 /// Phase two on any connection outside a transaction block.

@@ -305,13 +305,13 @@ impl Session {
         if !st.open {
             return Ok(());
         }
+        self.inner.check_committable(&mut st)?;
         st.open = false;
         let backend = self.inner.engine.backend();
         let conn = st
             .conn
             .as_mut()
             .ok_or_else(|| self.inner.lost_connection())?;
-        self.inner.check_depth(conn)?;
         let outcome = match backend {
             #[cfg(feature = "postgres")]
             Backend::Postgres => crate::postgres::commit_one_phase(conn),
@@ -400,7 +400,23 @@ impl SessionInner {
     }
 
     pub(crate) fn db_error(&self, source: diesel::result::Error) -> Error {
-        Error::database(&self.name, self.engine.backend(), source)
+        // Each backend classifies its own errors: serialization failures, deadlocks and
+        // lock timeouts may succeed when retried in a new transaction.
+        let transient = match self.engine.backend() {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => crate::postgres::is_transient(&source),
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite => crate::sqlite::is_transient(&source),
+            #[cfg(feature = "mysql")]
+            Backend::Mysql => crate::mysql::is_transient(&source),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        };
+        Error::Database {
+            engine: self.name.clone(),
+            transient,
+            source,
+        }
     }
 
     fn resource_error(&self, source: diesel::result::Error) -> ResourceError {
@@ -464,6 +480,9 @@ impl SessionInner {
                 st.conn = None;
                 return Err(self.db_error(e));
             }
+            if let Some(tracker) = conn.tracker() {
+                tracker.reset();
+            }
             #[cfg(feature = "mysql")]
             {
                 st.xa = xa;
@@ -473,10 +492,15 @@ impl SessionInner {
         Ok(())
     }
 
-    /// Diesel's depth must be 1 (our transaction, no savepoint left open) at commit time.
-    fn check_depth(&self, conn: &mut Conn) -> Result<()> {
-        match conn.depth() {
-            Ok(1) => Ok(()),
+    /// Before a commit or a vote: Diesel's depth must be 1 (our transaction, no savepoint
+    /// left open) and the transaction must not have failed. No round trip.
+    fn check_committable(&self, st: &mut State) -> Result<()> {
+        let conn = st.conn.as_mut().ok_or_else(|| self.lost_connection())?;
+        let outcome = match conn.depth() {
+            Ok(1) if conn.transaction_failed() => Err(Error::TransactionFailedEarlier {
+                engine: self.name.clone(),
+            }),
+            Ok(1) => return Ok(()),
             Ok(0) => Err(Error::TransactionEndedOutside {
                 engine: self.name.clone(),
             }),
@@ -485,7 +509,12 @@ impl SessionInner {
                 depth: depth - 1,
             }),
             Err(e) => Err(self.db_error(e)),
+        };
+        if matches!(outcome, Err(Error::TransactionEndedOutside { .. })) {
+            // Raw SQL ended it: there is nothing left to roll back.
+            st.open = false;
         }
+        outcome
     }
 
     /// The xid a managed MariaDB/MySQL session's next branch starts with.
@@ -568,6 +597,7 @@ impl SessionInner {
 
     /// Runs phase two (`op`) for a prepared branch: on the session's connection, or, if
     /// that connection is gone or broken, on a fresh one from the pool.
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
     fn finish_prepared(
         &self,
         st: &mut State,
@@ -651,22 +681,22 @@ impl DataManager for SessionInner {
     }
 
     fn tpc_vote(&self, txn: &Transaction) -> std::result::Result<Vote, ResourceError> {
+        // Only PostgreSQL names its branch here (MariaDB named it at XA START).
+        #[cfg(not(feature = "postgres"))]
+        let _ = txn;
         let mut guard = self.resource_state()?;
         let st = &mut *guard;
         if !st.open {
             return Ok(Vote::ReadOnly);
         }
+        self.check_committable(st).map_err(ResourceError::new)?;
+        #[cfg(feature = "fault-injection")]
+        crate::fault::check(&self.name, crate::fault::Phase::Vote)
+            .map_err(|e| self.resource_error(e))?;
         let conn = st
             .conn
             .as_mut()
             .ok_or_else(|| ResourceError::new(self.lost_connection()))?;
-        if let Err(e) = self.check_depth(conn) {
-            st.open = false;
-            return Err(ResourceError::new(e));
-        }
-        #[cfg(feature = "fault-injection")]
-        crate::fault::check(&self.name, crate::fault::Phase::Vote)
-            .map_err(|e| self.resource_error(e))?;
         match self.engine.backend() {
             #[cfg(feature = "mysql")]
             Backend::Mysql => {
@@ -782,24 +812,20 @@ impl DataManager for SessionInner {
         if !st.open {
             return Ok(());
         }
+        self.check_committable(&mut st)
+            .map_err(ResourceError::new)?;
         #[cfg(feature = "fault-injection")]
         crate::fault::check(&self.name, crate::fault::Phase::Vote)
             .map_err(|e| self.resource_error(e))?;
         st.open = false;
         #[cfg(feature = "mysql")]
         if let Some(xid) = st.xa.take() {
-            let conn = st
-                .conn
-                .as_mut()
-                .ok_or_else(|| ResourceError::new(self.lost_connection()))?;
-            self.check_depth(conn).map_err(ResourceError::new)?;
             return self.commit_one_phase_xa(&mut st, &xid);
         }
         let conn = st
             .conn
             .as_mut()
             .ok_or_else(|| ResourceError::new(self.lost_connection()))?;
-        self.check_depth(conn).map_err(ResourceError::new)?;
         let outcome = match self.engine.backend() {
             #[cfg(feature = "postgres")]
             Backend::Postgres => crate::postgres::commit_one_phase(conn),
