@@ -3,7 +3,12 @@
 //! ```text
 //! eval "$(scripts/test --setup-only)"
 //! cargo bench -p sqlassist --features postgres --bench pg_commit
+//! cargo bench -p sqlassist --features postgres,mysql --bench pg_commit   # + MariaDB
 //! ```
+//!
+//! With the `mysql` feature and `SQLASSIST_TEST_MYSQL_URL` set, two more scenarios run:
+//! `raw_2pc_pg_mariadb` (hand-written PREPARE TRANSACTION + XA) and
+//! `sqlassist_2pc_pg_mariadb`.
 //!
 //! Reads `SQLASSIST_TEST_PG_URL` and `SQLASSIST_TEST_PG_URL_2` (two databases), and
 //! `SQLASSIST_BENCH_N` (transactions per scenario, default 2000). Prints one JSON line per
@@ -40,16 +45,34 @@ fn insert(conn: &mut PgConnection, table: &str, v: i32) -> QueryResult<usize> {
         .execute(conn)
 }
 
-fn report(scenario: &str, mut lat: Vec<Duration>, total: Duration) {
+/// This process's user + system CPU time, from `/proc/self/stat` (Linux; zero elsewhere).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Fields 14 and 15 of the file (utime, stime) are at 11 and 12 after the command name.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+fn report(scenario: &str, mut lat: Vec<Duration>, total: Duration, cpu: Duration) {
     lat.sort();
     let n = lat.len();
     let pct = |p: f64| lat[((n as f64 * p) as usize).min(n - 1)].as_secs_f64() * 1e3;
     println!(
-        "{{\"scenario\":\"{scenario}\",\"n\":{n},\"seconds\":{:.3},\"tx_per_s\":{:.1},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
+        "{{\"scenario\":\"{scenario}\",\"n\":{n},\"seconds\":{:.3},\"tx_per_s\":{:.1},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"client_cpu_ms_per_tx\":{:.4}}}",
         total.as_secs_f64(),
         n as f64 / total.as_secs_f64(),
         pct(0.50),
-        pct(0.99)
+        pct(0.99),
+        cpu.as_secs_f64() * 1e3 / n as f64
     );
 }
 
@@ -57,18 +80,22 @@ fn warmup(n: usize) -> usize {
     (n / 10).max(10)
 }
 
-fn timed(n: usize, mut f: impl FnMut(usize) -> Res<()>) -> Res<(Vec<Duration>, Duration)> {
+fn timed(
+    n: usize,
+    mut f: impl FnMut(usize) -> Res<()>,
+) -> Res<(Vec<Duration>, Duration, Duration)> {
     for i in 0..warmup(n) {
         f(n + i)?; // warm-up
     }
     let mut lat = Vec::with_capacity(n);
+    let cpu = cpu_time();
     let start = Instant::now();
     for i in 0..n {
         let t = Instant::now();
         f(i)?;
         lat.push(t.elapsed());
     }
-    Ok((lat, start.elapsed()))
+    Ok((lat, start.elapsed(), cpu_time().saturating_sub(cpu)))
 }
 
 fn reset(conn: &mut PgConnection, table: &str) -> Res<()> {
@@ -79,11 +106,57 @@ fn reset(conn: &mut PgConnection, table: &str) -> Res<()> {
 }
 
 /// One measured scenario: its name, the tables it writes (database a, database b), and
-/// whether its rows must persist.
+/// whether its rows must persist. With `maria`, database b is MariaDB
+/// (`SQLASSIST_TEST_MYSQL_URL`) instead of the second PostgreSQL database.
 struct Scenario {
     name: &'static str,
     tables: (&'static str, Option<&'static str>),
     persists: bool,
+    maria: bool,
+}
+
+/// PostgreSQL + MariaDB scenarios: built with the `mysql` feature and run when
+/// `SQLASSIST_TEST_MYSQL_URL` is set.
+#[cfg(feature = "mysql")]
+const MARIA_SCENARIOS: [Scenario; 2] = [
+    Scenario {
+        name: "raw_2pc_pg_mariadb",
+        tables: ("bench_rawm", Some("bench_rawm")),
+        persists: true,
+        maria: true,
+    },
+    Scenario {
+        name: "sqlassist_2pc_pg_mariadb",
+        tables: ("bench_sam", Some("bench_sam")),
+        persists: true,
+        maria: true,
+    },
+];
+
+fn scenarios() -> Vec<&'static Scenario> {
+    #[allow(unused_mut)]
+    let mut all: Vec<&'static Scenario> = SCENARIOS.iter().collect();
+    #[cfg(feature = "mysql")]
+    if std::env::var_os("SQLASSIST_TEST_MYSQL_URL").is_some() {
+        all.extend(MARIA_SCENARIOS.iter());
+    }
+    all
+}
+
+#[cfg(feature = "mysql")]
+fn maria_insert(conn: &mut MysqlConnection, table: &str, v: i32) -> QueryResult<usize> {
+    diesel::sql_query(format!("INSERT INTO {table} (v) VALUES (?)"))
+        .bind::<Integer, _>(v)
+        .execute(conn)
+}
+
+#[cfg(feature = "mysql")]
+fn maria_count(conn: &mut MysqlConnection, table: &str) -> Res<i64> {
+    Ok(
+        diesel::sql_query(format!("SELECT CAST(COUNT(*) AS SIGNED) AS n FROM {table}"))
+            .get_result::<Count>(conn)?
+            .n,
+    )
 }
 
 const SCENARIOS: [Scenario; 5] = [
@@ -91,26 +164,31 @@ const SCENARIOS: [Scenario; 5] = [
         name: "raw_1pc_one_db",
         tables: ("bench_raw1", None),
         persists: true,
+        maria: false,
     },
     Scenario {
         name: "raw_2pc_two_db",
         tables: ("bench_raw2", Some("bench_raw2")),
         persists: true,
+        maria: false,
     },
     Scenario {
         name: "sqlassist_1pc_one_db",
         tables: ("bench_sa1", None),
         persists: true,
+        maria: false,
     },
     Scenario {
         name: "sqlassist_2pc_two_db",
         tables: ("bench_sa2", Some("bench_sa2")),
         persists: true,
+        maria: false,
     },
     Scenario {
         name: "sqlassist_abort_two_db",
         tables: ("bench_sa3", Some("bench_sa3")),
         persists: false,
+        maria: false,
     },
 ];
 
@@ -133,12 +211,25 @@ fn main() -> Res<()> {
         .unwrap_or(5);
     let per_round = (n / rounds).max(1);
 
+    let scenarios = scenarios();
     let mut a = PgConnection::establish(&url_a)?;
     let mut b = PgConnection::establish(&url_b)?;
-    for s in &SCENARIOS {
+    #[cfg(feature = "mysql")]
+    let url_m = std::env::var("SQLASSIST_TEST_MYSQL_URL").ok();
+    #[cfg(feature = "mysql")]
+    let mut m = url_m
+        .as_deref()
+        .map(MysqlConnection::establish)
+        .transpose()?;
+    for s in &scenarios {
         reset(&mut a, s.tables.0)?;
-        if let Some(t) = s.tables.1 {
-            reset(&mut b, t)?;
+        match (s.tables.1, s.maria) {
+            (Some(t), false) => reset(&mut b, t)?,
+            #[cfg(feature = "mysql")]
+            (Some(t), true) => m.as_mut().ok_or("no MariaDB")?.batch_execute(&format!(
+                "DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (v INTEGER NOT NULL) ENGINE=InnoDB"
+            ))?,
+            _ => {}
         }
     }
 
@@ -154,15 +245,23 @@ fn main() -> Res<()> {
     registry.init_engine("b", engine(&url_b)?, InitOptions::new().managed(true))?;
     let sa = registry.session("a")?;
     let sb = registry.session("b")?;
+    #[cfg(feature = "mysql")]
+    let sm = match &url_m {
+        Some(url) => {
+            registry.init_engine("m", engine(url)?, InitOptions::new().managed(true))?;
+            Some(registry.session("m")?)
+        }
+        None => None,
+    };
     let pid = std::process::id();
 
-    let mut results: Vec<(Vec<Duration>, Duration, usize)> = SCENARIOS
+    let mut results: Vec<(Vec<Duration>, Duration, usize, Duration)> = scenarios
         .iter()
-        .map(|_| (Vec::new(), Duration::ZERO, 0))
+        .map(|_| (Vec::new(), Duration::ZERO, 0, Duration::ZERO))
         .collect();
     for round in 0..rounds {
-        for (k, s) in SCENARIOS.iter().enumerate() {
-            let (lat, total) = timed(per_round, |i| {
+        for (k, s) in scenarios.iter().enumerate() {
+            let (lat, total, cpu) = timed(per_round, |i| {
                 let v = (round * per_round + i) as i32;
                 match s.name {
                     // BEGIN / INSERT / COMMIT through Diesel.
@@ -193,6 +292,29 @@ fn main() -> Res<()> {
                         insert(&mut *sb.conn::<PgConnection>()?, "bench_sa2", v)?;
                         transaction::commit()?;
                     }
+                    // Hand-written XA next to PREPARE TRANSACTION: the same statements
+                    // sqlassist sends (XA END and XA PREPARE in one round trip).
+                    #[cfg(feature = "mysql")]
+                    "raw_2pc_pg_mariadb" => {
+                        let m = m.as_mut().ok_or("no MariaDB")?;
+                        let gid = format!("bench_rawm_{pid}_{round}_{i}");
+                        let xid = format!("'{gid}','m'");
+                        a.batch_execute("BEGIN")?;
+                        insert(&mut a, "bench_rawm", v)?;
+                        m.batch_execute(&format!("XA START {xid}"))?;
+                        maria_insert(m, "bench_rawm", v)?;
+                        a.batch_execute(&format!("PREPARE TRANSACTION '{gid}'"))?;
+                        m.batch_execute(&format!("XA END {xid}; XA PREPARE {xid}"))?;
+                        a.batch_execute(&format!("COMMIT PREPARED '{gid}'"))?;
+                        m.batch_execute(&format!("XA COMMIT {xid}"))?;
+                    }
+                    #[cfg(feature = "mysql")]
+                    "sqlassist_2pc_pg_mariadb" => {
+                        let sm = sm.as_ref().ok_or("no MariaDB")?;
+                        insert(&mut *sa.conn::<PgConnection>()?, "bench_sam", v)?;
+                        maria_insert(&mut *sm.conn::<MysqlConnection>()?, "bench_sam", v)?;
+                        transaction::commit()?;
+                    }
                     // The same work, aborted.
                     _ => {
                         insert(&mut *sa.conn::<PgConnection>()?, "bench_sa3", v)?;
@@ -206,12 +328,13 @@ fn main() -> Res<()> {
             r.0.extend(lat);
             r.1 += total;
             r.2 += per_round + warmup(per_round);
+            r.3 += cpu;
         }
     }
     sqlassist::close_sessions()?;
 
-    for (s, (lat, total, written)) in SCENARIOS.iter().zip(results) {
-        report(s.name, lat, total);
+    for (s, (lat, total, written, cpu)) in scenarios.iter().zip(results) {
+        report(s.name, lat, total, cpu);
         let expected = if s.persists { written as i64 } else { 0 };
         let got_a = count(&mut a, s.tables.0)?;
         if got_a != expected {
@@ -222,6 +345,13 @@ fn main() -> Res<()> {
             .into());
         }
         if let Some(t) = s.tables.1 {
+            #[cfg(feature = "mysql")]
+            let got_b = if s.maria {
+                maria_count(m.as_mut().ok_or("no MariaDB")?, t)?
+            } else {
+                count(&mut b, t)?
+            };
+            #[cfg(not(feature = "mysql"))]
             let got_b = count(&mut b, t)?;
             if got_b != expected {
                 return Err(format!(
@@ -232,10 +362,16 @@ fn main() -> Res<()> {
             }
         }
     }
-    for s in &SCENARIOS {
+    for s in &scenarios {
         a.batch_execute(&format!("DROP TABLE IF EXISTS {}", s.tables.0))?;
-        if let Some(t) = s.tables.1 {
-            b.batch_execute(&format!("DROP TABLE IF EXISTS {t}"))?;
+        match (s.tables.1, s.maria) {
+            (Some(t), false) => b.batch_execute(&format!("DROP TABLE IF EXISTS {t}"))?,
+            #[cfg(feature = "mysql")]
+            (Some(t), true) => m
+                .as_mut()
+                .ok_or("no MariaDB")?
+                .batch_execute(&format!("DROP TABLE IF EXISTS {t}"))?,
+            _ => {}
         }
     }
     Ok(())
