@@ -10,7 +10,7 @@ use diesel::PgConnection;
 #[cfg(feature = "sqlite")]
 use diesel::SqliteConnection;
 
-use crate::url::Backend;
+use crate::backend::Backend;
 
 /// A connection checked out of an engine's pool (crate-internal; `pub` only so that the
 /// sealed trait can name it).

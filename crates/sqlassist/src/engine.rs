@@ -12,11 +12,12 @@ use diesel::PgConnection;
 #[cfg(feature = "sqlite")]
 use diesel::SqliteConnection;
 
+use crate::backend::Backend;
 use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::options::EngineOptions;
 use crate::settings::Settings;
-use crate::url::{Backend, DatabaseUrl};
+use crate::url::DatabaseUrl;
 
 enum Pools {
     #[cfg(feature = "postgres")]

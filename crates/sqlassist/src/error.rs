@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use crate::url::Backend;
+use crate::backend::Backend;
 
 /// Errors from parsing database URLs, loading settings and reading engine options.
 #[derive(Debug, thiserror::Error)]

@@ -41,6 +41,7 @@
 #[cfg(not(any(feature = "postgres", feature = "sqlite", feature = "mysql")))]
 compile_error!("enable at least one backend feature of sqlassist: `sqlite`, `postgres` or `mysql`");
 
+mod backend;
 mod conn;
 mod engine;
 mod error;
@@ -60,6 +61,7 @@ mod settings;
 mod sqlite;
 mod url;
 
+pub use backend::Backend;
 pub use conn::BackendConnection;
 pub use engine::{Engine, PoolState};
 pub use error::{Error, Result};
@@ -67,4 +69,4 @@ pub use options::{EngineOptions, EngineOptionsBuilder, IsolationLevel};
 pub use registry::{db_session, registry, InitOptions, Registry};
 pub use session::{close_sessions, open_sessions, ConnectionGuard, Session};
 pub use settings::{Settings, SettingsBuilder};
-pub use url::{Backend, DatabaseUrl};
+pub use url::DatabaseUrl;

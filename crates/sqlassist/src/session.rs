@@ -10,10 +10,10 @@ use transaction::{
     DataManager, ResourceError, ResourceSavepoint, Transaction, TransactionId, Vote,
 };
 
+use crate::backend::Backend;
 use crate::conn::{BackendConnection, Conn};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::url::Backend;
 
 thread_local! {
     /// This thread's open sessions, one per (registry, engine name).
