@@ -117,7 +117,6 @@ impl Conn {
     /// Marks Diesel's transaction manager broken, so that r2d2 closes the connection when
     /// it is dropped instead of reusing it (a MariaDB connection that still holds a
     /// prepared XA branch, say: closing it detaches the branch for recovery).
-    #[allow(dead_code)] // used by the mysql backend
     pub(crate) fn mark_broken(&mut self) {
         with_conn!(self, c => AnsiTransactionManager::transaction_manager_status_mut(c).set_in_error())
     }

@@ -613,10 +613,10 @@ impl SessionInner {
             Err(e) => e,
         };
         tracing::warn!(engine = %self.name, gid, error = %first_err, "phase two failed on the session's connection; retrying on a fresh connection");
-        #[cfg(feature = "mysql")]
-        if let (Backend::Mysql, Some(conn)) = (self.engine.backend(), st.conn.as_mut()) {
-            // MariaDB keeps the prepared branch attached to this connection: close it
-            // instead of pooling it, so that the branch detaches for the fresh connection.
+        if let Some(conn) = st.conn.as_mut() {
+            // A connection on which phase two failed is closed, not pooled. MariaDB keeps
+            // the prepared branch attached to it: closing it detaches the branch for the
+            // fresh connection.
             conn.mark_broken();
         }
         st.conn = None;
