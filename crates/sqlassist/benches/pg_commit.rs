@@ -11,7 +11,8 @@
 //! `sqlassist_2pc_pg_mariadb`.
 //!
 //! Reads `SQLASSIST_TEST_PG_URL` and `SQLASSIST_TEST_PG_URL_2` (two databases), and
-//! `SQLASSIST_BENCH_N` (transactions per scenario, default 2000). Prints one JSON line per
+//! `SQLASSIST_BENCH_N` (transactions per scenario, default 3000), `SQLASSIST_BENCH_ROUNDS`
+//! (interleaved rounds, default 5) and `SQLASSIST_BENCH_ONLY` (comma-separated scenario names). Prints one JSON line per
 //! scenario: `{"scenario", "n", "seconds", "tx_per_s", "p50_ms", "p99_ms"}`, and checks
 //! every scenario's row counts afterwards.
 #![allow(missing_docs)]
@@ -139,6 +140,10 @@ fn scenarios() -> Vec<&'static Scenario> {
     #[cfg(feature = "mysql")]
     if std::env::var_os("SQLASSIST_TEST_MYSQL_URL").is_some() {
         all.extend(MARIA_SCENARIOS.iter());
+    }
+    // SQLASSIST_BENCH_ONLY=raw_1pc_one_db,sqlassist_1pc_one_db runs a subset.
+    if let Ok(only) = std::env::var("SQLASSIST_BENCH_ONLY") {
+        all.retain(|s| only.split(',').any(|name| name.trim() == s.name));
     }
     all
 }
