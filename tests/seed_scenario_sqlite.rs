@@ -413,3 +413,40 @@ fn a_failed_one_phase_commit_persists_nothing_and_needs_abort() {
     assert_eq!(names(&db, "t"), ["y"]);
     sqlassist::close_sessions().unwrap();
 }
+
+#[test]
+fn closing_a_managed_session_with_uncommitted_writes_dooms_the_transaction() {
+    reset_thread();
+    let dir = TempDir::new("close-doom");
+    let db = dir.file("app.db");
+    setup(&db, "CREATE TABLE test_table (name TEXT NOT NULL)");
+    let mut registry = Registry::new();
+    registry
+        .init_engine(
+            "writer",
+            engine(&db, false),
+            InitOptions::new().managed(true),
+        )
+        .expect("a new name");
+    let writer = registry.session("writer").unwrap();
+    writer
+        .execute("INSERT INTO test_table (name) VALUES ('discarded')")
+        .unwrap();
+    sqlassist::close_sessions().unwrap();
+    // The writes were rolled back: the transaction must not commit as if they never were.
+    assert!(matches!(
+        transaction::commit(),
+        Err(transaction::Error::Doomed)
+    ));
+    transaction::abort().unwrap();
+    assert_eq!(count(&db, "test_table"), 0);
+
+    // A managed session that only read is closed without dooming anything.
+    let writer = registry.session("writer").unwrap();
+    assert_eq!(
+        writer.query_i64("SELECT COUNT(*) FROM test_table").unwrap(),
+        0
+    );
+    sqlassist::close_sessions().unwrap();
+    transaction::commit().unwrap();
+}

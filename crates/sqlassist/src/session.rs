@@ -340,6 +340,11 @@ impl Session {
     /// connection to the pool and forgets the session, so the next
     /// [`Registry::session`](crate::Registry::session) opens a new one.
     ///
+    /// Closing a managed session that wrote in a transaction still open also dooms that
+    /// transaction: its `commit()` then fails with
+    /// [`transaction::Error::Doomed`] instead of committing the other resources without
+    /// the discarded writes.
+    ///
     /// # Errors
     ///
     /// [`Error::Database`] when the rollback fails (the connection is then discarded, not
@@ -585,7 +590,23 @@ impl SessionInner {
     fn release(&self) -> Result<()> {
         let mut st = self.borrow_state()?;
         if st.open {
-            tracing::warn!(engine = %self.name, managed = self.managed, "closing a session with uncommitted work: rolling it back");
+            let wrote = st
+                .conn
+                .as_mut()
+                .and_then(|c| c.tracker())
+                .is_none_or(|t| t.may_have_written());
+            if self.managed && wrote {
+                // The transaction must not commit as if these writes had never been asked
+                // for: doom it, so its commit fails and says why.
+                tracing::warn!(engine = %self.name, "closing a managed session with uncommitted writes: rolling them back and dooming the transaction");
+                if let Some(txn) = transaction::manager().current() {
+                    if st.joined == Some(txn.id()) {
+                        let _ = txn.doom();
+                    }
+                }
+            } else {
+                tracing::warn!(engine = %self.name, managed = self.managed, "closing a session with uncommitted work: rolling it back");
+            }
         }
         let result = self.rollback_open(&mut st).map_err(|e| self.db_error(e));
         if st.prepared.is_none() {
