@@ -30,6 +30,9 @@ enum Pools {
 
 struct EngineInner {
     options: EngineOptions,
+    /// The server was seen to accept prepared transactions (checked once per engine, on
+    /// the first managed use; a failed check is repeated, since it may be fixed).
+    two_phase_verified: std::sync::atomic::AtomicBool,
     /// The URL the pool connects with (read-only form for read-only SQLite engines).
     connect_url: String,
     pool: Pools,
@@ -130,6 +133,7 @@ impl Engine {
         Ok(Self {
             inner: Arc::new(EngineInner {
                 options,
+                two_phase_verified: std::sync::atomic::AtomicBool::new(false),
                 connect_url,
                 pool,
                 setup,
@@ -220,6 +224,20 @@ impl Engine {
                     .map_err(|e| self.connect_error(e))
             }
         }
+    }
+
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn is_two_phase_verified(&self) -> bool {
+        self.inner
+            .two_phase_verified
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn set_two_phase_verified(&self) {
+        self.inner
+            .two_phase_verified
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Opens a connection outside the pool.

@@ -88,8 +88,6 @@ struct State {
     /// The xid of the open XA branch of a managed MariaDB/MySQL session.
     #[cfg(feature = "mysql")]
     xa: Option<String>,
-    /// The engine's server accepted two-phase commit on this session's connection.
-    two_phase_checked: bool,
     next_savepoint: u32,
 }
 
@@ -462,13 +460,14 @@ impl SessionInner {
         if st.conn.is_none() {
             st.conn = Some(self.engine.checkout()?);
         }
-        if self.managed && !st.two_phase_checked {
-            #[cfg(feature = "postgres")]
-            if self.engine.backend() == Backend::Postgres {
-                let conn = st.conn.as_mut().ok_or_else(|| self.lost_connection())?;
-                crate::postgres::check_two_phase_conn(conn, self.engine.url())?;
-            }
-            st.two_phase_checked = true;
+        #[cfg(feature = "postgres")]
+        if self.managed
+            && self.engine.backend() == Backend::Postgres
+            && !self.engine.is_two_phase_verified()
+        {
+            let conn = st.conn.as_mut().ok_or_else(|| self.lost_connection())?;
+            crate::postgres::check_two_phase_conn(conn, self.engine.url())?;
+            self.engine.set_two_phase_verified();
         }
         if !st.open {
             #[cfg(feature = "mysql")]
