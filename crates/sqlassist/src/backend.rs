@@ -3,6 +3,18 @@
 use std::fmt;
 
 /// A database backend, chosen from the URL scheme.
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::{Backend, DatabaseUrl};
+///
+/// let url = DatabaseUrl::parse("sqlite://")?;
+/// assert_eq!(url.backend(), Backend::Sqlite);
+/// // `Display` gives the dialect name, as in SQLAlchemy URLs.
+/// assert_eq!(Backend::Postgres.to_string(), "postgresql");
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
     /// PostgreSQL through libpq (`postgresql://`). Cargo feature `postgres`.

@@ -154,6 +154,25 @@ where
 /// Implemented for the connection types of the enabled backends: `PgConnection`
 /// (feature `postgres`), `SqliteConnection` (feature `sqlite`) and `MysqlConnection`
 /// (feature `mysql`).
+///
+/// # Examples
+///
+/// The type parameter of [`Session::conn`](crate::Session::conn) and
+/// [`Session::run`](crate::Session::run) is checked against the engine's backend:
+///
+/// ```
+/// use diesel::SqliteConnection;
+/// use sqlassist::{Backend, BackendConnection, Registry, Settings};
+///
+/// assert_eq!(<SqliteConnection as BackendConnection>::BACKEND, Backend::Sqlite);
+///
+/// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_main.url", "sqlite://")]))?;
+/// let session = registry.session("main")?;
+/// let conn = session.conn::<SqliteConnection>()?; // the engine is SQLite: accepted
+/// drop(conn);
+/// session.rollback()?;
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
 pub trait BackendConnection: Connection + sealed::Sealed + 'static {
     /// The backend this connection type talks to.
     const BACKEND: Backend;

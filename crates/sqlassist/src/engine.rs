@@ -72,6 +72,28 @@ impl fmt::Debug for Engine {
 }
 
 /// How many connections an engine's pool holds.
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::{DatabaseUrl, Engine, EngineOptions, InitOptions, Registry};
+///
+/// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+/// assert_eq!(engine.pool_state().connections, 0); // the pool fills on first use
+///
+/// let mut registry = Registry::new();
+/// registry.init_engine("main", engine.clone(), InitOptions::new())?;
+/// let session = registry.session("main")?;
+/// session.execute("CREATE TABLE t (v INTEGER)")?;
+/// let state = engine.pool_state();
+/// assert_eq!((state.connections, state.idle), (1, 0)); // held by the session
+///
+/// session.commit()?;
+/// session.close()?; // returns the connection to the pool
+/// let state = engine.pool_state();
+/// assert_eq!((state.connections, state.idle), (1, 1));
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolState {
@@ -89,6 +111,27 @@ impl Engine {
     ///
     /// The errors of [`EngineOptions::from_settings`] (missing `url`, malformed URL,
     /// unknown or malformed option).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Backend, Engine, Error, Settings};
+    ///
+    /// let settings = Settings::from_pairs([
+    ///     ("sqlalchemy_writer.url", "sqlite://"),
+    ///     ("sqlalchemy_writer.pool_size", "5"),
+    /// ]);
+    /// let engine = Engine::from_settings(&settings, "sqlalchemy_writer.")?;
+    /// assert_eq!(engine.backend(), Backend::Sqlite);
+    /// assert_eq!(engine.options().pool_size(), 5);
+    ///
+    /// let typo = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_sise", "5")]);
+    /// assert!(matches!(
+    ///     Engine::from_settings(&typo, "db."),
+    ///     Err(Error::UnknownSetting { key, .. }) if key == "db.pool_sise"
+    /// ));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn from_settings(settings: &Settings, prefix: &str) -> Result<Self> {
         Self::new(EngineOptions::from_settings(settings, prefix)?)
     }
@@ -99,6 +142,21 @@ impl Engine {
     ///
     /// [`Error::InvalidSetting`] for an option the backend cannot apply (an
     /// `application_name` with control characters, say).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, Engine, EngineOptions};
+    /// use std::time::Duration;
+    ///
+    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
+    ///     .busy_timeout(Duration::from_secs(1))
+    ///     .build()?;
+    /// let engine = Engine::new(options)?;
+    /// assert_eq!(engine.options().busy_timeout(), Duration::from_secs(1));
+    /// assert_eq!(engine.pool_state().connections, 0); // no connection opened
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn new(options: EngineOptions) -> Result<Self> {
         let setup = Arc::new(Setup::new(&options)?);
         let connect_url = match (
@@ -142,26 +200,88 @@ impl Engine {
     }
 
     /// The database URL (its `Display` and `Debug` hide the password).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Engine, Settings};
+    /// use std::path::Path;
+    ///
+    /// let settings = Settings::from_ini_str(
+    ///     "[app:main]\nsqlalchemy.url = sqlite:///data/app.db\n",
+    ///     "app:main",
+    ///     "/srv/myapp",
+    /// )?;
+    /// let engine = Engine::from_settings(&settings, "sqlalchemy.")?; // opens nothing
+    /// assert_eq!(engine.url().sqlite_path(), Some(Path::new("/srv/myapp/data/app.db")));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn url(&self) -> &DatabaseUrl {
         self.inner.options.url()
     }
 
     /// The backend the URL selects.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Backend, DatabaseUrl, Engine, EngineOptions};
+    ///
+    /// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+    /// assert_eq!(engine.backend(), Backend::Sqlite);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn backend(&self) -> Backend {
         self.url().backend()
     }
 
     /// The options the engine was built with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, Engine, EngineOptions};
+    ///
+    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?).echo(true).build()?;
+    /// let engine = Engine::new(options.clone())?;
+    /// assert_eq!(engine.options(), &options);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn options(&self) -> &EngineOptions {
         &self.inner.options
     }
 
     /// Whether connections are opened read-only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Engine, Settings};
+    ///
+    /// let settings = Settings::from_pairs([
+    ///     ("sqlalchemy_reader.url", "sqlite://"),
+    ///     ("sqlalchemy_reader.read_only", "true"),
+    /// ]);
+    /// let engine = Engine::from_settings(&settings, "sqlalchemy_reader.")?;
+    /// assert!(engine.is_read_only());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn is_read_only(&self) -> bool {
         self.inner.options.is_read_only()
     }
 
     /// The pool's current size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, Engine, EngineOptions};
+    ///
+    /// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+    /// let state = engine.pool_state();
+    /// assert_eq!((state.connections, state.idle), (0, 0)); // nothing opened yet
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn pool_state(&self) -> PoolState {
         let state = match &self.inner.pool {
             #[cfg(feature = "postgres")]
@@ -186,6 +306,22 @@ impl Engine {
     /// [`Error::Connect`] when no connection can be opened or set up;
     /// [`Error::PreparedTransactionsDisabled`] when two-phase commit is asked for and the
     /// server refuses it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, Engine, EngineOptions, Error};
+    ///
+    /// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+    /// engine.check(false)?;
+    /// assert_eq!(engine.pool_state().connections, 0); // the check used no pooled connection
+    ///
+    /// // A directory that does not exist: the file cannot be created.
+    /// let url = DatabaseUrl::parse("sqlite:////nonexistent-sqlassist-doc/app.db")?;
+    /// let engine = Engine::new(EngineOptions::new(url))?; // builds: opens nothing
+    /// assert!(matches!(engine.check(false), Err(Error::Connect { .. })));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn check(&self, two_phase: bool) -> Result<()> {
         let _ = two_phase;
         match &self.inner.pool {

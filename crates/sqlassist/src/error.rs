@@ -10,6 +10,25 @@ use std::path::PathBuf;
 use crate::backend::Backend;
 
 /// Errors from parsing database URLs, loading settings and reading engine options.
+///
+/// # Examples
+///
+/// Branch on the variant, not on the message:
+///
+/// ```
+/// use sqlassist::{DatabaseUrl, Error};
+///
+/// match DatabaseUrl::parse("oracle://scott:tiger@db/orcl") {
+///     Err(Error::UnknownScheme { scheme, .. }) => assert_eq!(scheme, "oracle"),
+///     other => panic!("unexpected: {other:?}"),
+/// }
+///
+/// // Messages never contain the password.
+/// let err = DatabaseUrl::parse("postgresql://app:s3cret@db:notaport/app")
+///     .expect_err("the port is not a number");
+/// assert!(matches!(err, Error::InvalidUrl { .. }));
+/// assert!(!err.to_string().contains("s3cret"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -272,11 +291,56 @@ pub enum Error {
 }
 
 /// `Result` with this crate's [`Error`] as the default error type.
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::{EngineOptions, Settings};
+///
+/// fn pool_size(settings: &Settings) -> sqlassist::Result<u32> {
+///     Ok(EngineOptions::from_settings(settings, "sqlalchemy.")?.pool_size())
+/// }
+///
+/// assert_eq!(pool_size(&Settings::from_pairs([("sqlalchemy.url", "sqlite://")]))?, 10);
+/// assert!(pool_size(&Settings::from_pairs([("sqlalchemy.pool_size", "4")])).is_err());
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// Whether retrying the unit of work in a new transaction may succeed: a transient
     /// database error, or a transaction error that says so.
+    ///
+    /// # Examples
+    ///
+    /// Two engines on one SQLite file: the second writer cannot take the lock the first holds
+    /// (with `busy_timeout` 0 it does not wait), which a retry may overcome. A configuration
+    /// error never is transient.
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, Engine, EngineOptions, Error, InitOptions, Registry};
+    /// use std::time::Duration;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("sqlassist-doc-transient-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).expect("temporary directory");
+    /// let url = DatabaseUrl::parse_with_base("sqlite:///app.db", &dir)?;
+    /// let mut registry = Registry::new();
+    /// for name in ["first", "second"] {
+    ///     let options = EngineOptions::builder(url.clone()).busy_timeout(Duration::ZERO).build()?;
+    ///     registry.init_engine(name, Engine::new(options)?, InitOptions::new())?;
+    /// }
+    /// let first = registry.session("first")?;
+    /// first.execute("CREATE TABLE IF NOT EXISTS t (v INTEGER)")?; // holds the write lock
+    ///
+    /// let err = registry.session("second")?.execute("INSERT INTO t VALUES (1)").expect_err("locked");
+    /// assert!(matches!(err, Error::Database { .. }));
+    /// assert!(err.is_transient());
+    ///
+    /// assert!(!DatabaseUrl::parse("oracle://db").expect_err("unknown scheme").is_transient());
+    /// sqlassist::close_sessions()?;
+    /// std::fs::remove_dir_all(&dir).expect("temporary directory");
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Database { transient, .. } => *transient,
