@@ -70,6 +70,19 @@ pub enum IsolationLevel {
 
 impl IsolationLevel {
     /// The SQL spelling, as in `SET TRANSACTION ISOLATION LEVEL READ COMMITTED`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::IsolationLevel;
+    ///
+    /// assert_eq!(IsolationLevel::ReadCommitted.as_sql(), "READ COMMITTED");
+    /// // `Display` writes the same text.
+    /// assert_eq!(
+    ///     format!("SET TRANSACTION ISOLATION LEVEL {}", IsolationLevel::Serializable),
+    ///     "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"
+    /// );
+    /// ```
     pub fn as_sql(self) -> &'static str {
         match self {
             IsolationLevel::ReadUncommitted => "READ UNCOMMITTED",
@@ -130,8 +143,8 @@ impl FromStr for IsolationLevel {
 /// | `pool_recycle` | r2d2 `max_lifetime` (seconds, `none` or `-1` to disable) | `1800` |
 /// | `pool_pre_ping` | r2d2 `test_on_check_out`: test a connection before handing it out | `true` |
 /// | `read_only` | open the engine read-only | `false` |
-/// | `isolation_level` | [`IsolationLevel`] of every transaction | the server's |
-/// | `statement_timeout` | per-statement time limit (milliseconds) | none |
+/// | `isolation_level` | [`IsolationLevel`] of every transaction (not used by SQLite) | the server's |
+/// | `statement_timeout` | per-statement time limit (milliseconds; not used by SQLite) | none |
 /// | `application_name` | name shown by the server (PostgreSQL `application_name`) | none |
 /// | `busy_timeout` | SQLite: how long to wait for a lock (milliseconds) | `5000` |
 /// | `echo` | log every SQL statement at `debug` level | `false` |
@@ -235,6 +248,18 @@ impl EngineOptions {
     }
 
     /// A builder starting from these options, to change some of them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions};
+    ///
+    /// let writer = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?).pool_size(4).build()?;
+    /// let reader = writer.to_builder().read_only(true).build()?;
+    /// assert!(reader.is_read_only() && !writer.is_read_only());
+    /// assert_eq!(reader.pool_size(), 4); // the rest is kept
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn to_builder(&self) -> EngineOptionsBuilder {
         EngineOptionsBuilder {
             options: self.clone(),
@@ -253,6 +278,33 @@ impl EngineOptions {
     /// prefix that is not an option; [`Error::InvalidSetting`] for a value that does not
     /// parse, or a pool that r2d2 would refuse (`pool_size` 0, `pool_min_idle` larger than
     /// `pool_size`, a zero `pool_timeout`, `pool_idle_timeout` or `pool_recycle`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Error, Settings};
+    /// use std::time::Duration;
+    ///
+    /// let settings = Settings::from_pairs([
+    ///     ("sqlalchemy.url", "sqlite://"),
+    ///     ("sqlalchemy.pool_timeout", "2.5"),
+    ///     ("sqlalchemy.managed", "true"), // read by the registry, ignored here
+    /// ]);
+    /// let options = EngineOptions::from_settings(&settings, "sqlalchemy")?; // `.` added
+    /// assert_eq!(options.pool_timeout(), Duration::from_millis(2500));
+    ///
+    /// let missing = Settings::from_pairs([("db.pool_size", "5")]);
+    /// assert!(matches!(
+    ///     EngineOptions::from_settings(&missing, "db."),
+    ///     Err(Error::MissingSetting { key }) if key == "db.url"
+    /// ));
+    /// let zero = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_size", "0")]);
+    /// assert!(matches!(
+    ///     EngineOptions::from_settings(&zero, "db."),
+    ///     Err(Error::InvalidSetting { key, .. }) if key == "db.pool_size"
+    /// ));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn from_settings(settings: &Settings, prefix: &str) -> Result<Self> {
         let prefix = if prefix.is_empty() || prefix.ends_with('.') {
             prefix.to_owned()
@@ -315,67 +367,243 @@ impl EngineOptions {
     }
 
     /// The database URL.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://")]);
+    /// let options = EngineOptions::from_settings(&settings, "db.")?;
+    /// assert!(options.url().is_memory());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn url(&self) -> &DatabaseUrl {
         &self.url
     }
 
     /// Most connections the pool holds (r2d2 `max_size`).
+    ///
+    /// An in-memory SQLite engine's pool holds one connection whatever this says: the
+    /// database lives in its connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_size", "4")]);
+    /// assert_eq!(EngineOptions::from_settings(&settings, "db.")?.pool_size(), 4);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn pool_size(&self) -> u32 {
         self.pool_size
     }
 
     /// Idle connections the pool keeps open (r2d2 `min_idle`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_min_idle", "2")]);
+    /// assert_eq!(EngineOptions::from_settings(&settings, "db.")?.pool_min_idle(), 2);
+    ///
+    /// let too_many = Settings::from_pairs([
+    ///     ("db.url", "sqlite://"),
+    ///     ("db.pool_size", "1"),
+    ///     ("db.pool_min_idle", "2"),
+    /// ]);
+    /// assert!(EngineOptions::from_settings(&too_many, "db.").is_err());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn pool_min_idle(&self) -> u32 {
         self.pool_min_idle
     }
 
     /// How long a checkout waits for a connection (r2d2 `connection_timeout`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Settings};
+    /// use std::time::Duration;
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_timeout", "500ms")]);
+    /// let options = EngineOptions::from_settings(&settings, "db.")?;
+    /// assert_eq!(options.pool_timeout(), Duration::from_millis(500));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn pool_timeout(&self) -> Duration {
         self.pool_timeout
     }
 
     /// How long an idle connection is kept (r2d2 `idle_timeout`); `None`: forever.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Settings};
+    /// use std::time::Duration;
+    ///
+    /// let default = Settings::from_pairs([("db.url", "sqlite://")]);
+    /// let options = EngineOptions::from_settings(&default, "db.")?;
+    /// assert_eq!(options.pool_idle_timeout(), Some(Duration::from_secs(600)));
+    ///
+    /// let disabled = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_idle_timeout", "none")]);
+    /// assert_eq!(EngineOptions::from_settings(&disabled, "db.")?.pool_idle_timeout(), None);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn pool_idle_timeout(&self) -> Option<Duration> {
         self.pool_idle_timeout
     }
 
     /// How long a connection lives before it is replaced (r2d2 `max_lifetime`); `None`:
     /// forever.
+    ///
+    /// An in-memory SQLite engine never replaces its connection, which holds the database.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Settings};
+    /// use std::time::Duration;
+    ///
+    /// let default = Settings::from_pairs([("db.url", "sqlite://")]);
+    /// let options = EngineOptions::from_settings(&default, "db.")?;
+    /// assert_eq!(options.pool_recycle(), Some(Duration::from_secs(1800)));
+    ///
+    /// // SQLAlchemy's `pool_recycle = -1` disables recycling.
+    /// let disabled = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_recycle", "-1")]);
+    /// assert_eq!(EngineOptions::from_settings(&disabled, "db.")?.pool_recycle(), None);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn pool_recycle(&self) -> Option<Duration> {
         self.pool_recycle
     }
 
     /// Whether a connection is tested before each checkout (r2d2 `test_on_check_out`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_pre_ping", "off")]);
+    /// assert!(!EngineOptions::from_settings(&settings, "db.")?.pool_pre_ping());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn pool_pre_ping(&self) -> bool {
         self.pool_pre_ping
     }
 
     /// Whether the engine is read-only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.read_only", "yes")]);
+    /// assert!(EngineOptions::from_settings(&settings, "db.")?.is_read_only());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
 
     /// The isolation level of every transaction; `None`: the server's default.
+    ///
+    /// Applied by PostgreSQL and MySQL/MariaDB engines; SQLite engines do not use it
+    /// (SQLite transactions are serializable).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, IsolationLevel, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.isolation_level", "serializable")]);
+    /// let options = EngineOptions::from_settings(&settings, "db.")?;
+    /// assert_eq!(options.isolation_level(), Some(IsolationLevel::Serializable));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn isolation_level(&self) -> Option<IsolationLevel> {
         self.isolation_level
     }
 
     /// The per-statement time limit; `None`: the server's default.
+    ///
+    /// Applied by PostgreSQL and MySQL/MariaDB engines; SQLite engines do not use it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Settings};
+    /// use std::time::Duration;
+    ///
+    /// // A bare number is in milliseconds.
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.statement_timeout", "250")]);
+    /// let options = EngineOptions::from_settings(&settings, "db.")?;
+    /// assert_eq!(options.statement_timeout(), Some(Duration::from_millis(250)));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn statement_timeout(&self) -> Option<Duration> {
         self.statement_timeout
     }
 
     /// The application name shown by the server.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.application_name", "myapp-web")]);
+    /// let options = EngineOptions::from_settings(&settings, "db.")?;
+    /// assert_eq!(options.application_name(), Some("myapp-web"));
+    ///
+    /// // An empty value means no name.
+    /// let empty = Settings::from_pairs([("db.url", "sqlite://"), ("db.application_name", "")]);
+    /// assert_eq!(EngineOptions::from_settings(&empty, "db.")?.application_name(), None);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn application_name(&self) -> Option<&str> {
         self.application_name.as_deref()
     }
 
     /// SQLite: how long a connection waits for a lock before "database is locked".
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Settings};
+    /// use std::time::Duration;
+    ///
+    /// let default = Settings::from_pairs([("db.url", "sqlite://")]);
+    /// let options = EngineOptions::from_settings(&default, "db.")?;
+    /// assert_eq!(options.busy_timeout(), Duration::from_millis(5000));
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.busy_timeout", "2s")]);
+    /// let options = EngineOptions::from_settings(&settings, "db.")?;
+    /// assert_eq!(options.busy_timeout(), Duration::from_secs(2));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn busy_timeout(&self) -> Duration {
         self.busy_timeout
     }
 
     /// Whether every SQL statement is logged at `debug` level.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.echo", "true")]);
+    /// assert!(EngineOptions::from_settings(&settings, "db.")?.echo());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn echo(&self) -> bool {
         self.echo
     }
@@ -420,6 +648,22 @@ impl EngineOptions {
 }
 
 /// Sets [`EngineOptions`] in code; [`build`](Self::build) checks them.
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::{DatabaseUrl, EngineOptions, IsolationLevel};
+/// use std::time::Duration;
+///
+/// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
+///     .pool_size(4)
+///     .pool_timeout(Duration::from_secs(5))
+///     .isolation_level(IsolationLevel::Serializable)
+///     .build()?;
+/// assert_eq!(options.pool_size(), 4);
+/// assert_eq!(options.isolation_level(), Some(IsolationLevel::Serializable));
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct EngineOptionsBuilder {
@@ -428,6 +672,17 @@ pub struct EngineOptionsBuilder {
 
 impl EngineOptionsBuilder {
     /// Most connections the pool holds (r2d2 `max_size`). Default: 10. Must be positive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions};
+    ///
+    /// let url = DatabaseUrl::parse("sqlite://")?;
+    /// assert_eq!(EngineOptions::builder(url.clone()).pool_size(4).build()?.pool_size(), 4);
+    /// assert!(EngineOptions::builder(url).pool_size(0).build().is_err());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn pool_size(mut self, size: u32) -> Self {
         self.options.pool_size = size;
         self
@@ -436,6 +691,18 @@ impl EngineOptionsBuilder {
     /// Idle connections the pool keeps open (r2d2 `min_idle`). Default: 0, so building the
     /// pool opens no connection and cannot block (r2d2's own default, `pool_size`, would).
     /// Must not exceed `pool_size`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions};
+    ///
+    /// let url = DatabaseUrl::parse("sqlite://")?;
+    /// let options = EngineOptions::builder(url.clone()).pool_min_idle(2).build()?;
+    /// assert_eq!(options.pool_min_idle(), 2);
+    /// assert!(EngineOptions::builder(url).pool_size(1).pool_min_idle(2).build().is_err());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn pool_min_idle(mut self, min_idle: u32) -> Self {
         self.options.pool_min_idle = min_idle;
         self
@@ -443,6 +710,19 @@ impl EngineOptionsBuilder {
 
     /// How long a checkout waits for a connection (r2d2 `connection_timeout`). Default:
     /// 30 s. Must be positive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions};
+    /// use std::time::Duration;
+    ///
+    /// let url = DatabaseUrl::parse("sqlite://")?;
+    /// let options = EngineOptions::builder(url.clone()).pool_timeout(Duration::from_secs(5)).build()?;
+    /// assert_eq!(options.pool_timeout(), Duration::from_secs(5));
+    /// assert!(EngineOptions::builder(url).pool_timeout(Duration::ZERO).build().is_err());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn pool_timeout(mut self, timeout: Duration) -> Self {
         self.options.pool_timeout = timeout;
         self
@@ -450,6 +730,20 @@ impl EngineOptionsBuilder {
 
     /// How long an idle connection is kept (r2d2 `idle_timeout`); `None` keeps it forever.
     /// Default: 600 s. Must not be zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions};
+    /// use std::time::Duration;
+    ///
+    /// let url = DatabaseUrl::parse("sqlite://")?;
+    /// let options = EngineOptions::builder(url.clone()).pool_idle_timeout(None).build()?;
+    /// assert_eq!(options.pool_idle_timeout(), None);
+    /// let zero = EngineOptions::builder(url).pool_idle_timeout(Some(Duration::ZERO));
+    /// assert!(zero.build().is_err());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.options.pool_idle_timeout = timeout;
         self
@@ -457,6 +751,20 @@ impl EngineOptionsBuilder {
 
     /// How long a connection lives before it is replaced (r2d2 `max_lifetime`); `None`
     /// keeps it forever. Default: 1800 s. Must not be zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions};
+    /// use std::time::Duration;
+    ///
+    /// let url = DatabaseUrl::parse("sqlite://")?;
+    /// let options = EngineOptions::builder(url)
+    ///     .pool_recycle(Some(Duration::from_secs(300)))
+    ///     .build()?;
+    /// assert_eq!(options.pool_recycle(), Some(Duration::from_secs(300)));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn pool_recycle(mut self, lifetime: Option<Duration>) -> Self {
         self.options.pool_recycle = lifetime;
         self
@@ -464,42 +772,126 @@ impl EngineOptionsBuilder {
 
     /// Whether a connection is tested before each checkout (r2d2 `test_on_check_out`).
     /// Default: true.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions};
+    ///
+    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
+    ///     .pool_pre_ping(false)
+    ///     .build()?;
+    /// assert!(!options.pool_pre_ping());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn pool_pre_ping(mut self, pre_ping: bool) -> Self {
         self.options.pool_pre_ping = pre_ping;
         self
     }
 
     /// Whether the engine is read-only. Default: false.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions};
+    ///
+    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
+    ///     .read_only(true)
+    ///     .build()?;
+    /// assert!(options.is_read_only());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.options.read_only = read_only;
         self
     }
 
     /// The isolation level of every transaction. Default: none (the server's).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions, IsolationLevel};
+    ///
+    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
+    ///     .isolation_level(IsolationLevel::ReadCommitted)
+    ///     .build()?;
+    /// assert_eq!(options.isolation_level(), Some(IsolationLevel::ReadCommitted));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
         self.options.isolation_level = Some(level);
         self
     }
 
     /// The per-statement time limit; `None` leaves the server's. Default: `None`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions};
+    /// use std::time::Duration;
+    ///
+    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
+    ///     .statement_timeout(Some(Duration::from_secs(5)))
+    ///     .build()?;
+    /// assert_eq!(options.statement_timeout(), Some(Duration::from_secs(5)));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.options.statement_timeout = timeout;
         self
     }
 
     /// The application name shown by the server. Default: none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions};
+    ///
+    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
+    ///     .application_name("myapp-worker")
+    ///     .build()?;
+    /// assert_eq!(options.application_name(), Some("myapp-worker"));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn application_name(mut self, name: impl Into<String>) -> Self {
         self.options.application_name = Some(name.into());
         self
     }
 
     /// SQLite: how long a connection waits for a lock. Default: 5000 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions};
+    /// use std::time::Duration;
+    ///
+    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
+    ///     .busy_timeout(Duration::from_millis(250))
+    ///     .build()?;
+    /// assert_eq!(options.busy_timeout(), Duration::from_millis(250));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.options.busy_timeout = timeout;
         self
     }
 
     /// Whether every SQL statement is logged at `debug` level. Default: false.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions};
+    ///
+    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?).echo(true).build()?;
+    /// assert!(options.echo());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn echo(mut self, echo: bool) -> Self {
         self.options.echo = echo;
         self
@@ -512,6 +904,19 @@ impl EngineOptionsBuilder {
     /// [`Error::InvalidSetting`] for what r2d2 would refuse: `pool_size` 0,
     /// `pool_min_idle` above `pool_size`, a zero `pool_timeout`, `pool_idle_timeout` or
     /// `pool_recycle`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions, Error};
+    ///
+    /// let err = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
+    ///     .pool_size(0)
+    ///     .build()
+    ///     .expect_err("r2d2 refuses an empty pool");
+    /// assert!(matches!(err, Error::InvalidSetting { ref key, .. } if key == "pool_size"));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn build(self) -> Result<EngineOptions> {
         self.options.validate("")?;
         Ok(self.options)
