@@ -30,11 +30,36 @@ pub struct InitOptions {
 
 impl InitOptions {
     /// Unmanaged, not the default: the seed's `init_engine(name, engine)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::InitOptions;
+    ///
+    /// let options = InitOptions::new();
+    /// assert!(!options.is_default() && !options.is_managed());
+    /// ```
     pub fn new() -> Self {
         <Self as Default>::default()
     }
 
     /// Makes this the registry's default engine. Default: `false`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, Engine, EngineOptions, Error, InitOptions, Registry};
+    ///
+    /// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+    /// let mut registry = Registry::new();
+    /// registry.init_engine("reader", engine.clone(), InitOptions::new().default(true))?;
+    /// assert_eq!(registry.default_name(), Some("reader"));
+    /// assert!(matches!(
+    ///     registry.init_engine("writer", engine, InitOptions::new().default(true)),
+    ///     Err(Error::DuplicateDefault { .. })
+    /// ));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn default(mut self, default: bool) -> Self {
         self.default = default;
         self
@@ -42,17 +67,41 @@ impl InitOptions {
 
     /// Makes sessions join the thread's transaction and commit only through
     /// `transaction::commit()` (the seed's `use_zope=True`). Default: `false`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, Engine, EngineOptions, InitOptions, Registry};
+    ///
+    /// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+    /// let mut registry = Registry::new();
+    /// registry.init_engine("writer", engine, InitOptions::new().managed(true))?;
+    /// assert!(registry.session("writer")?.is_managed());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn managed(mut self, managed: bool) -> Self {
         self.managed = managed;
         self
     }
 
     /// Whether this is the default engine.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(sqlassist::InitOptions::new().default(true).is_default());
+    /// ```
     pub fn is_default(&self) -> bool {
         self.default
     }
 
     /// Whether sessions are managed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(sqlassist::InitOptions::new().managed(true).is_managed());
+    /// ```
     pub fn is_managed(&self) -> bool {
         self.managed
     }
@@ -111,6 +160,16 @@ impl Default for Registry {
 
 impl Registry {
     /// An empty registry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Error, Registry};
+    ///
+    /// let registry = Registry::new();
+    /// assert_eq!(registry.names().count(), 0);
+    /// assert!(matches!(registry.default_session(), Err(Error::NoDefaultEngine)));
+    /// ```
     pub fn new() -> Self {
         Self {
             id: NEXT_REGISTRY.fetch_add(1, Ordering::Relaxed),
@@ -126,7 +185,32 @@ impl Registry {
     ///
     /// # Errors
     ///
-    /// Those of [`Engine::from_settings`] and [`init_engine`](Self::init_engine).
+    /// Those of [`Engine::from_settings`] and [`init_engine`](Self::init_engine);
+    /// [`Error::InvalidSetting`] when `P.managed`, `P.use_zope` or `P.default` is not a
+    /// boolean.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Error, Registry, Settings};
+    ///
+    /// let settings = Settings::from_pairs([
+    ///     ("sqlalchemy_writer.url", "sqlite://"),
+    ///     ("sqlalchemy_writer.use_zope", "true"), // the seed's spelling of `managed`
+    ///     ("log.url", "sqlite://"),               // no `sqlalchemy_` to strip
+    /// ]);
+    /// let registry = Registry::from_settings(&settings)?;
+    /// assert_eq!(registry.names().collect::<Vec<_>>(), ["log", "writer"]);
+    /// assert!(registry.is_managed("writer")?);
+    /// assert!(!registry.is_managed("log")?);
+    ///
+    /// let bad = Settings::from_pairs([("db.url", "sqlite://"), ("db.managed", "maybe")]);
+    /// assert!(matches!(
+    ///     Registry::from_settings(&bad),
+    ///     Err(Error::InvalidSetting { key, .. }) if key == "db.managed"
+    /// ));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn from_settings(settings: &Settings) -> Result<Self> {
         let mut registry = Self::new();
         for prefix in settings.engine_prefixes() {
@@ -157,6 +241,25 @@ impl Registry {
     /// [`Error::InvalidEngineName`] unless the name is 1 to 64 characters of
     /// `[A-Za-z0-9_.-]` (it names database branches); [`Error::DuplicateEngine`];
     /// [`Error::DuplicateDefault`] when another engine is already the default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, Engine, EngineOptions, Error, InitOptions, Registry};
+    ///
+    /// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+    /// let mut registry = Registry::new();
+    /// registry.init_engine("writer", engine.clone(), InitOptions::new())?;
+    /// assert!(matches!(
+    ///     registry.init_engine("writer", engine.clone(), InitOptions::new()),
+    ///     Err(Error::DuplicateEngine { .. })
+    /// ));
+    /// assert!(matches!(
+    ///     registry.init_engine("my writer", engine, InitOptions::new()),
+    ///     Err(Error::InvalidEngineName { .. })
+    /// ));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn init_engine(&mut self, name: &str, engine: Engine, options: InitOptions) -> Result<()> {
         let valid = !name.is_empty()
             && name.len() <= 64
@@ -200,6 +303,20 @@ impl Registry {
     /// # Errors
     ///
     /// [`Error::UnknownEngine`], listing the registered names.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Backend, Error, Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_reader.url", "sqlite://")]))?;
+    /// assert_eq!(registry.engine("reader")?.backend(), Backend::Sqlite);
+    /// match registry.engine("writer") {
+    ///     Err(Error::UnknownEngine { name, known }) => assert_eq!((name.as_str(), known.as_str()), ("writer", "reader")),
+    ///     other => panic!("unexpected: {other:?}"),
+    /// }
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn engine(&self, name: &str) -> Result<&Engine> {
         Ok(&self.registered(name)?.engine)
     }
@@ -209,16 +326,53 @@ impl Registry {
     /// # Errors
     ///
     /// [`Error::UnknownEngine`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([
+    ///     ("sqlalchemy_writer.url", "sqlite://"),
+    ///     ("sqlalchemy_writer.managed", "true"),
+    /// ]))?;
+    /// assert!(registry.is_managed("writer")?);
+    /// assert!(registry.is_managed("reader").is_err()); // not registered
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn is_managed(&self, name: &str) -> Result<bool> {
         Ok(self.registered(name)?.options.is_managed())
     }
 
     /// The registered names, sorted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([
+    ///     ("sqlalchemy_writer.url", "sqlite://"),
+    ///     ("sqlalchemy_log.url", "sqlite://"),
+    /// ]))?;
+    /// assert_eq!(registry.names().collect::<Vec<_>>(), ["log", "writer"]);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.engines.keys().map(String::as_str)
     }
 
     /// The default engine's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_log.url", "sqlite://")]))?;
+    /// assert_eq!(registry.default_name(), None);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn default_name(&self) -> Option<&str> {
         self.default.as_deref()
     }
@@ -228,6 +382,20 @@ impl Registry {
     /// # Errors
     ///
     /// [`Error::UnknownEngine`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_writer.url", "sqlite://")]))?;
+    /// let first = registry.session("writer")?;
+    /// assert!(first.ptr_eq(&registry.session("writer")?)); // the same session on this thread
+    /// first.close()?;
+    /// assert!(!first.ptr_eq(&registry.session("writer")?)); // closed: a new one
+    /// assert!(registry.session("reader").is_err());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn session(&self, name: &str) -> Result<Session> {
         let registered = self.registered(name)?;
         Ok(Session::lookup_or_open(
@@ -243,6 +411,19 @@ impl Registry {
     /// # Errors
     ///
     /// [`Error::NoDefaultEngine`] when no engine was registered as the default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([
+    ///     ("sqlalchemy_reader.url", "sqlite://"),
+    ///     ("sqlalchemy_reader.default", "true"),
+    /// ]))?;
+    /// assert_eq!(registry.default_session()?.name(), "reader");
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn default_session(&self) -> Result<Session> {
         let name = self.default.as_deref().ok_or(Error::NoDefaultEngine)?;
         self.session(name)
@@ -254,6 +435,21 @@ impl Registry {
     /// # Errors
     ///
     /// The first engine's error, as [`Engine::check`] reports it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Error, Registry, Settings};
+    ///
+    /// let good = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_main.url", "sqlite://")]))?;
+    /// good.check()?;
+    ///
+    /// let bad = Registry::from_settings(&Settings::from_pairs([
+    ///     ("sqlalchemy_main.url", "sqlite:////nonexistent-sqlassist-doc/app.db"),
+    /// ]))?;
+    /// assert!(matches!(bad.check(), Err(Error::Connect { .. })));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn check(&self) -> Result<()> {
         for r in self.engines.values() {
             r.engine.check(r.options.is_managed())?;
@@ -266,6 +462,21 @@ impl Registry {
     /// # Errors
     ///
     /// [`Error::RegistryAlreadyInstalled`]: a registry is installed once per process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Error, Registry, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("sqlalchemy_writer.url", "sqlite://")]);
+    /// let registry = Registry::from_settings(&settings)?.install()?;
+    /// assert_eq!(registry.names().collect::<Vec<_>>(), ["writer"]);
+    /// assert_eq!(sqlassist::db_session("writer")?.name(), "writer");
+    ///
+    /// // Once per process.
+    /// assert!(matches!(Registry::new().install(), Err(Error::RegistryAlreadyInstalled)));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn install(self) -> Result<&'static Registry> {
         let mut slot = Some(self);
         let installed = INSTALLED.get_or_init(|| slot.take().unwrap_or_default());
@@ -281,6 +492,17 @@ impl Registry {
 /// # Errors
 ///
 /// [`Error::NoRegistry`] before `install`.
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::{Error, Registry};
+///
+/// assert!(matches!(sqlassist::registry(), Err(Error::NoRegistry)));
+/// Registry::new().install()?;
+/// assert_eq!(sqlassist::registry()?.names().count(), 0);
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
 pub fn registry() -> Result<&'static Registry> {
     INSTALLED.get().ok_or(Error::NoRegistry)
 }
@@ -291,6 +513,21 @@ pub fn registry() -> Result<&'static Registry> {
 /// # Errors
 ///
 /// [`Error::NoRegistry`] before [`Registry::install`]; [`Error::UnknownEngine`].
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::{Error, Registry, Settings};
+///
+/// assert!(matches!(sqlassist::db_session("writer"), Err(Error::NoRegistry)));
+///
+/// Registry::from_settings(&Settings::from_pairs([("sqlalchemy_writer.url", "sqlite://")]))?.install()?;
+/// let writer = sqlassist::db_session("writer")?;
+/// writer.execute("CREATE TABLE t (v INTEGER)")?;
+/// writer.commit()?;
+/// assert!(matches!(sqlassist::db_session("reader"), Err(Error::UnknownEngine { .. })));
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
 pub fn db_session(name: &str) -> Result<Session> {
     registry()?.session(name)
 }
