@@ -96,6 +96,31 @@ struct State {
 /// It dereferences to the backend's connection type, so any Diesel query works:
 /// `query.execute(&mut *guard)`. Nested `guard.transaction(..)` calls become savepoints.
 /// Drop it before committing: a commit cannot use a session whose connection is borrowed.
+///
+/// # Examples
+///
+/// ```
+/// use diesel::prelude::*;
+/// use sqlassist::{Error, Registry, Settings};
+///
+/// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_main.url", "sqlite://")]))?;
+/// let session = registry.session("main")?;
+/// let mut conn = session.conn::<SqliteConnection>()?;
+/// diesel::sql_query("CREATE TABLE t (v INTEGER)").execute(&mut *conn)?;
+///
+/// // A nested transaction is a savepoint: rolling it back keeps the outer work.
+/// let nested: Result<(), diesel::result::Error> = conn.transaction(|c| {
+///     diesel::sql_query("INSERT INTO t VALUES (1)").execute(c)?;
+///     Err(diesel::result::Error::RollbackTransaction)
+/// });
+/// assert!(nested.is_err());
+///
+/// assert!(matches!(session.commit(), Err(Error::SessionBusy { .. }))); // guard alive
+/// drop(conn);
+/// session.commit()?;
+/// assert_eq!(session.query_i64("SELECT COUNT(*) FROM t")?, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct ConnectionGuard<'a, C> {
     state: RefMut<'a, State>,
     _conn: PhantomData<&'a mut C>,
@@ -151,21 +176,73 @@ impl Session {
     }
 
     /// The engine's name in its registry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_reader.url", "sqlite://")]))?;
+    /// assert_eq!(registry.session("reader")?.name(), "reader");
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.inner.name
     }
 
     /// The engine.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_reader.url", "sqlite://")]))?;
+    /// assert!(registry.session("reader")?.engine().url().is_memory());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }
 
     /// Whether the session commits through the transaction manager.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([
+    ///     ("sqlalchemy_writer.url", "sqlite://"),
+    ///     ("sqlalchemy_writer.managed", "true"),
+    ///     ("sqlalchemy_log.url", "sqlite://"),
+    /// ]))?;
+    /// assert!(registry.session("writer")?.is_managed());
+    /// assert!(!registry.session("log")?.is_managed());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn is_managed(&self) -> bool {
         self.inner.managed
     }
 
     /// Whether a database transaction is open (work not yet committed or rolled back).
+    ///
+    /// While a [`ConnectionGuard`] of the session is alive this is `true`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_main.url", "sqlite://")]))?;
+    /// let session = registry.session("main")?;
+    /// assert!(!session.in_transaction()); // opened lazily
+    /// session.execute("CREATE TABLE t (v INTEGER)")?;
+    /// assert!(session.in_transaction());
+    /// session.commit()?;
+    /// assert!(!session.in_transaction());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn in_transaction(&self) -> bool {
         self.inner
             .state
@@ -175,6 +252,21 @@ impl Session {
     }
 
     /// Whether two handles are the same session.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([
+    ///     ("sqlalchemy_reader.url", "sqlite://"),
+    ///     ("sqlalchemy_writer.url", "sqlite://"),
+    /// ]))?;
+    /// let reader = registry.session("reader")?;
+    /// assert!(reader.ptr_eq(&registry.session("reader")?));
+    /// assert!(!reader.ptr_eq(&registry.session("writer")?));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn ptr_eq(&self, other: &Session) -> bool {
         Rc::ptr_eq(&self.inner, &other.inner)
     }
@@ -191,7 +283,28 @@ impl Session {
     /// [`Error::Connect`] when no connection can be had; [`Error::Transaction`] when the
     /// current transaction cannot be joined (it failed, or explicit mode without
     /// `begin()`); [`Error::SessionBusy`] while another guard of this session is alive;
-    /// [`Error::Database`] when `BEGIN` fails.
+    /// [`Error::Database`] when `BEGIN` fails (SQLite: another writer holds the lock past
+    /// `busy_timeout`); for a managed PostgreSQL session, on the engine's first managed use,
+    /// [`Error::PreparedTransactionsDisabled`] when the server refuses prepared
+    /// transactions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use diesel::prelude::*;
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_main.url", "sqlite://")]))?;
+    /// let session = registry.session("main")?;
+    /// {
+    ///     let mut conn = session.conn::<SqliteConnection>()?;
+    ///     diesel::sql_query("CREATE TABLE t (v INTEGER)").execute(&mut *conn)?;
+    ///     diesel::sql_query("INSERT INTO t VALUES (1), (2)").execute(&mut *conn)?;
+    /// } // the guard must be gone before the commit
+    /// session.commit()?;
+    /// assert_eq!(session.query_i64("SELECT COUNT(*) FROM t")?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn conn<C: BackendConnection>(&self) -> Result<ConnectionGuard<'_, C>> {
         let backend = self.inner.engine.backend();
         if C::BACKEND != backend {
@@ -243,6 +356,20 @@ impl Session {
     /// # Errors
     ///
     /// Those of [`conn`](Self::conn), and [`Error::Database`] when the statement fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_main.url", "sqlite://")]))?;
+    /// let session = registry.session("main")?;
+    /// session.execute("CREATE TABLE t (v INTEGER)")?;
+    /// assert_eq!(session.execute("INSERT INTO t VALUES (1), (2), (3)")?, 3);
+    /// assert_eq!(session.execute("DELETE FROM t WHERE v > 1")?, 2);
+    /// assert!(session.execute("INSERT INTO missing VALUES (1)").is_err());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn execute(&self, sql: &str) -> Result<usize> {
         use diesel::RunQueryDsl;
         self.inner.ensure_begun()?;
@@ -262,6 +389,20 @@ impl Session {
     ///
     /// Those of [`conn`](Self::conn), and [`Error::Database`] when the query fails or does
     /// not return exactly one integer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_main.url", "sqlite://")]))?;
+    /// let session = registry.session("main")?;
+    /// assert_eq!(session.query_i64("SELECT 40 + 2")?, 42);
+    /// session.execute("CREATE TABLE t (v INTEGER)")?;
+    /// session.execute("INSERT INTO t VALUES (5), (7)")?;
+    /// assert_eq!(session.query_i64("SELECT SUM(v) FROM t")?, 12);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn query_i64(&self, sql: &str) -> Result<i64> {
         use diesel::RunQueryDsl;
         #[derive(diesel::QueryableByName)]
@@ -292,7 +433,31 @@ impl Session {
     /// pending and a later `transaction::commit()` commits it (call
     /// [`rollback`](Self::rollback) to discard it, as the seed's docs say).
     /// [`Error::Database`] when the commit fails; [`Error::TransactionEndedOutside`] when
-    /// raw SQL ended the transaction.
+    /// raw SQL ended the transaction; [`Error::TransactionFailedEarlier`] when a statement
+    /// failed in it (call [`rollback`](Self::rollback)); [`Error::SavepointStillOpen`] when a
+    /// nested `conn.transaction(..)` is still open; [`Error::SessionBusy`] while a
+    /// connection guard is alive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Error, Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([
+    ///     ("sqlalchemy_log.url", "sqlite://"),
+    ///     ("sqlalchemy_writer.url", "sqlite://"),
+    ///     ("sqlalchemy_writer.managed", "true"),
+    /// ]))?;
+    /// let log = registry.session("log")?;
+    /// log.execute("CREATE TABLE l (m TEXT)")?;
+    /// log.commit()?; // unmanaged: commits on its own
+    ///
+    /// let writer = registry.session("writer")?;
+    /// writer.execute("CREATE TABLE t (v INTEGER)")?;
+    /// assert!(matches!(writer.commit(), Err(Error::CommitThroughTransactionManager { .. })));
+    /// transaction::commit()?; // the managed way
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn commit(&self) -> Result<()> {
         if self.inner.managed {
             return Err(Error::CommitThroughTransactionManager {
@@ -326,7 +491,23 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`Error::Database`] when the rollback fails.
+    /// [`Error::Database`] when the rollback fails; [`Error::SessionBusy`] while a
+    /// connection guard is alive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_main.url", "sqlite://")]))?;
+    /// let session = registry.session("main")?;
+    /// session.execute("CREATE TABLE t (v INTEGER)")?;
+    /// session.commit()?;
+    /// session.execute("INSERT INTO t VALUES (1)")?;
+    /// session.rollback()?;
+    /// assert_eq!(session.query_i64("SELECT COUNT(*) FROM t")?, 0);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn rollback(&self) -> Result<()> {
         let mut st = self.inner.borrow_state()?;
         self.inner
@@ -347,6 +528,23 @@ impl Session {
     ///
     /// [`Error::Database`] when the rollback fails (the connection is then discarded, not
     /// returned to the pool); [`Error::SessionBusy`] while a connection guard is alive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([
+    ///     ("sqlalchemy_writer.url", "sqlite://"),
+    ///     ("sqlalchemy_writer.managed", "true"),
+    /// ]))?;
+    /// let writer = registry.session("writer")?;
+    /// writer.execute("CREATE TABLE t (v INTEGER)")?;
+    /// writer.close()?; // rolls the write back and dooms the transaction
+    /// assert!(matches!(transaction::commit(), Err(transaction::Error::Doomed)));
+    /// transaction::abort()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&self) -> Result<()> {
         let result = self.inner.release();
         SESSIONS.with(|sessions| {
@@ -387,6 +585,20 @@ pub fn close_sessions() -> Result<()> {
 }
 
 /// How many sessions this thread has open.
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::{Registry, Settings};
+///
+/// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_main.url", "sqlite://")]))?;
+/// assert_eq!(sqlassist::open_sessions(), 0);
+/// let session = registry.session("main")?;
+/// assert_eq!(sqlassist::open_sessions(), 1);
+/// session.close()?;
+/// assert_eq!(sqlassist::open_sessions(), 0);
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
 pub fn open_sessions() -> usize {
     SESSIONS.with(|s| s.borrow().len())
 }
