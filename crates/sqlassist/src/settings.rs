@@ -113,6 +113,28 @@ impl Settings {
     ///
     /// [`Error::SettingsFile`] if the file cannot be read, [`Error::SettingsSyntax`] for a
     /// malformed line or interpolation, [`Error::MissingSection`] if the section is absent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Error, Settings};
+    ///
+    /// let dir = std::env::temp_dir().join(format!("sqlassist-doc-ini-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("production.ini");
+    /// std::fs::write(&path, "[app:main]\nsqlalchemy.url = sqlite:///%(here)s/app.db\n")?;
+    ///
+    /// let settings = Settings::from_ini_file(&path, "app:main")?;
+    /// assert_eq!(settings.here(), dir);
+    /// let expected = format!("sqlite:///{}/app.db", dir.display());
+    /// assert_eq!(settings.get("sqlalchemy.url"), Some(expected.as_str()));
+    /// assert!(matches!(
+    ///     Settings::from_ini_file(&path, "app:other"),
+    ///     Err(Error::MissingSection { .. })
+    /// ));
+    /// std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_ini_file(path: impl AsRef<Path>, section: &str) -> Result<Self> {
         Self::builder().ini_file(path, section).build()
     }
@@ -148,6 +170,27 @@ impl Settings {
     ///
     /// [`Error::SettingsFile`] if the file cannot be read, [`Error::SettingsSyntax`] if it is
     /// not valid TOML or holds a list of tables.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Error, Settings};
+    ///
+    /// let dir = std::env::temp_dir().join(format!("sqlassist-doc-toml-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("settings.toml");
+    /// std::fs::write(&path, "[sqlalchemy_writer]\nurl = \"sqlite:///app.db\"\npool_size = 5\n")?;
+    ///
+    /// let settings = Settings::from_toml_file(&path)?;
+    /// assert_eq!(settings.get("sqlalchemy_writer.pool_size"), Some("5"));
+    /// assert_eq!(settings.here(), dir);
+    /// assert!(matches!(
+    ///     Settings::from_toml_file(dir.join("missing.toml")),
+    ///     Err(Error::SettingsFile { .. })
+    /// ));
+    /// std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
         Self::builder().toml_file(path).build()
     }
@@ -202,6 +245,16 @@ impl Settings {
     }
 
     /// The value of `key`, if set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Settings;
+    ///
+    /// let settings = Settings::from_pairs([("sqlalchemy.url", "sqlite://")]);
+    /// assert_eq!(settings.get("sqlalchemy.url"), Some("sqlite://"));
+    /// assert_eq!(settings.get("sqlalchemy.echo"), None);
+    /// ```
     pub fn get(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(String::as_str)
     }
@@ -211,6 +264,20 @@ impl Settings {
     /// # Errors
     ///
     /// [`Error::MissingSetting`] naming the key if it is not set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Error, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("sqlalchemy.url", "sqlite://")]);
+    /// assert_eq!(settings.require("sqlalchemy.url")?, "sqlite://");
+    /// assert!(matches!(
+    ///     settings.require("sqlalchemy.echo"),
+    ///     Err(Error::MissingSetting { key }) if key == "sqlalchemy.echo"
+    /// ));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn require(&self, key: &str) -> Result<&str> {
         self.get(key).ok_or_else(|| Error::MissingSetting {
             key: key.to_owned(),
@@ -243,12 +310,37 @@ impl Settings {
 
     /// Directory that relative paths (SQLite files) are resolved against: the directory of
     /// the settings file, or the one given to the builder, or the current directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Settings;
+    /// use std::path::Path;
+    ///
+    /// let settings = Settings::from_ini_str("[app:main]\nsqlalchemy.url = sqlite:///app.db\n", "app:main", "/srv/myapp")?;
+    /// assert_eq!(settings.here(), Path::new("/srv/myapp"));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn here(&self) -> &Path {
         &self.here
     }
 
     /// Every distinct prefix `X.` for which the key `X.url` is set, sorted: the engines the
     /// settings describe (`sqlalchemy_reader.`, `sqlalchemy_writer.`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Settings;
+    ///
+    /// let settings = Settings::from_pairs([
+    ///     ("sqlalchemy_writer.url", "sqlite://"),
+    ///     ("sqlalchemy_writer.pool_size", "5"),
+    ///     ("sqlalchemy_reader.url", "sqlite://"),
+    ///     ("cache.redis_url", "redis://localhost"), // not `X.url`
+    /// ]);
+    /// assert_eq!(settings.engine_prefixes(), ["sqlalchemy_reader.", "sqlalchemy_writer."]);
+    /// ```
     pub fn engine_prefixes(&self) -> Vec<String> {
         self.values
             .keys()
@@ -261,16 +353,44 @@ impl Settings {
     }
 
     /// Every `(key, value)` in key order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Settings;
+    ///
+    /// let settings = Settings::from_pairs([("b.url", "sqlite://"), ("a.url", "sqlite://")]);
+    /// let keys: Vec<&str> = settings.iter().map(|(key, _)| key).collect();
+    /// assert_eq!(keys, ["a.url", "b.url"]);
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
         self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The number of keys.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Settings;
+    ///
+    /// let settings = Settings::from_pairs([("a.url", "sqlite://"), ("a.echo", "true")]);
+    /// assert_eq!(settings.len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         self.values.len()
     }
 
     /// Whether there are no keys at all.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Settings;
+    ///
+    /// assert!(Settings::from_pairs(Vec::<(String, String)>::new()).is_empty());
+    /// assert!(!Settings::from_pairs([("a.url", "sqlite://")]).is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
@@ -307,6 +427,27 @@ fn redact_value(key: &str, value: &str) -> String {
 }
 
 /// Layers settings sources through the `config` crate; see [`Settings`] for the formats.
+///
+/// # Examples
+///
+/// A file's settings, then the deployment's environment on top:
+///
+/// ```
+/// use sqlassist::Settings;
+///
+/// std::env::set_var("MYAPP_DOC__SQLALCHEMY_WRITER__POOL_SIZE", "20");
+/// let settings = Settings::builder()
+///     .env_overrides("MYAPP_DOC")
+///     .ini_str(
+///         "[app:main]\nsqlalchemy_writer.url = sqlite://\nsqlalchemy_writer.pool_size = 5\n",
+///         "app:main",
+///         "/srv/myapp",
+///     )
+///     .build()?;
+/// assert_eq!(settings.get("sqlalchemy_writer.pool_size"), Some("20")); // the environment wins
+/// assert_eq!(settings.get("sqlalchemy_writer.url"), Some("sqlite://"));
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct SettingsBuilder {
@@ -318,6 +459,17 @@ pub struct SettingsBuilder {
 impl SettingsBuilder {
     /// Adds one section (such as `app:main`) of a Pyramid-style INI file. The file is read
     /// by [`build`](Self::build); `%(here)s` is its directory.
+    ///
+    /// # Examples
+    ///
+    /// The file is read by `build`, not here:
+    ///
+    /// ```
+    /// use sqlassist::{Error, Settings};
+    ///
+    /// let builder = Settings::builder().ini_file("/nonexistent-sqlassist-doc/app.ini", "app:main");
+    /// assert!(matches!(builder.build(), Err(Error::SettingsFile { .. })));
+    /// ```
     pub fn ini_file(mut self, path: impl AsRef<Path>, section: &str) -> Self {
         self.layers.push(Layer::IniFile {
             path: path.as_ref().to_path_buf(),
@@ -327,6 +479,18 @@ impl SettingsBuilder {
     }
 
     /// Adds one section of Pyramid-style INI text; `here` is the value of `%(here)s`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Settings;
+    ///
+    /// let settings = Settings::builder()
+    ///     .ini_str("[app:main]\nsqlalchemy.url = sqlite:///%(here)s/app.db\n", "app:main", "/srv/myapp")
+    ///     .build()?;
+    /// assert_eq!(settings.get("sqlalchemy.url"), Some("sqlite:////srv/myapp/app.db"));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn ini_str(mut self, text: &str, section: &str, here: impl AsRef<Path>) -> Self {
         self.layers.push(Layer::IniText {
             text: text.to_owned(),
@@ -338,6 +502,17 @@ impl SettingsBuilder {
 
     /// Adds a TOML file, tables flattened to dotted keys. The file is read by
     /// [`build`](Self::build).
+    ///
+    /// # Examples
+    ///
+    /// The file is read by `build`, not here:
+    ///
+    /// ```
+    /// use sqlassist::{Error, Settings};
+    ///
+    /// let builder = Settings::builder().toml_file("/nonexistent-sqlassist-doc/settings.toml");
+    /// assert!(matches!(builder.build(), Err(Error::SettingsFile { .. })));
+    /// ```
     pub fn toml_file(mut self, path: impl AsRef<Path>) -> Self {
         self.layers.push(Layer::TomlFile {
             path: path.as_ref().to_path_buf(),
@@ -346,6 +521,19 @@ impl SettingsBuilder {
     }
 
     /// Adds TOML text, tables flattened to dotted keys.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Settings;
+    ///
+    /// let settings = Settings::builder()
+    ///     .toml_str("[sqlalchemy]\nurl = \"sqlite://\"\npool_pre_ping = false\nhosts = [\"a\", \"b\"]\n")
+    ///     .build()?;
+    /// assert_eq!(settings.get("sqlalchemy.pool_pre_ping"), Some("false"));
+    /// assert_eq!(settings.get("sqlalchemy.hosts"), Some("a\nb")); // arrays: one item a line
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn toml_str(mut self, text: &str) -> Self {
         self.layers.push(Layer::TomlText {
             text: text.to_owned(),
@@ -354,6 +542,19 @@ impl SettingsBuilder {
     }
 
     /// Adds literal key/value pairs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Settings;
+    ///
+    /// let settings = Settings::builder()
+    ///     .pairs([("sqlalchemy.url", "sqlite://"), ("sqlalchemy.pool_size", "4")])
+    ///     .pairs([("sqlalchemy.pool_size", "8")]) // a later source wins
+    ///     .build()?;
+    /// assert_eq!(settings.get("sqlalchemy.pool_size"), Some("8"));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn pairs<I, K, V>(mut self, pairs: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
@@ -375,6 +576,22 @@ impl SettingsBuilder {
     /// `SQLASSIST`, `SQLASSIST__SQLALCHEMY_WRITER__URL` sets `sqlalchemy_writer.url`. The
     /// environment is read by [`build`](Self::build) and always wins over the other sources,
     /// whatever the order of the calls. The prefix must not be empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Error, Settings};
+    ///
+    /// std::env::set_var("MYAPP_DOC__SQLALCHEMY_WRITER__URL", "sqlite://");
+    /// let settings = Settings::builder()
+    ///     .env_overrides("MYAPP_DOC")
+    ///     .pairs([("sqlalchemy_writer.url", "sqlite:///app.db")]) // added later, still loses
+    ///     .build()?;
+    /// assert_eq!(settings.get("sqlalchemy_writer.url"), Some("sqlite://"));
+    ///
+    /// assert!(matches!(Settings::builder().env_overrides("").build(), Err(Error::Settings { .. })));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn env_overrides(mut self, prefix: &str) -> Self {
         self.env_prefixes.push(prefix.to_owned());
         self
@@ -386,6 +603,22 @@ impl SettingsBuilder {
     /// Default: the directory of the first INI or TOML file added (or the `here` of the
     /// first INI text), else the current directory. It does not change `%(here)s`, which is
     /// always the directory of the INI file being read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Settings;
+    /// use std::path::Path;
+    ///
+    /// let settings = Settings::builder()
+    ///     .ini_str("[app:main]\nsqlalchemy.url = sqlite:///%(here)s/app.db\n", "app:main", "/srv/a")
+    ///     .here("/srv/b")
+    ///     .build()?;
+    /// assert_eq!(settings.here(), Path::new("/srv/b"));
+    /// // `%(here)s` stays the INI text's own directory.
+    /// assert_eq!(settings.get("sqlalchemy.url"), Some("sqlite:////srv/a/app.db"));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn here(mut self, dir: impl AsRef<Path>) -> Self {
         self.here = Some(dir.as_ref().to_path_buf());
         self
@@ -399,6 +632,21 @@ impl SettingsBuilder {
     /// for malformed INI or TOML, [`Error::MissingSection`] for an absent INI section,
     /// [`Error::Settings`] for an empty environment prefix or a non-Unicode environment
     /// variable under the prefix.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Error, Settings};
+    ///
+    /// let settings = Settings::builder().pairs([("sqlalchemy.url", "sqlite://")]).build()?;
+    /// assert_eq!(settings.len(), 1);
+    ///
+    /// let missing = Settings::builder().ini_str("[app:main]\n", "app:other", "/srv").build();
+    /// assert!(matches!(missing, Err(Error::MissingSection { .. })));
+    /// let malformed = Settings::builder().toml_str("url = ").build();
+    /// assert!(matches!(malformed, Err(Error::SettingsSyntax { .. })));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn build(self) -> Result<Settings> {
         let here = self
             .here

@@ -156,6 +156,21 @@ impl DatabaseUrl {
     }
 
     /// The backend the URL's scheme selects.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Backend, DatabaseUrl, Error};
+    ///
+    /// assert_eq!(DatabaseUrl::parse("sqlite+pysqlite://")?.backend(), Backend::Sqlite);
+    /// // Whether `postgres` is compiled in or not:
+    /// match DatabaseUrl::parse("postgresql+psycopg2://app@db.example.com/app") {
+    ///     Ok(url) => assert_eq!(url.backend(), Backend::Postgres),
+    ///     Err(Error::BackendNotEnabled { feature, .. }) => assert_eq!(feature, "postgres"),
+    ///     Err(other) => return Err(other),
+    /// }
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -218,11 +233,37 @@ impl DatabaseUrl {
 
     /// The absolute path of a SQLite database file; `None` for an in-memory database and for
     /// PostgreSQL and MySQL.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::DatabaseUrl;
+    /// use std::path::Path;
+    ///
+    /// let url = DatabaseUrl::parse_with_base("sqlite:///data/app.db", Path::new("/srv/myapp"))?;
+    /// assert_eq!(url.sqlite_path(), Some(Path::new("/srv/myapp/data/app.db")));
+    /// let absolute = DatabaseUrl::parse("sqlite:////var/lib/app.db")?;
+    /// assert_eq!(absolute.sqlite_path(), Some(Path::new("/var/lib/app.db")));
+    /// assert_eq!(DatabaseUrl::parse("sqlite://")?.sqlite_path(), None);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn sqlite_path(&self) -> Option<&Path> {
         self.sqlite.as_ref()?.path.as_deref()
     }
 
     /// Whether this is an in-memory SQLite database.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::DatabaseUrl;
+    ///
+    /// for memory in ["sqlite://", "sqlite:///", "sqlite:///:memory:"] {
+    ///     assert!(DatabaseUrl::parse(memory)?.is_memory());
+    /// }
+    /// assert!(!DatabaseUrl::parse("sqlite:////var/lib/app.db")?.is_memory());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn is_memory(&self) -> bool {
         self.sqlite.as_ref().is_some_and(|t| t.path.is_none())
     }
