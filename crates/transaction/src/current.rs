@@ -18,6 +18,16 @@ pub(crate) fn scope<R>(manager: &TransactionManager, f: impl FnOnce() -> R) -> R
 /// # Panics
 ///
 /// When called from a thread-local destructor after the default manager was destroyed.
+///
+/// # Examples
+///
+/// ```
+/// // The thread's default manager is in implicit mode.
+/// assert!(!transaction::with_manager(|m| m.is_explicit()));
+///
+/// let explicit = transaction::TransactionManager::builder().explicit(true).build();
+/// explicit.scope(|| assert!(transaction::with_manager(|m| m.is_explicit())));
+/// ```
 pub fn with_manager<R>(f: impl FnOnce(&TransactionManager) -> R) -> R {
     if SCOPED.is_set() {
         SCOPED.with(f)
@@ -45,6 +55,20 @@ pub fn manager() -> TransactionManager {
 /// # Errors
 ///
 /// [`Error::AlreadyInTransaction`] in explicit mode.
+///
+/// # Examples
+///
+/// ```
+/// use transaction::{Error, TransactionManager};
+///
+/// let manager = TransactionManager::builder().explicit(true).build();
+/// manager.scope(|| {
+///     let txn = transaction::begin()?;
+///     assert!(matches!(transaction::begin(), Err(Error::AlreadyInTransaction)));
+///     txn.abort()
+/// })?;
+/// # Ok::<(), Error>(())
+/// ```
 pub fn begin() -> Result<Transaction> {
     with_manager(|m| m.begin())
 }
@@ -54,6 +78,21 @@ pub fn begin() -> Result<Transaction> {
 /// # Errors
 ///
 /// [`Error::NoTransaction`] in explicit mode when none has begun.
+///
+/// # Examples
+///
+/// ```
+/// use transaction::{Error, TransactionManager};
+///
+/// let manager = TransactionManager::builder().explicit(true).build();
+/// manager.scope(|| {
+///     assert!(matches!(transaction::get(), Err(Error::NoTransaction)));
+///     let txn = transaction::begin()?;
+///     assert!(transaction::get()?.ptr_eq(&txn));
+///     transaction::abort()
+/// })?;
+/// # Ok::<(), Error>(())
+/// ```
 pub fn get() -> Result<Transaction> {
     with_manager(|m| m.get())
 }
@@ -80,6 +119,20 @@ pub fn commit() -> Result<()> {
 /// # Errors
 ///
 /// Those of [`Transaction::abort`].
+///
+/// # Examples
+///
+/// ```
+/// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+///
+/// let journal = Journal::new();
+/// let txn = transaction::get()?;
+/// txn.join(ScriptedDataManager::new("orders", Kind::TwoPhase, &journal))?;
+/// transaction::abort()?;
+/// assert_eq!(txn.status(), transaction::Status::Aborted);
+/// assert_eq!(journal.calls_of("orders"), [Call::Abort]);
+/// # Ok::<(), transaction::Error>(())
+/// ```
 pub fn abort() -> Result<()> {
     manager().abort()
 }
@@ -104,6 +157,17 @@ pub fn doom() -> Result<()> {
 }
 
 /// Whether the current transaction is doomed.
+///
+/// # Examples
+///
+/// ```
+/// assert!(!transaction::is_doomed());
+/// transaction::doom()?;
+/// assert!(transaction::is_doomed());
+/// transaction::abort()?;
+/// assert!(!transaction::is_doomed()); // the doomed transaction has ended
+/// # Ok::<(), transaction::Error>(())
+/// ```
 pub fn is_doomed() -> bool {
     with_manager(|m| m.is_doomed())
 }
@@ -113,6 +177,20 @@ pub fn is_doomed() -> bool {
 /// # Errors
 ///
 /// Those of [`Transaction::savepoint`].
+///
+/// # Examples
+///
+/// ```
+/// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+///
+/// let journal = Journal::new();
+/// let db = ScriptedDataManager::new("db", Kind::TwoPhase, &journal).with_savepoints();
+/// transaction::get()?.join(db)?;
+/// let sp = transaction::savepoint(false)?;
+/// sp.rollback()?;
+/// assert_eq!(journal.calls_of("db"), [Call::Savepoint, Call::SavepointRollback]);
+/// # Ok::<(), transaction::Error>(())
+/// ```
 pub fn savepoint(optimistic: bool) -> Result<Savepoint> {
     manager().savepoint(optimistic)
 }

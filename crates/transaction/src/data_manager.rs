@@ -3,6 +3,24 @@
 use crate::{ResourceError, Transaction};
 
 /// What a resource did when asked to vote.
+///
+/// # Examples
+///
+/// ```
+/// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+/// use transaction::TransactionManager;
+///
+/// let journal = Journal::new();
+/// let manager = TransactionManager::new();
+/// let txn = manager.begin()?;
+/// txn.join(ScriptedDataManager::new("reader", Kind::ReadOnly, &journal))?;
+/// txn.join(ScriptedDataManager::new("writer", Kind::TwoPhase, &journal))?;
+/// manager.commit()?;
+/// // Vote::ReadOnly gets no second phase; Vote::Prepared gets tpc_finish.
+/// assert_eq!(journal.calls_of("reader").last(), Some(&Call::TpcVote));
+/// assert_eq!(journal.calls_of("writer").last(), Some(&Call::TpcFinish));
+/// # Ok::<(), transaction::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Vote {
     /// The resource prepared its work durably and waits for
@@ -192,6 +210,31 @@ pub trait DataManager {
 }
 
 /// One resource's part of a [`Savepoint`](crate::Savepoint).
+///
+/// # Examples
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use transaction::{ResourceError, ResourceSavepoint};
+///
+/// /// Restores a cell to the value it had when the savepoint was taken.
+/// struct Saved { cell: Rc<Cell<i32>>, value: i32 }
+///
+/// impl ResourceSavepoint for Saved {
+///     fn rollback(&self) -> Result<(), ResourceError> {
+///         self.cell.set(self.value);
+///         Ok(())
+///     }
+/// }
+///
+/// let cell = Rc::new(Cell::new(1));
+/// let sp = Saved { cell: cell.clone(), value: cell.get() };
+/// cell.set(2);
+/// sp.rollback()?;
+/// assert_eq!(cell.get(), 1);
+/// # Ok::<(), ResourceError>(())
+/// ```
 pub trait ResourceSavepoint {
     /// Restores the resource to the state it had when the savepoint was taken. May be
     /// called more than once.

@@ -5,9 +5,34 @@ use std::fmt;
 use crate::{Status, TransactionId};
 
 /// A boxed error from user code or a resource, as carried in [`Error`]'s `source()`.
+///
+/// # Examples
+///
+/// ```
+/// use transaction::BoxError;
+///
+/// let err: BoxError = "disk full".into();
+/// assert_eq!(err.to_string(), "disk full");
+/// let err: BoxError = std::io::Error::other("broken pipe").into();
+/// assert!(err.downcast_ref::<std::io::Error>().is_some());
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A `Result` whose error defaults to this crate's [`Error`].
+///
+/// # Examples
+///
+/// ```
+/// use transaction::{Error, TransactionManager};
+///
+/// let committed: transaction::Result<()> = TransactionManager::new().commit();
+/// assert!(committed.is_ok());
+///
+/// fn parse(s: &str) -> transaction::Result<u8, std::num::ParseIntError> {
+///     s.parse()
+/// }
+/// assert!(parse("x").is_err());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Answers "should this unit of work be tried again in a fresh transaction?".
@@ -59,6 +84,16 @@ pub struct ResourceError {
 
 impl ResourceError {
     /// Wraps a resource's error that retrying will not fix.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::ResourceError;
+    ///
+    /// let err = ResourceError::new("duplicate key value violates unique constraint");
+    /// assert!(!err.is_transient());
+    /// assert_eq!(err.to_string(), "duplicate key value violates unique constraint");
+    /// ```
     pub fn new(error: impl Into<BoxError>) -> Self {
         Self {
             inner: error.into(),
@@ -68,6 +103,16 @@ impl ResourceError {
 
     /// Wraps a resource's error that a retry in a fresh transaction may not meet again
     /// (a serialization failure, a deadlock, a lock wait timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::ResourceError;
+    ///
+    /// let err = ResourceError::transient("could not serialize access");
+    /// assert!(err.is_transient());
+    /// assert_eq!(err.to_string(), "could not serialize access");
+    /// ```
     pub fn transient(error: impl Into<BoxError>) -> Self {
         Self {
             inner: error.into(),
@@ -76,21 +121,61 @@ impl ResourceError {
     }
 
     /// Whether retrying the work in a new transaction may succeed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::ResourceError;
+    ///
+    /// assert!(ResourceError::transient("deadlock detected").is_transient());
+    /// assert!(!ResourceError::new("syntax error").is_transient());
+    /// ```
     pub fn is_transient(&self) -> bool {
         self.transient
     }
 
     /// The resource's own error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::ResourceError;
+    ///
+    /// let err = ResourceError::new(std::io::Error::other("broken pipe"));
+    /// assert_eq!(err.inner().to_string(), "broken pipe");
+    /// ```
     pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         &*self.inner
     }
 
     /// Takes the resource's own error out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::{BoxError, ResourceError};
+    ///
+    /// let err = ResourceError::new(std::io::Error::other("broken pipe"));
+    /// let inner: BoxError = err.into_inner();
+    /// assert!(inner.downcast_ref::<std::io::Error>().is_some());
+    /// ```
     pub fn into_inner(self) -> BoxError {
         self.inner
     }
 
     /// Tries to view the resource's own error as a concrete type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::{Error as IoError, ErrorKind};
+    /// use transaction::ResourceError;
+    ///
+    /// let err = ResourceError::new(IoError::new(ErrorKind::TimedOut, "lock wait timeout"));
+    /// let kind = err.downcast_ref::<IoError>().map(IoError::kind);
+    /// assert_eq!(kind, Some(ErrorKind::TimedOut));
+    /// assert!(err.downcast_ref::<std::fmt::Error>().is_none());
+    /// ```
     pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
         self.inner.downcast_ref::<E>()
     }
@@ -124,6 +209,20 @@ impl std::error::Error for ResourceError {
 }
 
 /// The step of the protocol in which a resource or hook failed.
+///
+/// # Examples
+///
+/// ```
+/// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+/// use transaction::{Phase, TransactionManager};
+///
+/// let db = ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()).fail_on(Call::TpcBegin);
+/// let manager = TransactionManager::new();
+/// manager.begin()?.join(db)?;
+/// let err = manager.commit().unwrap_err();
+/// assert_eq!(err.phase(), Some(Phase::TpcBegin));
+/// # Ok::<(), transaction::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Phase {
@@ -153,6 +252,16 @@ pub enum Phase {
 
 impl Phase {
     /// The phase's name as the documentation spells it (`tpc_vote`, `tpc_finish`, ...).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::Phase;
+    ///
+    /// assert_eq!(Phase::Vote.as_str(), "tpc_vote");
+    /// assert_eq!(Phase::BeforeCommitHook.as_str(), "before-commit hook");
+    /// assert_eq!(Phase::Finish.to_string(), "tpc_finish"); // Display is as_str
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::BeforeCommitHook => "before-commit hook",
@@ -182,6 +291,23 @@ impl fmt::Display for Phase {
 /// Resources listed in [`committed`](Self::committed) have committed. Those in
 /// [`failed`](Self::failed) hold a prepared branch in doubt (or, for a resource that
 /// committed early, were rolled back): recovery, or an operator, must resolve them.
+///
+/// # Examples
+///
+/// ```
+/// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+/// use transaction::{Error, TransactionManager};
+///
+/// let journal = Journal::new();
+/// let manager = TransactionManager::new();
+/// let txn = manager.begin()?;
+/// txn.join(ScriptedDataManager::new("a", Kind::TwoPhase, &journal))?;
+/// txn.join(ScriptedDataManager::new("b", Kind::TwoPhase, &journal).fail_on(Call::TpcFinish))?;
+/// let Err(Error::Heuristic(outcome)) = manager.commit() else { panic!("expected a mixed outcome") };
+/// assert_eq!(outcome.committed(), ["a"]);
+/// assert_eq!(outcome.failed()[0].0, "b"); // prepared, in doubt
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Debug)]
 pub struct HeuristicError {
     transaction: TransactionId,
@@ -203,16 +329,64 @@ impl HeuristicError {
     }
 
     /// The transaction whose commit had a mixed outcome.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::{Error, TransactionManager};
+    ///
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()).fail_on(Call::TpcFinish))?;
+    /// let Err(Error::Heuristic(outcome)) = manager.commit() else { panic!("expected a mixed outcome") };
+    /// assert_eq!(outcome.transaction(), txn.id());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn transaction(&self) -> TransactionId {
         self.transaction
     }
 
     /// Sort keys of the resources that committed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::{Error, TransactionManager};
+    ///
+    /// let journal = Journal::new();
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("a", Kind::TwoPhase, &journal))?;
+    /// txn.join(ScriptedDataManager::new("b", Kind::TwoPhase, &journal))?;
+    /// txn.join(ScriptedDataManager::new("c", Kind::TwoPhase, &journal).fail_on(Call::TpcFinish))?;
+    /// let Err(Error::Heuristic(outcome)) = manager.commit() else { panic!("expected a mixed outcome") };
+    /// assert_eq!(outcome.committed(), ["a", "b"]);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn committed(&self) -> &[String] {
         &self.committed
     }
 
     /// Sort keys of the resources that did not (or may not) have committed, with why.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::{Error, TransactionManager};
+    ///
+    /// let journal = Journal::new();
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("a", Kind::TwoPhase, &journal).fail_on(Call::TpcFinish))?;
+    /// txn.join(ScriptedDataManager::new("b", Kind::TwoPhase, &journal))?;
+    /// let Err(Error::Heuristic(outcome)) = manager.commit() else { panic!("expected a mixed outcome") };
+    /// let (key, why) = &outcome.failed()[0];
+    /// assert_eq!((key.as_str(), why.to_string().as_str()), ("a", "scripted failure of TpcFinish in a"));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn failed(&self) -> &[(String, ResourceError)] {
         &self.failed
     }
@@ -248,6 +422,18 @@ impl std::error::Error for HeuristicError {
 ///
 /// The variants say what happened and what was committed: every variant but
 /// [`Error::Heuristic`] means nothing was committed by the operation that returned it.
+///
+/// # Examples
+///
+/// ```
+/// use transaction::{Error, TransactionManager};
+///
+/// let manager = TransactionManager::builder().explicit(true).build();
+/// let err = manager.commit().unwrap_err();
+/// assert!(matches!(err, Error::NoTransaction));
+/// assert!(!err.is_transient() && !err.is_heuristic()); // nothing was committed
+/// assert!(err.to_string().starts_with("no transaction has begun"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -342,6 +528,22 @@ impl Error {
     /// True only for resource failures before the commit decision whose error is
     /// transient (see [`ResourceError::transient`]). A heuristic outcome is never
     /// transient: something already committed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::TransactionManager;
+    ///
+    /// let db = ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new())
+    ///     .fail_on(Call::TpcVote)
+    ///     .transient(); // say, a serialization failure
+    /// let manager = TransactionManager::new();
+    /// manager.begin()?.join(db)?;
+    /// assert!(manager.commit().unwrap_err().is_transient());
+    /// assert!(!transaction::Error::Doomed.is_transient());
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Resource { source, phase, .. } => {
@@ -352,6 +554,20 @@ impl Error {
     }
 
     /// The phase that failed, where one resource or hook is to blame.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::{Error, Phase, TransactionManager};
+    ///
+    /// let db = ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()).fail_on(Call::TpcVote);
+    /// let manager = TransactionManager::new();
+    /// manager.begin()?.join(db)?;
+    /// assert_eq!(manager.commit().unwrap_err().phase(), Some(Phase::Vote));
+    /// assert_eq!(Error::Doomed.phase(), None);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn phase(&self) -> Option<Phase> {
         match self {
             Error::Resource { phase, .. } | Error::Hook { phase, .. } => Some(*phase),
@@ -362,6 +578,22 @@ impl Error {
     }
 
     /// The sort key of the resource to blame, where there is one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::{Error, TransactionManager};
+    ///
+    /// let journal = Journal::new();
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("orders", Kind::TwoPhase, &journal))?;
+    /// txn.join(ScriptedDataManager::new("stock", Kind::TwoPhase, &journal).fail_on(Call::Commit))?;
+    /// assert_eq!(manager.commit().unwrap_err().resource(), Some("stock"));
+    /// assert_eq!(Error::Doomed.resource(), None);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn resource(&self) -> Option<&str> {
         match self {
             Error::Resource { resource, .. } | Error::SavepointNotSupported { resource } => {
@@ -372,6 +604,20 @@ impl Error {
     }
 
     /// Whether some resource may have committed: true only for [`Error::Heuristic`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::{Error, TransactionManager};
+    ///
+    /// let db = ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()).fail_on(Call::TpcFinish);
+    /// let manager = TransactionManager::new();
+    /// manager.begin()?.join(db)?;
+    /// assert!(manager.commit().unwrap_err().is_heuristic()); // failed after the decision
+    /// assert!(!Error::Doomed.is_heuristic());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn is_heuristic(&self) -> bool {
         matches!(self, Error::Heuristic(_))
     }

@@ -33,6 +33,17 @@ pub struct TransactionId {
 
 impl TransactionId {
     /// Draws the next identifier of this process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::TransactionId;
+    ///
+    /// let a = TransactionId::next();
+    /// let b = TransactionId::next();
+    /// assert_ne!(a, b);
+    /// assert_eq!(a.coordinator(), transaction::coordinator_id());
+    /// ```
     pub fn next() -> Self {
         Self {
             coordinator: coordinator_id(),
@@ -41,6 +52,16 @@ impl TransactionId {
     }
 
     /// Builds an identifier from its parts (for recovery tools reading a log).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::TransactionId;
+    ///
+    /// let id = TransactionId::from_parts(0xab, 0x1f);
+    /// assert_eq!((id.coordinator(), id.sequence()), (0xab, 0x1f));
+    /// assert_eq!(id.to_string(), "00000000000000ab-1f");
+    /// ```
     pub fn from_parts(coordinator: u64, sequence: u64) -> Self {
         Self {
             coordinator,
@@ -49,11 +70,30 @@ impl TransactionId {
     }
 
     /// The id of the coordinator (process) that began the transaction.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::TransactionId;
+    ///
+    /// assert_eq!(TransactionId::from_parts(7, 1).coordinator(), 7);
+    /// assert_eq!(TransactionId::next().coordinator(), transaction::coordinator_id());
+    /// ```
     pub fn coordinator(&self) -> u64 {
         self.coordinator
     }
 
     /// The transaction's number within its coordinator.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::TransactionId;
+    ///
+    /// assert_eq!(TransactionId::from_parts(7, 42).sequence(), 42);
+    /// let (a, b) = (TransactionId::next(), TransactionId::next());
+    /// assert_ne!(a.sequence(), b.sequence());
+    /// ```
     pub fn sequence(&self) -> u64 {
         self.sequence
     }
@@ -67,6 +107,15 @@ impl fmt::Display for TransactionId {
 
 /// This process's coordinator id: stable for the life of the process, and different
 /// from other processes' with overwhelming probability.
+///
+/// # Examples
+///
+/// ```
+/// let id = transaction::TransactionManager::new().begin()?.id();
+/// assert_eq!(id.coordinator(), transaction::coordinator_id());
+/// assert_eq!(transaction::coordinator_id(), transaction::coordinator_id());
+/// # Ok::<(), transaction::Error>(())
+/// ```
 pub fn coordinator_id() -> u64 {
     *COORDINATOR.get_or_init(|| {
         let nanos = SystemTime::now()

@@ -5,6 +5,24 @@ use std::cell::RefCell;
 use crate::{BoxError, TransactionId};
 
 /// One resource's branch of a transaction, as recorded with the commit decision.
+///
+/// # Examples
+///
+/// ```
+/// use std::rc::Rc;
+/// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+/// use transaction::{MemoryDecisionLog, TransactionManager};
+///
+/// let log = Rc::new(MemoryDecisionLog::new());
+/// let manager = TransactionManager::builder().decision_log(log.clone()).build();
+/// let txn = manager.begin()?;
+/// txn.join(ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()).fail_on(Call::TpcFinish))?;
+/// assert!(manager.commit().unwrap_err().is_heuristic()); // db is left in doubt
+/// let branch = &log.pending()[0].branches[0];
+/// assert_eq!(branch.resource, "db");
+/// assert_eq!(branch.branch_id, Some(format!("{}:db", txn.id()))); // the resource's own name
+/// # Ok::<(), transaction::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Branch {
     /// The resource's sort key.
@@ -58,6 +76,16 @@ pub trait DecisionLog {
 }
 
 /// A decision log that records nothing: the default.
+///
+/// # Examples
+///
+/// ```
+/// use transaction::{DecisionLog, NopDecisionLog, TransactionId};
+///
+/// let log = NopDecisionLog;
+/// assert!(!log.is_enabled()); // the manager does not even build the branch list
+/// assert!(log.record_commit(TransactionId::next(), &[]).is_ok());
+/// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NopDecisionLog;
 
@@ -76,6 +104,24 @@ impl DecisionLog for NopDecisionLog {
 }
 
 /// A recorded commit decision.
+///
+/// # Examples
+///
+/// ```
+/// use std::rc::Rc;
+/// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+/// use transaction::{MemoryDecisionLog, TransactionManager};
+///
+/// let log = Rc::new(MemoryDecisionLog::new());
+/// let manager = TransactionManager::builder().decision_log(log.clone()).build();
+/// let txn = manager.begin()?;
+/// txn.join(ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()).fail_on(Call::TpcFinish))?;
+/// assert!(manager.commit().is_err());
+/// let record = &log.pending()[0];
+/// assert_eq!(record.transaction, txn.id());
+/// assert_eq!(record.branches.len(), 1);
+/// # Ok::<(), transaction::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionRecord {
     /// The transaction that committed.
@@ -86,6 +132,23 @@ pub struct DecisionRecord {
 
 /// An in-memory decision log for tests: it keeps what would be in doubt after a crash and
 /// can be told to fail.
+///
+/// # Examples
+///
+/// ```
+/// use std::rc::Rc;
+/// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+/// use transaction::{MemoryDecisionLog, TransactionManager};
+///
+/// let log = Rc::new(MemoryDecisionLog::new());
+/// let manager = TransactionManager::builder().decision_log(log.clone()).build();
+/// let txn = manager.begin()?;
+/// txn.join(ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()))?;
+/// manager.commit()?;
+/// assert!(log.pending().is_empty()); // recorded, then forgotten once finished
+/// assert_eq!(log.forgotten(), [txn.id()]);
+/// # Ok::<(), transaction::Error>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct MemoryDecisionLog {
     pending: RefCell<Vec<DecisionRecord>>,
@@ -95,21 +158,78 @@ pub struct MemoryDecisionLog {
 
 impl MemoryDecisionLog {
     /// An empty log.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let log = transaction::MemoryDecisionLog::new();
+    /// assert!(log.pending().is_empty());
+    /// assert!(log.forgotten().is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Decisions recorded and not yet forgotten: the transactions in doubt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::{MemoryDecisionLog, TransactionManager};
+    ///
+    /// let log = Rc::new(MemoryDecisionLog::new());
+    /// let manager = TransactionManager::builder().decision_log(log.clone()).build();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()).fail_on(Call::TpcFinish))?;
+    /// assert!(manager.commit().unwrap_err().is_heuristic());
+    /// assert_eq!(log.pending()[0].transaction, txn.id()); // in doubt: recovery must finish it
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn pending(&self) -> Vec<DecisionRecord> {
         self.pending.borrow().clone()
     }
 
     /// Transactions forgotten, in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    /// use transaction::{MemoryDecisionLog, TransactionManager};
+    ///
+    /// let log = Rc::new(MemoryDecisionLog::new());
+    /// let manager = TransactionManager::builder().decision_log(log.clone()).build();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()))?;
+    /// manager.commit()?;
+    /// assert_eq!(log.forgotten(), [txn.id()]);
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn forgotten(&self) -> Vec<TransactionId> {
         self.forgotten.borrow().clone()
     }
 
     /// Makes the next [`record_commit`](DecisionLog::record_commit) fail with `message`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    /// use transaction::{Error, MemoryDecisionLog, TransactionManager};
+    ///
+    /// let log = Rc::new(MemoryDecisionLog::new());
+    /// let manager = TransactionManager::builder().decision_log(log.clone()).build();
+    /// let db = ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new());
+    /// manager.begin()?.join(db.clone())?;
+    /// log.fail_next_record("disk full");
+    /// assert!(matches!(manager.commit(), Err(Error::DecisionLog { .. })));
+    /// assert!(!db.committed()); // rolled back
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn fail_next_record(&self, message: impl Into<String>) {
         *self.fail_next_record.borrow_mut() = Some(message.into());
     }

@@ -12,6 +12,31 @@ use crate::{Savepoint, Transaction};
 ///
 /// Register one with [`TransactionManager::register_synchronizer`]. Every method has a
 /// default that does nothing.
+///
+/// # Examples
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use transaction::{Synchronizer, Transaction, TransactionManager};
+///
+/// #[derive(Default)]
+/// struct Completions(Cell<u32>);
+///
+/// impl Synchronizer for Completions {
+///     fn after_completion(&self, _: &Transaction) {
+///         self.0.set(self.0.get() + 1);
+///     }
+/// }
+///
+/// let manager = TransactionManager::new();
+/// let completions = Rc::new(Completions::default());
+/// manager.register_synchronizer(completions.clone());
+/// manager.begin()?.commit()?;
+/// manager.begin()?.abort()?;
+/// assert_eq!(completions.0.get(), 2);
+/// # Ok::<(), transaction::Error>(())
+/// ```
 pub trait Synchronizer {
     /// Called at the start of `commit()` (after before-commit hooks) and of `abort()`.
     ///
@@ -36,6 +61,20 @@ pub trait Synchronizer {
 }
 
 /// Identifies a registered synchronizer, for [`TransactionManager::unregister_synchronizer`].
+///
+/// # Examples
+///
+/// ```
+/// use std::rc::Rc;
+/// use transaction::{Synchronizer, TransactionManager};
+///
+/// struct Quiet;
+/// impl Synchronizer for Quiet {}
+///
+/// let manager = TransactionManager::new();
+/// let id = manager.register_synchronizer(Rc::new(Quiet));
+/// assert!(manager.unregister_synchronizer(id));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SynchronizerId(u64);
 
@@ -163,6 +202,18 @@ impl TransactionManagerBuilder {
     /// [`Error::NoTransaction`], and `begin()` during a transaction fails with
     /// [`Error::AlreadyInTransaction`], instead of beginning or replacing one implicitly.
     /// Default: `false`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::{Error, TransactionManager};
+    ///
+    /// let manager = TransactionManager::builder().explicit(true).build();
+    /// assert!(matches!(manager.commit(), Err(Error::NoTransaction)));
+    /// let _txn = manager.begin()?;
+    /// assert!(matches!(manager.begin(), Err(Error::AlreadyInTransaction)));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn explicit(mut self, explicit: bool) -> Self {
         self.explicit = explicit;
         self
@@ -173,18 +224,60 @@ impl TransactionManagerBuilder {
     /// leaves the earlier ones committed (reported as [`Error::Heuristic`]). Default:
     /// `false` (such a commit fails with [`Error::TooManyOnePhase`] before anything is
     /// committed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    /// use transaction::TransactionManager;
+    ///
+    /// let journal = Journal::new();
+    /// let a = ScriptedDataManager::new("a", Kind::OnePhase, &journal);
+    /// let b = ScriptedDataManager::new("b", Kind::OnePhase, &journal);
+    /// let manager = TransactionManager::builder().allow_multiple_one_phase(true).build();
+    /// let txn = manager.begin()?;
+    /// txn.join(a.clone())?;
+    /// txn.join(b.clone())?;
+    /// manager.commit()?;
+    /// assert!(a.committed() && b.committed());
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn allow_multiple_one_phase(mut self, allow: bool) -> Self {
         self.allow_multiple_one_phase = allow;
         self
     }
 
     /// Where commit decisions are recorded. Default: [`NopDecisionLog`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    /// use transaction::{MemoryDecisionLog, TransactionManager};
+    ///
+    /// let log = Rc::new(MemoryDecisionLog::new());
+    /// let manager = TransactionManager::builder().decision_log(log.clone()).build();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()))?;
+    /// manager.commit()?;
+    /// assert_eq!(log.forgotten(), [txn.id()]); // recorded, finished, forgotten
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn decision_log(mut self, log: Rc<dyn DecisionLog>) -> Self {
         self.decision_log = log;
         self
     }
 
     /// Builds the manager.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::builder().build();
+    /// assert!(!manager.is_explicit());
+    /// assert!(manager.current().is_none());
+    /// ```
     pub fn build(self) -> TransactionManager {
         TransactionManager {
             inner: Rc::new(ManagerInner {
@@ -201,11 +294,30 @@ impl TransactionManagerBuilder {
 
 impl TransactionManager {
     /// A manager with the default configuration (implicit mode, no decision log).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// assert!(!manager.is_explicit());
+    /// let txn = manager.get()?; // implicit mode: begins one
+    /// assert_eq!(txn.status(), transaction::Status::Active);
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn new() -> Self {
         Self::builder().build()
     }
 
     /// A builder for a configured manager.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::TransactionManager;
+    ///
+    /// let manager = TransactionManager::builder().explicit(true).build();
+    /// assert!(manager.is_explicit());
+    /// ```
     pub fn builder() -> TransactionManagerBuilder {
         TransactionManagerBuilder {
             explicit: false,
@@ -215,11 +327,31 @@ impl TransactionManager {
     }
 
     /// Whether the manager is in explicit mode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::TransactionManager;
+    ///
+    /// assert!(!TransactionManager::new().is_explicit());
+    /// assert!(TransactionManager::builder().explicit(true).build().is_explicit());
+    /// ```
     pub fn is_explicit(&self) -> bool {
         self.inner.explicit
     }
 
     /// Whether two handles refer to the same manager.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::TransactionManager;
+    ///
+    /// let a = TransactionManager::new();
+    /// let b = a.clone();
+    /// assert!(a.ptr_eq(&b));
+    /// assert!(!a.ptr_eq(&TransactionManager::new()));
+    /// ```
     pub fn ptr_eq(&self, other: &TransactionManager) -> bool {
         Rc::ptr_eq(&self.inner, &other.inner)
     }
@@ -232,6 +364,19 @@ impl TransactionManager {
     /// # Errors
     ///
     /// [`Error::AlreadyInTransaction`] in explicit mode when a transaction is in progress.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::{Status, TransactionManager};
+    ///
+    /// let manager = TransactionManager::new();
+    /// let first = manager.begin()?;
+    /// let second = manager.begin()?; // implicit mode: the first one is aborted
+    /// assert_eq!(first.status(), Status::Aborted);
+    /// assert!(manager.current().is_some_and(|t| t.ptr_eq(&second)));
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn begin(&self) -> Result<Transaction> {
         let previous = self.inner.current.borrow().clone();
         if let Some(previous) = previous {
@@ -254,6 +399,19 @@ impl TransactionManager {
     /// # Errors
     ///
     /// [`Error::NoTransaction`] in explicit mode when none has begun.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::{Error, TransactionManager};
+    ///
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.get()?; // implicit mode: begins one
+    /// assert!(manager.get()?.ptr_eq(&txn)); // then returns it
+    /// let explicit = TransactionManager::builder().explicit(true).build();
+    /// assert!(matches!(explicit.get(), Err(Error::NoTransaction)));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn get(&self) -> Result<Transaction> {
         let current = self.inner.current.borrow().clone();
         match current {
@@ -264,6 +422,18 @@ impl TransactionManager {
     }
 
     /// The current transaction, if one has begun; never begins one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// assert!(manager.current().is_none()); // unlike get(), does not begin one
+    /// let txn = manager.begin()?;
+    /// assert!(manager.current().is_some_and(|t| t.ptr_eq(&txn)));
+    /// manager.commit()?;
+    /// assert!(manager.current().is_none());
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn current(&self) -> Option<Transaction> {
         self.inner.current.borrow().clone()
     }
@@ -273,6 +443,21 @@ impl TransactionManager {
     /// # Errors
     ///
     /// Those of [`Transaction::commit`], and [`Error::NoTransaction`] in explicit mode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    /// use transaction::TransactionManager;
+    ///
+    /// let db = ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new());
+    /// let manager = TransactionManager::new();
+    /// manager.get()?.join(db.clone())?;
+    /// manager.commit()?;
+    /// assert!(db.committed());
+    /// assert!(manager.current().is_none()); // the next get() begins a fresh one
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn commit(&self) -> Result<()> {
         self.get()?.commit()
     }
@@ -283,6 +468,19 @@ impl TransactionManager {
     /// # Errors
     ///
     /// Those of [`Transaction::abort`], and [`Error::NoTransaction`] in explicit mode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::{Error, TransactionManager};
+    ///
+    /// assert!(TransactionManager::new().abort().is_ok()); // nothing to abort
+    /// let explicit = TransactionManager::builder().explicit(true).build();
+    /// assert!(matches!(explicit.abort(), Err(Error::NoTransaction)));
+    /// explicit.begin()?;
+    /// explicit.abort()?;
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn abort(&self) -> Result<()> {
         let current = self.inner.current.borrow().clone();
         match current {
@@ -297,11 +495,33 @@ impl TransactionManager {
     /// # Errors
     ///
     /// Those of [`Transaction::doom`] and [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::{Error, TransactionManager};
+    ///
+    /// let manager = TransactionManager::new();
+    /// manager.doom()?;
+    /// assert!(matches!(manager.commit(), Err(Error::Doomed)));
+    /// manager.abort()?;
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn doom(&self) -> Result<()> {
         self.get()?.doom()
     }
 
     /// Whether the current transaction is doomed; false when there is none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// assert!(!manager.is_doomed()); // no transaction
+    /// manager.doom()?;
+    /// assert!(manager.is_doomed());
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn is_doomed(&self) -> bool {
         self.current().is_some_and(|t| t.is_doomed())
     }
@@ -311,11 +531,49 @@ impl TransactionManager {
     /// # Errors
     ///
     /// Those of [`Transaction::savepoint`] and [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    /// use transaction::{Error, TransactionManager};
+    ///
+    /// let manager = TransactionManager::new();
+    /// manager.get()?.join(ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()))?;
+    /// assert!(matches!(manager.savepoint(false), Err(Error::SavepointNotSupported { .. })));
+    /// let sp = manager.savepoint(true)?; // optimistic: taken, but cannot be rolled back
+    /// assert!(matches!(sp.rollback(), Err(Error::SavepointNotSupported { .. })));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn savepoint(&self, optimistic: bool) -> Result<Savepoint> {
         self.get()?.savepoint(optimistic)
     }
 
     /// Registers a synchronizer, told about every transaction of this manager.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use transaction::{Synchronizer, Transaction, TransactionManager};
+    ///
+    /// #[derive(Default)]
+    /// struct Begun(Cell<u32>);
+    /// impl Synchronizer for Begun {
+    ///     fn new_transaction(&self, _: &Transaction) {
+    ///         self.0.set(self.0.get() + 1);
+    ///     }
+    /// }
+    ///
+    /// let manager = TransactionManager::new();
+    /// let begun = Rc::new(Begun::default());
+    /// manager.register_synchronizer(begun.clone());
+    /// manager.begin()?;
+    /// manager.begin()?;
+    /// assert_eq!(begun.0.get(), 2);
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn register_synchronizer(&self, sync: Rc<dyn Synchronizer>) -> SynchronizerId {
         let id = SynchronizerId(self.inner.next_sync.get());
         self.inner.next_sync.set(id.0 + 1);
@@ -324,6 +582,21 @@ impl TransactionManager {
     }
 
     /// Removes a synchronizer; returns whether it was registered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use transaction::{Synchronizer, TransactionManager};
+    ///
+    /// struct Quiet;
+    /// impl Synchronizer for Quiet {}
+    ///
+    /// let manager = TransactionManager::new();
+    /// let id = manager.register_synchronizer(Rc::new(Quiet));
+    /// assert!(manager.unregister_synchronizer(id));
+    /// assert!(!manager.unregister_synchronizer(id)); // already removed
+    /// ```
     pub fn unregister_synchronizer(&self, id: SynchronizerId) -> bool {
         let mut syncs = self.inner.synchronizers.borrow_mut();
         let before = syncs.len();

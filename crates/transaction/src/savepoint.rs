@@ -85,11 +85,34 @@ impl Savepoint {
     }
 
     /// Whether the savepoint can still be rolled back to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// let first = txn.savepoint(false)?;
+    /// let second = txn.savepoint(false)?;
+    /// first.rollback()?; // invalidates later savepoints, not itself
+    /// assert!(first.is_valid());
+    /// assert!(!second.is_valid());
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn is_valid(&self) -> bool {
         self.mark.valid.get()
     }
 
     /// The transaction the savepoint belongs to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// let sp = txn.savepoint(false)?;
+    /// assert!(sp.transaction().ptr_eq(&txn));
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn transaction(&self) -> &Transaction {
         &self.txn
     }
@@ -104,6 +127,27 @@ impl Savepoint {
     /// transaction enters [`Status::CommitFailed`](crate::Status::CommitFailed) and the
     /// error is [`Error::Resource`] with [`Phase::SavepointRollback`] or
     /// [`Error::SavepointNotSupported`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::{Error, TransactionManager};
+    ///
+    /// let journal = Journal::new();
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("early", Kind::TwoPhase, &journal).with_savepoints())?;
+    /// let sp = txn.savepoint(false)?;
+    /// txn.join(ScriptedDataManager::new("late", Kind::TwoPhase, &journal))?;
+    /// sp.rollback()?;
+    /// assert_eq!(journal.calls_of("early"), [Call::Savepoint, Call::SavepointRollback]);
+    /// assert_eq!(journal.calls_of("late"), [Call::Abort]); // joined after: aborted, removed
+    /// assert_eq!(txn.resource_count(), 1);
+    /// txn.abort()?;
+    /// assert!(matches!(sp.rollback(), Err(Error::InvalidSavepoint)));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn rollback(&self) -> Result<()> {
         if !self.is_valid() {
             return Err(Error::InvalidSavepoint);

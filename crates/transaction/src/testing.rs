@@ -8,6 +8,21 @@ use std::rc::Rc;
 use crate::{DataManager, ResourceError, ResourceSavepoint, Transaction, Vote};
 
 /// A call made by the coordinator to a [`ScriptedDataManager`].
+///
+/// # Examples
+///
+/// ```
+/// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+/// use transaction::TransactionManager;
+///
+/// let journal = Journal::new();
+/// let manager = TransactionManager::new();
+/// manager.begin()?.join(ScriptedDataManager::new("db", Kind::TwoPhase, &journal))?;
+/// manager.commit()?;
+/// let expected = [Call::TpcBegin, Call::Commit, Call::TpcVote, Call::TpcFinish];
+/// assert_eq!(journal.calls_of("db"), expected);
+/// # Ok::<(), transaction::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Call {
     /// `abort`
@@ -31,6 +46,22 @@ pub enum Call {
 }
 
 /// A shared, ordered record of calls across several scripted resources.
+///
+/// # Examples
+///
+/// ```
+/// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+/// use transaction::TransactionManager;
+///
+/// let journal = Journal::new();
+/// let manager = TransactionManager::new();
+/// let txn = manager.begin()?;
+/// txn.join(ScriptedDataManager::new("b", Kind::TwoPhase, &journal))?;
+/// txn.join(ScriptedDataManager::new("a", Kind::TwoPhase, &journal))?;
+/// manager.abort()?; // resources abort in join order
+/// assert_eq!(journal.calls(), [("b".to_owned(), Call::Abort), ("a".to_owned(), Call::Abort)]);
+/// # Ok::<(), transaction::Error>(())
+/// ```
 #[derive(Debug, Default, Clone)]
 pub struct Journal {
     calls: Rc<RefCell<Vec<(String, Call)>>>,
@@ -38,16 +69,60 @@ pub struct Journal {
 
 impl Journal {
     /// An empty journal.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::Journal;
+    ///
+    /// let journal = Journal::new();
+    /// assert!(journal.calls().is_empty());
+    /// let shared = journal.clone(); // clones record into the same journal
+    /// assert!(shared.calls().is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Every call so far, as `(sort key, call)`, in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::TransactionManager;
+    ///
+    /// let journal = Journal::new();
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("db", Kind::ReadOnly, &journal))?;
+    /// txn.commit()?;
+    /// assert_eq!(journal.calls()[0], ("db".to_owned(), Call::TpcBegin));
+    /// assert_eq!(journal.calls().len(), 3); // tpc_begin, commit, tpc_vote
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn calls(&self) -> Vec<(String, Call)> {
         self.calls.borrow().clone()
     }
 
     /// The calls made to the resource `key`, in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::TransactionManager;
+    ///
+    /// let journal = Journal::new();
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("a", Kind::TwoPhase, &journal))?;
+    /// txn.join(ScriptedDataManager::new("b", Kind::TwoPhase, &journal))?;
+    /// txn.abort()?;
+    /// assert_eq!(journal.calls_of("b"), [Call::Abort]);
+    /// assert!(journal.calls_of("c").is_empty());
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn calls_of(&self, key: &str) -> Vec<Call> {
         self.calls
             .borrow()
@@ -58,6 +133,22 @@ impl Journal {
     }
 
     /// Forgets every recorded call.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    /// use transaction::TransactionManager;
+    ///
+    /// let journal = Journal::new();
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("db", Kind::TwoPhase, &journal))?;
+    /// txn.abort()?;
+    /// journal.clear();
+    /// assert!(journal.calls().is_empty());
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn clear(&self) {
         self.calls.borrow_mut().clear();
     }
@@ -68,6 +159,22 @@ impl Journal {
 }
 
 /// The error a [`ScriptedDataManager`] fails with.
+///
+/// # Examples
+///
+/// ```
+/// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager, ScriptedFailure};
+/// use transaction::{Error, TransactionManager};
+///
+/// let db = ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()).fail_on(Call::TpcVote);
+/// let manager = TransactionManager::new();
+/// manager.begin()?.join(db)?;
+/// let Err(Error::Resource { source, .. }) = manager.commit() else { panic!("expected a vote failure") };
+/// let failure = source.downcast_ref::<ScriptedFailure>().expect("a scripted failure");
+/// assert_eq!((failure.resource.as_str(), failure.call), ("db", Call::TpcVote));
+/// assert_eq!(source.to_string(), "scripted failure of TpcVote in db");
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptedFailure {
     /// The resource that failed.
@@ -89,6 +196,27 @@ impl fmt::Display for ScriptedFailure {
 impl std::error::Error for ScriptedFailure {}
 
 /// What a [`ScriptedDataManager`] does when voting.
+///
+/// # Examples
+///
+/// ```
+/// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+/// use transaction::TransactionManager;
+///
+/// let journal = Journal::new();
+/// let pg = ScriptedDataManager::new("pg", Kind::TwoPhase, &journal);
+/// let sqlite = ScriptedDataManager::new("sqlite", Kind::OnePhase, &journal);
+/// let cache = ScriptedDataManager::new("cache", Kind::ReadOnly, &journal);
+/// let manager = TransactionManager::new();
+/// let txn = manager.begin()?;
+/// for r in [&pg, &sqlite, &cache] {
+///     txn.join(r.clone())?;
+/// }
+/// manager.commit()?;
+/// assert!(pg.committed() && sqlite.committed() && !cache.committed());
+/// assert_eq!(journal.calls_of("sqlite").last(), Some(&Call::TpcVote)); // committed in its vote
+/// # Ok::<(), transaction::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Prepares and waits for phase 2.
@@ -145,6 +273,19 @@ impl fmt::Debug for ScriptedDataManager {
 
 impl ScriptedDataManager {
     /// A resource named `key` of the given kind, recording into `journal`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    /// use transaction::DataManager;
+    ///
+    /// let journal = Journal::new();
+    /// let db = ScriptedDataManager::new("db", Kind::OnePhase, &journal);
+    /// assert_eq!(db.sort_key(), "db");
+    /// assert!(db.is_one_phase());
+    /// assert!(!db.committed());
+    /// ```
     pub fn new(key: &str, kind: Kind, journal: &Journal) -> Rc<Self> {
         Rc::new(Self {
             key: key.to_owned(),
@@ -171,6 +312,21 @@ impl ScriptedDataManager {
     /// # Panics
     ///
     /// When the resource is already shared (configure it before cloning the `Rc`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::{Phase, TransactionManager};
+    ///
+    /// let db = ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()).fail_on(Call::Commit);
+    /// let manager = TransactionManager::new();
+    /// manager.begin()?.join(db.clone())?;
+    /// let err = manager.commit().unwrap_err();
+    /// assert_eq!((err.phase(), err.resource()), (Some(Phase::Commit), Some("db")));
+    /// assert!(!db.committed());
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn fail_on(self: Rc<Self>, call: Call) -> Rc<Self> {
         self.edit(|s| s.fail_on.get_mut().push(call))
     }
@@ -180,6 +336,24 @@ impl ScriptedDataManager {
     /// # Panics
     ///
     /// When the resource is already shared.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::TransactionManager;
+    ///
+    /// let db = ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new())
+    ///     .fail_on(Call::TpcVote)
+    ///     .transient();
+    /// let mut attempts = 0;
+    /// let outcome = TransactionManager::new().run(3, |txn| {
+    ///     attempts += 1;
+    ///     txn.join(db.clone())
+    /// });
+    /// assert!(outcome.unwrap_err().is_transient());
+    /// assert_eq!(attempts, 3); // retried while attempts remained
+    /// ```
     pub fn transient(self: Rc<Self>) -> Rc<Self> {
         self.edit(|s| s.transient = true)
     }
@@ -189,6 +363,22 @@ impl ScriptedDataManager {
     /// # Panics
     ///
     /// When the resource is already shared.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::TransactionManager;
+    ///
+    /// let journal = Journal::new();
+    /// let db = ScriptedDataManager::new("db", Kind::TwoPhase, &journal).with_one_phase_commit();
+    /// let manager = TransactionManager::new();
+    /// manager.begin()?.join(db.clone())?;
+    /// manager.commit()?;
+    /// assert_eq!(journal.calls_of("db"), [Call::TpcBegin, Call::Commit, Call::CommitOnePhase]);
+    /// assert!(db.committed());
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn with_one_phase_commit(self: Rc<Self>) -> Rc<Self> {
         self.edit(|s| s.one_phase_commit = true)
     }
@@ -198,22 +388,94 @@ impl ScriptedDataManager {
     /// # Panics
     ///
     /// When the resource is already shared.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    /// use transaction::TransactionManager;
+    ///
+    /// let journal = Journal::new();
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("db", Kind::TwoPhase, &journal).with_savepoints())?;
+    /// let sp = txn.savepoint(false)?; // every resource supports savepoints
+    /// sp.rollback()?;
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn with_savepoints(self: Rc<Self>) -> Rc<Self> {
         self.edit(|s| s.savepoints = true)
     }
 
     /// Replaces the calls that fail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::TransactionManager;
+    ///
+    /// let db = ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new());
+    /// let manager = TransactionManager::new();
+    /// manager.begin()?.join(db.clone())?; // db is shared from here on
+    /// db.set_failures(&[Call::TpcBegin]);
+    /// assert!(manager.commit().is_err());
+    /// manager.abort()?;
+    /// db.set_failures(&[]);
+    /// manager.begin()?.join(db.clone())?;
+    /// manager.commit()?;
+    /// assert!(db.committed());
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn set_failures(&self, calls: &[Call]) {
         *self.fail_on.borrow_mut() = calls.to_vec();
     }
 
     /// Runs `f` at the start of every call, for re-entrancy tests.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::TransactionManager;
+    ///
+    /// let db = ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new());
+    /// db.on_call(|call, txn| {
+    ///     if call == Call::TpcVote {
+    ///         txn.note("db voted").expect("notes are accepted while committing");
+    ///     }
+    /// });
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(db)?;
+    /// txn.commit()?;
+    /// assert_eq!(txn.description(), "db voted");
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn on_call(&self, f: impl Fn(Call, &Transaction) + 'static) {
         *self.on_call.borrow_mut() = Some(Box::new(f));
     }
 
     /// Whether the resource's work committed (in `tpc_finish`, in a one-phase vote or in
     /// `commit_one_phase`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    /// use transaction::TransactionManager;
+    ///
+    /// let journal = Journal::new();
+    /// let kept = ScriptedDataManager::new("kept", Kind::TwoPhase, &journal);
+    /// let dropped = ScriptedDataManager::new("dropped", Kind::TwoPhase, &journal);
+    /// let manager = TransactionManager::new();
+    /// manager.begin()?.join(dropped.clone())?;
+    /// manager.abort()?;
+    /// manager.begin()?.join(kept.clone())?;
+    /// manager.commit()?;
+    /// assert!(kept.committed() && !dropped.committed());
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn committed(&self) -> bool {
         self.committed.get()
     }

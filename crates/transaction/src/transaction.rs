@@ -29,6 +29,21 @@ use crate::{Synchronizer, TransactionId};
 ///              ▼                                                ▼
 ///          Committed                                         Aborted
 /// ```
+///
+/// # Examples
+///
+/// ```
+/// use transaction::{Status, TransactionManager};
+///
+/// let manager = TransactionManager::new();
+/// let txn = manager.begin()?;
+/// assert_eq!(txn.status(), Status::Active);
+/// txn.doom()?;
+/// assert_eq!(txn.status(), Status::Doomed);
+/// txn.abort()?;
+/// assert_eq!(txn.status(), Status::Aborted);
+/// # Ok::<(), transaction::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Status {
@@ -48,6 +63,15 @@ pub enum Status {
 
 impl Status {
     /// The status as a lowercase phrase.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::Status;
+    ///
+    /// assert_eq!(Status::CommitFailed.as_str(), "commit failed");
+    /// assert_eq!(Status::Active.to_string(), "active"); // Display is as_str
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Active => "active",
@@ -154,21 +178,67 @@ impl Transaction {
     }
 
     /// The transaction's unique id; resources use it to name their branches.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// assert_eq!(txn.clone().id(), txn.id()); // handles share the transaction
+    /// let next = manager.begin()?;
+    /// assert_ne!(next.id(), txn.id());
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn id(&self) -> TransactionId {
         self.inner.id
     }
 
     /// The current status.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::{Status, TransactionManager};
+    ///
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// assert_eq!(txn.status(), Status::Active);
+    /// txn.commit()?;
+    /// assert_eq!(txn.status(), Status::Committed);
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn status(&self) -> Status {
         self.inner.state.borrow().status
     }
 
     /// Whether two handles refer to the same transaction.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// assert!(manager.get()?.ptr_eq(&txn));
+    /// let next = manager.begin()?;
+    /// assert!(!next.ptr_eq(&txn));
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn ptr_eq(&self, other: &Transaction) -> bool {
         Rc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Whether the transaction is doomed (it can only be aborted).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// assert!(!txn.is_doomed());
+    /// txn.doom()?;
+    /// assert!(txn.is_doomed());
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn is_doomed(&self) -> bool {
         self.status() == Status::Doomed
     }
@@ -180,6 +250,21 @@ impl Transaction {
     ///
     /// [`Error::TransactionFailed`] after a failed commit, [`Error::InvalidState`] once the
     /// transaction has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::{Error, Status, TransactionManager};
+    ///
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.doom()?;
+    /// txn.doom()?; // dooming twice is fine
+    /// assert!(matches!(txn.commit(), Err(Error::Doomed)));
+    /// txn.abort()?;
+    /// assert!(matches!(txn.doom(), Err(Error::InvalidState { status: Status::Aborted, .. })));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn doom(&self) -> Result<()> {
         let mut st = self.inner.state.borrow_mut();
         match st.status {
@@ -202,6 +287,23 @@ impl Transaction {
     ///
     /// [`Error::TransactionFailed`] after a failed commit; [`Error::InvalidState`] while
     /// committing or once the transaction has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    /// use transaction::{Error, TransactionManager};
+    ///
+    /// let db = ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new());
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(db.clone())?;
+    /// txn.join(db.clone())?; // the same resource: no effect
+    /// assert_eq!(txn.resource_count(), 1);
+    /// txn.commit()?;
+    /// assert!(matches!(txn.join(db), Err(Error::InvalidState { .. })));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn join(&self, resource: Rc<dyn DataManager>) -> Result<()> {
         let mut st = self.inner.state.borrow_mut();
         match st.status {
@@ -226,6 +328,22 @@ impl Transaction {
     }
 
     /// Whether `resource` has joined this transaction.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    /// use transaction::{DataManager, TransactionManager};
+    ///
+    /// let db: Rc<dyn DataManager> = ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new());
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// assert!(!txn.has_joined(&db));
+    /// txn.join(db.clone())?;
+    /// assert!(txn.has_joined(&db));
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn has_joined(&self, resource: &Rc<dyn DataManager>) -> bool {
         let addr = Rc::as_ptr(resource) as *const ();
         self.inner
@@ -237,6 +355,21 @@ impl Transaction {
     }
 
     /// The number of joined resources.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    ///
+    /// let journal = Journal::new();
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// assert_eq!(txn.resource_count(), 0);
+    /// txn.join(ScriptedDataManager::new("a", Kind::TwoPhase, &journal))?;
+    /// txn.join(ScriptedDataManager::new("b", Kind::TwoPhase, &journal))?;
+    /// assert_eq!(txn.resource_count(), 2);
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn resource_count(&self) -> usize {
         self.inner.state.borrow().resources.len()
     }
@@ -247,6 +380,18 @@ impl Transaction {
     ///
     /// [`Error::TransactionFailed`] after a failed commit; [`Error::InvalidState`] once the
     /// transaction has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.note("create the invoice")?;
+    /// txn.note("   ")?; // blank: ignored
+    /// txn.note(" send the receipt\n")?;
+    /// assert_eq!(txn.description(), "create the invoice\nsend the receipt");
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn note(&self, text: &str) -> Result<()> {
         let mut st = self.inner.state.borrow_mut();
         match st.status {
@@ -271,11 +416,34 @@ impl Transaction {
     }
 
     /// The description built by [`note`](Self::note).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// assert_eq!(txn.description(), "");
+    /// txn.note("close the account")?;
+    /// assert_eq!(txn.description(), "close the account");
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn description(&self) -> String {
         self.inner.state.borrow().meta.description.clone()
     }
 
     /// Sets the user, as zope does: `"{path} {user}"`, or the bare user when `path` is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.set_user("alice", "/accounts");
+    /// assert_eq!(txn.user(), "/accounts alice");
+    /// txn.set_user("bob", "");
+    /// assert_eq!(txn.user(), "bob");
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn set_user(&self, user: &str, path: &str) {
         let value = if path.is_empty() {
             user.to_owned()
@@ -286,11 +454,33 @@ impl Transaction {
     }
 
     /// The user set by [`set_user`](Self::set_user).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// assert_eq!(txn.user(), ""); // not set
+    /// txn.set_user("alice", "/accounts");
+    /// assert_eq!(txn.user(), "/accounts alice");
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn user(&self) -> String {
         self.inner.state.borrow().meta.user.clone()
     }
 
     /// Sets an extension (metadata) value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.set_extension("request", "GET /orders");
+    /// txn.set_extension("request", "POST /orders"); // replaces
+    /// assert_eq!(txn.extension("request").as_deref(), Some("POST /orders"));
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn set_extension(&self, key: impl Into<String>, value: impl Into<String>) {
         self.inner
             .state
@@ -301,11 +491,34 @@ impl Transaction {
     }
 
     /// An extension value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.set_extension("client", "10.0.0.7");
+    /// assert_eq!(txn.extension("client").as_deref(), Some("10.0.0.7"));
+    /// assert_eq!(txn.extension("missing"), None);
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn extension(&self, key: &str) -> Option<String> {
         self.inner.state.borrow().meta.extension.get(key).cloned()
     }
 
     /// Every extension value, sorted by key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.set_extension("b", "2");
+    /// txn.set_extension("a", "1");
+    /// let keys: Vec<String> = txn.extensions().into_keys().collect();
+    /// assert_eq!(keys, ["a", "b"]);
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn extensions(&self) -> BTreeMap<String, String> {
         self.inner.state.borrow().meta.extension.clone()
     }
@@ -317,7 +530,8 @@ impl Transaction {
     ///
     /// ```
     /// struct RequestId(u64);
-    /// let txn = transaction::TransactionManager::new().begin()?;
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
     /// txn.set_data(RequestId(7));
     /// assert_eq!(txn.data::<RequestId>().map(|r| r.0), Some(7));
     /// # Ok::<(), transaction::Error>(())
@@ -331,6 +545,20 @@ impl Transaction {
     }
 
     /// The per-transaction data of type `T`, if set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// struct RequestId(u64);
+    /// struct Tenant(&'static str);
+    ///
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.set_data(RequestId(7));
+    /// assert_eq!(txn.data::<RequestId>().map(|r| r.0), Some(7));
+    /// assert!(txn.data::<Tenant>().is_none()); // keyed by type
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn data<T: 'static>(&self) -> Option<Rc<T>> {
         let value = self
             .inner
@@ -346,6 +574,21 @@ impl Transaction {
     /// may join more resources or add more hooks. If it fails, every resource is aborted,
     /// the transaction enters [`Status::CommitFailed`] and `commit()` returns
     /// [`Error::Hook`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    ///
+    /// let db = ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new());
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// let late = db.clone();
+    /// txn.add_before_commit_hook(move |txn| Ok(txn.join(late)?)); // joins at commit time
+    /// txn.commit()?;
+    /// assert!(db.committed());
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn add_before_commit_hook(
         &self,
         hook: impl FnOnce(&Transaction) -> std::result::Result<(), BoxError> + 'static,
@@ -358,6 +601,24 @@ impl Transaction {
     }
 
     /// Adds a hook run after a commit attempt, told whether the commit succeeded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    ///
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()).fail_on(Call::TpcVote))?;
+    /// let outcome = Rc::new(Cell::new(None));
+    /// let seen = outcome.clone();
+    /// txn.add_after_commit_hook(move |_, ok| seen.set(Some(ok)));
+    /// assert!(txn.commit().is_err());
+    /// assert_eq!(outcome.get(), Some(false));
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn add_after_commit_hook(&self, hook: impl FnOnce(&Transaction, bool) + 'static) {
         self.inner
             .state
@@ -367,6 +628,23 @@ impl Transaction {
     }
 
     /// Adds a hook run at the start of `abort()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use transaction::Status;
+    ///
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// let seen = Rc::new(Cell::new(None));
+    /// let status = seen.clone();
+    /// txn.add_before_abort_hook(move |txn| status.set(Some(txn.status())));
+    /// txn.abort()?;
+    /// assert_eq!(seen.get(), Some(Status::Active)); // ran before the resources aborted
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn add_before_abort_hook(&self, hook: impl FnOnce(&Transaction) + 'static) {
         self.inner
             .state
@@ -376,6 +654,23 @@ impl Transaction {
     }
 
     /// Adds a hook run at the end of `abort()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use transaction::Status;
+    ///
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// let seen = Rc::new(Cell::new(None));
+    /// let status = seen.clone();
+    /// txn.add_after_abort_hook(move |txn| status.set(Some(txn.status())));
+    /// txn.abort()?;
+    /// assert_eq!(seen.get(), Some(Status::Aborted));
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn add_after_abort_hook(&self, hook: impl FnOnce(&Transaction) + 'static) {
         self.inner
             .state
@@ -412,6 +707,26 @@ impl Transaction {
     ///   the transaction is in [`Status::CommitFailed`] until `abort()`.
     /// - [`Error::Heuristic`]: the decision was to commit but some resource did not finish;
     ///   the error lists which committed and which did not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    /// use transaction::{Error, Status, TransactionManager};
+    ///
+    /// let journal = Journal::new();
+    /// let a = ScriptedDataManager::new("a", Kind::TwoPhase, &journal);
+    /// let b = ScriptedDataManager::new("b", Kind::TwoPhase, &journal);
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(a.clone())?;
+    /// txn.join(b.clone())?;
+    /// txn.commit()?;
+    /// assert!(a.committed() && b.committed());
+    /// assert_eq!(txn.status(), Status::Committed);
+    /// assert!(matches!(txn.commit(), Err(Error::InvalidState { .. }))); // it has ended
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn commit(&self) -> Result<()> {
         self.check_committable()?;
         self.invalidate_savepoints();
@@ -685,6 +1000,22 @@ impl Transaction {
     /// [`Error::Resource`] with [`Phase::Abort`] for the first resource whose abort failed
     /// (every resource is still asked to abort, and the transaction still ends);
     /// [`Error::InvalidState`] for a committed transaction.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::{Phase, Status, TransactionManager};
+    ///
+    /// let db = ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()).fail_on(Call::Abort);
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(db)?;
+    /// assert_eq!(txn.abort().unwrap_err().phase(), Some(Phase::Abort));
+    /// assert_eq!(txn.status(), Status::Aborted); // it ended anyway
+    /// txn.abort()?; // aborting again does nothing
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
     pub fn abort(&self) -> Result<()> {
         match self.status() {
             Status::Active | Status::Doomed | Status::CommitFailed => {}
@@ -786,6 +1117,23 @@ impl Transaction {
     /// [`Error::Resource`] with [`Phase::Savepoint`] when a resource failed to take one
     /// (the transaction is unchanged in both cases); [`Error::TransactionFailed`] after a
     /// failed commit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    /// use transaction::{Error, TransactionManager};
+    ///
+    /// let journal = Journal::new();
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("cache", Kind::TwoPhase, &journal))?;
+    /// let err = txn.savepoint(false).unwrap_err();
+    /// assert_eq!(err.resource(), Some("cache"));
+    /// assert!(matches!(err, Error::SavepointNotSupported { .. }));
+    /// let _sp = txn.savepoint(true)?; // optimistic: accepted
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn savepoint(&self, optimistic: bool) -> Result<Savepoint> {
         let resources = {
             let st = self.inner.state.borrow();
