@@ -53,9 +53,9 @@ pub enum Vote {
 /// 2. `commit` on every resource (send pending work, do not make it durable);
 /// 3. `tpc_vote` on every resource, which prepares ([`Vote::Prepared`]), reports nothing
 ///    to do ([`Vote::ReadOnly`]) or commits a one-phase resource ([`Vote::Committed`]).
-///    When only one resource has work and it [supports
-///    it](Self::supports_one_phase_commit), [`commit_one_phase`](Self::commit_one_phase) is
-///    called instead of its vote;
+///    When the last resource [supports it](Self::supports_one_phase_commit), every
+///    resource before it voted read-only and none is one-phase,
+///    [`commit_one_phase`](Self::commit_one_phase) is called instead of its vote;
 /// 4. the decision is recorded;
 /// 5. `tpc_finish` on every resource that voted [`Vote::Prepared`].
 ///
@@ -164,15 +164,18 @@ pub trait DataManager {
     fn tpc_abort(&self, txn: &Transaction) -> Result<(), ResourceError>;
 
     /// Whether [`commit_one_phase`](Self::commit_one_phase) may be used when this is the
-    /// only resource with work. Default: `false`.
+    /// only resource with work: that is, when it comes last in the commit order, every
+    /// resource before it voted read-only and none is one-phase. Default: `false`.
     fn supports_one_phase_commit(&self) -> bool {
         false
     }
 
     /// Commits the work in one step, without preparing. Called instead of `tpc_vote` and
-    /// `tpc_finish` when this resource is the only one with work (every other one voted
-    /// read-only) and [`supports_one_phase_commit`](Self::supports_one_phase_commit) is
-    /// true. On failure the work must not have committed.
+    /// `tpc_finish` when this resource comes last in the commit order, every resource
+    /// before it voted read-only, none is [one-phase](Self::is_one_phase) and
+    /// [`supports_one_phase_commit`](Self::supports_one_phase_commit) is true. (A resource
+    /// with work that sorts before a read-only one is voted and finished as usual.) On
+    /// failure the work must not have committed.
     ///
     /// # Errors
     ///

@@ -285,12 +285,19 @@ impl fmt::Display for Phase {
     }
 }
 
-/// A commit whose outcome differs between resources: the decision to commit was taken
-/// (every resource voted yes) but at least one resource failed to finish.
+/// A commit whose outcome differs between resources: some committed and at least one did
+/// not.
+///
+/// Usually the decision to commit was taken (every resource voted yes) and at least one
+/// resource failed to finish. It also happens before the decision, when a resource had
+/// already committed in its vote ([`Vote::Committed`](crate::Vote::Committed)) and a later
+/// resource failed its vote: since one-phase resources vote last, that takes several of
+/// them, accepted with
+/// [`allow_multiple_one_phase`](crate::TransactionManagerBuilder::allow_multiple_one_phase).
 ///
 /// Resources listed in [`committed`](Self::committed) have committed. Those in
-/// [`failed`](Self::failed) hold a prepared branch in doubt (or, for a resource that
-/// committed early, were rolled back): recovery, or an operator, must resolve them.
+/// [`failed`](Self::failed) hold a prepared branch in doubt (or, in the second case, were
+/// rolled back): recovery, or an operator, must resolve them.
 ///
 /// # Examples
 ///
@@ -525,9 +532,10 @@ pub enum Error {
 impl Error {
     /// Whether retrying the whole unit of work in a fresh transaction may succeed.
     ///
-    /// True only for resource failures before the commit decision whose error is
-    /// transient (see [`ResourceError::transient`]). A heuristic outcome is never
-    /// transient: something already committed.
+    /// True only for an [`Error::Resource`] whose error is transient (see
+    /// [`ResourceError::transient`]) and that came from a commit before its decision or
+    /// from taking a savepoint; never for a failed abort or savepoint rollback. A
+    /// heuristic outcome is never transient: something already committed.
     ///
     /// # Examples
     ///
@@ -554,6 +562,10 @@ impl Error {
     }
 
     /// The phase that failed, where one resource or hook is to blame.
+    ///
+    /// [`Error::DecisionLog`] gives [`Phase::DecisionLog`]. [`Error::Heuristic`] always
+    /// gives [`Phase::Finish`], also in the rarer case where the mixed outcome came from a
+    /// failed vote after a one-phase resource had committed (see [`HeuristicError`]).
     ///
     /// # Examples
     ///

@@ -31,11 +31,16 @@
 //! [`DataManager::sort_key`] with one-phase resources last, `tpc_begin` on all, `commit` on
 //! all, `tpc_vote` on all; the decision (recorded in the [`DecisionLog`]); `tpc_finish` on
 //! every resource that prepared; then synchronizers' `after_completion` and after-commit
-//! hooks. When a single resource has work it commits in one phase, without preparing.
+//! hooks. When the last resource in that order [supports
+//! it](DataManager::supports_one_phase_commit), no resource is one-phase and every resource
+//! before it voted read-only, that resource commits in one phase instead of voting. The
+//! coordinator cannot know in advance which resources have work: a lone writer sorted
+//! before a read-only resource still prepares and finishes.
 //!
 //! A failure before the decision rolls every resource back and puts the transaction in
 //! [`Status::CommitFailed`]: only [`abort`] is accepted until it ends. A failure after the
-//! decision is a heuristic outcome ([`Error::Heuristic`]) that lists which resources
+//! decision, or after a resource has already committed in its vote (a one-phase
+//! resource), is a heuristic outcome ([`Error::Heuristic`]) that lists which resources
 //! committed and which did not. `docs/design.md` in the repository has the state diagram,
 //! the invariants and the failure matrix.
 //!

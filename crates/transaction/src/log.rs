@@ -64,7 +64,11 @@ pub trait DecisionLog {
     ///
     /// # Errors
     ///
-    /// A failure aborts the commit: every resource is rolled back.
+    /// A failure aborts the commit: every resource is rolled back and the commit returns
+    /// [`Error::DecisionLog`](crate::Error::DecisionLog). The exception is a commit in which
+    /// a one-phase resource has already committed in its vote: the decision is then made,
+    /// so the failure is only logged, the prepared resources are finished, and the commit
+    /// succeeds without a record ([`forget`](Self::forget) is still called).
     fn record_commit(&self, txn: TransactionId, branches: &[Branch]) -> Result<(), BoxError>;
 
     /// Forgets a transaction whose every branch finished.

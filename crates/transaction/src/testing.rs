@@ -331,7 +331,8 @@ impl ScriptedDataManager {
         self.edit(|s| s.fail_on.get_mut().push(call))
     }
 
-    /// Makes failures report themselves transient.
+    /// Makes failures report themselves transient (except a savepoint's rollback, whose
+    /// failure is never transient).
     ///
     /// # Panics
     ///
@@ -407,7 +408,8 @@ impl ScriptedDataManager {
         self.edit(|s| s.savepoints = true)
     }
 
-    /// Replaces the calls that fail.
+    /// Replaces the calls that fail. A savepoint already taken keeps the
+    /// [`Call::SavepointRollback`] failure (or not) it was taken with.
     ///
     /// # Examples
     ///

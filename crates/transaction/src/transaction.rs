@@ -693,20 +693,25 @@ impl Transaction {
         self.inner.state.borrow_mut().status = status;
     }
 
-    /// Commits every joined resource, with two-phase commit when more than one has work.
+    /// Commits every joined resource, with two-phase commit or, where the resources allow
+    /// it, in one phase.
     ///
-    /// See the crate documentation for the protocol. On success the transaction ends and
-    /// the manager begins a fresh one on the next [`get`](crate::TransactionManager::get).
+    /// See the crate documentation for the protocol and for when a resource commits in one
+    /// phase. On success the transaction ends and, in implicit mode, the manager begins a
+    /// fresh one on the next [`get`](crate::TransactionManager::get).
     ///
     /// # Errors
     ///
     /// - [`Error::Doomed`]: the transaction is doomed; nothing changed.
     /// - [`Error::TransactionFailed`]: an earlier commit failed; call `abort()`.
+    /// - [`Error::InvalidState`]: the transaction has already committed or aborted (or is
+    ///   committing, when a resource calls `commit()` again).
     /// - [`Error::Hook`], [`Error::Resource`], [`Error::DecisionLog`],
     ///   [`Error::TooManyOnePhase`]: nothing was committed, every resource was rolled back,
     ///   the transaction is in [`Status::CommitFailed`] until `abort()`.
-    /// - [`Error::Heuristic`]: the decision was to commit but some resource did not finish;
-    ///   the error lists which committed and which did not.
+    /// - [`Error::Heuristic`]: some resource committed and some did not (see
+    ///   [`HeuristicError`](crate::HeuristicError)); the error lists which. The
+    ///   transaction is in [`Status::CommitFailed`] until `abort()`.
     ///
     /// # Examples
     ///
@@ -1116,7 +1121,8 @@ impl Transaction {
     /// [`Error::SavepointNotSupported`] naming the first resource that cannot take one;
     /// [`Error::Resource`] with [`Phase::Savepoint`] when a resource failed to take one
     /// (the transaction is unchanged in both cases); [`Error::TransactionFailed`] after a
-    /// failed commit.
+    /// failed commit; [`Error::InvalidState`] while committing or once the transaction has
+    /// ended.
     ///
     /// # Examples
     ///
