@@ -322,6 +322,27 @@ impl Engine {
     /// assert!(matches!(engine.check(false), Err(Error::Connect { .. })));
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
+    ///
+    /// At start-up, a PostgreSQL engine that will take part in two-phase commit (needs a
+    /// server, and the `postgres` feature):
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "postgres")]
+    /// # {
+    /// use sqlassist::{DatabaseUrl, Engine, EngineOptions, Error};
+    ///
+    /// let url = DatabaseUrl::parse("postgresql://myapp_writer@localhost/myapp")?;
+    /// let engine = Engine::new(EngineOptions::new(url))?;
+    /// match engine.check(true) {
+    ///     Ok(()) => {}
+    ///     Err(Error::PreparedTransactionsDisabled { .. }) => {
+    ///         eprintln!("set max_prepared_transactions above 0, or register the engine unmanaged");
+    ///     }
+    ///     Err(other) => return Err(other),
+    /// }
+    /// # }
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
     pub fn check(&self, two_phase: bool) -> Result<()> {
         let _ = two_phase;
         match &self.inner.pool {
