@@ -132,10 +132,18 @@ fn a_duplicate_engine_name_is_refused() {
 fn a_second_default_engine_is_refused_naming_both() {
     let mut registry = Registry::new();
     registry
-        .init_engine("reader", sqlite_engine(), InitOptions::new().default(true))
+        .init_engine(
+            "reader",
+            sqlite_engine(),
+            InitOptions::new().default_engine(true),
+        )
         .unwrap();
     let err = registry
-        .init_engine("writer", sqlite_engine(), InitOptions::new().default(true))
+        .init_engine(
+            "writer",
+            sqlite_engine(),
+            InitOptions::new().default_engine(true),
+        )
         .expect_err("reader already is the default");
     match &err {
         Error::DuplicateDefault { existing, name } => {

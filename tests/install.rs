@@ -23,7 +23,7 @@ fn a_registry_is_installed_once_and_serves_db_session() {
         .init_engine(
             "writer",
             Engine::new(EngineOptions::new(url)).unwrap(),
-            InitOptions::new().managed(true).default(true),
+            InitOptions::new().managed(true).default_engine(true),
         )
         .unwrap();
     let installed = registry.install().unwrap();

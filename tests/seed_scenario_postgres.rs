@@ -214,7 +214,7 @@ fn reader_role_queries_work_insert_is_denied_and_reader_stays_usable_after_rollb
         .init_engine(
             "reader",
             engine(&reader_url),
-            InitOptions::new().default(true),
+            InitOptions::new().default_engine(true),
         )
         .unwrap();
     let reader = registry.default_session().unwrap();

@@ -91,7 +91,7 @@ fn reader_queries_work_reader_insert_fails_read_only_and_reader_stays_usable_aft
         .init_engine(
             "reader",
             engine(&db, true),
-            InitOptions::new().default(true),
+            InitOptions::new().default_engine(true),
         )
         .unwrap();
     let reader = registry.session("reader").unwrap();
@@ -449,4 +449,22 @@ fn closing_a_managed_session_with_uncommitted_writes_dooms_the_transaction() {
     );
     sqlassist::close_sessions().unwrap();
     transaction::commit().unwrap();
+}
+
+#[test]
+fn a_read_only_in_memory_engine_refuses_writes_too() {
+    reset_thread();
+    let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://").unwrap())
+        .read_only(true)
+        .build()
+        .unwrap();
+    let mut registry = Registry::new();
+    registry
+        .init_engine("reader", Engine::new(options).unwrap(), InitOptions::new())
+        .unwrap();
+    let reader = registry.session("reader").unwrap();
+    assert_eq!(reader.query_i64("SELECT 1").unwrap(), 1);
+    let err = reader.execute("CREATE TABLE t (a INTEGER)").unwrap_err();
+    assert!(err.to_string().contains("readonly"), "{err}");
+    sqlassist::close_sessions().unwrap();
 }

@@ -162,7 +162,7 @@ pub enum Error {
     },
 
     /// No engine was registered as the default.
-    #[error("no default engine: register one with InitOptions::new().default(true) or `<prefix>.default = true`")]
+    #[error("no default engine: register one with InitOptions::new().default_engine(true) or `<prefix>.default = true`")]
     NoDefaultEngine,
 
     /// An engine name that cannot name database branches.

@@ -144,7 +144,7 @@ impl FromStr for IsolationLevel {
 /// | `pool_pre_ping` | r2d2 `test_on_check_out`: test a connection before handing it out | `true` |
 /// | `read_only` | open the engine read-only | `false` |
 /// | `isolation_level` | [`IsolationLevel`] of every transaction (not used by SQLite) | the server's |
-/// | `statement_timeout` | per-statement time limit (milliseconds; not used by SQLite) | none |
+/// | `statement_timeout` | per-statement time limit (milliseconds; PostgreSQL `statement_timeout`, MariaDB `max_statement_time` (MySQL names it differently and refuses it); not used by SQLite) | none |
 /// | `application_name` | name shown by the server (PostgreSQL `application_name`) | none |
 /// | `busy_timeout` | SQLite: how long to wait for a lock (milliseconds) | `5000` |
 /// | `echo` | log every SQL statement at `debug` level | `false` |

@@ -18,7 +18,7 @@ static INSTALLED: OnceLock<Registry> = OnceLock::new();
 /// # Examples
 ///
 /// ```
-/// let opts = sqlassist::InitOptions::new().default(true).managed(false);
+/// let opts = sqlassist::InitOptions::new().default_engine(true).managed(false);
 /// assert!(opts.is_default() && !opts.is_managed());
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,15 +52,15 @@ impl InitOptions {
     ///
     /// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
     /// let mut registry = Registry::new();
-    /// registry.init_engine("reader", engine.clone(), InitOptions::new().default(true))?;
+    /// registry.init_engine("reader", engine.clone(), InitOptions::new().default_engine(true))?;
     /// assert_eq!(registry.default_name(), Some("reader"));
     /// assert!(matches!(
-    ///     registry.init_engine("writer", engine, InitOptions::new().default(true)),
+    ///     registry.init_engine("writer", engine, InitOptions::new().default_engine(true)),
     ///     Err(Error::DuplicateDefault { .. })
     /// ));
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
-    pub fn default(mut self, default: bool) -> Self {
+    pub fn default_engine(mut self, default: bool) -> Self {
         self.default = default;
         self
     }
@@ -89,7 +89,7 @@ impl InitOptions {
     /// # Examples
     ///
     /// ```
-    /// assert!(sqlassist::InitOptions::new().default(true).is_default());
+    /// assert!(sqlassist::InitOptions::new().default_engine(true).is_default());
     /// ```
     pub fn is_default(&self) -> bool {
         self.default
@@ -228,7 +228,7 @@ impl Registry {
             registry.init_engine(
                 name,
                 engine,
-                InitOptions::new().managed(managed).default(default),
+                InitOptions::new().managed(managed).default_engine(default),
             )?;
         }
         Ok(registry)

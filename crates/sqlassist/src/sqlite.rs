@@ -11,12 +11,17 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use crate::options::EngineOptions;
 
-/// SQL run on every new connection.
+/// SQL run on every new connection. A read-only engine also sets `query_only`, so that
+/// writes fail even where `mode=ro` does not apply (an in-memory database).
 pub(crate) fn setup_sql(options: &EngineOptions) -> String {
-    format!(
+    let mut sql = format!(
         "PRAGMA busy_timeout = {};",
         options.busy_timeout().as_millis()
-    )
+    );
+    if options.is_read_only() {
+        sql.push_str("PRAGMA query_only = ON;");
+    }
+    sql
 }
 
 /// How a session opens its transaction.

@@ -318,6 +318,7 @@ impl fmt::Display for Phase {
 #[derive(Debug)]
 pub struct HeuristicError {
     transaction: TransactionId,
+    phase: Phase,
     committed: Vec<String>,
     failed: Vec<(String, ResourceError)>,
 }
@@ -325,14 +326,39 @@ pub struct HeuristicError {
 impl HeuristicError {
     pub(crate) fn new(
         transaction: TransactionId,
+        phase: Phase,
         committed: Vec<String>,
         failed: Vec<(String, ResourceError)>,
     ) -> Self {
         Self {
             transaction,
+            phase,
             committed,
             failed,
         }
+    }
+
+    /// The phase that failed: [`Phase::Finish`] after the commit decision (the failed
+    /// resources are prepared and in doubt), or the vote of a resource that came after a
+    /// one-phase resource had already committed (the failed resources were rolled back).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::{Error, Phase, TransactionManager};
+    ///
+    /// let journal = Journal::new();
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("a", Kind::TwoPhase, &journal))?;
+    /// txn.join(ScriptedDataManager::new("b", Kind::TwoPhase, &journal).fail_on(Call::TpcFinish))?;
+    /// let Err(Error::Heuristic(outcome)) = manager.commit() else { panic!("expected a mixed outcome") };
+    /// assert_eq!(outcome.phase(), Phase::Finish);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn phase(&self) -> Phase {
+        self.phase
     }
 
     /// The transaction whose commit had a mixed outcome.
@@ -413,7 +439,11 @@ impl fmt::Display for HeuristicError {
             }
             write!(f, "{key}: {err}")?;
         }
-        f.write_str("]; resolve the branches left in doubt with recovery")
+        if self.phase == Phase::Finish {
+            f.write_str("]; resolve the branches left in doubt with recovery")
+        } else {
+            write!(f, "] (failed at {}; they were rolled back)", self.phase)
+        }
     }
 }
 
@@ -584,7 +614,7 @@ impl Error {
         match self {
             Error::Resource { phase, .. } | Error::Hook { phase, .. } => Some(*phase),
             Error::DecisionLog { .. } => Some(Phase::DecisionLog),
-            Error::Heuristic(_) => Some(Phase::Finish),
+            Error::Heuristic(h) => Some(h.phase()),
             _ => None,
         }
     }

@@ -941,7 +941,7 @@ impl Transaction {
             .into_iter()
             .map(|(i, e)| (resources[i].sort_key().to_owned(), e))
             .collect();
-        let err = HeuristicError::new(self.id(), committed, failed);
+        let err = HeuristicError::new(self.id(), Phase::Finish, committed, failed);
         tracing::error!(transaction = %self.id(), error = %err, "heuristic outcome");
         Err(Error::Heuristic(Box::new(err)))
     }
@@ -971,7 +971,7 @@ impl Transaction {
                 .filter(|(_, v)| **v == Vote::Committed)
                 .map(|(r, _)| r.sort_key().to_owned())
                 .collect();
-            let err = HeuristicError::new(self.id(), committed, vec![(resource, source)]);
+            let err = HeuristicError::new(self.id(), phase, committed, vec![(resource, source)]);
             tracing::error!(transaction = %self.id(), error = %err, "heuristic outcome");
             return Error::Heuristic(Box::new(err));
         }
