@@ -68,7 +68,7 @@ pub trait DecisionLog {
     /// [`Error::DecisionLog`](crate::Error::DecisionLog). The exception is a commit in which
     /// a one-phase resource has already committed in its vote: the decision is then made,
     /// so the failure is only logged, the prepared resources are finished, and the commit
-    /// succeeds without a record ([`forget`](Self::forget) is still called).
+    /// succeeds without a record (and [`forget`](Self::forget) is not called).
     fn record_commit(&self, txn: TransactionId, branches: &[Branch]) -> Result<(), BoxError>;
 
     /// Forgets a transaction whose every branch finished.

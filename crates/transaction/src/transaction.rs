@@ -891,6 +891,7 @@ impl Transaction {
             .as_ref()
             .map(|m| m.decision_log())
             .filter(|l| l.is_enabled());
+        let mut recorded = false;
         if let (true, Some(log)) = (prepared, &log) {
             let branches: Vec<Branch> = resources
                 .iter()
@@ -901,7 +902,9 @@ impl Transaction {
                     branch_id: r.branch_id(self),
                 })
                 .collect();
-            if let Err(source) = log.record_commit(self.id(), &branches) {
+            let outcome = log.record_commit(self.id(), &branches);
+            recorded = outcome.is_ok();
+            if let Err(source) = outcome {
                 if votes.contains(&Vote::Committed) {
                     // A one-phase resource already committed: the decision is made.
                     tracing::error!(transaction = %self.id(), error = %source, "could not record the commit decision after a one-phase resource committed; finishing the prepared resources anyway");
@@ -923,7 +926,7 @@ impl Transaction {
             }
         }
         if failed.is_empty() {
-            if let (true, Some(log)) = (prepared, &log) {
+            if let (true, Some(log)) = (recorded, &log) {
                 if let Err(e) = log.forget(self.id()) {
                     tracing::warn!(transaction = %self.id(), error = %e, "could not forget a finished transaction in the decision log");
                 }

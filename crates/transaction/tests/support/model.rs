@@ -176,8 +176,8 @@ pub struct CommitPrediction {
     pub recorded: Option<Vec<String>>,
     /// Whether the recorded decision is still pending (in doubt) afterwards.
     pub kept: bool,
-    /// Whether the log is told to forget the transaction (every prepared resource
-    /// finished; also when recording had failed after a one-phase resource committed).
+    /// Whether the log is told to forget the transaction (a decision was recorded and
+    /// every prepared resource finished).
     pub forgotten: bool,
 }
 
@@ -372,7 +372,7 @@ pub fn predict_commit(
         }
     }
     if failed.is_empty() {
-        p.forgotten = !prepared.is_empty();
+        p.forgotten = p.recorded.is_some();
         return p;
     }
     p.kept = p.recorded.is_some();
