@@ -164,7 +164,7 @@ fn maria_count(conn: &mut MysqlConnection, table: &str) -> Res<i64> {
     )
 }
 
-const SCENARIOS: [Scenario; 5] = [
+const SCENARIOS: [Scenario; 6] = [
     Scenario {
         name: "raw_1pc_one_db",
         tables: ("bench_raw1", None),
@@ -174,6 +174,12 @@ const SCENARIOS: [Scenario; 5] = [
     Scenario {
         name: "raw_2pc_two_db",
         tables: ("bench_raw2", Some("bench_raw2")),
+        persists: true,
+        maria: false,
+    },
+    Scenario {
+        name: "raw_2pc_two_db_per_db",
+        tables: ("bench_raw2s", Some("bench_raw2s")),
         persists: true,
         maria: false,
     },
@@ -277,9 +283,28 @@ fn main() -> Res<()> {
                     "raw_2pc_two_db" => {
                         // gids are global to the server: one per database.
                         let gid = format!("bench_raw_{pid}_{round}_{i}");
-                        for (db, c) in [("a", &mut a), ("b", &mut b)] {
+                        // The sequence: insert in both databases, then PREPARE
+                        // TRANSACTION on each, then COMMIT PREPARED on each.
+                        for c in [&mut a, &mut b] {
                             c.batch_execute("BEGIN")?;
                             insert(c, "bench_raw2", v)?;
+                        }
+                        for (db, c) in [("a", &mut a), ("b", &mut b)] {
+                            c.batch_execute(&format!("PREPARE TRANSACTION '{gid}_{db}'"))?;
+                        }
+                        for (db, c) in [("a", &mut a), ("b", &mut b)] {
+                            c.batch_execute(&format!("COMMIT PREPARED '{gid}_{db}'"))?;
+                        }
+                    }
+                    // The same statements, database by database: BEGIN / INSERT /
+                    // PREPARE on one, then on the other. A coordinator cannot use this
+                    // order (the work in every resource precedes the votes); it is here
+                    // to show what the order costs.
+                    "raw_2pc_two_db_per_db" => {
+                        let gid = format!("bench_raws_{pid}_{round}_{i}");
+                        for (db, c) in [("a", &mut a), ("b", &mut b)] {
+                            c.batch_execute("BEGIN")?;
+                            insert(c, "bench_raw2s", v)?;
                             c.batch_execute(&format!("PREPARE TRANSACTION '{gid}_{db}'"))?;
                         }
                         for (db, c) in [("a", &mut a), ("b", &mut b)] {
