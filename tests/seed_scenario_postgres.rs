@@ -969,3 +969,56 @@ fn a_transaction_that_already_failed_is_not_prepared_and_nothing_persists() {
         assert_eq!(prepared_count(&admin, &tw.w2), 0);
     }
 }
+
+#[test]
+fn a_select_that_writes_through_a_function_is_prepared_and_committed_not_dropped() {
+    let (url1, url2, admin) = urls!(
+        "SQLASSIST_TEST_PG_URL",
+        "SQLASSIST_TEST_PG_URL_2",
+        "SQLASSIST_TEST_PG_ADMIN_URL"
+    );
+    reset_thread();
+    let written = Table::create(&url1, "fn_w", "name TEXT NOT NULL");
+    let hidden = Table::create(&url2, "fn_h", "name TEXT NOT NULL");
+    let function = unique("fn_insert");
+    raw(&url2)
+        .batch_execute(&format!(
+            "CREATE FUNCTION {function}() RETURNS integer LANGUAGE sql AS \
+             $$ INSERT INTO {} VALUES ('through a function') RETURNING 1 $$",
+            &*hidden
+        ))
+        .unwrap();
+    let writer = unique("a_writer");
+    let selector = unique("b_selector");
+    let mut registry = Registry::new();
+    registry
+        .init_engine(&writer, engine(&url1), InitOptions::new().managed(true))
+        .unwrap();
+    registry
+        .init_engine(&selector, engine(&url2), InitOptions::new().managed(true))
+        .unwrap();
+    let probe = Probe::new(&admin, &[&writer, &selector]);
+    probe.manager().scope(|| {
+        registry
+            .session(&writer)
+            .unwrap()
+            .execute(&format!("INSERT INTO {} VALUES ('x')", &*written))
+            .unwrap();
+        // Only a SELECT, by its text; the server knows it wrote.
+        let n = registry
+            .session(&selector)
+            .unwrap()
+            .query_i64(&format!("SELECT {function}()"))
+            .unwrap();
+        assert_eq!(n, 1);
+        transaction::commit().unwrap();
+    });
+    let seen = probe.seen.borrow();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].prepared_in_pg, 2, "both branches were prepared");
+    assert_eq!(names(&url2, &hidden), ["through a function"]);
+    assert_eq!(names(&url1, &written), ["x"]);
+    raw(&url2)
+        .batch_execute(&format!("DROP FUNCTION {function}()"))
+        .unwrap();
+}
