@@ -15,6 +15,8 @@ use std::path::PathBuf;
 use sqlassist::{Backend, Registry, Session, Settings};
 
 fn main() -> Result<(), Box<dyn StdError>> {
+    // With no settings file, the databases live in a temporary directory removed at the end.
+    let mut scratch = None;
     let settings = match std::env::args().nth(1) {
         Some(path) => Settings::from_ini_file(&path, "app:main")?,
         None => {
@@ -25,6 +27,7 @@ fn main() -> Result<(), Box<dyn StdError>> {
             let text =
                 include_str!("quickstart.ini").replace("%(db_dir)s", &dir.display().to_string());
             let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            scratch = Some(dir);
             Settings::from_ini_str(&text, "app:main", &here)?
         }
     };
@@ -86,6 +89,10 @@ fn main() -> Result<(), Box<dyn StdError>> {
         count(&sqlassist::db_session("log")?, "log")?
     );
     sqlassist::close_sessions()?;
+    if let Some(dir) = scratch {
+        std::fs::remove_dir_all(&dir)?;
+        println!("removed {}", dir.display());
+    }
     Ok(())
 }
 
