@@ -109,7 +109,7 @@ impl Conn {
 
     /// Tells Diesel the top-level transaction ended without Diesel's knowledge (after
     /// `PREPARE TRANSACTION` or `XA PREPARE`), so the depth is back to 0.
-    #[allow(dead_code)] // used by backends that do not track it themselves
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
     pub(crate) fn forget_transaction(&mut self) {
         with_conn!(self, c => reset_depth(c))
     }
@@ -130,7 +130,7 @@ where
     Ok(status.transaction_depth()?.map_or(0, |d| d.get()))
 }
 
-#[allow(dead_code)]
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 fn reset_depth<C>(conn: &mut C)
 where
     C: Connection<TransactionManager = AnsiTransactionManager>,

@@ -344,6 +344,8 @@ impl Engine {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn check(&self, two_phase: bool) -> Result<()> {
+        // Only PostgreSQL needs a server setting for two-phase commit.
+        #[cfg(not(feature = "postgres"))]
         let _ = two_phase;
         match &self.inner.pool {
             #[cfg(feature = "postgres")]

@@ -260,6 +260,16 @@ pub enum Error {
         engine: String,
     },
 
+    /// The session can no longer do what was asked: its connection was discarded after an
+    /// earlier failure, or the database transaction an operation belonged to has ended.
+    #[error("the session of engine `{engine}` cannot continue: {what}; roll it back or abort the transaction and start again")]
+    SessionStateLost {
+        /// The engine's name.
+        engine: String,
+        /// Why.
+        what: &'static str,
+    },
+
     /// A nested `conn.transaction(..)` (a savepoint) was still open at commit time.
     #[error("engine `{engine}` still has {depth} nested transaction(s) open at commit time")]
     SavepointStillOpen {

@@ -23,7 +23,6 @@
 //! back. The SQL text only decides whether to ask; the answer always comes from the server,
 //! so a write is never dropped.
 
-use diesel::connection::SimpleConnection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::{PgConnection, QueryableByName, RunQueryDsl};
 
@@ -137,12 +136,6 @@ pub(crate) fn prepare(conn: &mut Conn, gid: &str) -> std::result::Result<Prepare
     }
 }
 
-/// One-phase commit. The session has already checked that the transaction did not fail
-/// (PostgreSQL would answer a `COMMIT` of a failed transaction with a silent rollback).
-pub(crate) fn commit_one_phase(conn: &mut Conn) -> std::result::Result<(), DieselError> {
-    conn.commit()
-}
-
 /// Phase two on any connection outside a transaction block.
 pub(crate) fn commit_prepared(conn: &mut Conn, gid: &str) -> std::result::Result<(), DieselError> {
     conn.batch_execute(&format!("COMMIT PREPARED '{gid}'"))
@@ -166,6 +159,3 @@ pub(crate) fn is_transient(error: &DieselError) -> bool {
         _ => false,
     }
 }
-
-#[allow(dead_code)]
-fn _assert_simple_connection<C: SimpleConnection>() {}

@@ -374,10 +374,7 @@ impl Session {
         use diesel::RunQueryDsl;
         self.inner.ensure_begun()?;
         let mut st = self.inner.borrow_state()?;
-        let conn = st
-            .conn
-            .as_mut()
-            .ok_or_else(|| self.inner.lost_connection())?;
+        let conn = st.conn.as_mut().ok_or_else(|| self.inner.no_connection())?;
         crate::conn::with_conn!(conn, c => diesel::sql_query(sql).execute(c))
             .map_err(|e| self.inner.db_error(e))
     }
@@ -412,10 +409,7 @@ impl Session {
         }
         self.inner.ensure_begun()?;
         let mut st = self.inner.borrow_state()?;
-        let conn = st
-            .conn
-            .as_mut()
-            .ok_or_else(|| self.inner.lost_connection())?;
+        let conn = st.conn.as_mut().ok_or_else(|| self.inner.no_connection())?;
         let wrapped = match conn.backend() {
             Backend::Mysql => format!("SELECT CAST(({sql}) AS SIGNED) AS value"),
             _ => format!("SELECT CAST(({sql}) AS BIGINT) AS value"),
@@ -470,17 +464,10 @@ impl Session {
         }
         self.inner.check_committable(&mut st)?;
         st.open = false;
-        let backend = self.inner.engine.backend();
-        let conn = st
-            .conn
-            .as_mut()
-            .ok_or_else(|| self.inner.lost_connection())?;
-        let outcome = match backend {
-            #[cfg(feature = "postgres")]
-            Backend::Postgres => crate::postgres::commit_one_phase(conn),
-            _ => conn.commit(),
-        };
-        outcome.map_err(|e| {
+        let conn = st.conn.as_mut().ok_or_else(|| self.inner.no_connection())?;
+        // The check above refused a failed transaction, which PostgreSQL would otherwise
+        // answer with a silent rollback: a plain COMMIT is safe here.
+        conn.commit().map_err(|e| {
             let _ = conn.rollback();
             self.inner.db_error(e)
         })
@@ -643,10 +630,16 @@ impl SessionInner {
         }
     }
 
-    fn lost_connection(&self) -> Error {
-        Error::TransactionEndedOutside {
+    /// The session's state does not allow the operation any more (`what` says why).
+    fn lost(&self, what: &'static str) -> Error {
+        Error::SessionStateLost {
             engine: self.name.clone(),
+            what,
         }
+    }
+
+    fn no_connection(&self) -> Error {
+        self.lost("its connection was discarded after an earlier failure")
     }
 
     fn begin_sql(&self) -> &'static str {
@@ -662,8 +655,10 @@ impl SessionInner {
             let txn = transaction::get()?;
             let joined = self.borrow_state()?.joined == Some(txn.id());
             if !joined {
-                let me: Rc<dyn DataManager> =
-                    self.me.upgrade().ok_or_else(|| self.lost_connection())?;
+                let me: Rc<dyn DataManager> = self
+                    .me
+                    .upgrade()
+                    .ok_or_else(|| self.lost("the session was dropped"))?;
                 txn.join(me)?;
                 self.borrow_state()?.joined = Some(txn.id());
             }
@@ -677,7 +672,7 @@ impl SessionInner {
             && self.engine.backend() == Backend::Postgres
             && !self.engine.is_two_phase_verified()
         {
-            let conn = st.conn.as_mut().ok_or_else(|| self.lost_connection())?;
+            let conn = st.conn.as_mut().ok_or_else(|| self.no_connection())?;
             crate::postgres::check_two_phase_conn(conn, self.engine.url())?;
             self.engine.set_two_phase_verified();
         }
@@ -690,7 +685,7 @@ impl SessionInner {
             let sql = xa_start.as_deref().unwrap_or_else(|| self.begin_sql());
             #[cfg(not(feature = "mysql"))]
             let sql = self.begin_sql();
-            let conn = st.conn.as_mut().ok_or_else(|| self.lost_connection())?;
+            let conn = st.conn.as_mut().ok_or_else(|| self.no_connection())?;
             if let Err(e) = conn.begin_with(sql) {
                 // A connection that cannot begin is not worth keeping.
                 st.conn = None;
@@ -711,7 +706,7 @@ impl SessionInner {
     /// Before a commit or a vote: Diesel's depth must be 1 (our transaction, no savepoint
     /// left open) and the transaction must not have failed. No round trip.
     fn check_committable(&self, st: &mut State) -> Result<()> {
-        let conn = st.conn.as_mut().ok_or_else(|| self.lost_connection())?;
+        let conn = st.conn.as_mut().ok_or_else(|| self.no_connection())?;
         let outcome = match conn.depth() {
             Ok(1) if conn.transaction_failed() => Err(Error::TransactionFailedEarlier {
                 engine: self.name.clone(),
@@ -752,7 +747,7 @@ impl SessionInner {
         let conn = st
             .conn
             .as_mut()
-            .ok_or_else(|| ResourceError::new(self.lost_connection()))?;
+            .ok_or_else(|| ResourceError::new(self.no_connection()))?;
         let outcome = crate::mysql::commit_one_phase(conn, xid);
         if outcome.is_err() && conn.depth().is_err() {
             st.conn = None; // marked broken: closing it rolls the branch back
@@ -868,11 +863,13 @@ impl SessionInner {
                 st.conn = Some(conn);
                 outcome
             });
-        retried.map_err(|reason| {
+        retried.map_err(|second| {
             ResourceError::new(Error::InDoubt {
                 engine: self.name.clone(),
                 gid: gid.to_owned(),
-                reason,
+                reason: format!(
+                    "on the session's connection: {first_err}; on a fresh connection: {second}"
+                ),
             })
         })
     }
@@ -928,14 +925,14 @@ impl DataManager for SessionInner {
         let conn = st
             .conn
             .as_mut()
-            .ok_or_else(|| ResourceError::new(self.lost_connection()))?;
+            .ok_or_else(|| ResourceError::new(self.no_connection()))?;
         match self.engine.backend() {
             #[cfg(feature = "mysql")]
             Backend::Mysql => {
                 let xid = st
                     .xa
                     .clone()
-                    .ok_or_else(|| ResourceError::new(self.lost_connection()))?;
+                    .ok_or_else(|| ResourceError::new(self.lost("it has no XA branch open")))?;
                 if self.engine.is_read_only() {
                     // The server refuses this engine's writes: committing now releases
                     // the branch without a prepared state, and drops nothing.
@@ -1057,13 +1054,8 @@ impl DataManager for SessionInner {
         let conn = st
             .conn
             .as_mut()
-            .ok_or_else(|| ResourceError::new(self.lost_connection()))?;
-        let outcome = match self.engine.backend() {
-            #[cfg(feature = "postgres")]
-            Backend::Postgres => crate::postgres::commit_one_phase(conn),
-            _ => conn.commit(),
-        };
-        outcome.map_err(|e| {
+            .ok_or_else(|| ResourceError::new(self.no_connection()))?;
+        conn.commit().map_err(|e| {
             let _ = conn.rollback();
             self.resource_error(e)
         })
@@ -1120,11 +1112,11 @@ impl ResourceSavepoint for SessionSavepoint {
                 let conn = st
                     .conn
                     .as_mut()
-                    .ok_or_else(|| ResourceError::new(inner.lost_connection()))?;
+                    .ok_or_else(|| ResourceError::new(inner.no_connection()))?;
                 conn.batch_execute(&format!("ROLLBACK TO SAVEPOINT {name}"))
                     .map_err(|e| inner.resource_error(e))
             }
-            Some(_) => Err(ResourceError::new(inner.lost_connection())),
+            Some(_) => Err(ResourceError::new(inner.lost("the database transaction the savepoint was taken in has ended (rolled back or committed since)"))),
             None => inner
                 .rollback_open(&mut st)
                 .map_err(|e| inner.resource_error(e)),

@@ -178,7 +178,6 @@ impl DatabaseUrl {
     /// The URL to give Diesel's `establish` or r2d2's `ConnectionManager`.
     ///
     /// It may contain the password: never log it; log [`redacted`](Self::redacted).
-    #[allow(dead_code)] // used by the engine module, which builds the pools
     pub(crate) fn connection_string(&self) -> &str {
         &self.connection
     }
@@ -189,7 +188,6 @@ impl DatabaseUrl {
     /// `None` for an in-memory SQLite database (private to its connection, so there is
     /// nothing to protect; use `PRAGMA query_only` if needed) and for PostgreSQL and MySQL,
     /// where read-only is a session characteristic, not part of the URL.
-    #[allow(dead_code)] // used by the engine module, which builds the pools
     pub(crate) fn read_only_connection_string(&self) -> Option<String> {
         let target = self.sqlite.as_ref()?;
         let path = target.path.as_ref()?;
