@@ -368,7 +368,7 @@ impl Error {
         expected: &'static str,
     ) -> Self {
         let key = key.into();
-        let value = if is_secret_key(&key) {
+        let value = if crate::redact::is_secret_key(&key) {
             "***".to_owned()
         } else {
             value.to_owned()
@@ -379,12 +379,6 @@ impl Error {
             expected,
         }
     }
-}
-
-/// Whether a setting's value may hold a password: keys ending in `url` or `password`.
-pub(crate) fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    key.ends_with("url") || key.ends_with("password")
 }
 
 impl transaction::Transient for Error {

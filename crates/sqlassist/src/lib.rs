@@ -54,6 +54,7 @@ mod mysql;
 mod options;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod redact;
 mod registry;
 mod session;
 mod settings;

@@ -17,6 +17,8 @@ const KNOWN_KEYS: &[&str] = &[
     "pool_idle_timeout",
     "pool_recycle",
     "pool_pre_ping",
+    "pool_pre_ping_window",
+    "keep_session",
     "read_only",
     "isolation_level",
     "statement_timeout",
@@ -36,6 +38,7 @@ const DEFAULT_POOL_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_POOL_RECYCLE: Duration = Duration::from_secs(1800);
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+const DEFAULT_POOL_PRE_PING_WINDOW: Duration = Duration::from_millis(500);
 
 const EXPECTED_BOOL: &str = "a boolean (true/false, yes/no, on/off, 1/0)";
 const EXPECTED_ISOLATION: &str =
@@ -142,6 +145,8 @@ impl FromStr for IsolationLevel {
 /// | `pool_idle_timeout` | r2d2 `idle_timeout` (seconds, `none` to disable) | `600` |
 /// | `pool_recycle` | r2d2 `max_lifetime` (seconds, `none` or `-1` to disable) | `1800` |
 /// | `pool_pre_ping` | r2d2 `test_on_check_out`: test a connection before handing it out | `true` |
+/// | `pool_pre_ping_window` | skip that test for a connection used this recently (milliseconds; `0` tests every checkout) | `500` |
+/// | `keep_session` | keep a session's connection after its transaction ends, instead of returning it to the pool | `false` |
 /// | `read_only` | open the engine read-only | `false` |
 /// | `isolation_level` | [`IsolationLevel`] of every transaction (not used by SQLite) | the server's |
 /// | `statement_timeout` | per-statement time limit (milliseconds; PostgreSQL `statement_timeout`, MariaDB `max_statement_time` (MySQL names it differently and refuses it); not used by SQLite) | none |
@@ -189,6 +194,8 @@ pub struct EngineOptions {
     pool_idle_timeout: Option<Duration>,
     pool_recycle: Option<Duration>,
     pool_pre_ping: bool,
+    pool_pre_ping_window: Duration,
+    keep_session: bool,
     read_only: bool,
     isolation_level: Option<IsolationLevel>,
     statement_timeout: Option<Duration>,
@@ -218,6 +225,8 @@ impl EngineOptions {
             pool_idle_timeout: Some(DEFAULT_POOL_IDLE_TIMEOUT),
             pool_recycle: Some(DEFAULT_POOL_RECYCLE),
             pool_pre_ping: true,
+            pool_pre_ping_window: DEFAULT_POOL_PRE_PING_WINDOW,
+            keep_session: false,
             read_only: false,
             isolation_level: None,
             statement_timeout: None,
@@ -329,6 +338,10 @@ impl EngineOptions {
                 }
                 "pool_recycle" => o.pool_recycle = parse_disableable(&key, value, Unit::Seconds)?,
                 "pool_pre_ping" => o.pool_pre_ping = parse_bool(&key, value)?,
+                "pool_pre_ping_window" => {
+                    o.pool_pre_ping_window = parse_duration(&key, value, Unit::Millis)?;
+                }
+                "keep_session" => o.keep_session = parse_bool(&key, value)?,
                 "read_only" => o.read_only = parse_bool(&key, value)?,
                 "isolation_level" => {
                     o.isolation_level =
@@ -496,6 +509,41 @@ impl EngineOptions {
     /// ```
     pub fn pool_pre_ping(&self) -> bool {
         self.pool_pre_ping
+    }
+
+    /// How recently a connection must have been used for its checkout test to be skipped
+    /// (see [`pool_pre_ping`](Self::pool_pre_ping)). Zero tests every checkout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Settings};
+    /// use std::time::Duration;
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_pre_ping_window", "0")]);
+    /// let options = EngineOptions::from_settings(&settings, "db.")?;
+    /// assert_eq!(options.pool_pre_ping_window(), Duration::ZERO);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn pool_pre_ping_window(&self) -> Duration {
+        self.pool_pre_ping_window
+    }
+
+    /// Whether a session keeps its connection after its transaction ends. By default the
+    /// connection goes back to the pool at every commit and abort, as zope.sqlalchemy
+    /// closes its sessions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.keep_session", "true")]);
+    /// assert!(EngineOptions::from_settings(&settings, "db.")?.keep_session());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn keep_session(&self) -> bool {
+        self.keep_session
     }
 
     /// Whether the engine is read-only.
@@ -786,6 +834,45 @@ impl EngineOptionsBuilder {
     /// ```
     pub fn pool_pre_ping(mut self, pre_ping: bool) -> Self {
         self.options.pool_pre_ping = pre_ping;
+        self
+    }
+
+    /// Skips the checkout test for a connection used within `window`. Default: 500 ms;
+    /// zero tests every checkout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions};
+    /// use std::time::Duration;
+    ///
+    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
+    ///     .pool_pre_ping_window(Duration::ZERO)
+    ///     .build()?;
+    /// assert_eq!(options.pool_pre_ping_window(), Duration::ZERO);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn pool_pre_ping_window(mut self, window: Duration) -> Self {
+        self.options.pool_pre_ping_window = window;
+        self
+    }
+
+    /// Keeps a session's connection after its transaction ends. Default: false (the
+    /// connection goes back to the pool at every commit and abort).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions};
+    ///
+    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
+    ///     .keep_session(true)
+    ///     .build()?;
+    /// assert!(options.keep_session());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn keep_session(mut self, keep: bool) -> Self {
+        self.options.keep_session = keep;
         self
     }
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use config::{ConfigError, FileFormat, FileStoredFormat, Format, Map, Source, Value, ValueKind};
 
-use crate::error::{is_secret_key, Error, Result};
-use crate::url::redact_url_str;
+use crate::error::{Error, Result};
+use crate::redact;
 
 /// The single top-level key under which every source hands its flat map to `config`, so
 /// that `config` never splits a dotted key into a path.
@@ -404,7 +404,7 @@ impl fmt::Debug for Settings {
         impl fmt::Debug for Redacted<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_map()
-                    .entries(self.0.iter().map(|(k, v)| (k, redact_value(k, v))))
+                    .entries(self.0.iter().map(|(k, v)| (k, redact::setting(k, v))))
                     .finish()
             }
         }
@@ -412,17 +412,6 @@ impl fmt::Debug for Settings {
             .field("here", &self.here)
             .field("values", &Redacted(&self.values))
             .finish()
-    }
-}
-
-/// The value as `Debug` may show it.
-fn redact_value(key: &str, value: &str) -> String {
-    if !is_secret_key(key) {
-        value.to_owned()
-    } else if key.to_ascii_lowercase().ends_with("url") {
-        redact_url_str(value)
-    } else {
-        "***".to_owned()
     }
 }
 

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::redact::{self, redact_query};
 
 /// Every scheme accepted, in the order [`SUPPORTED_SCHEMES`] lists them.
 const SCHEMES: &[(&str, Backend)] = &[
@@ -307,7 +308,7 @@ impl DatabaseUrl {
         }
         let Some((scheme, rest)) = s.split_once("://") else {
             return Err(Error::InvalidUrl {
-                url: redact_url_str(s),
+                url: redact::url(s),
                 reason: "missing `://`; expected scheme://..., e.g. \
                          postgresql://user:password@host/db or sqlite:///relative/path.db"
                     .to_owned(),
@@ -316,7 +317,7 @@ impl DatabaseUrl {
         let lower = scheme.to_ascii_lowercase();
         let Some(&(_, backend)) = SCHEMES.iter().find(|(name, _)| *name == lower) else {
             return Err(Error::UnknownScheme {
-                scheme: redact_url_str(scheme),
+                scheme: redact::url(scheme),
                 supported: SUPPORTED_SCHEMES,
             });
         };
@@ -351,7 +352,7 @@ impl fmt::Display for DatabaseUrl {
 /// Parses the part after `scheme://` of a PostgreSQL or MySQL URL.
 fn parse_server(original: &str, backend: Backend, rest: &str) -> Result<DatabaseUrl> {
     let invalid = |reason: &str| Error::InvalidUrl {
-        url: redact_url_str(original),
+        url: redact::url(original),
         reason: reason.to_owned(),
     };
 
@@ -490,7 +491,7 @@ fn check_host_port(item: &str) -> Result<(), &'static str> {
 /// Parses the part after `sqlite://`.
 fn parse_sqlite(original: &str, rest: &str, base: Base<'_>) -> Result<DatabaseUrl> {
     let invalid = |reason: String| Error::InvalidUrl {
-        url: redact_url_str(original),
+        url: redact::url(original),
         reason,
     };
     let (path_part, query) = match rest.split_once('?') {
@@ -603,85 +604,6 @@ fn encode_sqlite_path(s: &str) -> String {
         }
     }
     out
-}
-
-/// Replaces the value of every query parameter whose name ends in `password` by `***`.
-fn redact_query(query: &str) -> String {
-    query
-        .split('&')
-        .map(|param| match param.split_once('=') {
-            Some((key, _)) if key.to_ascii_lowercase().ends_with("password") => {
-                format!("{key}=***")
-            }
-            _ => param.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// Redacts a URL-like string that may not parse, erring towards hiding too much.
-///
-/// Used for error messages and for `Debug` of settings. Hides the password in
-/// `scheme://user:password@…` (up to the last `@`, since a raw `@` may sit in the
-/// password), a "port" that is not a number when there is no `@` (it may be a password
-/// given without a host, as in `postgres://user:password`) together with everything after
-/// it, `password` query parameters, and everything after the first `:` of a string with no
-/// `://`.
-pub(crate) fn redact_url_str(s: &str) -> String {
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return match s.split_once(':') {
-            Some((head, _)) => format!("{head}:***"),
-            None => s.to_owned(),
-        };
-    };
-    let scheme = if scheme.contains([':', '@']) {
-        "***"
-    } else {
-        scheme
-    };
-    if let Some(last_at) = rest.rfind('@') {
-        let first_special = rest.find([':', '/', '@']).unwrap_or(rest.len());
-        let head = &rest[..first_special];
-        let tail = redact_after_authority(&rest[last_at + 1..]);
-        if rest[first_special..].starts_with(':') && first_special < last_at {
-            return format!("{scheme}://{head}:***@{tail}");
-        }
-        return format!("{scheme}://{}@{tail}", &rest[..last_at]);
-    }
-    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..auth_end];
-    if let Some(colon) = first_bad_port_colon(authority) {
-        return format!("{scheme}://{}:***", &authority[..colon]);
-    }
-    format!("{scheme}://{}", redact_after_authority(rest))
-}
-
-/// Redacts `password` query parameters in what follows the authority.
-fn redact_after_authority(s: &str) -> String {
-    match s.split_once('?') {
-        Some((before, query)) => format!("{before}?{}", redact_query(query)),
-        None => s.to_owned(),
-    }
-}
-
-/// The byte offset of the first `:` in an authority (outside IPv6 brackets) that is not
-/// followed by a plain port number.
-fn first_bad_port_colon(authority: &str) -> Option<usize> {
-    let mut in_brackets = false;
-    for (i, c) in authority.char_indices() {
-        match c {
-            '[' => in_brackets = true,
-            ']' => in_brackets = false,
-            ':' if !in_brackets => {
-                let port = authority[i + 1..].split(',').next().unwrap_or_default();
-                if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-                    return Some(i);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -1139,7 +1061,7 @@ mod tests {
             ("sqlite:///x.db", "sqlite:///x.db"),
             ("", ""),
         ] {
-            assert_eq!(redact_url_str(input), expected, "{input}");
+            assert_eq!(redact::url(input), expected, "{input}");
         }
     }
 }
