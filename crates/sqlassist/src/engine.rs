@@ -443,12 +443,9 @@ impl Engine {
     }
 }
 
-/// Removes the URL's password from a message, in case a driver echoes it.
+/// Removes the URL's secrets from a message, in case a driver echoes them.
 pub(crate) fn redact(message: &str, url: &DatabaseUrl) -> String {
-    match url.password() {
-        Some(pw) if !pw.is_empty() => message.replace(pw, "***"),
-        _ => message.to_owned(),
-    }
+    crate::redact::message(message, url)
 }
 
 fn build_pool<C>(
