@@ -476,6 +476,9 @@ where
         })
         .test_on_check_out(options.pool_pre_ping())
         .connection_customizer(Box::new(ArcSetup(setup)))
+        .error_handler(Box::new(crate::redact::PoolErrorHandler::new(
+            options.url().clone(),
+        )))
         .build_unchecked(ConnectionManager::new(url))
 }
 

@@ -203,6 +203,31 @@ pub(crate) fn message(text: &str, url: &DatabaseUrl) -> String {
     embedded_urls(&text)
 }
 
+/// The error handler of every pool: r2d2's default logs the driver's message through the
+/// `log` crate as it is, password included (libpq quotes a malformed password). This one
+/// logs through `tracing`, at error level, with the message redacted by [`message`].
+#[derive(Debug)]
+pub(crate) struct PoolErrorHandler {
+    url: DatabaseUrl,
+}
+
+impl PoolErrorHandler {
+    /// A handler that scrubs the secrets of `url` (the engine's URL).
+    pub(crate) fn new(url: DatabaseUrl) -> Self {
+        Self { url }
+    }
+}
+
+impl<E: std::fmt::Display> r2d2::HandleError<E> for PoolErrorHandler {
+    fn handle_error(&self, error: E) {
+        tracing::error!(
+            url = %self.url,
+            "cannot open a pool connection: {}",
+            message(&error.to_string(), &self.url)
+        );
+    }
+}
+
 /// Decodes `%XX` escapes; an invalid escape or a decoded byte sequence that is not UTF-8
 /// is kept as written (lossily).
 pub(crate) fn percent_decode(s: &str) -> String {
