@@ -64,9 +64,11 @@ sqlite+pysqlite, sqlite+aiosqlite";
 ///   support, so the file is given as a `file:` URI whose `%`, `?` and `#` are
 ///   percent-encoded; query parameters (`mode`, `cache`, `immutable`, …) are kept, except
 ///   SQLAlchemy's `uri=true` switch. `sqlite:///file:app.db?uri=true` is read as `app.db`.
-/// - PostgreSQL and MySQL URLs need a host, unless a socket is given in the query
-///   (`?host=/var/run/postgresql` for PostgreSQL, `?unix_socket=/path` for MySQL). Several
-///   comma-separated hosts are accepted for PostgreSQL (libpq's multi-host form).
+/// - A PostgreSQL URL without a host (`postgresql:///db`, `postgresql://user@/db`)
+///   connects through libpq's default Unix socket directory, as libpq reads it; another
+///   directory is given as `?host=/path`. MySQL URLs need a host, or a socket given as
+///   `?unix_socket=/path`. Several comma-separated hosts are accepted for PostgreSQL
+///   (libpq's multi-host form).
 /// - [`Debug`] and [`Display`](fmt::Display) print the redacted form: the password, and the
 ///   value of any query parameter whose name contains `pass`, `pwd`, `secret`, `token` or
 ///   `key` (SQLite URLs too), become `***`. Errors about a URL that does not parse hide
@@ -414,22 +416,14 @@ fn parse_server(original: &str, backend: Backend, rest: &str) -> Result<Database
         ));
     }
     if hostport.is_empty() {
-        let socket_key = match backend {
-            Backend::Postgres => "host",
-            _ => "unix_socket",
-        };
-        let has_socket = query.is_some_and(|q| q.split('&').any(|p| param_key(p) == socket_key));
-        if !has_socket {
-            return Err(invalid(match backend {
-                Backend::Postgres => {
-                    "no host; write postgresql://user@localhost/db, or give a socket \
-                     directory with ?host=/var/run/postgresql"
-                }
-                _ => {
-                    "no host; write mysql://user@localhost/db, or give a socket with \
-                     ?unix_socket=/run/mysqld/mysqld.sock"
-                }
-            }));
+        // libpq reads an empty host as its default Unix socket directory
+        // (`postgresql:///db`, `postgresql://user@/db`); MySQL needs the socket named.
+        let has_socket = query.is_some_and(|q| q.split('&').any(|p| param_key(p) == "unix_socket"));
+        if backend == Backend::Mysql && !has_socket {
+            return Err(invalid(
+                "no host; write mysql://user@localhost/db, or give a socket with \
+                 ?unix_socket=/run/mysqld/mysqld.sock",
+            ));
         }
     } else {
         if backend == Backend::Mysql && hostport.contains(',') {
@@ -957,11 +951,30 @@ mod tests {
     }
 
     #[test]
+    fn postgres_urls_without_a_host_are_left_to_libpq_default_socket() {
+        for (written, connection) in [
+            ("postgresql:///db", "postgres:///db"),
+            ("postgresql://reader@/db", "postgres://reader@/db"),
+            (
+                "postgresql+psycopg2:///db?user=app",
+                "postgres:///db?user=app",
+            ),
+        ] {
+            let url = ok(written);
+            assert_eq!(url.connection_string(), connection);
+            assert_eq!(url.database_name(), Some("db"));
+        }
+        assert_eq!(
+            ok(&format!("postgresql://reader:{PW}@/db")).redacted(),
+            "postgres://reader:***@/db"
+        );
+    }
+
+    #[test]
     fn missing_host_is_rejected_without_leaking() {
         for s in [
-            format!("postgresql://reader:{PW}@/db"),
             format!("mysql://reader:{PW}@/db"),
-            "postgresql:///db".to_owned(),
+            "mariadb:///db".to_owned(),
             format!("postgresql://reader:{PW}@:5432/db"),
         ] {
             let e = err(&s);
