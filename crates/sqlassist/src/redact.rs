@@ -168,8 +168,10 @@ pub(crate) fn embedded_urls(text: &str) -> String {
     let mut rest = text;
     while let Some(sep) = rest.find("://") {
         let scheme_start = rest[..sep]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-')))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-')))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let end = rest[sep..]
             .find(char::is_whitespace)
             .map_or(rest.len(), |i| sep + i);
@@ -359,5 +361,14 @@ mod tests {
     fn percent_decoding_keeps_invalid_escapes() {
         assert_eq!(percent_decode("50%off%40x%4"), "50%off@x%4");
         assert_eq!(percent_decode("%E2%9C%93"), "\u{2713}");
+    }
+
+    #[test]
+    fn a_url_after_a_multibyte_character_is_redacted_without_panicking() {
+        assert_eq!(
+            embedded_urls("é\u{7ff7d}postgres://u:s3cr3t@h/db"),
+            "é\u{7ff7d}postgres://u:***@h/db"
+        );
+        assert_eq!(setting("a.broker", "→://x:s3cr3t@h"), "→://x:***@h");
     }
 }
