@@ -32,10 +32,14 @@ fn parse(s: &str) -> sqlassist::Result<DatabaseUrl> {
 }
 
 /// `scheme://user:MARK@rest`: the user name is the input's, up to its first `:` or `@`,
-/// without the characters that end a user name (`/`, `?`, `#`); the rest follows the
+/// without `?` and `#` (they start a query or fragment before any user info); a raw `/`
+/// stays (`u/x:MARK@host` must be refused or redacted, never shown), except for SQLite,
+/// whose URLs have no user info (`sqlite:///:x@y` names a file). The rest follows the
 /// input's first `@` (or its `://` when it has none).
 fn with_password(input: &str) -> Option<String> {
     let (scheme, rest) = input.split_once("://")?;
+    // SQLite URLs have no user info: after `sqlite://`, `/:MARK@x` is a file name.
+    let is_sqlite = scheme.trim_start().to_ascii_lowercase().starts_with("sqlite");
     let (userinfo, after) = match rest.split_once('@') {
         Some((userinfo, after)) => (userinfo, after),
         None => ("app", rest),
@@ -45,7 +49,7 @@ fn with_password(input: &str) -> Option<String> {
         .next()
         .unwrap_or_default()
         .chars()
-        .filter(|c| !matches!(c, ':' | '/' | '?' | '#'))
+        .filter(|&c| !matches!(c, ':' | '?' | '#') && (c != '/' || !is_sqlite))
         .collect();
     Some(format!("{scheme}://{user}:{MARK}@{after}"))
 }

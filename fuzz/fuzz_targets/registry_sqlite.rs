@@ -7,7 +7,10 @@
 //! never creates a file elsewhere (and never connects to a server); the directory is
 //! emptied after every input. Pools are capped: inputs asking for more than
 //! [`MAX_POOL`] connections are skipped, because r2d2 preallocates its pool (a
-//! `pool_size` in the billions exhausts memory; the settings bound it too).
+//! `pool_size` in the billions exhausts memory; the settings bound it too), and so are
+//! inputs with more than [`MAX_ENGINES`] engines. Pools run without a reaper
+//! (`pool_idle_timeout` and `pool_recycle` are set to `none`): a dropped pool's worker
+//! threads then end at once instead of up to 30 s later.
 //! A password [`MARK`] sits in a secret-looking key and in a SQLite URI parameter.
 
 #![no_main]
@@ -21,6 +24,7 @@ use sqlassist_fuzz::{assert_result_hidden, can_mark, exercise, MARK};
 
 const SECTION: &str = "app:main";
 const MAX_POOL: u64 = 8;
+const MAX_ENGINES: usize = 8;
 
 /// This process's temporary directory.
 fn here() -> &'static Path {
@@ -85,9 +89,27 @@ fuzz_target!(init: sqlassist_fuzz::init(), |data: &[u8]| {
     let Ok(settings) = Settings::from_ini_str(&text, SECTION, here()) else {
         return;
     };
-    if !is_safe(&settings) {
+    if !is_safe(&settings) || settings.engine_prefixes().len() > MAX_ENGINES {
         return;
     }
+    // A dropped r2d2 pool with a reaper (idle timeout or recycling on) keeps its three
+    // worker threads until the reaper's next turn (30 s): at hundreds of registries a
+    // second the process would run out of threads. Without a reaper they end at once.
+    let mut pairs: Vec<(String, String)> = settings
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    for prefix in settings.engine_prefixes() {
+        for key in ["pool_idle_timeout", "pool_recycle"] {
+            pairs.retain(|(k, _)| *k != format!("{prefix}{key}"));
+            pairs.push((format!("{prefix}{key}"), "none".to_owned()));
+        }
+    }
+    let settings = Settings::builder()
+        .pairs(pairs)
+        .here(here())
+        .build()
+        .expect("settings from pairs");
     let registry = Registry::from_settings(&settings);
     if check {
         assert_result_hidden(&text, &registry);
