@@ -1068,6 +1068,10 @@ impl DataManager for SessionInner {
             .and_then(|s| s.prepared.clone())
     }
 
+    fn supports_savepoints(&self) -> bool {
+        true
+    }
+
     fn savepoint(
         &self,
         _txn: &Transaction,

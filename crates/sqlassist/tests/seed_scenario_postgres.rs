@@ -662,6 +662,7 @@ fn a_lone_managed_engine_commits_in_one_phase_without_preparing() {
         txn.add_after_commit_hook(move |_, ok| {
             assert!(ok);
             seen.set(prepared_count(&admin, &needle));
+            Ok(())
         });
         transaction::commit().unwrap();
     });

@@ -122,6 +122,10 @@ pub enum WriteState {
 /// read-only or after a failed step, and accept `abort` whether or not `tpc_begin` ran.
 ///
 /// Outside a commit, [`abort`](Self::abort) is called when the transaction is aborted.
+/// Resources stay joined after a failed commit, and the application's `abort()` then
+/// calls `abort` on each of them once more, as zope does: by then a resource has been
+/// cleaned up already, or (after a failed `tpc_finish`) holds a branch the decision
+/// committed, which `abort` must leave to recovery rather than roll back.
 ///
 /// # Examples
 ///
@@ -267,8 +271,18 @@ pub trait DataManager {
         None
     }
 
-    /// Takes a savepoint of the resource's current state, or returns `None` when the
-    /// resource does not support savepoints. Default: `None`.
+    /// Whether the resource can take savepoints. The coordinator asks every joined resource
+    /// before any takes one, so that [`Transaction::savepoint`] refuses (non-optimistic)
+    /// without leaving a savepoint behind in some resources; [`savepoint`](Self::savepoint)
+    /// is called only on resources that answer `true`. Default: `false`.
+    fn supports_savepoints(&self) -> bool {
+        false
+    }
+
+    /// Takes a savepoint of the resource's current state. Called only when
+    /// [`supports_savepoints`](Self::supports_savepoints) is true; `None` says the
+    /// resource could not take one after all (the savepoint is then refused, or, when
+    /// optimistic, cannot be rolled back). Default: `None`.
     ///
     /// # Errors
     ///

@@ -619,6 +619,10 @@ impl DataManager for ScriptedDataManager {
         Some(format!("{}:{}", txn.id(), self.key))
     }
 
+    fn supports_savepoints(&self) -> bool {
+        self.savepoints
+    }
+
     fn savepoint(
         &self,
         txn: &Transaction,

@@ -91,8 +91,8 @@ impl fmt::Display for Status {
 }
 
 type BeforeCommitHook = Box<dyn FnOnce(&Transaction) -> std::result::Result<(), BoxError>>;
-type AfterCommitHook = Box<dyn FnOnce(&Transaction, bool)>;
-type AbortHook = Box<dyn FnOnce(&Transaction)>;
+type AfterCommitHook = Box<dyn FnOnce(&Transaction, bool) -> std::result::Result<(), BoxError>>;
+type AbortHook = Box<dyn FnOnce(&Transaction) -> std::result::Result<(), BoxError>>;
 
 #[derive(Default)]
 struct Meta {
@@ -415,7 +415,27 @@ impl Transaction {
         Ok(())
     }
 
-    /// The description built by [`note`](Self::note).
+    /// Replaces the description, as assigning zope's `description` does; [`note`](Self::note)
+    /// appends to it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.note("draft")?;
+    /// txn.set_description("close the account");
+    /// assert_eq!(txn.description(), "close the account");
+    /// txn.note("for alice")?;
+    /// assert_eq!(txn.description(), "close the account\nfor alice");
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
+    pub fn set_description(&self, text: impl Into<String>) {
+        self.inner.state.borrow_mut().meta.description = text.into();
+    }
+
+    /// The description built by [`note`](Self::note) and
+    /// [`set_description`](Self::set_description).
     ///
     /// # Examples
     ///
@@ -575,6 +595,10 @@ impl Transaction {
     /// the transaction enters [`Status::CommitFailed`] and `commit()` returns
     /// [`Error::Hook`].
     ///
+    /// Every hook returns `Result<(), BoxError>`: hooks are application code whose errors
+    /// are the application's own, so any error type converts with `?`, and the error comes
+    /// back unchanged as the `source()` of [`Error::Hook`].
+    ///
     /// # Examples
     ///
     /// ```
@@ -600,7 +624,9 @@ impl Transaction {
             .push(Box::new(hook));
     }
 
-    /// Adds a hook run after a commit attempt, told whether the commit succeeded.
+    /// Adds a hook run after a commit attempt (after synchronizers' `after_completion`),
+    /// told whether the commit succeeded. Its error is logged at error level and never
+    /// changes the outcome: the commit has happened, or failed, already.
     ///
     /// # Examples
     ///
@@ -614,12 +640,23 @@ impl Transaction {
     /// txn.join(ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()).fail_on(Call::TpcVote))?;
     /// let outcome = Rc::new(Cell::new(None));
     /// let seen = outcome.clone();
-    /// txn.add_after_commit_hook(move |_, ok| seen.set(Some(ok)));
+    /// txn.add_after_commit_hook(move |_, ok| {
+    ///     seen.set(Some(ok));
+    ///     Ok(())
+    /// });
     /// assert!(txn.commit().is_err());
     /// assert_eq!(outcome.get(), Some(false));
+    /// txn.abort()?;
+    ///
+    /// let txn = manager.begin()?;
+    /// txn.add_after_commit_hook(|_, _| Err("the mail server is down".into()));
+    /// txn.commit()?; // logged; the commit stands
     /// # Ok::<(), transaction::Error>(())
     /// ```
-    pub fn add_after_commit_hook(&self, hook: impl FnOnce(&Transaction, bool) + 'static) {
+    pub fn add_after_commit_hook(
+        &self,
+        hook: impl FnOnce(&Transaction, bool) -> std::result::Result<(), BoxError> + 'static,
+    ) {
         self.inner
             .state
             .borrow_mut()
@@ -627,7 +664,10 @@ impl Transaction {
             .push(Box::new(hook));
     }
 
-    /// Adds a hook run at the start of `abort()`.
+    /// Adds a hook run at the start of `abort()`, before synchronizers'
+    /// `before_completion`. If it fails, the error is logged at error level, the abort
+    /// still completes, and `abort()` returns the first such error as [`Error::Hook`] with
+    /// [`Phase::BeforeAbortHook`].
     ///
     /// # Examples
     ///
@@ -640,12 +680,18 @@ impl Transaction {
     /// let txn = manager.begin()?;
     /// let seen = Rc::new(Cell::new(None));
     /// let status = seen.clone();
-    /// txn.add_before_abort_hook(move |txn| status.set(Some(txn.status())));
+    /// txn.add_before_abort_hook(move |txn| {
+    ///     status.set(Some(txn.status()));
+    ///     Ok(())
+    /// });
     /// txn.abort()?;
     /// assert_eq!(seen.get(), Some(Status::Active)); // ran before the resources aborted
     /// # Ok::<(), transaction::Error>(())
     /// ```
-    pub fn add_before_abort_hook(&self, hook: impl FnOnce(&Transaction) + 'static) {
+    pub fn add_before_abort_hook(
+        &self,
+        hook: impl FnOnce(&Transaction) -> std::result::Result<(), BoxError> + 'static,
+    ) {
         self.inner
             .state
             .borrow_mut()
@@ -653,7 +699,10 @@ impl Transaction {
             .push(Box::new(hook));
     }
 
-    /// Adds a hook run at the end of `abort()`.
+    /// Adds a hook run once every resource has aborted, before synchronizers'
+    /// `after_completion` (zope's order). If it fails, the error is logged at error level,
+    /// the other hooks still run, and `abort()` returns the first error of the abort as
+    /// [`Error::Hook`] with [`Phase::AfterAbortHook`].
     ///
     /// # Examples
     ///
@@ -666,12 +715,24 @@ impl Transaction {
     /// let txn = manager.begin()?;
     /// let seen = Rc::new(Cell::new(None));
     /// let status = seen.clone();
-    /// txn.add_after_abort_hook(move |txn| status.set(Some(txn.status())));
+    /// txn.add_after_abort_hook(move |txn| {
+    ///     status.set(Some(txn.status()));
+    ///     Ok(())
+    /// });
     /// txn.abort()?;
     /// assert_eq!(seen.get(), Some(Status::Aborted));
+    ///
+    /// let txn = manager.begin()?;
+    /// txn.add_after_abort_hook(|_| Err("cache not cleared".into()));
+    /// let err = txn.abort().unwrap_err();
+    /// assert_eq!(err.phase(), Some(transaction::Phase::AfterAbortHook));
+    /// assert_eq!(txn.status(), Status::Aborted); // the abort completed
     /// # Ok::<(), transaction::Error>(())
     /// ```
-    pub fn add_after_abort_hook(&self, hook: impl FnOnce(&Transaction) + 'static) {
+    pub fn add_after_abort_hook(
+        &self,
+        hook: impl FnOnce(&Transaction) -> std::result::Result<(), BoxError> + 'static,
+    ) {
         self.inner
             .state
             .borrow_mut()
@@ -743,10 +804,12 @@ impl Transaction {
         self.check_committable()?;
 
         let result = {
+            // The resources stay joined until the transaction ends: after a failed commit,
+            // abort() asks each of them once more, as zope does.
             let mut resources = {
                 let mut st = self.inner.state.borrow_mut();
                 st.status = Status::Committing;
-                std::mem::take(&mut st.resources)
+                st.resources.clone()
             };
             // Two-phase resources first, then one-phase ones; each group by sort key.
             resources.sort_by(|a, b| {
@@ -767,9 +830,30 @@ impl Transaction {
             if let Some(m) = self.manager() {
                 m.free(self);
             }
+            self.forget_everything();
             tracing::debug!(transaction = %self.id(), "committed");
         }
         result
+    }
+
+    /// Once the transaction has ended, drops what it held, as zope's `_free` does: its
+    /// resources, hooks, per-transaction data and extensions. The user and the description
+    /// stay, for code that reports on the transaction afterwards.
+    fn forget_everything(&self) {
+        let dropped = {
+            let mut st = self.inner.state.borrow_mut();
+            st.meta.extension.clear();
+            (
+                std::mem::take(&mut st.resources),
+                std::mem::take(&mut st.before_commit),
+                std::mem::take(&mut st.after_commit),
+                std::mem::take(&mut st.before_abort),
+                std::mem::take(&mut st.after_abort),
+                std::mem::take(&mut st.data),
+            )
+        };
+        // Dropped outside the borrow: a resource's or a hook's Drop may call back.
+        drop(dropped);
     }
 
     fn check_committable(&self) -> Result<()> {
@@ -812,7 +896,7 @@ impl Transaction {
             let mut st = self.inner.state.borrow_mut();
             st.before_commit.clear();
             st.status = Status::Committing;
-            std::mem::take(&mut st.resources)
+            st.resources.clone()
         };
         tracing::warn!(transaction = %self.id(), error = %err, "commit failed before the two-phase protocol started");
         self.cleanup(&resources, 0, 0);
@@ -827,7 +911,10 @@ impl Transaction {
         }
         let hooks = std::mem::take(&mut self.inner.state.borrow_mut().after_commit);
         for hook in hooks {
-            hook(self, committed);
+            // The commit has happened (or failed) already: an error here changes nothing.
+            if let Err(e) = hook(self, committed) {
+                tracing::error!(transaction = %self.id(), phase = %Phase::AfterCommitHook, error = %e, "after-commit hook failed; the outcome of the commit stands");
+            }
         }
     }
 
@@ -1029,11 +1116,19 @@ impl Transaction {
     /// Aborts the transaction: every joined resource discards its work. Aborting an
     /// aborted transaction does nothing.
     ///
+    /// In zope's order: before-abort hooks; synchronizers' `before_completion`; `abort` on
+    /// every joined resource (after a failed commit too: each is asked once more); the
+    /// after-abort hooks; then synchronizers' `after_completion`. Each step runs whatever
+    /// failed before it, and the transaction always ends: the manager frees it, and it
+    /// drops its resources, hooks, data and extensions.
+    ///
     /// # Errors
     ///
-    /// [`Error::Resource`] with [`Phase::Abort`] for the first resource whose abort failed
-    /// (every resource is still asked to abort, and the transaction still ends);
-    /// [`Error::InvalidState`] for a committed transaction.
+    /// The first failure, in that order, after every step has run: [`Error::Hook`] for a
+    /// failed abort hook ([`Phase::BeforeAbortHook`], [`Phase::AfterAbortHook`]) or
+    /// synchronizer ([`Phase::BeforeCompletion`]), [`Error::Resource`] with
+    /// [`Phase::Abort`] for a resource whose abort failed. Each failure is also logged at
+    /// error level. [`Error::InvalidState`] for a committed transaction.
     ///
     /// # Examples
     ///
@@ -1061,23 +1156,25 @@ impl Transaction {
                 })
             }
         }
+        // Every step runs whatever failed before it; the first failure is returned.
+        let mut first: Option<Error> = None;
+        let mut failed = |err: Error| {
+            if first.is_none() {
+                first = Some(err);
+            }
+        };
+        self.run_abort_hooks(Phase::BeforeAbortHook, &mut failed);
         self.invalidate_savepoints();
-        loop {
-            let hooks = std::mem::take(&mut self.inner.state.borrow_mut().before_abort);
-            if hooks.is_empty() {
-                break;
-            }
-            for hook in hooks {
-                hook(self);
-            }
-        }
         let synchronizers = self.synchronizers();
         for sync in &synchronizers {
-            if let Err(e) = sync.before_completion(self) {
-                tracing::warn!(transaction = %self.id(), error = %e, "synchronizer before_completion failed during abort");
+            if let Err(source) = sync.before_completion(self) {
+                tracing::error!(transaction = %self.id(), phase = %Phase::BeforeCompletion, error = %source, "synchronizer before_completion failed during abort; aborting anyway");
+                failed(Error::Hook {
+                    phase: Phase::BeforeCompletion,
+                    source,
+                });
             }
         }
-        let mut first: Option<Error> = None;
         // The transaction is still active while resources abort, so one may join another
         // resource (re-entrancy); abort those too rather than leave them joined to an
         // aborted transaction.
@@ -1089,13 +1186,11 @@ impl Transaction {
             for r in &resources {
                 if let Err(source) = r.abort(self) {
                     tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %source, "abort failed");
-                    if first.is_none() {
-                        first = Some(Error::Resource {
-                            phase: Phase::Abort,
-                            resource: r.sort_key().to_owned(),
-                            source,
-                        });
-                    }
+                    failed(Error::Resource {
+                        phase: Phase::Abort,
+                        resource: r.sort_key().to_owned(),
+                        source,
+                    });
                 }
             }
         }
@@ -1105,18 +1200,41 @@ impl Transaction {
             st.before_commit.clear();
             st.after_commit.clear();
         }
-        for sync in &synchronizers {
-            sync.after_completion(self);
-        }
-        let hooks = std::mem::take(&mut self.inner.state.borrow_mut().after_abort);
-        for hook in hooks {
-            hook(self);
-        }
+        self.run_abort_hooks(Phase::AfterAbortHook, &mut failed);
         if let Some(m) = self.manager() {
             m.free(self);
         }
+        // As in zope, synchronizers hear of the end after the after-abort hooks ran.
+        for sync in &synchronizers {
+            sync.after_completion(self);
+        }
+        self.forget_everything();
         tracing::debug!(transaction = %self.id(), "aborted");
         first.map_or(Ok(()), Err)
+    }
+
+    /// Runs the before-abort or after-abort hooks until none is left (a hook may add
+    /// more); a failure is logged and handed to `failed`, and the other hooks still run.
+    fn run_abort_hooks(&self, phase: Phase, failed: &mut impl FnMut(Error)) {
+        loop {
+            let hooks = {
+                let mut st = self.inner.state.borrow_mut();
+                if phase == Phase::BeforeAbortHook {
+                    std::mem::take(&mut st.before_abort)
+                } else {
+                    std::mem::take(&mut st.after_abort)
+                }
+            };
+            if hooks.is_empty() {
+                return;
+            }
+            for hook in hooks {
+                if let Err(source) = hook(self) {
+                    tracing::error!(transaction = %self.id(), phase = %phase, error = %source, "{phase} failed; aborting anyway");
+                    failed(Error::Hook { phase, source });
+                }
+            }
+        }
     }
 
     /// Aborts on behalf of a manager that is going away, logging at warn level.
@@ -1127,11 +1245,16 @@ impl Transaction {
             Status::Active | Status::Doomed | Status::CommitFailed
         );
         let had_work = !st.resources.is_empty();
+        let failed = st.status == Status::CommitFailed;
         drop(st);
         if !live {
             return;
         }
-        if had_work {
+        if failed {
+            // The failed commit may have been a heuristic outcome: do not claim nothing
+            // committed.
+            tracing::warn!(transaction = %self.id(), "{why} after a failed commit: aborting it");
+        } else if had_work {
             tracing::warn!(transaction = %self.id(), "{why} with a transaction still open: aborting it, nothing is committed");
         }
         if let Err(e) = self.abort() {
@@ -1141,9 +1264,10 @@ impl Transaction {
 
     /// Takes a savepoint of every joined resource.
     ///
-    /// With `optimistic` false, every resource must support savepoints. With `optimistic`
-    /// true, resources that do not are accepted, and rolling back the savepoint fails
-    /// instead.
+    /// With `optimistic` false, every resource must
+    /// [support savepoints](DataManager::supports_savepoints): if one does not, the
+    /// savepoint is refused before any resource takes one. With `optimistic` true,
+    /// resources that do not are accepted, and rolling back the savepoint fails instead.
     ///
     /// # Errors
     ///
@@ -1184,13 +1308,26 @@ impl Transaction {
             }
             st.resources.clone()
         };
+        // Refuse before any resource takes a savepoint, so that none is left behind.
+        if !optimistic {
+            if let Some(r) = resources.iter().find(|r| !r.supports_savepoints()) {
+                return Err(Error::SavepointNotSupported {
+                    resource: r.sort_key().to_owned(),
+                });
+            }
+        }
         // Resources that join while the savepoint is taken (re-entrancy) have no state in
         // it: count them as late joiners, aborted on rollback.
         let joined = resources.len();
         let mut states = Vec::with_capacity(resources.len());
         for r in resources {
+            if !r.supports_savepoints() {
+                states.push((r, None)); // optimistic: rolling back will fail instead
+                continue;
+            }
             match r.savepoint(self) {
                 Some(Ok(sp)) => states.push((r, Some(sp))),
+                // A resource that said it supports savepoints and then took none.
                 None if optimistic => states.push((r, None)),
                 None => {
                     return Err(Error::SavepointNotSupported {

@@ -188,6 +188,14 @@ impl Model {
             return Outcome::TransactionFailed;
         }
         let (serial, joined) = (t.serial, t.joined.clone());
+        // Refused before any resource takes one.
+        if !optimistic {
+            if let Some(&id) = joined.iter().find(|&&id| !self.specs[id].savepoints) {
+                return Outcome::SavepointNotSupported {
+                    resource: self.key(id),
+                };
+            }
+        }
         let mut states = Vec::new();
         for id in joined.iter().copied() {
             let spec = &self.specs[id];
@@ -287,7 +295,9 @@ impl Model {
             Status::CommitFailed => return Outcome::TransactionFailed,
             _ => {}
         }
-        let (serial, joined) = (t.serial, std::mem::take(&mut t.joined));
+        // The resources stay joined until the transaction ends: abort() after a failed
+        // commit aborts each once more.
+        let (serial, joined) = (t.serial, t.joined.clone());
         self.invalidate_savepoints(serial, None);
         let specs: Vec<Spec> = joined.iter().map(|&id| self.specs[id].clone()).collect();
         let p = predict_commit(&specs, false, false);
