@@ -22,7 +22,9 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use sqlassist::{DatabaseUrl, Engine, EngineOptions, Error, InitOptions, IsolationLevel, Registry};
 use transaction::{BoxError, Branch, DecisionLog, TransactionId, TransactionManager};
 
-use common::{reset_thread, unique, TempDir};
+use common::lite::{count as sqlite_count, raw as raw_sqlite};
+use common::pg::{names, prepared as prepared_count, raw, scalar};
+use common::{reset_thread, unique, Table, TempDir};
 
 /// The URLs a test needs, or `None` when it skips.
 macro_rules! urls {
@@ -46,85 +48,6 @@ fn engine_with(
     .build()
     .expect("valid options");
     Engine::new(options).expect("an engine")
-}
-
-fn raw(url: &str) -> PgConnection {
-    PgConnection::establish(url).expect("a plain connection")
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-fn scalar(url: &str, sql: &str) -> i64 {
-    diesel::sql_query(format!("SELECT CAST(({sql}) AS BIGINT) AS n"))
-        .get_result::<Count>(&mut raw(url))
-        .expect("scalar query")
-        .n
-}
-
-fn names(url: &str, table: &str) -> Vec<String> {
-    #[derive(QueryableByName)]
-    struct Name {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        name: String,
-    }
-    diesel::sql_query(format!("SELECT name FROM {table} ORDER BY name"))
-        .load::<Name>(&mut raw(url))
-        .expect("load names")
-        .into_iter()
-        .map(|n| n.name)
-        .collect()
-}
-
-/// Prepared transactions whose gid contains `needle` (an engine name: gids are
-/// `sqlassist_<txn>_<engine>`).
-fn prepared_count(admin: &str, needle: &str) -> i64 {
-    scalar(
-        admin,
-        &format!("SELECT COUNT(*) FROM pg_prepared_xacts WHERE strpos(gid, '{needle}') > 0"),
-    )
-}
-
-/// A table created as the writer, dropped (after closing this thread's sessions) when the
-/// guard goes out of scope, even when the test panicked.
-struct Table {
-    url: String,
-    name: String,
-}
-
-impl Table {
-    fn create(url: &str, prefix: &str, columns: &str) -> Self {
-        let name = unique(prefix);
-        raw(url)
-            .batch_execute(&format!("CREATE TABLE {name} ({columns})"))
-            .expect("create table");
-        Self {
-            url: url.to_owned(),
-            name,
-        }
-    }
-}
-
-impl std::ops::Deref for Table {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Drop for Table {
-    fn drop(&mut self) {
-        reset_thread();
-        if let Ok(mut c) = PgConnection::establish(&self.url) {
-            let _ = c.batch_execute(&format!(
-                "SET lock_timeout = '5s'; DROP TABLE IF EXISTS {}",
-                self.name
-            ));
-        }
-    }
 }
 
 /// A decision log that, when the coordinator records its decision (every branch voted,
@@ -163,15 +86,10 @@ impl Probe {
 
 impl DecisionLog for Probe {
     fn record_commit(&self, _txn: TransactionId, branches: &[Branch]) -> Result<(), BoxError> {
-        let sqlite_rows = self.sqlite.as_ref().map(|(path, table)| {
-            diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
-                .get_result::<Count>(
-                    &mut SqliteConnection::establish(&path.display().to_string())
-                        .expect("open sqlite"),
-                )
-                .expect("count sqlite rows")
-                .n
-        });
+        let sqlite_rows = self
+            .sqlite
+            .as_ref()
+            .map(|(path, table)| sqlite_count(path, table));
         self.seen.borrow_mut().push(Seen {
             resources: branches.iter().map(|b| b.resource.clone()).collect(),
             prepared_in_pg: self
@@ -205,7 +123,7 @@ fn resource_error(err: &transaction::Error) -> &Error {
 fn reader_role_queries_work_insert_is_denied_and_reader_stays_usable_after_rollback() {
     let (url, reader_url) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_READER_URL");
     reset_thread();
-    let table = Table::create(&url, "s1", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "s1", "name TEXT NOT NULL");
     raw(&url)
         .batch_execute(&format!("INSERT INTO {} VALUES ('seed')", &*table))
         .unwrap();
@@ -248,7 +166,7 @@ fn reader_role_queries_work_insert_is_denied_and_reader_stays_usable_after_rollb
 fn read_only_engine_on_the_writer_url_fails_writes_with_read_only_transaction() {
     let (url,) = urls!("SQLASSIST_TEST_PG_URL");
     reset_thread();
-    let table = Table::create(&url, "s1ro", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "s1ro", "name TEXT NOT NULL");
     let mut registry = Registry::new();
     registry
         .init_engine(
@@ -282,7 +200,7 @@ fn read_only_engine_on_the_writer_url_fails_writes_with_read_only_transaction() 
 fn managed_writer_insert_persists_after_transaction_commit() {
     let (url,) = urls!("SQLASSIST_TEST_PG_URL");
     reset_thread();
-    let table = Table::create(&url, "s2", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "s2", "name TEXT NOT NULL");
     let mut registry = Registry::new();
     registry
         .init_engine("writer", engine(&url), InitOptions::new().managed(true))
@@ -305,8 +223,8 @@ struct TwoWriters {
 }
 
 fn two_writers(url1: &str, url2: &str, columns2: &str) -> TwoWriters {
-    let t1 = Table::create(url1, "w1", "name TEXT PRIMARY KEY");
-    let t2 = Table::create(url2, "w2", columns2);
+    let t1 = Table::pg(url1, "w1", "name TEXT PRIMARY KEY");
+    let t2 = Table::pg(url2, "w2", columns2);
     // Engine names sort writer1 before writer2, so writer2 votes last.
     let w1 = unique("a_writer1");
     let w2 = unique("b_writer2");
@@ -519,7 +437,7 @@ fn sqlite_writer(db: &Path, busy_ms: u64) -> Engine {
 fn sqlite_commits_last_while_postgresql_is_prepared_and_both_persist() {
     let (url, admin) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_ADMIN_URL");
     reset_thread();
-    let table = Table::create(&url, "s7", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "s7", "name TEXT NOT NULL");
     let dir = TempDir::new("s7");
     let db = dir.file("embedded.db");
     raw_sqlite(&db)
@@ -577,15 +495,11 @@ fn sqlite_commits_last_while_postgresql_is_prepared_and_both_persist() {
     assert_eq!(prepared_count(&admin, &pg), 0);
 }
 
-fn raw_sqlite(db: &Path) -> SqliteConnection {
-    SqliteConnection::establish(&db.display().to_string()).expect("open the sqlite file")
-}
-
 #[test]
 fn a_failed_sqlite_commit_rolls_postgresql_back_and_leaves_nothing_prepared() {
     let (url, admin) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_ADMIN_URL");
     reset_thread();
-    let table = Table::create(&url, "s7f", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "s7f", "name TEXT NOT NULL");
     let dir = TempDir::new("s7f");
     let db = dir.file("embedded.db");
     raw_sqlite(&db)
@@ -630,10 +544,7 @@ fn a_failed_sqlite_commit_rolls_postgresql_back_and_leaves_nothing_prepared() {
         0,
         "no prepared transaction is left"
     );
-    let rows = diesel::sql_query("SELECT COUNT(*) AS n FROM t")
-        .get_result::<Count>(&mut raw_sqlite(&db))
-        .unwrap()
-        .n;
+    let rows = sqlite_count(&db, "t");
     assert_eq!(rows, 0);
 }
 
@@ -643,7 +554,7 @@ fn a_failed_sqlite_commit_rolls_postgresql_back_and_leaves_nothing_prepared() {
 fn a_lone_managed_engine_commits_in_one_phase_without_preparing() {
     let (url, admin) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_ADMIN_URL");
     reset_thread();
-    let table = Table::create(&url, "one", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "one", "name TEXT NOT NULL");
     let name = unique("lone");
     let mut registry = Registry::new();
     registry
@@ -681,8 +592,8 @@ fn a_managed_session_that_only_selects_votes_read_only_next_to_a_writer() {
         "SQLASSIST_TEST_PG_ADMIN_URL"
     );
     reset_thread();
-    let written = Table::create(&url1, "ro_w", "name TEXT NOT NULL");
-    let read = Table::create(&url2, "ro_r", "name TEXT NOT NULL");
+    let written = Table::pg(&url1, "ro_w", "name TEXT NOT NULL");
+    let read = Table::pg(&url2, "ro_r", "name TEXT NOT NULL");
     // The writer sorts first and prepares; the selector votes after it.
     let writer = unique("a_writer");
     let selector = unique("b_selector");
@@ -724,7 +635,7 @@ fn a_managed_session_that_only_selects_votes_read_only_next_to_a_writer() {
 fn unmanaged_session_commits_and_rolls_back_on_its_own_whatever_abort_does() {
     let (url,) = urls!("SQLASSIST_TEST_PG_URL");
     reset_thread();
-    let table = Table::create(&url, "log", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "log", "name TEXT NOT NULL");
     let mut registry = Registry::new();
     registry
         .init_engine("log", engine(&url), InitOptions::new())
@@ -750,7 +661,7 @@ fn unmanaged_session_commits_and_rolls_back_on_its_own_whatever_abort_does() {
 fn close_sessions_rolls_back_unmanaged_work_and_returns_every_connection() {
     let (url,) = urls!("SQLASSIST_TEST_PG_URL");
     reset_thread();
-    let table = Table::create(&url, "close", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "close", "name TEXT NOT NULL");
     let log_engine = engine(&url);
     let writer_engine = engine(&url);
     let mut registry = Registry::new();
@@ -804,7 +715,7 @@ fn close_sessions_rolls_back_unmanaged_work_and_returns_every_connection() {
 fn nested_diesel_transaction_inside_a_session_is_a_savepoint() {
     let (url,) = urls!("SQLASSIST_TEST_PG_URL");
     reset_thread();
-    let table = Table::create(&url, "nested", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "nested", "name TEXT NOT NULL");
     let mut registry = Registry::new();
     registry
         .init_engine("writer", engine(&url), InitOptions::new().managed(true))
@@ -865,7 +776,7 @@ fn transaction_savepoint_rolls_back_both_postgresql_engines() {
 fn a_serialization_failure_is_transient_and_retried_by_transaction_run() {
     let (url,) = urls!("SQLASSIST_TEST_PG_URL");
     reset_thread();
-    let table = Table::create(&url, "ser", "id INT PRIMARY KEY, v INT NOT NULL");
+    let table = Table::pg(&url, "ser", "id INT PRIMARY KEY, v INT NOT NULL");
     raw(&url)
         .batch_execute(&format!("INSERT INTO {} VALUES (1, 0)", &*table))
         .unwrap();
@@ -978,8 +889,8 @@ fn a_select_that_writes_through_a_function_is_prepared_and_committed_not_dropped
         "SQLASSIST_TEST_PG_ADMIN_URL"
     );
     reset_thread();
-    let written = Table::create(&url1, "fn_w", "name TEXT NOT NULL");
-    let hidden = Table::create(&url2, "fn_h", "name TEXT NOT NULL");
+    let written = Table::pg(&url1, "fn_w", "name TEXT NOT NULL");
+    let hidden = Table::pg(&url2, "fn_h", "name TEXT NOT NULL");
     let function = unique("fn_insert");
     raw(&url2)
         .batch_execute(&format!(

@@ -18,6 +18,7 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use sqlassist::{DatabaseUrl, Engine, EngineOptions, Error, InitOptions, Registry};
 
+use common::lite::{count, names, raw};
 use common::{reset_thread, TempDir};
 
 fn url(path: &Path) -> DatabaseUrl {
@@ -33,41 +34,9 @@ fn engine(path: &Path, read_only: bool) -> Engine {
     Engine::new(options).expect("an engine")
 }
 
-/// A plain Diesel connection outside sqlassist, for setup and for checking what persisted.
-fn raw(path: &Path) -> SqliteConnection {
-    SqliteConnection::establish(&path.display().to_string()).expect("open the sqlite file")
-}
-
 fn setup(path: &Path, sql: &str) {
     use diesel::connection::SimpleConnection;
     raw(path).batch_execute(sql).expect("setup sql");
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-fn count(path: &Path, table: &str) -> i64 {
-    diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
-        .get_result::<Count>(&mut raw(path))
-        .expect("count rows")
-        .n
-}
-
-fn names(path: &Path, table: &str) -> Vec<String> {
-    #[derive(QueryableByName)]
-    struct Name {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        name: String,
-    }
-    diesel::sql_query(format!("SELECT name FROM {table} ORDER BY name"))
-        .load::<Name>(&mut raw(path))
-        .expect("load names")
-        .into_iter()
-        .map(|n| n.name)
-        .collect()
 }
 
 /// A manager that lets two managed SQLite writers share a transaction (see the module docs).
