@@ -252,6 +252,15 @@ pub enum Error {
         engine: String,
     },
 
+    /// An engine declared read-only wrote in its transaction (PostgreSQL assigned it a
+    /// transaction id, say after `SET TRANSACTION READ WRITE`): its work was rolled back
+    /// and the commit refused.
+    #[error("engine `{engine}` is read-only but its transaction wrote: its work was rolled back and nothing of it was committed")]
+    ReadOnlyEngineWrote {
+        /// The engine's name.
+        engine: String,
+    },
+
     /// A statement failed earlier in the transaction and the error was not handled by
     /// rolling back to a savepoint: the database can only roll the transaction back.
     #[error("a statement failed earlier in the transaction of engine `{engine}`: it can only be rolled back (handle statement errors inside conn.transaction(..) to keep the transaction usable)")]

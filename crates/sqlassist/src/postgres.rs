@@ -6,7 +6,8 @@
 //! |---|---|
 //! | first use | `BEGIN` (through Diesel, so nested `transaction()` calls are savepoints) |
 //! | vote, after a statement that may write | `PREPARE TRANSACTION '<gid>'` |
-//! | vote, after reads only | `SELECT (CASE WHEN txid_current_if_assigned() IS NULL THEN '<sentinel>' END)::int; PREPARE TRANSACTION '<gid>'` in one round trip |
+//! | vote, after reads only | `SELECT txid_current_if_assigned() IS NOT NULL`, then `ROLLBACK` (nothing written: votes read-only) or `PREPARE TRANSACTION '<gid>'` |
+//! | vote or commit of an engine declared read-only | `SELECT txid_current_if_assigned() IS NOT NULL`, then `ROLLBACK`; the commit fails if it wrote |
 //! | finish | `COMMIT PREPARED '<gid>'` |
 //! | abort after vote | `ROLLBACK PREPARED '<gid>'` |
 //! | abort before vote | `ROLLBACK` |
@@ -18,10 +19,15 @@
 //! silent rollback.
 //!
 //! A session that ran only reads (by the first word of each statement) asks the server
-//! whether it wrote anything: the `SELECT` before `PREPARE` raises an error carrying a
-//! sentinel when no transaction id was assigned, and the session votes read-only and rolls
-//! back. The SQL text only decides whether to ask; the answer always comes from the server,
-//! so a write is never dropped.
+//! whether it wrote anything: PostgreSQL assigns a transaction id at the first write, so
+//! `txid_current_if_assigned()` is `NULL` exactly when nothing was written; the session
+//! then rolls back and votes read-only. The SQL text only decides whether to ask; the
+//! answer always comes from the server, so a write is never dropped. The question never
+//! fails on purpose: normal operation writes no `ERROR` into the server log.
+//!
+//! An engine declared read-only always asks and always rolls back: if its transaction was
+//! assigned an id anyway (`SET TRANSACTION READ WRITE` lifts the read-only default), the
+//! commit fails with [`Error::ReadOnlyEngineWrote`] naming the engine.
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::{PgConnection, QueryableByName, RunQueryDsl};
@@ -30,8 +36,6 @@ use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::options::EngineOptions;
 use crate::url::DatabaseUrl;
-
-const READ_ONLY_SENTINEL: &str = "sqlassist-vote-read-only";
 
 /// SQL run on every new connection: session characteristics from the engine options.
 pub(crate) fn setup_sql(options: &EngineOptions) -> Result<String> {
@@ -105,35 +109,59 @@ pub(crate) enum Prepared {
     ReadOnly,
 }
 
+#[derive(QueryableByName)]
+struct Assigned {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    assigned: bool,
+}
+
+/// Whether the server assigned the open transaction a transaction id: PostgreSQL does so
+/// at the transaction's first write (of any kind, through any function), and never for
+/// reads. One round trip; the query cannot fail on a healthy transaction, so normal
+/// operation writes no `ERROR` into the server log.
+fn wrote(conn: &mut Conn) -> std::result::Result<bool, DieselError> {
+    let Some(pg) = <PgConnection as crate::conn::sealed::Sealed>::from_conn(conn) else {
+        return Ok(true); // not PostgreSQL: assume the worst
+    };
+    diesel::sql_query("SELECT txid_current_if_assigned() IS NOT NULL AS assigned")
+        .get_result::<Assigned>(pg)
+        .map(|a| a.assigned)
+}
+
 /// The vote. The session has already checked (without a round trip) that the transaction
 /// did not fail. When a statement that may write ran, this sends `PREPARE TRANSACTION`
-/// alone; otherwise it first asks the server, in the same round trip, whether a
-/// transaction id was assigned: if not, nothing was written and the session rolls back and
-/// votes read-only.
+/// alone; otherwise it first asks the server whether a transaction id was assigned: if not,
+/// nothing was written and the session rolls back and votes read-only (two round trips,
+/// as a commit of the reads would be).
 pub(crate) fn prepare(conn: &mut Conn, gid: &str) -> std::result::Result<Prepared, DieselError> {
     let may_have_written = conn.tracker().is_none_or(|t| t.may_have_written());
-    let sql = if may_have_written {
-        format!("PREPARE TRANSACTION '{gid}'")
-    } else {
-        format!(
-            "SELECT (CASE WHEN txid_current_if_assigned() IS NULL THEN '{READ_ONLY_SENTINEL}' END)::int; PREPARE TRANSACTION '{gid}'"
-        )
-    };
-    match conn.batch_execute(&sql) {
-        Ok(()) => {
-            // libpq reports the session idle after PREPARE and Diesel resets its depth;
-            // make sure of it whatever the Diesel version does.
-            if conn.depth().unwrap_or(0) != 0 {
-                conn.forget_transaction();
-            }
-            Ok(Prepared::Yes)
-        }
-        Err(DieselError::DatabaseError(_, info)) if info.message().contains(READ_ONLY_SENTINEL) => {
-            conn.rollback()?;
-            Ok(Prepared::ReadOnly)
-        }
-        Err(e) => Err(e),
+    if !may_have_written && !wrote(conn)? {
+        conn.rollback()?;
+        return Ok(Prepared::ReadOnly);
     }
+    conn.batch_execute(&format!("PREPARE TRANSACTION '{gid}'"))?;
+    // libpq reports the session idle after PREPARE and Diesel resets its depth; make sure
+    // of it whatever the Diesel version does.
+    if conn.depth().unwrap_or(0) != 0 {
+        conn.forget_transaction();
+    }
+    Ok(Prepared::Yes)
+}
+
+/// Ends the transaction of an engine declared read-only: asks the server whether it wrote
+/// (`SET TRANSACTION READ WRITE` lifts the engine's read-only default), then rolls back in
+/// every case, so nothing a read-only engine did is ever committed. Returns whether it
+/// wrote; the caller then fails the commit.
+pub(crate) fn end_read_only(conn: &mut Conn) -> std::result::Result<bool, DieselError> {
+    let wrote = match wrote(conn) {
+        Ok(wrote) => wrote,
+        Err(e) => {
+            let _ = conn.rollback();
+            return Err(e);
+        }
+    };
+    conn.rollback()?;
+    Ok(wrote)
 }
 
 /// Phase two on any connection outside a transaction block.

@@ -465,6 +465,10 @@ impl Session {
         self.inner.check_committable(&mut st)?;
         st.open = false;
         let conn = st.conn.as_mut().ok_or_else(|| self.inner.no_connection())?;
+        #[cfg(feature = "postgres")]
+        if self.inner.engine.backend() == Backend::Postgres && self.inner.engine.is_read_only() {
+            return self.inner.end_read_only(conn);
+        }
         // The check above refused a failed transaction, which PostgreSQL would otherwise
         // answer with a silent rollback: a plain COMMIT is safe here.
         conn.commit().map_err(|e| {
@@ -728,6 +732,22 @@ impl SessionInner {
         outcome
     }
 
+    /// Ends the transaction of a PostgreSQL engine declared read-only: rolls it back, and
+    /// fails with [`Error::ReadOnlyEngineWrote`] when the server says it wrote.
+    #[cfg(feature = "postgres")]
+    fn end_read_only(&self, conn: &mut Conn) -> Result<()> {
+        match crate::postgres::end_read_only(conn) {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                tracing::error!(engine = %self.name, "a read-only engine wrote (SET TRANSACTION READ WRITE?): rolled back");
+                Err(Error::ReadOnlyEngineWrote {
+                    engine: self.name.clone(),
+                })
+            }
+            Err(e) => Err(self.db_error(e)),
+        }
+    }
+
     /// The xid a managed MariaDB/MySQL session's next branch starts with.
     #[cfg(feature = "mysql")]
     fn xa_branch(&self, st: &State) -> Option<String> {
@@ -961,6 +981,12 @@ impl DataManager for SessionInner {
                 }
             }
             #[cfg(feature = "postgres")]
+            Backend::Postgres if self.engine.is_read_only() => {
+                st.open = false;
+                self.end_read_only(conn).map_err(ResourceError::new)?;
+                Ok(Vote::ReadOnly)
+            }
+            #[cfg(feature = "postgres")]
             Backend::Postgres => {
                 let gid = gid(txn.id(), &self.name);
                 match crate::postgres::prepare(conn, &gid) {
@@ -1055,6 +1081,10 @@ impl DataManager for SessionInner {
             .conn
             .as_mut()
             .ok_or_else(|| ResourceError::new(self.no_connection()))?;
+        #[cfg(feature = "postgres")]
+        if self.engine.backend() == Backend::Postgres && self.engine.is_read_only() {
+            return self.end_read_only(conn).map_err(ResourceError::new);
+        }
         conn.commit().map_err(|e| {
             let _ = conn.rollback();
             self.resource_error(e)

@@ -23,7 +23,7 @@ use sqlassist::{DatabaseUrl, Engine, EngineOptions, Error, InitOptions, Isolatio
 use transaction::{BoxError, Branch, DecisionLog, TransactionId, TransactionManager};
 
 use common::lite::{count as sqlite_count, raw as raw_sqlite};
-use common::pg::{names, prepared as prepared_count, raw, scalar};
+use common::pg::{self, names, prepared as prepared_count, raw, scalar};
 use common::{reset_thread, unique, Table, TempDir};
 
 /// The URLs a test needs, or `None` when it skips.
@@ -932,4 +932,172 @@ fn a_select_that_writes_through_a_function_is_prepared_and_committed_not_dropped
     raw(&url2)
         .batch_execute(&format!("DROP FUNCTION {function}()"))
         .unwrap();
+}
+
+// --- votes that err nowhere, readers that cannot write ---------------------------------
+
+/// Log lines since `log` was opened that mention `needle`.
+fn log_lines_with(log: &common::ServerLog, needle: &str) -> Vec<String> {
+    log.since_open()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_read_only_participant_commits_without_an_error_in_the_server_log() {
+    let (url1, url2, admin) = urls!(
+        "SQLASSIST_TEST_PG_URL",
+        "SQLASSIST_TEST_PG_URL_2",
+        "SQLASSIST_TEST_PG_ADMIN_URL"
+    );
+    reset_thread();
+    let Some(log) = common::ServerLog::open(&admin) else {
+        return;
+    };
+    let written = Table::pg(&url1, "quiet_w", "name TEXT NOT NULL");
+    let read = Table::pg(&url2, "quiet_r", "name TEXT NOT NULL");
+    let writer = unique("a_writer");
+    let selector = unique("b_selector");
+    let mut registry = Registry::new();
+    registry
+        .init_engine(&writer, engine(&url1), InitOptions::new().managed(true))
+        .unwrap();
+    registry
+        .init_engine(&selector, engine(&url2), InitOptions::new().managed(true))
+        .unwrap();
+    let probe = Probe::new(&admin, &[&selector]);
+    probe.manager().scope(|| {
+        for round in 0..3 {
+            registry
+                .session(&writer)
+                .unwrap()
+                .execute(&format!("INSERT INTO {} VALUES ('x{round}')", &*written))
+                .unwrap();
+            registry
+                .session(&selector)
+                .unwrap()
+                .query_i64(&format!("SELECT COUNT(*) FROM {}", &*read))
+                .unwrap();
+            transaction::commit().unwrap();
+        }
+    });
+    assert_eq!(pg::count(&url1, &written), 3);
+    let seen = probe.seen.borrow();
+    assert!(
+        seen.iter().all(|s| s.prepared_in_pg == 0),
+        "the selector voted read-only: {seen:?}"
+    );
+    // A control: an error with a marker of this test is found, so the log is read.
+    let marker = unique("no_such_column");
+    assert!(pg::raw(&url2)
+        .batch_execute(&format!("SELECT {marker}"))
+        .is_err());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while log_lines_with(&log, &marker).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the control error never reached the server log"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The selector's votes named its branch (`sqlassist_<txn>_<selector>`): the server
+    // logged nothing about them, and nothing about a read-only sentinel.
+    assert_eq!(log_lines_with(&log, &selector), Vec::<String>::new());
+    assert_eq!(
+        log_lines_with(&log, "sqlassist-vote-read-only"),
+        Vec::<String>::new()
+    );
+}
+
+/// A managed engine declared read-only, on the writer's URL (the role could write).
+fn reader_engine(url: &str) -> Engine {
+    engine_with(url, |b| b.read_only(true))
+}
+
+#[test]
+fn a_read_only_engine_that_wrote_after_set_transaction_read_write_is_rolled_back_and_fails_the_commit(
+) {
+    let (url1, url2) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_URL_2");
+    reset_thread();
+    // Alone (one-phase) and next to a writer (two-phase), sorting first and last.
+    for (with_writer, reader_prefix) in
+        [(false, "m_reader"), (true, "a_reader"), (true, "z_reader")]
+    {
+        let written = Table::pg(&url1, "rw_w", "name TEXT NOT NULL");
+        let sneaked = Table::pg(&url2, "rw_r", "name TEXT NOT NULL");
+        let writer = unique("m_writer");
+        let reader = unique(reader_prefix);
+        let mut registry = Registry::new();
+        registry
+            .init_engine(&writer, engine(&url1), InitOptions::new().managed(true))
+            .unwrap();
+        registry
+            .init_engine(
+                &reader,
+                reader_engine(&url2),
+                InitOptions::new().managed(true),
+            )
+            .unwrap();
+        if with_writer {
+            registry
+                .session(&writer)
+                .unwrap()
+                .execute(&format!("INSERT INTO {} VALUES ('w')", &*written))
+                .unwrap();
+        }
+        let session = registry.session(&reader).unwrap();
+        session.execute("SET TRANSACTION READ WRITE").unwrap();
+        session
+            .execute(&format!("INSERT INTO {} VALUES ('sneaked')", &*sneaked))
+            .unwrap();
+        let err = transaction::commit().expect_err("a read-only engine wrote");
+        assert!(
+            matches!(resource_error(&err), Error::ReadOnlyEngineWrote { engine } if *engine == reader),
+            "{reader_prefix}: {err:?}"
+        );
+        assert!(err.to_string().contains(&reader), "{err}");
+        transaction::abort().unwrap();
+        assert_eq!(pg::count(&url2, &sneaked), 0, "{reader_prefix}");
+        assert_eq!(pg::count(&url1, &written), 0, "{reader_prefix}");
+    }
+}
+
+#[test]
+fn a_read_only_engine_that_only_read_commits_alone_and_next_to_a_writer() {
+    let (url1, url2) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_URL_2");
+    reset_thread();
+    for with_writer in [false, true] {
+        let written = Table::pg(&url1, "ro_ok_w", "name TEXT NOT NULL");
+        let read = Table::pg(&url2, "ro_ok_r", "name TEXT NOT NULL");
+        let writer = unique("m_writer");
+        let reader = unique("a_reader");
+        let mut registry = Registry::new();
+        registry
+            .init_engine(&writer, engine(&url1), InitOptions::new().managed(true))
+            .unwrap();
+        registry
+            .init_engine(
+                &reader,
+                reader_engine(&url2),
+                InitOptions::new().managed(true),
+            )
+            .unwrap();
+        if with_writer {
+            registry
+                .session(&writer)
+                .unwrap()
+                .execute(&format!("INSERT INTO {} VALUES ('w')", &*written))
+                .unwrap();
+        }
+        let n = registry
+            .session(&reader)
+            .unwrap()
+            .query_i64(&format!("SELECT COUNT(*) FROM {}", &*read))
+            .unwrap();
+        assert_eq!(n, 0);
+        transaction::commit().unwrap();
+        assert_eq!(pg::count(&url1, &written), i64::from(with_writer));
+    }
 }

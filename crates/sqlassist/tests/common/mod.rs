@@ -387,3 +387,73 @@ impl Drop for Table {
         }
     }
 }
+
+/// The PostgreSQL server's log, read through the superuser connection from the point where
+/// [`ServerLog::open`] found its end: what the server logged since then.
+///
+/// The file is `pg_current_logfile()` when the server runs a logging collector, otherwise
+/// the path in `SQLASSIST_TEST_PG_LOG` (`scripts/test` sets it from `pg_lsclusters`).
+#[cfg(feature = "postgres")]
+pub struct ServerLog {
+    admin: String,
+    path: String,
+    start: i64,
+}
+
+#[cfg(feature = "postgres")]
+impl ServerLog {
+    /// Starts reading at the log's current end, or skips/fails when it cannot be found.
+    #[track_caller]
+    pub fn open(admin: &str) -> Option<Self> {
+        #[derive(diesel::QueryableByName)]
+        struct Path {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            path: Option<String>,
+        }
+        use diesel::RunQueryDsl;
+        let current = diesel::sql_query("SELECT pg_current_logfile() AS path")
+            .get_result::<Path>(&mut pg::raw(admin))
+            .expect("pg_current_logfile()")
+            .path;
+        let path = match current.or_else(|| std::env::var("SQLASSIST_TEST_PG_LOG").ok()) {
+            Some(p) if !p.is_empty() => p,
+            _ => {
+                skip_or_fail(
+                    "SQLASSIST_TEST_PG_LOG",
+                    "is not set and the server has no logging collector",
+                )?;
+                return None;
+            }
+        };
+        let start = Self::size(admin, &path);
+        Some(Self {
+            admin: admin.to_owned(),
+            path,
+            start,
+        })
+    }
+
+    fn size(admin: &str, path: &str) -> i64 {
+        pg::scalar(admin, &format!("SELECT size FROM pg_stat_file('{path}')"))
+    }
+
+    /// Everything logged since [`open`](Self::open).
+    pub fn since_open(&self) -> String {
+        #[derive(diesel::QueryableByName)]
+        struct Text {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            text: String,
+        }
+        use diesel::RunQueryDsl;
+        let end = Self::size(&self.admin, &self.path);
+        diesel::sql_query(format!(
+            "SELECT convert_from(pg_read_binary_file('{}', {}, {}), 'UTF8') AS text",
+            self.path,
+            self.start,
+            end - self.start
+        ))
+        .get_result::<Text>(&mut pg::raw(&self.admin))
+        .expect("read the server log")
+        .text
+    }
+}
