@@ -5,7 +5,7 @@
 //!
 //! | step | SQL |
 //! |---|---|
-//! | first use | `XA START <xid>` (through Diesel, so nested `transaction()` calls are savepoints) |
+//! | first use | `XA START <xid>` (through Diesel, so nested `transaction()` calls are savepoints); a read-only engine sends `SET TRANSACTION READ ONLY` before it in the same round trip |
 //! | vote | `XA END <xid>; XA PREPARE <xid>` in one round trip |
 //! | vote, read-only engine | `XA END <xid>; XA COMMIT <xid> ONE PHASE`, votes read-only |
 //! | finish | `XA COMMIT <xid>`, on the connection that prepared it |
@@ -13,7 +13,8 @@
 //! | abort before vote | `XA END <xid>` (an error is ignored: the branch may be idle already), then `XA ROLLBACK <xid>` |
 //! | one-phase commit | `XA END <xid>; XA COMMIT <xid> ONE PHASE` in one round trip |
 //!
-//! Unmanaged sessions use `BEGIN` / `COMMIT` / `ROLLBACK` like the other backends.
+//! Unmanaged sessions use `BEGIN` / `COMMIT` / `ROLLBACK` like the other backends
+//! (`START TRANSACTION READ ONLY` for a read-only engine).
 //!
 //! # Rules MariaDB imposes
 //!
@@ -79,9 +80,26 @@ pub(crate) fn xid(txn: TransactionId, engine: &str) -> String {
     format!("'sqlassist_{txn}','{engine}'")
 }
 
-/// How a managed session opens its branch.
-pub(crate) fn begin_sql(xid: &str) -> String {
-    format!("XA START {xid}")
+/// How a managed session opens its branch. A read-only engine's branch is made read-only
+/// again each time: `SET SESSION TRANSACTION READ WRITE` would otherwise lift the engine's
+/// default for the branches after it (MariaDB refuses to change the access mode of a
+/// transaction in progress, so the branch itself stays read-only).
+pub(crate) fn begin_sql(xid: &str, read_only: bool) -> String {
+    if read_only {
+        format!("SET TRANSACTION READ ONLY; XA START {xid}")
+    } else {
+        format!("XA START {xid}")
+    }
+}
+
+/// How an unmanaged session opens its transaction (read-only engines: read-only whatever
+/// the session's default has become).
+pub(crate) fn begin_unmanaged_sql(read_only: bool) -> &'static str {
+    if read_only {
+        "START TRANSACTION READ ONLY"
+    } else {
+        "BEGIN"
+    }
 }
 
 /// The vote of a writable engine: ends and prepares the branch in one round trip, then
@@ -206,7 +224,7 @@ mod tests {
         assert!(parts[1].len() <= 64);
         // The longest transaction id: 16 hex digits, `-`, 16 hex digits.
         assert!("sqlassist_".len() + 33 <= 64);
-        assert_eq!(begin_sql(&x), format!("XA START {x}"));
+        assert_eq!(begin_sql(&x, false), format!("XA START {x}"));
     }
 
     #[test]

@@ -650,6 +650,8 @@ impl SessionInner {
         match self.engine.backend() {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite => crate::sqlite::begin_sql(self.engine.is_read_only()),
+            #[cfg(feature = "mysql")]
+            Backend::Mysql => crate::mysql::begin_unmanaged_sql(self.engine.is_read_only()),
             _ => "BEGIN",
         }
     }
@@ -684,7 +686,9 @@ impl SessionInner {
             #[cfg(feature = "mysql")]
             let xa = self.xa_branch(&st);
             #[cfg(feature = "mysql")]
-            let xa_start = xa.as_deref().map(crate::mysql::begin_sql);
+            let xa_start = xa
+                .as_deref()
+                .map(|xid| crate::mysql::begin_sql(xid, self.engine.is_read_only()));
             #[cfg(feature = "mysql")]
             let sql = xa_start.as_deref().unwrap_or_else(|| self.begin_sql());
             #[cfg(not(feature = "mysql"))]

@@ -590,3 +590,82 @@ fn unmanaged_session_commits_and_rolls_back_on_its_own_and_close_returns_connect
     transaction::commit().unwrap();
     assert_eq!(names(&url, &table), ["committed", "pending", "second"]);
 }
+
+// --- readers that cannot write, raw COMMIT ----------------------------------------------
+
+#[test]
+fn a_read_only_engine_cannot_write_after_set_session_transaction_read_write() {
+    let (url,) = urls!("SQLASSIST_TEST_MYSQL_URL");
+    reset_thread();
+    let table = Table::mysql(&url, "ro_rw", "name VARCHAR(64) NOT NULL");
+    for managed in [true, false] {
+        let reader = unique("reader");
+        let mut registry = Registry::new();
+        registry
+            .init_engine(
+                &reader,
+                engine_with(&url, |b| b.read_only(true)),
+                InitOptions::new().managed(managed),
+            )
+            .unwrap();
+        let session = registry.session(&reader).unwrap();
+        // Inside a transaction MariaDB refuses to change the current one's access mode,
+        // but accepts a new default for the next ones.
+        session
+            .execute("SET SESSION TRANSACTION READ WRITE")
+            .unwrap();
+        if managed {
+            transaction::commit().unwrap();
+        } else {
+            session.commit().unwrap();
+        }
+        let err = session
+            .execute(&format!("INSERT INTO {} VALUES ('sneaked')", &*table))
+            .expect_err("a read-only engine's next transaction is read-only again");
+        assert!(
+            matches!(&err, Error::Database { source: DieselError::DatabaseError(_, info), .. }
+                if !info.message().is_empty()),
+            "managed={managed}: {err:?}"
+        );
+        if managed {
+            let _ = transaction::commit();
+            transaction::abort().unwrap();
+        } else {
+            session.rollback().unwrap();
+        }
+        session.close().unwrap();
+        assert!(names(&url, &table).is_empty(), "managed={managed}");
+    }
+}
+
+#[test]
+fn a_raw_commit_inside_an_xa_branch_fails_and_the_branch_commits_whole() {
+    let (url, admin) = urls!("SQLASSIST_TEST_MYSQL_URL", "SQLASSIST_TEST_MYSQL_ADMIN_URL");
+    reset_thread();
+    let table = Table::mysql(&url, "raw_c", "name VARCHAR(64) NOT NULL");
+    let name = unique("writer");
+    let mut registry = Registry::new();
+    registry
+        .init_engine(&name, engine(&url), InitOptions::new().managed(true))
+        .unwrap();
+    let writer = registry.session(&name).unwrap();
+    writer
+        .execute(&format!("INSERT INTO {} VALUES ('a')", &*table))
+        .unwrap();
+    for raw_end in ["COMMIT", "ROLLBACK"] {
+        let err = writer
+            .execute(raw_end)
+            .expect_err("XA refuses a plain COMMIT/ROLLBACK");
+        assert!(matches!(err, Error::Database { .. }), "{raw_end}: {err:?}");
+    }
+    assert!(
+        names(&url, &table).is_empty(),
+        "nothing committed by the raw COMMIT"
+    );
+    writer
+        .execute(&format!("INSERT INTO {} VALUES ('b')", &*table))
+        .unwrap();
+    transaction::commit().unwrap();
+    assert_eq!(names(&url, &table), ["a", "b"]);
+    assert_eq!(xa_prepared(&admin, &name), 0);
+}
