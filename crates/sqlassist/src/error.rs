@@ -244,9 +244,13 @@ pub enum Error {
         engine: String,
     },
 
-    /// Raw SQL (`COMMIT`, `ROLLBACK`) ended the session's transaction behind its back;
-    /// what was done after that was not part of the transaction.
-    #[error("the transaction of engine `{engine}` was ended by raw SQL (COMMIT or ROLLBACK) outside the session; work after that ran outside the transaction")]
+    /// Raw SQL (`COMMIT`, `ROLLBACK`) ended the session's transaction behind its back.
+    ///
+    /// What ran before the raw SQL may be committed (a raw `COMMIT`) or rolled back; the
+    /// session noticed at the next statement (PostgreSQL) and refused it, so nothing ran
+    /// outside the transaction. A managed session's transaction is doomed: abort it. An
+    /// unmanaged session works again after [`Session::rollback`](crate::Session::rollback).
+    #[error("the transaction of engine `{engine}` was ended by raw SQL (COMMIT or ROLLBACK): what ran before it may be committed; further statements are refused until the transaction is aborted or the session rolled back")]
     TransactionEndedOutside {
         /// The engine's name.
         engine: String,

@@ -85,6 +85,9 @@ struct State {
     joined: Option<TransactionId>,
     /// The gid of a prepared transaction waiting for phase two.
     prepared: Option<String>,
+    /// Raw SQL (`COMMIT`, `ROLLBACK`) ended the open transaction: every statement is
+    /// refused until the session is rolled back or the transaction aborted.
+    ended_outside: bool,
     /// The xid of the open XA branch of a managed MariaDB/MySQL session.
     #[cfg(feature = "mysql")]
     xa: Option<String>,
@@ -123,7 +126,16 @@ struct State {
 /// ```
 pub struct ConnectionGuard<'a, C> {
     state: RefMut<'a, State>,
+    session: &'a SessionInner,
     _conn: PhantomData<&'a mut C>,
+}
+
+impl<C> Drop for ConnectionGuard<'_, C> {
+    fn drop(&mut self) {
+        // The guard ran statements the session did not see: notice a raw COMMIT among
+        // them now, before anything else uses the session.
+        self.session.note_ended_outside(&mut self.state);
+    }
 }
 
 impl<C: BackendConnection> Deref for ConnectionGuard<'_, C> {
@@ -318,6 +330,7 @@ impl Session {
         let state = self.inner.borrow_state()?;
         Ok(ConnectionGuard {
             state,
+            session: &self.inner,
             _conn: PhantomData,
         })
     }
@@ -375,8 +388,10 @@ impl Session {
         self.inner.ensure_begun()?;
         let mut st = self.inner.borrow_state()?;
         let conn = st.conn.as_mut().ok_or_else(|| self.inner.no_connection())?;
-        crate::conn::with_conn!(conn, c => diesel::sql_query(sql).execute(c))
-            .map_err(|e| self.inner.db_error(e))
+        let outcome = crate::conn::with_conn!(conn, c => diesel::sql_query(sql).execute(c))
+            .map_err(|e| self.inner.db_error(e));
+        self.inner.note_ended_outside(&mut st);
+        outcome
     }
 
     /// Runs a query that returns one integer (`SELECT COUNT(*) FROM t`) on whatever backend
@@ -414,9 +429,12 @@ impl Session {
             Backend::Mysql => format!("SELECT CAST(({sql}) AS SIGNED) AS value"),
             _ => format!("SELECT CAST(({sql}) AS BIGINT) AS value"),
         };
-        crate::conn::with_conn!(conn, c => diesel::sql_query(&wrapped).get_result::<Value>(c))
-            .map(|v| v.value)
-            .map_err(|e| self.inner.db_error(e))
+        let outcome =
+            crate::conn::with_conn!(conn, c => diesel::sql_query(&wrapped).get_result::<Value>(c))
+                .map(|v| v.value)
+                .map_err(|e| self.inner.db_error(e));
+        self.inner.note_ended_outside(&mut st);
+        outcome
     }
 
     /// Commits an unmanaged session's transaction.
@@ -670,6 +688,12 @@ impl SessionInner {
             }
         }
         let mut st = self.borrow_state()?;
+        self.note_ended_outside(&mut st);
+        if st.ended_outside {
+            return Err(Error::TransactionEndedOutside {
+                engine: self.name.clone(),
+            });
+        }
         if st.conn.is_none() {
             st.conn = Some(self.engine.checkout()?);
         }
@@ -709,6 +733,36 @@ impl SessionInner {
             st.open = true;
         }
         Ok(())
+    }
+
+    /// After statements the session ran or handed out a connection for: when the session's
+    /// transaction is open but the connection is outside any transaction, raw SQL
+    /// (`COMMIT`, `ROLLBACK`) ended it. PostgreSQL connections know it without a round trip:
+    /// Diesel records libpq's transaction status after every statement and resets its depth
+    /// when the server reports the session idle. The transaction a managed session joined
+    /// is doomed at once (what ran before the raw SQL may be committed: the transaction
+    /// can no longer commit as a whole), and the session refuses statements until it is
+    /// rolled back or the transaction aborted: a statement after a raw `COMMIT` would
+    /// otherwise run, and commit, on its own.
+    fn note_ended_outside(&self, st: &mut State) {
+        if !st.open || st.ended_outside {
+            return;
+        }
+        let Some(conn) = st.conn.as_mut() else {
+            return;
+        };
+        if !matches!(conn.depth(), Ok(0)) {
+            return;
+        }
+        st.ended_outside = true;
+        tracing::error!(engine = %self.name, managed = self.managed, "raw SQL (COMMIT or ROLLBACK) ended the session's transaction: what ran before it may be committed; refusing further statements and dooming the transaction");
+        if self.managed {
+            if let Some(txn) = transaction::manager().current() {
+                if st.joined == Some(txn.id()) {
+                    let _ = txn.doom();
+                }
+            }
+        }
     }
 
     /// Before a commit or a vote: Diesel's depth must be 1 (our transaction, no savepoint
@@ -780,6 +834,7 @@ impl SessionInner {
     }
 
     fn rollback_open(&self, st: &mut State) -> diesel::QueryResult<()> {
+        st.ended_outside = false;
         if !st.open {
             return Ok(());
         }
@@ -919,6 +974,7 @@ impl DataManager for SessionInner {
     fn abort(&self, _txn: &Transaction) -> std::result::Result<(), ResourceError> {
         let mut st = self.resource_state()?;
         st.joined = None;
+        st.ended_outside = false;
         if let Some(gid) = st.prepared.take() {
             #[cfg(feature = "mysql")]
             if self.engine.backend() == Backend::Mysql {

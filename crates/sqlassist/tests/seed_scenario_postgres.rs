@@ -819,31 +819,68 @@ fn a_serialization_failure_is_transient_and_retried_by_transaction_run() {
 }
 
 #[test]
-fn raw_commit_inside_a_managed_session_makes_transaction_commit_fail() {
+fn a_raw_commit_or_rollback_in_a_managed_session_fails_the_next_statement_and_dooms_the_transaction(
+) {
     let (url1, url2) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_URL_2");
     reset_thread();
-    // Alone (one-phase) and next to another engine (two-phase vote).
-    for with_second in [false, true] {
-        let tw = two_writers(&url1, &url2, "name TEXT PRIMARY KEY");
-        let writer1 = tw.registry.session(&tw.w1).unwrap();
-        writer1
-            .execute(&format!("INSERT INTO {} VALUES ('x')", &*tw.t1))
-            .unwrap();
-        if with_second {
-            tw.registry
-                .session(&tw.w2)
-                .unwrap()
-                .execute(&format!("INSERT INTO {} VALUES ('y')", &*tw.t2))
-                .unwrap();
+    // Alone and next to another engine; through the session and through a connection
+    // guard; with a statement after it, or straight to the commit.
+    for raw_end in ["COMMIT", "ROLLBACK"] {
+        for with_second in [false, true] {
+            for via_guard in [false, true] {
+                for next_statement in [true, false] {
+                    let case = format!("{raw_end} with_second={with_second} via_guard={via_guard} next_statement={next_statement}");
+                    let tw = two_writers(&url1, &url2, "name TEXT PRIMARY KEY");
+                    let writer1 = tw.registry.session(&tw.w1).unwrap();
+                    writer1
+                        .execute(&format!("INSERT INTO {} VALUES ('x')", &*tw.t1))
+                        .unwrap();
+                    if with_second {
+                        tw.registry
+                            .session(&tw.w2)
+                            .unwrap()
+                            .execute(&format!("INSERT INTO {} VALUES ('y')", &*tw.t2))
+                            .unwrap();
+                    }
+                    if via_guard {
+                        let mut conn = writer1.conn::<PgConnection>().unwrap();
+                        diesel::sql_query(raw_end).execute(&mut *conn).unwrap();
+                    } else {
+                        writer1.execute(raw_end).unwrap();
+                    }
+                    let expected: &[&str] = if raw_end == "COMMIT" { &["x"] } else { &[] };
+                    if next_statement {
+                        let err = writer1
+                            .execute(&format!("INSERT INTO {} VALUES ('z')", &*tw.t1))
+                            .expect_err("the statement after a raw COMMIT fails");
+                        assert!(
+                            matches!(&err, Error::TransactionEndedOutside { engine } if *engine == tw.w1),
+                            "{case}: {err:?}"
+                        );
+                    }
+                    // The raw COMMIT committed `x`; the refused statement never ran.
+                    assert_eq!(names(&url1, &tw.t1), expected, "{case}");
+                    let err = transaction::commit().expect_err("the transaction is doomed");
+                    assert!(matches!(err, transaction::Error::Doomed), "{case}: {err:?}");
+                    assert!(
+                        !err.to_string().contains("nothing was committed"),
+                        "{case}: {err}"
+                    );
+                    transaction::abort().unwrap();
+                    assert!(
+                        names(&url2, &tw.t2).is_empty(),
+                        "{case}: writer2 was rolled back"
+                    );
+                    assert_eq!(names(&url1, &tw.t1), expected, "{case}");
+                    // The session works again in the next transaction.
+                    writer1
+                        .execute(&format!("INSERT INTO {} VALUES ('next')", &*tw.t1))
+                        .unwrap();
+                    transaction::commit().unwrap();
+                    assert!(names(&url1, &tw.t1).contains(&"next".to_owned()), "{case}");
+                }
+            }
         }
-        writer1.execute("COMMIT").unwrap();
-        let err = transaction::commit().expect_err("the transaction was ended behind its back");
-        assert!(
-            matches!(resource_error(&err), Error::TransactionEndedOutside { engine } if *engine == tw.w1),
-            "with_second={with_second}: {err:?}"
-        );
-        transaction::abort().unwrap();
-        assert!(names(&url2, &tw.t2).is_empty(), "writer2 was rolled back");
     }
 }
 
