@@ -303,6 +303,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// Phase two found the prepared branch gone: something outside this transaction (an
+    /// operator, a recovery tool) committed or rolled it back between the vote and the
+    /// finish. The server's answer is definitive, so nothing is retried and the session
+    /// keeps its connection; which way the branch went is not known to this transaction.
+    #[error("engine `{engine}`: prepared transaction `{gid}` no longer exists: it was resolved (committed or rolled back) outside this transaction, so its outcome is not known here; check its data")]
+    BranchResolvedOutside {
+        /// The engine's name.
+        engine: String,
+        /// The branch's gid (PostgreSQL) or xid (MariaDB, MySQL).
+        gid: String,
+    },
+
     /// The engine's backend cannot do what was asked.
     #[error("engine `{engine}` does not support {what}")]
     Unsupported {

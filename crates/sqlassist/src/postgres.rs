@@ -164,6 +164,21 @@ pub(crate) fn end_read_only(conn: &mut Conn) -> std::result::Result<bool, Diesel
     Ok(wrote)
 }
 
+/// Whether the server still lists the prepared transaction `gid` (any session may read
+/// `pg_prepared_xacts`). Asked only after phase two failed while the server answered: the
+/// answer tells a branch resolved outside this transaction from one still in doubt,
+/// whatever language the server's messages are in.
+pub(crate) fn is_prepared(conn: &mut Conn, gid: &str) -> std::result::Result<bool, DieselError> {
+    let Some(pg) = <PgConnection as crate::conn::sealed::Sealed>::from_conn(conn) else {
+        return Ok(true);
+    };
+    diesel::sql_query(format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = '{gid}') AS assigned"
+    ))
+    .get_result::<Assigned>(pg)
+    .map(|a| a.assigned)
+}
+
 /// Phase two on any connection outside a transaction block.
 pub(crate) fn commit_prepared(conn: &mut Conn, gid: &str) -> std::result::Result<(), DieselError> {
     conn.batch_execute(&format!("COMMIT PREPARED '{gid}'"))

@@ -359,8 +359,8 @@ impl Session {
     where
         C: BackendConnection,
     {
-        let mut conn = self.conn::<C>()?;
-        f(&mut conn).map_err(|e| self.inner.db_error(e))
+        let mut guard = self.conn::<C>()?;
+        f(&mut guard).map_err(|e| self.inner.statement_error(guard.state.conn.as_mut(), e))
     }
 
     /// Executes one SQL statement on whatever backend the engine uses; returns the number
@@ -389,7 +389,7 @@ impl Session {
         let mut st = self.inner.borrow_state()?;
         let conn = st.conn.as_mut().ok_or_else(|| self.inner.no_connection())?;
         let outcome = crate::conn::with_conn!(conn, c => diesel::sql_query(sql).execute(c))
-            .map_err(|e| self.inner.db_error(e));
+            .map_err(|e| self.inner.statement_error(Some(conn), e));
         self.inner.note_ended_outside(&mut st);
         outcome
     }
@@ -432,7 +432,7 @@ impl Session {
         let outcome =
             crate::conn::with_conn!(conn, c => diesel::sql_query(&wrapped).get_result::<Value>(c))
                 .map(|v| v.value)
-                .map_err(|e| self.inner.db_error(e));
+                .map_err(|e| self.inner.statement_error(Some(conn), e));
         self.inner.note_ended_outside(&mut st);
         outcome
     }
@@ -490,8 +490,9 @@ impl Session {
         // The check above refused a failed transaction, which PostgreSQL would otherwise
         // answer with a silent rollback: a plain COMMIT is safe here.
         conn.commit().map_err(|e| {
+            let err = self.inner.statement_error(Some(conn), e);
             let _ = conn.rollback();
-            self.inner.db_error(e)
+            err
         })
     }
 
@@ -623,16 +624,26 @@ impl SessionInner {
         self.borrow_state().map_err(ResourceError::new)
     }
 
+    /// A database error met without the connection at hand (classified by Diesel's kind).
     pub(crate) fn db_error(&self, source: diesel::result::Error) -> Error {
-        // Each backend classifies its own errors: serialization failures, deadlocks and
-        // lock timeouts may succeed when retried in a new transaction.
+        self.statement_error(None, source)
+    }
+
+    /// The error of a statement that just failed on `conn`, with nothing sent since.
+    ///
+    /// Each backend classifies its own errors by SQLSTATE or error number: serialization
+    /// failures, deadlocks and lock timeouts may succeed when retried in a new transaction.
+    /// MariaDB/MySQL asks the connection for the error number (Diesel keeps only the
+    /// message of most errors, in the server's language).
+    #[cfg_attr(not(feature = "mysql"), allow(unused_variables))]
+    fn statement_error(&self, conn: Option<&mut Conn>, source: diesel::result::Error) -> Error {
         let transient = match self.engine.backend() {
             #[cfg(feature = "postgres")]
             Backend::Postgres => crate::postgres::is_transient(&source),
             #[cfg(feature = "sqlite")]
             Backend::Sqlite => crate::sqlite::is_transient(&source),
             #[cfg(feature = "mysql")]
-            Backend::Mysql => crate::mysql::is_transient(&source),
+            Backend::Mysql => crate::mysql::is_transient(conn, &source),
             #[allow(unreachable_patterns)]
             _ => false,
         };
@@ -644,8 +655,32 @@ impl SessionInner {
     }
 
     fn resource_error(&self, source: diesel::result::Error) -> ResourceError {
-        let err = self.db_error(source);
+        self.resource_error_on(None, source)
+    }
+
+    /// [`statement_error`](Self::statement_error) for the transaction manager.
+    fn resource_error_on(
+        &self,
+        conn: Option<&mut Conn>,
+        source: diesel::result::Error,
+    ) -> ResourceError {
+        let err = self.statement_error(conn, source);
         if crate::error::Transient::is_transient(&err) {
+            ResourceError::transient(err)
+        } else {
+            ResourceError::new(err)
+        }
+    }
+
+    /// A database error already classified (by the backend module, before it sent more).
+    #[cfg(feature = "mysql")]
+    fn resource_error_as(&self, source: diesel::result::Error, transient: bool) -> ResourceError {
+        let err = Error::Database {
+            engine: self.name.clone(),
+            transient,
+            source,
+        };
+        if transient {
             ResourceError::transient(err)
         } else {
             ResourceError::new(err)
@@ -830,7 +865,7 @@ impl SessionInner {
         if outcome.is_err() && conn.depth().is_err() {
             st.conn = None; // marked broken: closing it rolls the branch back
         }
-        outcome.map_err(|e| self.resource_error(e))
+        outcome.map_err(|(e, transient)| self.resource_error_as(e, transient))
     }
 
     fn rollback_open(&self, st: &mut State) -> diesel::QueryResult<()> {
@@ -918,6 +953,9 @@ impl SessionInner {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
+        if let Some(definitive) = self.definitive_phase_two_failure(st, gid, &first_err) {
+            return Err(ResourceError::new(definitive));
+        }
         tracing::warn!(engine = %self.name, gid, error = %first_err, "phase two failed on the session's connection; retrying on a fresh connection");
         if let Some(conn) = st.conn.as_mut() {
             // A connection on which phase two failed is closed, not pooled. MariaDB keeps
@@ -934,7 +972,7 @@ impl SessionInner {
                 let outcome = op(&mut conn, gid);
                 #[cfg(feature = "mysql")]
                 let outcome = if self.engine.backend() == Backend::Mysql {
-                    crate::mysql::retry_until_detached(outcome, || op(&mut conn, gid))
+                    crate::mysql::retry_until_detached(&mut conn, gid, outcome, op)
                 } else {
                     outcome
                 };
@@ -951,6 +989,56 @@ impl SessionInner {
                 ),
             })
         })
+    }
+}
+
+impl SessionInner {
+    /// After phase two failed on the session's connection: the error when the server gave
+    /// a definitive answer, `None` after a connection-level failure (then phase two is
+    /// retried on a fresh connection). The answer is read from the server's state or error
+    /// number, never from its message: PostgreSQL is asked whether the branch is still
+    /// prepared (one round trip, on this failure path only); MariaDB answers `XAER_NOTA`
+    /// (1397) on the connection that owns the branch only when the branch is gone.
+    #[cfg_attr(
+        not(any(feature = "postgres", feature = "mysql")),
+        allow(unused_variables)
+    )]
+    fn definitive_phase_two_failure(
+        &self,
+        st: &mut State,
+        gid: &str,
+        error: &diesel::result::Error,
+    ) -> Option<Error> {
+        use diesel::result::{DatabaseErrorKind, Error as DieselError};
+        let server_answered = matches!(error, DieselError::DatabaseError(kind, _) if *kind != DatabaseErrorKind::ClosedConnection);
+        let conn = st.conn.as_mut()?;
+        if !server_answered || conn.depth().is_err() {
+            return None;
+        }
+        let resolved = || Error::BranchResolvedOutside {
+            engine: self.name.clone(),
+            gid: gid.to_owned(),
+        };
+        match self.engine.backend() {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => match crate::postgres::is_prepared(conn, gid) {
+                Ok(false) => Some(resolved()),
+                // Still prepared, on a working connection: a fresh one would get the same
+                // answer. The branch waits for recovery.
+                Ok(true) => Some(Error::InDoubt {
+                    engine: self.name.clone(),
+                    gid: gid.to_owned(),
+                    reason: error.to_string(),
+                }),
+                Err(_) => None,
+            },
+            #[cfg(feature = "mysql")]
+            Backend::Mysql => {
+                (crate::mysql::error_number(conn) == Some(crate::mysql::XAER_NOTA)).then(resolved)
+            }
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
     }
 }
 
@@ -1020,11 +1108,11 @@ impl DataManager for SessionInner {
                     st.xa = None;
                     return match crate::mysql::commit_one_phase(conn, &xid) {
                         Ok(()) => Ok(Vote::ReadOnly),
-                        Err(e) => {
+                        Err((e, transient)) => {
                             if conn.depth().is_err() {
                                 st.conn = None;
                             }
-                            Err(self.resource_error(e))
+                            Err(self.resource_error_as(e, transient))
                         }
                     };
                 }
@@ -1037,7 +1125,7 @@ impl DataManager for SessionInner {
                         Ok(Vote::Prepared)
                     }
                     // The branch stays open (active or idle): abort rolls it back.
-                    Err(e) => Err(self.resource_error(e)),
+                    Err(e) => Err(self.resource_error_on(Some(conn), e)),
                 }
             }
             #[cfg(feature = "postgres")]

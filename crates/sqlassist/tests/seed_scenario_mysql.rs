@@ -669,3 +669,48 @@ fn a_raw_commit_inside_an_xa_branch_fails_and_the_branch_commits_whole() {
     assert_eq!(names(&url, &table), ["a", "b"]);
     assert_eq!(xa_prepared(&admin, &name), 0);
 }
+
+#[test]
+fn lock_errors_are_transient_by_error_number_whatever_the_message_language() {
+    let (url,) = urls!("SQLASSIST_TEST_MYSQL_URL");
+    reset_thread();
+    let table = Table::mysql(&url, "lwt_de", "id INT PRIMARY KEY, v INT NOT NULL");
+    let mut holder = raw(&url);
+    holder
+        .batch_execute(&format!(
+            "INSERT INTO {t} VALUES (1, 0); BEGIN; UPDATE {t} SET v = 1 WHERE id = 1",
+            t = &*table
+        ))
+        .unwrap();
+    let name = unique("writer");
+    let mut registry = Registry::new();
+    registry
+        .init_engine(&name, engine(&url), InitOptions::new().managed(true))
+        .unwrap();
+    let writer = registry.session(&name).unwrap();
+    writer
+        .execute("SET SESSION lc_messages = 'de_DE', SESSION innodb_lock_wait_timeout = 1")
+        .unwrap();
+    // A real lock wait timeout (1205), reported in German.
+    let err = writer
+        .execute(&format!("UPDATE {} SET v = 2 WHERE id = 1", &*table))
+        .expect_err("the row is locked");
+    assert!(
+        !err.to_string().contains("Lock wait timeout"),
+        "the message is German: {err}"
+    );
+    assert!(err.is_transient(), "1205 must be transient: {err:?}");
+    transaction::abort().unwrap();
+    holder.batch_execute("ROLLBACK").unwrap();
+    // Error numbers raised with a message of the application's own.
+    for (errno, transient) in [(1205, true), (1213, true), (1062, false)] {
+        let err = writer
+            .execute(&format!(
+                "SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = {errno}, MESSAGE_TEXT = 'eigene Meldung'"
+            ))
+            .expect_err("SIGNAL fails");
+        assert_eq!(err.is_transient(), transient, "{errno}: {err:?}");
+        transaction::abort().unwrap();
+    }
+    sqlassist::close_sessions().unwrap();
+}

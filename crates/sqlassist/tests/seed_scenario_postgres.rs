@@ -1138,3 +1138,95 @@ fn a_read_only_engine_that_only_read_commits_alone_and_next_to_a_writer() {
         assert_eq!(pg::count(&url1, &written), i64::from(with_writer));
     }
 }
+
+// --- phase two on a definitive answer ---------------------------------------------------
+
+/// A decision log that, between the last vote and the first finish, resolves the prepared
+/// branch of one engine from another connection to its database (`COMMIT PREPARED` or
+/// `ROLLBACK PREPARED`, as an operator or a recovery tool would).
+struct ResolveAtDecision {
+    url: String,
+    engine: String,
+    verb: &'static str,
+}
+
+impl DecisionLog for ResolveAtDecision {
+    fn record_commit(&self, _txn: TransactionId, branches: &[Branch]) -> Result<(), BoxError> {
+        let gid = branches
+            .iter()
+            .find(|b| b.resource == self.engine)
+            .and_then(|b| b.branch_id.clone())
+            .expect("the engine's branch is prepared");
+        pg::exec(&self.url, &format!("{} '{gid}'", self.verb));
+        Ok(())
+    }
+
+    fn forget(&self, _txn: TransactionId) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_branch_resolved_outside_between_vote_and_finish_is_reported_so_and_keeps_the_connection() {
+    let (url1, url2, admin) = urls!(
+        "SQLASSIST_TEST_PG_URL",
+        "SQLASSIST_TEST_PG_URL_2",
+        "SQLASSIST_TEST_PG_ADMIN_URL"
+    );
+    reset_thread();
+    for (verb, expected) in [("COMMIT PREPARED", 1), ("ROLLBACK PREPARED", 0)] {
+        let tw = two_writers(&url1, &url2, "name TEXT PRIMARY KEY");
+        let writer1 = tw.registry.session(&tw.w1).unwrap();
+        let backend_pid = writer1.query_i64("SELECT pg_backend_pid()").unwrap();
+        let log = Rc::new(ResolveAtDecision {
+            url: url1.clone(),
+            engine: tw.w1.clone(),
+            verb,
+        });
+        let manager = TransactionManager::builder()
+            .decision_log(log as Rc<dyn DecisionLog>)
+            .build();
+        let err = manager.scope(|| {
+            transaction::abort().unwrap();
+            writer1
+                .execute(&format!("INSERT INTO {} VALUES ('x')", &*tw.t1))
+                .unwrap();
+            tw.registry
+                .session(&tw.w2)
+                .unwrap()
+                .execute(&format!("INSERT INTO {} VALUES ('y')", &*tw.t2))
+                .unwrap();
+            transaction::commit().expect_err("writer1's branch is gone at phase two")
+        });
+        let transaction::Error::Heuristic(h) = err else {
+            panic!("{verb}: expected a heuristic outcome, got {err:?}");
+        };
+        assert_eq!(h.committed(), std::slice::from_ref(&tw.w2), "{verb}");
+        assert_eq!(h.failed().len(), 1, "{verb}: {h}");
+        let (resource, source) = &h.failed()[0];
+        assert_eq!(resource, &tw.w1);
+        assert!(
+            matches!(source.downcast_ref::<Error>(), Some(Error::BranchResolvedOutside { engine, .. }) if *engine == tw.w1),
+            "{verb}: {source:?}"
+        );
+        let message = source.to_string();
+        assert!(
+            !message.contains("in doubt") && !message.contains("finish it with"),
+            "{verb}: {message}"
+        );
+        assert!(message.contains("resolved"), "{verb}: {message}");
+        assert_eq!(pg::count(&url1, &tw.t1), expected, "{verb}");
+        assert_eq!(names(&url2, &tw.t2), ["y"], "{verb}");
+        assert_eq!(prepared_count(&admin, &tw.w1), 0, "{verb}");
+        // No retry on a fresh connection: the session kept the connection it had.
+        manager.scope(|| {
+            let _ = transaction::abort();
+            assert_eq!(
+                writer1.query_i64("SELECT pg_backend_pid()").unwrap(),
+                backend_pid,
+                "{verb}"
+            );
+            transaction::abort().unwrap();
+        });
+    }
+}
