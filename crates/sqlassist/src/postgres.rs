@@ -92,21 +92,13 @@ pub(crate) fn check_two_phase(conn: &mut PgConnection, url: &DatabaseUrl) -> Res
     Ok(())
 }
 
-/// Same check, on a pooled connection outside any transaction.
+/// Same check, on a pooled connection (inside or outside a transaction).
 pub(crate) fn check_two_phase_conn(conn: &mut Conn, url: &DatabaseUrl) -> Result<()> {
     #[allow(irrefutable_let_patterns)]
     if let Conn::Pg(c) = conn {
         return check_two_phase(c, url);
     }
     Ok(())
-}
-
-/// What the vote found.
-pub(crate) enum Prepared {
-    /// The transaction is prepared under the gid.
-    Yes,
-    /// The transaction wrote nothing and was rolled back.
-    ReadOnly,
 }
 
 #[derive(QueryableByName)]
@@ -128,24 +120,30 @@ fn wrote(conn: &mut Conn) -> std::result::Result<bool, DieselError> {
         .map(|a| a.assigned)
 }
 
-/// The vote. The session has already checked (without a round trip) that the transaction
-/// did not fail. When a statement that may write ran, this sends `PREPARE TRANSACTION`
-/// alone; otherwise it first asks the server whether a transaction id was assigned: if not,
-/// nothing was written and the session rolls back and votes read-only (two round trips,
-/// as a commit of the reads would be).
-pub(crate) fn prepare(conn: &mut Conn, gid: &str) -> std::result::Result<Prepared, DieselError> {
+/// The first half of the vote. The session has already checked (without a round trip)
+/// that the transaction did not fail. When a statement that may write ran, the transaction
+/// must be prepared: returns `false` without a round trip. Otherwise asks the server
+/// whether a transaction id was assigned: if not, nothing was written, the transaction is
+/// rolled back and this returns `true` (the session votes read-only: two round trips, as a
+/// commit of the reads would be).
+pub(crate) fn rolled_back_read_only(conn: &mut Conn) -> std::result::Result<bool, DieselError> {
     let may_have_written = conn.tracker().is_none_or(|t| t.may_have_written());
-    if !may_have_written && !wrote(conn)? {
-        conn.rollback()?;
-        return Ok(Prepared::ReadOnly);
+    if may_have_written || wrote(conn)? {
+        return Ok(false);
     }
+    conn.rollback()?;
+    Ok(true)
+}
+
+/// The second half of the vote: `PREPARE TRANSACTION`.
+pub(crate) fn prepare(conn: &mut Conn, gid: &str) -> std::result::Result<(), DieselError> {
     conn.batch_execute(&format!("PREPARE TRANSACTION '{gid}'"))?;
     // libpq reports the session idle after PREPARE and Diesel resets its depth; make sure
     // of it whatever the Diesel version does.
     if conn.depth().unwrap_or(0) != 0 {
         conn.forget_transaction();
     }
-    Ok(Prepared::Yes)
+    Ok(())
 }
 
 /// Ends the transaction of an engine declared read-only: asks the server whether it wrote

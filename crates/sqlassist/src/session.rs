@@ -296,9 +296,7 @@ impl Session {
     /// current transaction cannot be joined (it failed, or explicit mode without
     /// `begin()`); [`Error::SessionBusy`] while another guard of this session is alive;
     /// [`Error::Database`] when `BEGIN` fails (SQLite: another writer holds the lock past
-    /// `busy_timeout`); for a managed PostgreSQL session, on the engine's first managed use,
-    /// [`Error::PreparedTransactionsDisabled`] when the server refuses prepared
-    /// transactions.
+    /// `busy_timeout`).
     ///
     /// # Examples
     ///
@@ -732,15 +730,6 @@ impl SessionInner {
         if st.conn.is_none() {
             st.conn = Some(self.engine.checkout()?);
         }
-        #[cfg(feature = "postgres")]
-        if self.managed
-            && self.engine.backend() == Backend::Postgres
-            && !self.engine.is_two_phase_verified()
-        {
-            let conn = st.conn.as_mut().ok_or_else(|| self.no_connection())?;
-            crate::postgres::check_two_phase_conn(conn, self.engine.url())?;
-            self.engine.set_two_phase_verified();
-        }
         if !st.open {
             #[cfg(feature = "mysql")]
             let xa = self.xa_branch(&st);
@@ -1136,16 +1125,28 @@ impl DataManager for SessionInner {
             }
             #[cfg(feature = "postgres")]
             Backend::Postgres => {
+                match crate::postgres::rolled_back_read_only(conn) {
+                    Ok(true) => {
+                        st.open = false;
+                        return Ok(Vote::ReadOnly);
+                    }
+                    Ok(false) => {}
+                    Err(e) => return Err(self.resource_error(e)),
+                }
+                // Only now is the server's setting needed (once per engine): a lone
+                // session, or one that wrote nothing, commits on a server without prepared
+                // transactions. The transaction stays open; abort rolls it back.
+                if !self.engine.is_two_phase_verified() {
+                    crate::postgres::check_two_phase_conn(conn, self.engine.url())
+                        .map_err(ResourceError::new)?;
+                    self.engine.set_two_phase_verified();
+                }
                 let gid = gid(txn.id(), &self.name);
                 match crate::postgres::prepare(conn, &gid) {
-                    Ok(crate::postgres::Prepared::Yes) => {
+                    Ok(()) => {
                         st.open = false;
                         st.prepared = Some(gid);
                         Ok(Vote::Prepared)
-                    }
-                    Ok(crate::postgres::Prepared::ReadOnly) => {
-                        st.open = false;
-                        Ok(Vote::ReadOnly)
                     }
                     Err(e) => Err(self.resource_error(e)),
                 }

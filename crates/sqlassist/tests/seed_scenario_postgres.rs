@@ -1230,3 +1230,95 @@ fn a_branch_resolved_outside_between_vote_and_finish_is_reported_so_and_keeps_th
         });
     }
 }
+
+// --- a server without prepared transactions ----------------------------------------------
+
+#[test]
+fn a_managed_engine_without_prepared_transactions_commits_alone_and_fails_only_where_it_must_prepare(
+) {
+    let (no2pc, url) = urls!("SQLASSIST_TEST_PG_NO2PC_URL", "SQLASSIST_TEST_PG_URL");
+    reset_thread();
+    let lonely = Table::pg(&no2pc, "no2pc", "name TEXT NOT NULL");
+    let other = Table::pg(&url, "with2pc", "name TEXT NOT NULL");
+    let no = unique("m_no2pc");
+    let first = unique("a_other");
+    let last = unique("z_other");
+    let mut registry = Registry::new();
+    for (name, u) in [(&no, &no2pc), (&first, &url), (&last, &url)] {
+        registry
+            .init_engine(name, engine(u), InitOptions::new().managed(true))
+            .unwrap();
+    }
+    // Engine::check() still reports the setting up front.
+    let err = registry
+        .engine(&no)
+        .unwrap()
+        .check(true)
+        .expect_err("the server cannot prepare");
+    assert!(
+        matches!(err, Error::PreparedTransactionsDisabled { .. }),
+        "{err:?}"
+    );
+
+    // A lone writer commits in one phase; a lone reader too.
+    let session = registry.session(&no).unwrap();
+    session
+        .execute(&format!("INSERT INTO {} VALUES ('alone')", &*lonely))
+        .unwrap();
+    transaction::commit().unwrap();
+    assert_eq!(names(&no2pc, &lonely), ["alone"]);
+    assert_eq!(
+        session
+            .query_i64(&format!("SELECT COUNT(*) FROM {}", &*lonely))
+            .unwrap(),
+        1
+    );
+    transaction::commit().unwrap();
+
+    // A reader next to a writer on a server that can prepare: it votes read-only.
+    session
+        .query_i64(&format!("SELECT COUNT(*) FROM {}", &*lonely))
+        .unwrap();
+    registry
+        .session(&first)
+        .unwrap()
+        .execute(&format!(
+            "INSERT INTO {} VALUES ('beside a reader')",
+            &*other
+        ))
+        .unwrap();
+    transaction::commit().unwrap();
+    assert_eq!(names(&url, &other), ["beside a reader"]);
+
+    // A writer next to another writer must prepare: the commit fails before anything
+    // commits, whether the other engine votes before or after it.
+    for partner in [&first, &last] {
+        session
+            .execute(&format!("INSERT INTO {} VALUES ('must prepare')", &*lonely))
+            .unwrap();
+        registry
+            .session(partner)
+            .unwrap()
+            .execute(&format!("INSERT INTO {} VALUES ('partner')", &*other))
+            .unwrap();
+        let err = transaction::commit().expect_err("the engine cannot prepare");
+        assert!(
+            matches!(
+                resource_error(&err),
+                Error::PreparedTransactionsDisabled { .. }
+            ),
+            "{partner}: {err:?}"
+        );
+        assert_eq!(err.resource(), Some(no.as_str()), "{err:?}");
+        assert!(
+            resource_error(&err)
+                .to_string()
+                .contains("max_prepared_transactions"),
+            "{err}"
+        );
+        transaction::abort().unwrap();
+        assert_eq!(names(&no2pc, &lonely), ["alone"], "{partner}");
+        assert_eq!(names(&url, &other), ["beside a reader"], "{partner}");
+        assert_eq!(prepared_count(&url, partner), 0, "{partner}");
+    }
+}
