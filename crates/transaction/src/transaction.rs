@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::rc::{Rc, Weak};
 
-use crate::data_manager::{DataManager, Vote};
+use crate::data_manager::{DataManager, Vote, WriteState};
 use crate::error::{BoxError, Error, HeuristicError, Phase, ResourceError, Result};
 use crate::log::Branch;
 use crate::manager::ManagerInner;
@@ -865,6 +865,9 @@ impl Transaction {
             }
         }
 
+        // From the votes on, resources go in vote order: every resource has seen
+        // `tpc_begin` and `commit`, so cleanup needs no other order.
+        let resources = &self.vote_order(resources);
         let mut votes: Vec<Vote> = Vec::with_capacity(resources.len());
         let last = resources.len().wrapping_sub(1);
         for (i, r) in resources.iter().enumerate() {
@@ -947,6 +950,29 @@ impl Transaction {
         let err = HeuristicError::new(self.id(), Phase::Finish, committed, failed);
         tracing::error!(transaction = %self.id(), error = %err, "heuristic outcome");
         Err(Error::Heuristic(Box::new(err)))
+    }
+
+    /// The order in which resources vote: two-phase resources that know they wrote
+    /// nothing, then those that may have written, then those that wrote, then one-phase
+    /// resources; each group keeps the commit order (`sort_key`). The last resource to vote
+    /// is the one that may commit in one phase, so the resource most likely to be the only
+    /// writer goes there, and every resource that may have written before it is asked
+    /// through `tpc_vote` rather than assumed read-only.
+    fn vote_order(&self, resources: &[Rc<dyn DataManager>]) -> Vec<Rc<dyn DataManager>> {
+        let mut ranked: Vec<(bool, u8, Rc<dyn DataManager>)> = resources
+            .iter()
+            .map(|r| {
+                let rank = match r.write_state(self) {
+                    WriteState::Clean => 0,
+                    WriteState::Unknown => 1,
+                    WriteState::Dirty => 2,
+                };
+                (r.is_one_phase(), rank, r.clone())
+            })
+            .collect();
+        // Stable: within a group, the commit order (`sort_key`) is kept.
+        ranked.sort_by_key(|(one_phase, rank, _)| (*one_phase, *rank));
+        ranked.into_iter().map(|(_, _, r)| r).collect()
     }
 
     /// A failure before the decision: roll everything back and describe it.
@@ -1233,7 +1259,7 @@ mod tests {
 
     use super::*;
     use crate::testing::{Call, Journal, Kind, ScriptedDataManager};
-    use crate::TransactionManager;
+    use crate::{TransactionManager, WriteState};
 
     fn joined(manager: &TransactionManager, resources: &[&Rc<ScriptedDataManager>]) -> Transaction {
         let txn = manager.begin().expect("begin");
@@ -1320,6 +1346,162 @@ mod tests {
             journal.calls_of("a"),
             [Call::TpcBegin, Call::Commit, Call::TpcVote]
         );
+    }
+
+    fn votes(journal: &Journal) -> Vec<(String, Call)> {
+        journal
+            .calls()
+            .into_iter()
+            .filter(|(_, c)| matches!(c, Call::TpcVote | Call::CommitOnePhase))
+            .collect()
+    }
+
+    /// Three resources of which only `writer` wrote, beside clean readers `m` and `n`.
+    fn one_writer_among_clean_readers(writer: &str) {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let mut resources = vec![ScriptedDataManager::new(writer, Kind::TwoPhase, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Dirty)];
+        for key in ["m", "n"] {
+            resources.push(
+                ScriptedDataManager::new(key, Kind::ReadOnly, &journal)
+                    .with_one_phase_commit()
+                    .with_write_state(WriteState::Clean),
+            );
+        }
+        let refs: Vec<&Rc<ScriptedDataManager>> = resources.iter().collect();
+        joined(&manager, &refs).commit().expect("commit");
+        assert_eq!(
+            journal.calls_of(writer),
+            [Call::TpcBegin, Call::Commit, Call::CommitOnePhase],
+            "{writer} wrote alone and commits in one phase"
+        );
+        assert_eq!(
+            votes(&journal),
+            [
+                ("m".to_owned(), Call::TpcVote),
+                ("n".to_owned(), Call::TpcVote),
+                (writer.to_owned(), Call::CommitOnePhase)
+            ]
+        );
+        assert!(resources[0].committed());
+    }
+
+    #[test]
+    fn a_lone_writer_that_sorts_first_commits_in_one_phase() {
+        one_writer_among_clean_readers("a");
+    }
+
+    #[test]
+    fn a_lone_writer_that_sorts_in_the_middle_commits_in_one_phase() {
+        one_writer_among_clean_readers("m2");
+    }
+
+    #[test]
+    fn a_lone_writer_that_sorts_last_commits_in_one_phase() {
+        one_writer_among_clean_readers("z");
+    }
+
+    #[test]
+    fn resources_that_may_have_written_are_asked_before_the_writer() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let writer = ScriptedDataManager::new("a", Kind::TwoPhase, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Dirty);
+        // Both may have written: neither is assumed read-only.
+        let unsure_reader = ScriptedDataManager::new("b", Kind::ReadOnly, &journal)
+            .with_write_state(WriteState::Unknown);
+        let unsure_writer = ScriptedDataManager::new("c", Kind::TwoPhase, &journal)
+            .with_write_state(WriteState::Unknown);
+        let txn = joined(&manager, &[&writer, &unsure_reader, &unsure_writer]);
+        txn.commit().expect("commit");
+        assert_eq!(
+            votes(&journal),
+            [
+                ("b".to_owned(), Call::TpcVote),
+                ("c".to_owned(), Call::TpcVote),
+                ("a".to_owned(), Call::TpcVote)
+            ],
+            "the unknown ones are voted first, and c's prepared vote makes it two-phase"
+        );
+        assert_eq!(journal.calls_of("a").last(), Some(&Call::TpcFinish));
+        assert_eq!(journal.calls_of("c").last(), Some(&Call::TpcFinish));
+        assert!(writer.committed() && unsure_writer.committed());
+    }
+
+    #[test]
+    fn an_unknown_resource_that_votes_read_only_leaves_the_writer_alone() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let writer = ScriptedDataManager::new("a", Kind::TwoPhase, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Dirty);
+        let unsure = ScriptedDataManager::new("b", Kind::ReadOnly, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Unknown);
+        joined(&manager, &[&writer, &unsure])
+            .commit()
+            .expect("commit");
+        assert_eq!(
+            votes(&journal),
+            [
+                ("b".to_owned(), Call::TpcVote),
+                ("a".to_owned(), Call::CommitOnePhase)
+            ]
+        );
+    }
+
+    #[test]
+    fn two_writers_commit_in_two_phases() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let a = ScriptedDataManager::new("a", Kind::TwoPhase, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Dirty);
+        let b = ScriptedDataManager::new("b", Kind::ReadOnly, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Clean);
+        let c = ScriptedDataManager::new("c", Kind::TwoPhase, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Dirty);
+        joined(&manager, &[&c, &b, &a]).commit().expect("commit");
+        for key in ["a", "c"] {
+            assert_eq!(
+                journal.calls_of(key),
+                [Call::TpcBegin, Call::Commit, Call::TpcVote, Call::TpcFinish]
+            );
+        }
+        assert_eq!(
+            votes(&journal),
+            [
+                ("b".to_owned(), Call::TpcVote),
+                ("a".to_owned(), Call::TpcVote),
+                ("c".to_owned(), Call::TpcVote)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_one_phase_resource_votes_last_and_alone_whatever_the_write_states() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let sqlite = ScriptedDataManager::new("a-sqlite", Kind::OnePhase, &journal)
+            .with_write_state(WriteState::Clean);
+        let pg = ScriptedDataManager::new("z-postgres", Kind::TwoPhase, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Dirty);
+        joined(&manager, &[&sqlite, &pg]).commit().expect("commit");
+        assert_eq!(
+            votes(&journal),
+            [
+                ("z-postgres".to_owned(), Call::TpcVote),
+                ("a-sqlite".to_owned(), Call::TpcVote)
+            ],
+            "the two-phase writer prepares: the one-phase resource's vote is the commit point"
+        );
+        assert!(sqlite.committed() && pg.committed());
     }
 
     #[test]
