@@ -7,7 +7,7 @@ use std::ops::{Deref, DerefMut};
 use std::rc::{Rc, Weak};
 
 use transaction::{
-    DataManager, ResourceError, ResourceSavepoint, Transaction, TransactionId, Vote,
+    DataManager, ResourceError, ResourceSavepoint, Transaction, TransactionId, Vote, WriteState,
 };
 
 use crate::backend::Backend;
@@ -1046,6 +1046,39 @@ impl DataManager for SessionInner {
 
     fn is_one_phase(&self) -> bool {
         self.engine.backend() == Backend::Sqlite && !self.engine.is_read_only()
+    }
+
+    /// What the session knows before the votes, so that a lone writer votes last and
+    /// commits in one phase whatever its engine is called:
+    ///
+    /// - no database transaction open: [`WriteState::Clean`] (its vote is read-only);
+    /// - an engine declared read-only on MariaDB/MySQL or SQLite: `Clean` (the server
+    ///   refuses its writes in every transaction, and its vote never commits anything);
+    /// - a statement that may write ran (by the instrumentation's note): [`WriteState::Dirty`];
+    /// - otherwise, reads only (or a PostgreSQL engine declared read-only, which
+    ///   `SET TRANSACTION READ WRITE` could lift): [`WriteState::Unknown`]. A `SELECT` may
+    ///   call a function that writes: the vote asks the server, never assumes.
+    fn write_state(&self, _txn: &Transaction) -> WriteState {
+        let Ok(mut st) = self.state.try_borrow_mut() else {
+            return WriteState::Unknown;
+        };
+        if !st.open {
+            return WriteState::Clean;
+        }
+        let read_only = self.engine.is_read_only();
+        if read_only && self.engine.backend() != Backend::Postgres {
+            return WriteState::Clean;
+        }
+        let may_have_written = st
+            .conn
+            .as_mut()
+            .and_then(|c| c.tracker())
+            .is_none_or(|t| t.may_have_written());
+        if may_have_written && !read_only {
+            WriteState::Dirty
+        } else {
+            WriteState::Unknown
+        }
     }
 
     fn abort(&self, _txn: &Transaction) -> std::result::Result<(), ResourceError> {

@@ -594,7 +594,8 @@ fn a_managed_session_that_only_selects_votes_read_only_next_to_a_writer() {
     reset_thread();
     let written = Table::pg(&url1, "ro_w", "name TEXT NOT NULL");
     let read = Table::pg(&url2, "ro_r", "name TEXT NOT NULL");
-    // The writer sorts first and prepares; the selector votes after it.
+    // The writer sorts first; the selector, which only read, is asked first and votes
+    // read-only, so the writer commits alone in one phase.
     let writer = unique("a_writer");
     let selector = unique("b_selector");
     let mut registry = Registry::new();
@@ -620,13 +621,11 @@ fn a_managed_session_that_only_selects_votes_read_only_next_to_a_writer() {
         transaction::commit().unwrap();
     });
     let seen = probe.seen.borrow();
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(
-        seen[0].resources,
-        std::slice::from_ref(&writer),
-        "the selector voted read-only"
+    assert!(
+        seen.is_empty(),
+        "the selector voted read-only and no decision was needed: {seen:?}"
     );
-    assert_eq!(seen[0].prepared_in_pg, 0, "the selector was never prepared");
+    assert_eq!(prepared_count(&admin, &selector), 0);
     assert_eq!(names(&url1, &written), ["x"]);
     assert_eq!(prepared_count(&admin, &writer), 0);
 }
@@ -1321,4 +1320,94 @@ fn a_managed_engine_without_prepared_transactions_commits_alone_and_fails_only_w
         assert_eq!(names(&url, &other), ["beside a reader"], "{partner}");
         assert_eq!(prepared_count(&url, partner), 0, "{partner}");
     }
+}
+
+// --- one writer commits in one phase -------------------------------------------------------
+
+#[test]
+fn a_lone_writer_among_three_managed_engines_commits_in_one_phase_wherever_it_sorts() {
+    let (url1,) = urls!("SQLASSIST_TEST_PG_URL");
+    reset_thread();
+    let written = Table::pg(&url1, "one_w", "name TEXT NOT NULL");
+    let read = Table::pg(&url1, "one_r", "name TEXT NOT NULL");
+    // Three engines (three connections, three transactions) on one database.
+    let names_of = [unique("aa_w"), unique("mm_w"), unique("zz_w")];
+    let mut registry = Registry::new();
+    for name in &names_of {
+        registry
+            .init_engine(
+                name,
+                engine_with(&url1, |b| b.echo(true)),
+                InitOptions::new().managed(true),
+            )
+            .unwrap();
+    }
+    let sql = common::SqlCapture::default();
+    for (round, writer) in names_of.iter().enumerate() {
+        let probe = Probe::new(
+            &url1,
+            &names_of.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let before = sql.statements().len();
+        sql.run(|| {
+            probe.manager().scope(|| {
+                for name in &names_of {
+                    let session = registry.session(name).unwrap();
+                    if name == writer {
+                        session
+                            .execute(&format!("INSERT INTO {} VALUES ('{name}')", &*written))
+                            .unwrap();
+                    } else {
+                        session
+                            .query_i64(&format!("SELECT COUNT(*) FROM {}", &*read))
+                            .unwrap();
+                    }
+                }
+                transaction::commit().unwrap();
+            })
+        });
+        let sent = &sql.statements()[before..];
+        assert!(
+            probe.seen.borrow().is_empty(),
+            "{writer}: no commit decision was needed"
+        );
+        assert!(
+            !sent.iter().any(|s| s.contains("PREPARE")),
+            "{writer}: nothing was prepared: {sent:?}"
+        );
+        assert_eq!(
+            sent.iter().filter(|s| s.trim() == "COMMIT").count(),
+            1,
+            "{writer}: one COMMIT: {sent:?}"
+        );
+        // The readers were asked, not assumed read-only.
+        assert_eq!(
+            sent.iter()
+                .filter(|s| s.contains("txid_current_if_assigned"))
+                .count(),
+            2,
+            "{writer}: {sent:?}"
+        );
+        assert_eq!(pg::count(&url1, &written), round as i64 + 1);
+    }
+    // A control: two writers are prepared and the capture sees it.
+    let before = sql.statements().len();
+    sql.run(|| {
+        for name in &names_of[..2] {
+            registry
+                .session(name)
+                .unwrap()
+                .execute(&format!("INSERT INTO {} VALUES ('two')", &*written))
+                .unwrap();
+        }
+        transaction::commit().unwrap();
+    });
+    let sent = &sql.statements()[before..];
+    assert_eq!(
+        sent.iter()
+            .filter(|s| s.contains("PREPARE TRANSACTION"))
+            .count(),
+        2,
+        "{sent:?}"
+    );
 }

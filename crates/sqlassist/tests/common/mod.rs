@@ -457,3 +457,63 @@ impl ServerLog {
         .text
     }
 }
+
+/// Records the SQL that sessions of engines with `echo = true` send on this thread (the
+/// crate's instrumentation logs every statement at target `sqlassist::sql`), while the
+/// closure given to [`SqlCapture::run`] runs.
+#[derive(Clone, Default)]
+pub struct SqlCapture {
+    statements: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SqlCapture {
+    /// Runs `f` with this thread's `tracing` events going to the capture.
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        tracing::subscriber::with_default(self.clone(), f)
+    }
+
+    /// Every statement captured so far.
+    pub fn statements(&self) -> Vec<String> {
+        self.statements.lock().expect("not poisoned").clone()
+    }
+
+    /// The captured statements that contain `needle`.
+    pub fn containing(&self, needle: &str) -> Vec<String> {
+        self.statements()
+            .into_iter()
+            .filter(|s| s.contains(needle))
+            .collect()
+    }
+}
+
+impl tracing::Subscriber for SqlCapture {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target() == "sqlassist::sql"
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        if event.metadata().target() != "sqlassist::sql" {
+            return;
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        self.statements
+            .lock()
+            .expect("not poisoned")
+            .push(message.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
