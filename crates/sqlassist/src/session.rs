@@ -763,7 +763,10 @@ impl SessionInner {
     /// transaction is open but the connection is outside any transaction, raw SQL
     /// (`COMMIT`, `ROLLBACK`) ended it. PostgreSQL connections know it without a round trip:
     /// Diesel records libpq's transaction status after every statement and resets its depth
-    /// when the server reports the session idle. The transaction a managed session joined
+    /// when the server reports the session idle. SQLite connections are asked in process,
+    /// only after a statement that may have ended the transaction ran (see
+    /// [`crate::sqlite::refresh_transaction_status`]); MariaDB refuses a raw `COMMIT` inside
+    /// an XA branch, so a managed MariaDB session never gets here. The transaction a managed session joined
     /// is doomed at once (what ran before the raw SQL may be committed: the transaction
     /// can no longer commit as a whole), and the session refuses statements until it is
     /// rolled back or the transaction aborted: a statement after a raw `COMMIT` would
@@ -775,6 +778,12 @@ impl SessionInner {
         let Some(conn) = st.conn.as_mut() else {
             return;
         };
+        #[cfg(feature = "sqlite")]
+        if conn.backend() == Backend::Sqlite
+            && conn.tracker().is_some_and(|t| t.take_may_have_ended())
+        {
+            crate::sqlite::refresh_transaction_status(conn);
+        }
         if !matches!(conn.depth(), Ok(0)) {
             return;
         }

@@ -437,3 +437,60 @@ fn a_read_only_in_memory_engine_refuses_writes_too() {
     assert!(err.to_string().contains("readonly"), "{err}");
     sqlassist::close_sessions().unwrap();
 }
+
+#[test]
+fn a_raw_commit_or_rollback_in_a_managed_session_fails_the_next_statement_and_dooms_the_transaction(
+) {
+    reset_thread();
+    for raw_end in ["COMMIT", "END", "ROLLBACK"] {
+        for via_guard in [false, true] {
+            let case = format!("{raw_end} via_guard={via_guard}");
+            let dir = TempDir::new("raw");
+            let db = dir.file("app.db");
+            setup(&db, "CREATE TABLE t (name TEXT NOT NULL)");
+            let mut registry = Registry::new();
+            registry
+                .init_engine(
+                    "writer",
+                    engine(&db, false),
+                    InitOptions::new().managed(true),
+                )
+                .unwrap();
+            let writer = registry.session("writer").unwrap();
+            writer.execute("INSERT INTO t VALUES ('x')").unwrap();
+            if via_guard {
+                let mut conn = writer.conn::<SqliteConnection>().unwrap();
+                diesel::sql_query(raw_end).execute(&mut *conn).unwrap();
+            } else {
+                writer.execute(raw_end).unwrap();
+            }
+            let expected: &[&str] = if raw_end == "ROLLBACK" { &[] } else { &["x"] };
+            let err = writer
+                .execute("INSERT INTO t VALUES ('z')")
+                .expect_err("the statement after a raw COMMIT fails");
+            assert!(
+                matches!(&err, Error::TransactionEndedOutside { engine } if engine == "writer"),
+                "{case}: {err:?}"
+            );
+            assert_eq!(names(&db, "t"), expected, "{case}");
+            let err = transaction::commit().expect_err("the transaction is doomed");
+            assert!(matches!(err, transaction::Error::Doomed), "{case}: {err:?}");
+            transaction::abort().unwrap();
+            assert_eq!(names(&db, "t"), expected, "{case}");
+            // Savepoints are no raw end: a nested transaction rolled back keeps the session.
+            writer.execute("INSERT INTO t VALUES ('next')").unwrap();
+            {
+                let mut conn = writer.conn::<SqliteConnection>().unwrap();
+                let nested: Result<(), DieselError> = conn.transaction(|c| {
+                    diesel::sql_query("INSERT INTO t VALUES ('nested')").execute(c)?;
+                    Err(DieselError::RollbackTransaction)
+                });
+                assert!(nested.is_err());
+            }
+            writer.execute("INSERT INTO t VALUES ('after')").unwrap();
+            transaction::commit().unwrap();
+            assert!(names(&db, "t").contains(&"after".to_owned()), "{case}");
+            sqlassist::close_sessions().unwrap();
+        }
+    }
+}
