@@ -183,9 +183,7 @@ struct Number {
 /// number is the only language-independent answer. Costs two round trips, on failure
 /// paths only.
 pub(crate) fn error_number(conn: &mut Conn) -> Option<u32> {
-    let Some(my) = <diesel::MysqlConnection as crate::conn::sealed::Sealed>::from_conn(conn) else {
-        return None;
-    };
+    let my = <diesel::MysqlConnection as crate::conn::sealed::Sealed>::from_conn(conn)?;
     diesel::connection::SimpleConnection::batch_execute(
         my,
         "GET DIAGNOSTICS CONDITION 1 @sqlassist_errno = MYSQL_ERRNO",
