@@ -5,10 +5,10 @@
 //! | step | SQL |
 //! |---|---|
 //! | first use | `BEGIN` (through Diesel, so nested `transaction()` calls are savepoints) |
-//! | vote, after a statement that may write | `PREPARE TRANSACTION '<gid>'` |
+//! | vote, after a statement that may write | `PREPARE TRANSACTION '<gid>'` (the engine's first such vote runs `SHOW max_prepared_transactions` before it) |
 //! | vote, after reads only | `SELECT txid_current_if_assigned() IS NOT NULL`, then `ROLLBACK` (nothing written: votes read-only) or `PREPARE TRANSACTION '<gid>'` |
 //! | vote or commit of an engine declared read-only | `SELECT txid_current_if_assigned() IS NOT NULL`, then `ROLLBACK`; the commit fails if it wrote |
-//! | finish | `COMMIT PREPARED '<gid>'` |
+//! | finish | `COMMIT PREPARED '<gid>'`; after an error the server answered, whether `pg_prepared_xacts` still lists the gid |
 //! | abort after vote | `ROLLBACK PREPARED '<gid>'` |
 //! | abort before vote | `ROLLBACK` |
 //! | one-phase commit | `COMMIT` |
@@ -191,8 +191,14 @@ pub(crate) fn rollback_prepared(
 }
 
 /// Whether a PostgreSQL error says the work may succeed if retried: serialization
-/// failure (40001, classified by Diesel from the SQLSTATE) or deadlock (40P01, which
-/// Diesel does not classify; recognised by the server's message).
+/// failure (40001, classified by Diesel from the SQLSTATE) or deadlock (40P01).
+///
+/// Diesel 2.3 keeps the SQLSTATE of an error in a private type and maps only eight codes
+/// to a [`DatabaseErrorKind`]; 40P01 is not one of them, and reading the field from the
+/// error box would need `unsafe`, which this workspace forbids. A deadlock is therefore
+/// still recognised by the server's English message: on a server whose `lc_messages` is
+/// not English, or for an error raised with `RAISE ... USING ERRCODE = '40P01'`, it is not
+/// classified as transient.
 pub(crate) fn is_transient(error: &DieselError) -> bool {
     match error {
         DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
