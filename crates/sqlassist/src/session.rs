@@ -766,11 +766,12 @@ impl SessionInner {
     /// when the server reports the session idle. SQLite connections are asked in process,
     /// only after a statement that may have ended the transaction ran (see
     /// [`crate::sqlite::refresh_transaction_status`]); MariaDB refuses a raw `COMMIT` inside
-    /// an XA branch, so a managed MariaDB session never gets here. The transaction a managed session joined
-    /// is doomed at once (what ran before the raw SQL may be committed: the transaction
-    /// can no longer commit as a whole), and the session refuses statements until it is
-    /// rolled back or the transaction aborted: a statement after a raw `COMMIT` would
-    /// otherwise run, and commit, on its own.
+    /// an XA branch, so a managed MariaDB session never gets here.
+    ///
+    /// The transaction a managed session joined is doomed at once (what ran before the
+    /// raw SQL may be committed: the transaction can no longer commit as a whole), and the
+    /// session refuses statements until it is rolled back or the transaction aborted: a
+    /// statement after a raw `COMMIT` would otherwise run, and commit, on its own.
     fn note_ended_outside(&self, st: &mut State) {
         if !st.open || st.ended_outside {
             return;
@@ -788,12 +789,14 @@ impl SessionInner {
             return;
         }
         st.ended_outside = true;
-        tracing::error!(engine = %self.name, managed = self.managed, "raw SQL (COMMIT or ROLLBACK) ended the session's transaction: what ran before it may be committed; refusing further statements and dooming the transaction");
-        if self.managed {
-            if let Some(txn) = transaction::manager().current() {
-                if st.joined == Some(txn.id()) {
-                    let _ = txn.doom();
-                }
+        if !self.managed {
+            tracing::warn!(engine = %self.name, "raw SQL (COMMIT or ROLLBACK) ended the session's transaction: refusing further statements until the session is rolled back");
+            return;
+        }
+        tracing::error!(engine = %self.name, "raw SQL (COMMIT or ROLLBACK) ended the managed session's transaction: what ran before it may be committed; refusing further statements and dooming the transaction");
+        if let Some(txn) = transaction::manager().current() {
+            if st.joined == Some(txn.id()) {
+                let _ = txn.doom();
             }
         }
     }

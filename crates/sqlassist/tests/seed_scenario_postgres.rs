@@ -1411,3 +1411,41 @@ fn a_lone_writer_among_three_managed_engines_commits_in_one_phase_wherever_it_so
         "{sent:?}"
     );
 }
+
+#[test]
+fn a_raw_commit_in_an_unmanaged_session_refuses_the_next_statement_until_rollback() {
+    let (url,) = urls!("SQLASSIST_TEST_PG_URL");
+    reset_thread();
+    let table = Table::pg(&url, "raw_un", "name TEXT NOT NULL");
+    let log = unique("log");
+    let mut registry = Registry::new();
+    registry
+        .init_engine(&log, engine(&url), InitOptions::new())
+        .unwrap();
+    let session = registry.session(&log).unwrap();
+    session
+        .execute(&format!("INSERT INTO {} VALUES ('x')", &*table))
+        .unwrap();
+    session.execute("ROLLBACK").unwrap();
+    let err = session
+        .execute(&format!(
+            "INSERT INTO {} VALUES ('autocommitted?')",
+            &*table
+        ))
+        .expect_err("refused");
+    assert!(
+        matches!(err, Error::TransactionEndedOutside { .. }),
+        "{err:?}"
+    );
+    assert!(matches!(
+        session.commit(),
+        Err(Error::TransactionEndedOutside { .. })
+    ));
+    assert_eq!(pg::count(&url, &table), 0, "nothing ran on its own");
+    session.rollback().unwrap();
+    session
+        .execute(&format!("INSERT INTO {} VALUES ('y')", &*table))
+        .unwrap();
+    session.commit().unwrap();
+    assert_eq!(names(&url, &table), ["y"]);
+}
