@@ -245,7 +245,9 @@ const TRANSIENT_ERRORS: [u32; 4] = [1205, 1213, 1613, 1614];
 pub(crate) fn is_transient(conn: Option<&mut Conn>, error: &DieselError) -> bool {
     match error {
         DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
-        DieselError::DatabaseError(..) => conn
+        // Only errors Diesel could not classify cost the two round trips: a unique
+        // violation (say) was classified from its number and is not transient.
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, _) => conn
             .and_then(error_number)
             .is_some_and(|n| TRANSIENT_ERRORS.contains(&n)),
         _ => false,
