@@ -14,7 +14,7 @@
 mod common;
 
 use std::cell::RefCell;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,9 @@ use sqlassist::fault::{self, Phase as FaultPhase};
 use sqlassist::{DatabaseUrl, Engine, EngineOptions, Error, InitOptions, Registry};
 use transaction::{BoxError, Branch, DecisionLog, TransactionId, TransactionManager};
 
+use common::lite::count as sqlite_count;
+use common::my::{scalar as my_count, xa_prepared};
+use common::pg::{prepared as pg_prepared, scalar as pg_count};
 use common::{reset_thread, unique, TempDir};
 
 struct Urls {
@@ -52,56 +55,6 @@ fn engine_with(
     .build()
     .expect("valid options");
     Engine::new(options).expect("an engine")
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-fn pg_count(url: &str, sql: &str) -> i64 {
-    diesel::sql_query(format!("SELECT CAST(({sql}) AS BIGINT) AS n"))
-        .get_result::<Count>(&mut PgConnection::establish(url).expect("pg"))
-        .expect("pg count")
-        .n
-}
-
-fn my_count(url: &str, sql: &str) -> i64 {
-    diesel::sql_query(format!("SELECT CAST(({sql}) AS SIGNED) AS n"))
-        .get_result::<Count>(&mut MysqlConnection::establish(url).expect("mariadb"))
-        .expect("mariadb count")
-        .n
-}
-
-fn sqlite_count(db: &Path, table: &str) -> i64 {
-    diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
-        .get_result::<Count>(
-            &mut SqliteConnection::establish(&db.display().to_string()).expect("sqlite"),
-        )
-        .expect("sqlite count")
-        .n
-}
-
-fn xa_prepared(admin: &str, needle: &str) -> usize {
-    #[derive(QueryableByName)]
-    struct Xid {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        data: String,
-    }
-    diesel::sql_query("XA RECOVER")
-        .load::<Xid>(&mut MysqlConnection::establish(admin).expect("mariadb admin"))
-        .expect("XA RECOVER")
-        .into_iter()
-        .filter(|x| x.data.contains(needle))
-        .count()
-}
-
-fn pg_prepared(admin: &str, needle: &str) -> i64 {
-    pg_count(
-        admin,
-        &format!("SELECT COUNT(*) FROM pg_prepared_xacts WHERE strpos(gid, '{needle}') > 0"),
-    )
 }
 
 /// Runs `sql` as MariaDB's root, retrying while the server still attaches the branch to
