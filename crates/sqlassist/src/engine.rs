@@ -471,7 +471,13 @@ where
         .max_size(max_size)
         .min_idle(Some(options.pool_min_idle().min(max_size)))
         .connection_timeout(options.pool_timeout())
-        .idle_timeout(options.pool_idle_timeout())
+        // Sessions return their connection at every transaction end: an in-memory
+        // database's one connection must not be closed for idling (or age) in the pool.
+        .idle_timeout(if options.url().is_memory() {
+            None
+        } else {
+            options.pool_idle_timeout()
+        })
         .max_lifetime(if options.url().is_memory() {
             None
         } else {
