@@ -9,6 +9,7 @@
 //! `SQLASSIST_TEST_PG_URL`(`_2`) and `SQLASSIST_TEST_MYSQL_URL`(`_2`) (see
 //! `tests/common/mod.rs` for skipping and `SQLASSIST_REQUIRE_SERVERS`). Every test uses its
 //! own uniquely named tables and drops them at the end.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -135,6 +136,9 @@ fn sqlite_url(dir: &TempDir, name: &str) -> String {
     format!("sqlite:///{}", dir.file(name).display())
 }
 
+/// Makes the pending commit of a session fail until what it returns is dropped.
+type MakeCommitFail<'a> = dyn Fn(&sqlassist::Session) -> Box<dyn std::any::Any> + 'a;
+
 /// One managed engine `w` on `url`: commit, abort, a read-only transaction and (with
 /// `fail`, which makes the pending commit fail until what it returns is dropped) a failed
 /// commit each return the connection; the session stays open.
@@ -142,7 +146,7 @@ fn every_end_returns_the_connection(
     url: &str,
     engine_clause: &str,
     configure: fn(EngineOptionsBuilder) -> EngineOptionsBuilder,
-    fail: Option<&dyn Fn(&sqlassist::Session) -> Box<dyn std::any::Any>>,
+    fail: Option<&MakeCommitFail<'_>>,
 ) {
     reset_thread();
     let table = Table::create(url, engine_clause);
@@ -532,4 +536,137 @@ fn mariadb_xa_branches_keep_their_connections_until_phase_two() {
         return;
     };
     two_phase_returns_connections_only_after_phase_two(&url1, &url2, INNODB);
+}
+
+// ---------------------------------------------------------------------------------------
+// Checkout tests (pool_pre_ping) skipped within pool_pre_ping_window
+
+/// Runs `n` managed transactions of one insert each on `engine`.
+fn transactions(engine: &Engine, table: &str, n: usize) {
+    let mut registry = Registry::new();
+    registry
+        .init_engine("w", engine.clone(), InitOptions::new().managed(true))
+        .unwrap();
+    let w = registry.session("w").unwrap();
+    for i in 0..n {
+        w.execute(&format!("INSERT INTO {table} VALUES ({i})"))
+            .unwrap();
+        transaction::commit().unwrap();
+    }
+    sqlassist::close_sessions().unwrap();
+}
+
+/// A connection returned just now is handed out untested; with a zero window every
+/// checkout is tested; a connection idle past the window is tested once.
+fn checkout_tests_follow_the_window(url: &str, engine_clause: &str) {
+    reset_thread();
+    let table = Table::create(url, engine_clause);
+
+    let hot = engine_with(url, |b| b.pool_pre_ping_window(Duration::from_secs(3600)));
+    transactions(&hot, &table, 5);
+    assert_eq!(
+        hot.pool_state().pings,
+        0,
+        "connections used within the window are not tested: {:?}",
+        hot.pool_state()
+    );
+
+    let always = engine_with(url, |b| b.pool_pre_ping_window(Duration::ZERO));
+    transactions(&always, &table, 5);
+    assert_eq!(
+        always.pool_state().pings,
+        5,
+        "a zero window tests every checkout: {:?}",
+        always.pool_state()
+    );
+
+    let window = Duration::from_millis(100);
+    let idle = engine_with(url, |b| b.pool_pre_ping_window(window));
+    transactions(&idle, &table, 1);
+    let before = idle.pool_state().pings;
+    std::thread::sleep(window * 3);
+    transactions(&idle, &table, 1);
+    assert_eq!(
+        idle.pool_state().pings,
+        before + 1,
+        "a connection idle past the window is tested at checkout"
+    );
+
+    let off = engine_with(url, |b| {
+        b.pool_pre_ping(false).pool_pre_ping_window(Duration::ZERO)
+    });
+    transactions(&off, &table, 3);
+    assert_eq!(
+        off.pool_state().pings,
+        0,
+        "pool_pre_ping = false tests nothing"
+    );
+    assert_eq!(table.rows(), 5 + 5 + 2 + 3);
+}
+
+#[test]
+fn sqlite_checkout_tests_are_skipped_for_a_connection_used_within_the_window() {
+    let dir = TempDir::new("pool");
+    checkout_tests_follow_the_window(&sqlite_url(&dir, "db.sqlite"), "");
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_checkout_tests_are_skipped_for_a_connection_used_within_the_window() {
+    let Some(url) = common::pg_url("SQLASSIST_TEST_PG_URL") else {
+        return;
+    };
+    checkout_tests_follow_the_window(&url, "");
+}
+
+/// A PostgreSQL connection killed while idle in the pool, past the window: the checkout
+/// test notices, and the session gets a fresh connection.
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_a_dead_connection_idle_past_the_window_is_replaced_at_checkout() {
+    let (Some(url), Some(admin)) = (
+        common::pg_url("SQLASSIST_TEST_PG_URL"),
+        common::pg_url("SQLASSIST_TEST_PG_ADMIN_URL"),
+    ) else {
+        return;
+    };
+    reset_thread();
+    let window = Duration::from_millis(100);
+    let engine = engine_with(&url, |b| b.pool_size(1).pool_pre_ping_window(window));
+    let mut registry = Registry::new();
+    registry
+        .init_engine("w", engine.clone(), InitOptions::new().managed(true))
+        .unwrap();
+    let w = registry.session("w").unwrap();
+    let first = w.query_i64("SELECT pg_backend_pid()").unwrap();
+    transaction::commit().unwrap();
+    assert_all_idle(&engine, "after the first transaction");
+
+    let killed = scalar(
+        &admin,
+        &format!("SELECT CASE WHEN pg_terminate_backend({first}) THEN 1 ELSE 0 END"),
+    );
+    assert_eq!(killed, 1, "the idle pooled connection was terminated");
+    for _ in 0..50 {
+        let alive = scalar(
+            &admin,
+            &format!("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = {first}"),
+        );
+        if alive == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(window * 3);
+
+    let before = engine.pool_state().pings;
+    let second = w.query_i64("SELECT pg_backend_pid()").unwrap();
+    transaction::commit().unwrap();
+    assert_ne!(second, first, "a fresh connection replaced the dead one");
+    assert!(
+        engine.pool_state().pings > before,
+        "the dead connection was tested: {:?}",
+        engine.pool_state()
+    );
+    sqlassist::close_sessions().unwrap();
 }
