@@ -52,6 +52,7 @@ mod instrument;
 #[cfg(feature = "mysql")]
 mod mysql;
 mod options;
+mod pool;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod redact;

@@ -30,9 +30,21 @@ thread_local! {
 /// [`Error::CommitThroughTransactionManager`]. An *unmanaged* session commits and rolls
 /// back on its own.
 ///
-/// The session keeps its connection between transactions; [`close`](Self::close) or
-/// [`crate::close_sessions`] (at the end of a request) rolls back what was never committed
-/// and returns the connection to the pool. A session is bound to its thread (`!Send`).
+/// The connection goes back to the pool when the session's transaction ends, as
+/// zope.sqlalchemy closes its sessions after commit and abort: for a managed session when
+/// the transaction manager commits, aborts or fails to commit (a prepared branch keeps its
+/// connection until phase two); for an unmanaged session at its own
+/// [`commit`](Self::commit) or [`rollback`](Self::rollback). The next statement checks a
+/// connection out again (cheaply: see
+/// [`EngineOptions::pool_pre_ping_window`](crate::EngineOptions::pool_pre_ping_window)).
+/// So a thread that never calls [`crate::close_sessions`] holds no connection between
+/// transactions. With the engine option `keep_session = true` the session keeps its
+/// connection between transactions instead (connection-level state such as `SET` or
+/// temporary tables survives) until [`close`](Self::close) or [`crate::close_sessions`].
+///
+/// [`close`](Self::close) or [`crate::close_sessions`] (at the end of a request) rolls
+/// back what was never committed and returns the connection to the pool. A session is
+/// bound to its thread (`!Send`).
 ///
 /// # Examples
 ///
@@ -474,7 +486,7 @@ impl Session {
                 engine: self.inner.name.clone(),
             });
         }
-        let mut st = self.inner.borrow_state()?;
+        let mut st = self.inner.ending_state()?; // releases the connection once done
         if !st.open {
             return Ok(());
         }
@@ -517,7 +529,7 @@ impl Session {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn rollback(&self) -> Result<()> {
-        let mut st = self.inner.borrow_state()?;
+        let mut st = self.inner.ending_state()?; // releases the connection once done
         self.inner
             .rollback_open(&mut st)
             .map_err(|e| self.inner.db_error(e))
@@ -908,6 +920,20 @@ impl SessionInner {
         }
     }
 
+    /// A borrow of the state for an operation that ends the session's transaction (a
+    /// commit, a rollback, a vote, phase two, an abort): when it is dropped the connection
+    /// goes back to the pool if the transaction is over (see [`Ending`]).
+    fn ending_state(&self) -> Result<Ending<'_>> {
+        Ok(Ending {
+            session: self,
+            state: self.borrow_state()?,
+        })
+    }
+
+    fn ending_resource_state(&self) -> std::result::Result<Ending<'_>, ResourceError> {
+        self.ending_state().map_err(ResourceError::new)
+    }
+
     fn release(&self) -> Result<()> {
         let mut st = self.borrow_state()?;
         if st.open {
@@ -1043,6 +1069,45 @@ impl SessionInner {
     }
 }
 
+/// The session's state, borrowed by an operation that may end its transaction. On drop,
+/// if the transaction is over (none open, no prepared branch waiting for phase two, no
+/// XA branch) and the engine does not keep sessions (`keep_session`), the connection goes
+/// back to the pool, as zope.sqlalchemy closes its sessions after commit and abort. A
+/// prepared MariaDB branch can only be finished on its own connection: it keeps it until
+/// phase two. The session's next statement checks a connection out again.
+struct Ending<'a> {
+    session: &'a SessionInner,
+    state: RefMut<'a, State>,
+}
+
+impl Deref for Ending<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl DerefMut for Ending<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        let st = &mut *self.state;
+        #[cfg(feature = "mysql")]
+        if st.xa.is_some() {
+            return;
+        }
+        if !st.open && st.prepared.is_none() && !self.session.engine.options().keep_session() {
+            // Dropping the pooled connection returns it; r2d2 closes it instead if Diesel
+            // sees a transaction still open on it.
+            st.conn = None;
+        }
+    }
+}
+
 /// The branch name of a session in a transaction: `sqlassist_<transaction id>_<engine>`.
 /// Engine names are restricted to `[A-Za-z0-9_.-]` by the registry, transaction ids to
 /// `[0-9a-f-]`, so the gid needs no quoting and stays under PostgreSQL's 200 bytes.
@@ -1094,7 +1159,7 @@ impl DataManager for SessionInner {
     }
 
     fn abort(&self, _txn: &Transaction) -> std::result::Result<(), ResourceError> {
-        let mut st = self.resource_state()?;
+        let mut st = self.ending_resource_state()?; // releases the connection once done
         st.joined = None;
         st.ended_outside = false;
         if let Some(gid) = st.prepared.take() {
@@ -1115,7 +1180,7 @@ impl DataManager for SessionInner {
         // Only PostgreSQL names its branch here (MariaDB named it at XA START).
         #[cfg(not(feature = "postgres"))]
         let _ = txn;
-        let mut guard = self.resource_state()?;
+        let mut guard = self.ending_resource_state()?; // releases the connection once done
         let st = &mut *guard;
         if !st.open {
             return Ok(Vote::ReadOnly);
@@ -1220,7 +1285,7 @@ impl DataManager for SessionInner {
     }
 
     fn tpc_finish(&self, _txn: &Transaction) -> std::result::Result<(), ResourceError> {
-        let mut st = self.resource_state()?;
+        let mut st = self.ending_resource_state()?; // releases the connection once done
         let Some(gid) = st.prepared.take() else {
             return Ok(());
         };
@@ -1257,7 +1322,7 @@ impl DataManager for SessionInner {
     }
 
     fn commit_one_phase(&self, _txn: &Transaction) -> std::result::Result<(), ResourceError> {
-        let mut st = self.resource_state()?;
+        let mut st = self.ending_resource_state()?; // releases the connection once done
         if !st.open {
             return Ok(());
         }
