@@ -464,12 +464,9 @@ impl Engine {
     }
 }
 
-/// Removes the URL's password from a message, in case a driver echoes it.
+/// Removes the URL's secrets from a message, in case a driver echoes them.
 pub(crate) fn redact(message: &str, url: &DatabaseUrl) -> String {
-    match url.password() {
-        Some(pw) if !pw.is_empty() => message.replace(pw, "***"),
-        _ => message.to_owned(),
-    }
+    crate::redact::message(message, url)
 }
 
 fn build_pool<C>(
@@ -506,6 +503,9 @@ where
         })
         .test_on_check_out(options.pool_pre_ping())
         .connection_customizer(Box::new(ArcSetup(setup)))
+        .error_handler(Box::new(crate::redact::PoolErrorHandler::new(
+            options.url().clone(),
+        )))
         .build_unchecked(Manager::new(url, options.pool_pre_ping_window(), pings))
 }
 

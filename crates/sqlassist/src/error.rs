@@ -2,8 +2,8 @@
 //!
 //! One `#[non_exhaustive]` enum, [`Error`], whose variants are the cases a caller branches
 //! on. Messages are lowercase, carry no trailing period, and never contain a password:
-//! URLs are redacted before they are stored in a variant, and the value of a setting whose
-//! key ends in `url` or `password` is never echoed.
+//! URLs and setting values are redacted (see the `redact` module) before they are stored
+//! in a variant.
 
 use std::path::PathBuf;
 
@@ -73,13 +73,14 @@ pub enum Error {
 
     /// A setting has a value that cannot be used.
     ///
-    /// Build it with `Error::invalid_setting`, which hides the value of `url` and `password`
-    /// keys.
+    /// Build it with `Error::invalid_setting`, which hides the value of keys that look
+    /// secret (`secret`, `password`, `token`, `key`, `dsn`, `url`) and redacts URLs.
     #[error("invalid value {value:?} for setting `{key}`: expected {expected}")]
     InvalidSetting {
         /// The full key, such as `sqlalchemy_reader.pool_size`.
         key: String,
-        /// The value as given (`***` for keys ending in `url` or `password`).
+        /// The value as given, redacted (`***` for keys that look secret, URLs with their
+        /// passwords hidden).
         value: String,
         /// What the setting accepts.
         expected: &'static str,
@@ -384,20 +385,15 @@ impl Error {
         }
     }
 
-    /// An [`Error::InvalidSetting`] that never echoes the value of a secret key.
-    ///
-    /// Keys ending in `url` or `password` (case-insensitive) get `***` as their value.
+    /// An [`Error::InvalidSetting`] that never echoes a secret: the value is shown as
+    /// `redact::setting` shows it (`***` for keys that look secret, URLs redacted).
     pub(crate) fn invalid_setting(
         key: impl Into<String>,
         value: &str,
         expected: &'static str,
     ) -> Self {
         let key = key.into();
-        let value = if crate::redact::is_secret_key(&key) {
-            "***".to_owned()
-        } else {
-            value.to_owned()
-        };
+        let value = crate::redact::setting(&key, value);
         Error::InvalidSetting {
             key,
             value,
@@ -430,6 +426,17 @@ mod tests {
             err.to_string(),
             "invalid value \"ten\" for setting `db.pool_size`: expected a positive integer"
         );
+    }
+
+    #[test]
+    fn invalid_setting_hides_values_of_every_secret_looking_key() {
+        for key in ["a.secret", "a.api_token", "a.key", "a.dsn", "a.sslpassword"] {
+            let err = Error::invalid_setting(key, "s3cr3t-PW", "text");
+            assert!(!format!("{err} {err:?}").contains("s3cr3t"), "{key}");
+        }
+        let err =
+            Error::invalid_setting("a.broker", "amqp://guest:s3cr3t-PW@rabbit:5672//", "text");
+        assert!(!format!("{err} {err:?}").contains("s3cr3t"));
     }
 
     #[test]

@@ -53,19 +53,26 @@ sqlite+pysqlite, sqlite+aiosqlite";
 /// - User names and passwords are kept byte for byte, so percent-encoded passwords
 ///   (`p%40ss`) reach libpq and Diesel's MySQL client unchanged and are decoded there.
 ///   A raw `/`, `?` or `#` in a password (which SQLAlchemy accepts) is percent-encoded,
-///   because libpq and the `url` crate would otherwise cut the URL there. A raw `@` in a
-///   password cannot be told apart from the host separator: write it as `%40`.
+///   because libpq and the `url` crate would otherwise cut the URL there. A raw `:` in a
+///   password is part of it (only the first `:` ends the user name). A raw `@` in the user
+///   name is read as Azure writes it (`user@server:password@host`) and percent-encoded; a
+///   raw `@` in a password cannot be told apart from the host separator and is refused
+///   with an error that asks for `%40`.
 /// - A relative SQLite path is resolved against a base directory (the directory of the
 ///   settings file, see [`Settings::here`](crate::Settings::here)), never against the
 ///   filesystem root as Diesel would read `sqlite:///rel.db`. Diesel opens SQLite with URI
 ///   support, so the file is given as a `file:` URI whose `%`, `?` and `#` are
 ///   percent-encoded; query parameters (`mode`, `cache`, `immutable`, …) are kept, except
 ///   SQLAlchemy's `uri=true` switch. `sqlite:///file:app.db?uri=true` is read as `app.db`.
-/// - PostgreSQL and MySQL URLs need a host, unless a socket is given in the query
-///   (`?host=/var/run/postgresql` for PostgreSQL, `?unix_socket=/path` for MySQL). Several
-///   comma-separated hosts are accepted for PostgreSQL (libpq's multi-host form).
+/// - A PostgreSQL URL without a host (`postgresql:///db`, `postgresql://user@/db`)
+///   connects through libpq's default Unix socket directory, as libpq reads it; another
+///   directory is given as `?host=/path`. MySQL URLs need a host, or a socket given as
+///   `?unix_socket=/path`. Several comma-separated hosts are accepted for PostgreSQL
+///   (libpq's multi-host form).
 /// - [`Debug`] and [`Display`](fmt::Display) print the redacted form: the password, and the
-///   value of any query parameter whose name ends in `password`, become `***`.
+///   value of any query parameter whose name contains `pass`, `pwd`, `secret`, `token` or
+///   `key` (SQLite URLs too), become `***`. Errors about a URL that does not parse hide
+///   everything from its first `:` after the scheme to its last `@`.
 ///
 /// # Examples
 ///
@@ -214,6 +221,24 @@ impl DatabaseUrl {
         let authority = rest.split(['/', '?']).next()?;
         let userinfo = authority.rsplit_once('@')?.0;
         userinfo.split_once(':').map(|(_, pw)| pw)
+    }
+
+    /// Every secret in the connection URL, as written there: the password and the value of
+    /// every query parameter whose name looks secret. [`redact::message`] scrubs them (and
+    /// their percent-decoded forms) from driver and pool messages.
+    pub(crate) fn secrets(&self) -> Vec<&str> {
+        let mut secrets: Vec<&str> = self.password().into_iter().collect();
+        // User names have no raw `?` and passwords and paths have theirs percent-encoded:
+        // the first `?` starts the query.
+        if let Some((_, query)) = self.connection.split_once('?') {
+            secrets.extend(query.split('&').filter_map(|param| {
+                param
+                    .split_once('=')
+                    .filter(|(name, _)| redact::is_secret_param(name))
+                    .map(|(_, value)| value)
+            }));
+        }
+        secrets
     }
 
     /// The URL with its password replaced by `***`: safe to log and to show.
@@ -365,28 +390,40 @@ fn parse_server(original: &str, backend: Backend, rest: &str) -> Result<Database
         None => (tail, None),
     };
 
+    let (user, password) = match userinfo {
+        Some(info) => match info.split_once(':') {
+            Some((user, password)) => (Some(user), Some(password)),
+            None => (Some(info), None),
+        },
+        None => (None, None),
+    };
+    // Both mean a raw `@` or `/` in the user info that the split above could not place;
+    // checked before the host and port, whose errors would mislead.
+    if password.is_some_and(|p| p.contains('@')) {
+        return Err(invalid(
+            "the password contains a raw `@`: percent-encode `@` in the password as %40",
+        ));
+    }
+    if path.contains('@') {
+        return Err(invalid(
+            "the database name contains `@`: if the user name or password holds a raw `@` \
+             or `/`, percent-encode them as %40 and %2F",
+        ));
+    }
     if hostport.contains('@') {
         return Err(invalid(
             "the host contains `@`: percent-encode `@` in the user name or password as %40",
         ));
     }
     if hostport.is_empty() {
-        let socket_key = match backend {
-            Backend::Postgres => "host",
-            _ => "unix_socket",
-        };
-        let has_socket = query.is_some_and(|q| q.split('&').any(|p| param_key(p) == socket_key));
-        if !has_socket {
-            return Err(invalid(match backend {
-                Backend::Postgres => {
-                    "no host; write postgresql://user@localhost/db, or give a socket \
-                     directory with ?host=/var/run/postgresql"
-                }
-                _ => {
-                    "no host; write mysql://user@localhost/db, or give a socket with \
-                     ?unix_socket=/run/mysqld/mysqld.sock"
-                }
-            }));
+        // libpq reads an empty host as its default Unix socket directory
+        // (`postgresql:///db`, `postgresql://user@/db`); MySQL needs the socket named.
+        let has_socket = query.is_some_and(|q| q.split('&').any(|p| param_key(p) == "unix_socket"));
+        if backend == Backend::Mysql && !has_socket {
+            return Err(invalid(
+                "no host; write mysql://user@localhost/db, or give a socket with \
+                 ?unix_socket=/run/mysqld/mysqld.sock",
+            ));
         }
     } else {
         if backend == Backend::Mysql && hostport.contains(',') {
@@ -405,13 +442,6 @@ fn parse_server(original: &str, backend: Backend, rest: &str) -> Result<Database
     let diesel_scheme = match backend {
         Backend::Postgres => "postgres",
         _ => "mysql",
-    };
-    let (user, password) = match userinfo {
-        Some(info) => match info.split_once(':') {
-            Some((user, password)) => (Some(user), Some(password)),
-            None => (Some(info), None),
-        },
-        None => (None, None),
     };
     let query_suffix = |q: Option<&str>| q.map(|q| format!("?{q}")).unwrap_or_default();
     let userinfo_for = |password: Option<&str>| match (user, password) {
@@ -438,17 +468,28 @@ fn parse_server(original: &str, backend: Backend, rest: &str) -> Result<Database
     })
 }
 
-/// Splits `user[:password]@` off the front the way SQLAlchemy does: the user name has no
-/// `:` or `/`, the password runs to the first `@`.
+/// Splits `user[:password]@` off the front.
+///
+/// As SQLAlchemy reads it, the password runs to the first `@` and the user name has no `:`
+/// or `/` (nor `?`: that starts the query). One more rule finds Azure's user names
+/// (`user@server:password@host`): when the host part after that `@` holds another `@`
+/// before the path or query starts, the user info runs to the last such `@`. A raw `@` in
+/// the password is then seen by the caller, which asks for `%40`.
 fn split_userinfo(rest: &str) -> (Option<&str>, &str) {
-    if let Some(at) = rest.find('@') {
-        let info = &rest[..at];
-        let user = info.split(':').next().unwrap_or_default();
-        if !user.contains('/') {
-            return (Some(info), &rest[at + 1..]);
-        }
+    let Some(first_at) = rest.find('@') else {
+        return (None, rest);
+    };
+    let user = rest[..first_at].split(':').next().unwrap_or_default();
+    if user.contains(['/', '?', '#']) {
+        return (None, rest);
     }
-    (None, rest)
+    let after = &rest[first_at + 1..];
+    let host_end = after.find(['/', '?']).unwrap_or(after.len());
+    let end = match after[..host_end].rfind('@') {
+        Some(i) => first_at + 1 + i,
+        None => first_at,
+    };
+    (Some(&rest[..end]), &rest[end + 1..])
 }
 
 /// Checks one `host[:port]` item (`[v6addr][:port]` too). The reason never quotes the port.
@@ -518,14 +559,18 @@ fn parse_sqlite(original: &str, rest: &str, base: Base<'_>) -> Result<DatabaseUr
     let db = db.strip_prefix("file:").unwrap_or(db);
 
     if db.is_empty() || db == ":memory:" {
-        let connection = if params.is_empty() {
-            ":memory:".to_owned()
+        let (connection, redacted) = if params.is_empty() {
+            (":memory:".to_owned(), ":memory:".to_owned())
         } else {
-            format!("file::memory:?{}", params.join("&"))
+            let params = params.join("&");
+            (
+                format!("file::memory:?{params}"),
+                format!("file::memory:?{}", redact_query(&params)),
+            )
         };
         return Ok(DatabaseUrl {
             backend: Backend::Sqlite,
-            redacted: connection.clone(),
+            redacted,
             connection,
             database: None,
             sqlite: Some(SqliteTarget { path: None, params }),
@@ -553,13 +598,17 @@ fn parse_sqlite(original: &str, rest: &str, base: Base<'_>) -> Result<DatabaseUr
         ));
     };
     let mut connection = format!("file:{}", encode_sqlite_path(path_str));
+    let mut redacted = connection.clone();
     if !params.is_empty() {
+        let params = params.join("&");
         connection.push('?');
-        connection.push_str(&params.join("&"));
+        connection.push_str(&params);
+        redacted.push('?');
+        redacted.push_str(&redact_query(&params));
     }
     Ok(DatabaseUrl {
         backend: Backend::Sqlite,
-        redacted: connection.clone(),
+        redacted,
         connection,
         database: Some(db.to_owned()),
         sqlite: Some(SqliteTarget {
@@ -578,7 +627,7 @@ fn param_key(param: &str) -> String {
 }
 
 /// Percent-encodes the characters that would end the user info early for libpq or the
-/// `url` crate; everything else (including existing `%XX` escapes) is kept.
+/// `url` crate (`/`, `?`, `#`, and `@` in an Azure-style user name); everything else (including existing `%XX` escapes) is kept.
 fn encode_userinfo(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -586,6 +635,7 @@ fn encode_userinfo(s: &str) -> String {
             '/' => out.push_str("%2F"),
             '?' => out.push_str("%3F"),
             '#' => out.push_str("%23"),
+            '@' => out.push_str("%40"),
             c => out.push(c),
         }
     }
@@ -901,11 +951,30 @@ mod tests {
     }
 
     #[test]
+    fn postgres_urls_without_a_host_are_left_to_libpq_default_socket() {
+        for (written, connection) in [
+            ("postgresql:///db", "postgres:///db"),
+            ("postgresql://reader@/db", "postgres://reader@/db"),
+            (
+                "postgresql+psycopg2:///db?user=app",
+                "postgres:///db?user=app",
+            ),
+        ] {
+            let url = ok(written);
+            assert_eq!(url.connection_string(), connection);
+            assert_eq!(url.database_name(), Some("db"));
+        }
+        assert_eq!(
+            ok(&format!("postgresql://reader:{PW}@/db")).redacted(),
+            "postgres://reader:***@/db"
+        );
+    }
+
+    #[test]
     fn missing_host_is_rejected_without_leaking() {
         for s in [
-            format!("postgresql://reader:{PW}@/db"),
             format!("mysql://reader:{PW}@/db"),
-            "postgresql:///db".to_owned(),
+            "mariadb:///db".to_owned(),
             format!("postgresql://reader:{PW}@:5432/db"),
         ] {
             let e = err(&s);
@@ -1043,6 +1112,105 @@ mod tests {
             format!("{url:?}"),
             "DatabaseUrl(\"postgres://reader:***@h/db\")"
         );
+    }
+
+    #[test]
+    fn sqlite_query_secrets_are_redacted() {
+        for s in [
+            "sqlite://?password=s3cr3t",
+            "sqlite:///app.db?key=s3cr3t&mode=rwc",
+            "sqlite+pysqlite:////var/app.db?cache=shared&auth_token=s3cr3t",
+        ] {
+            let url = ok(s);
+            assert!(url.connection_string().contains("s3cr3t"), "{s}");
+            assert_no_secret(&url.to_string());
+            assert_no_secret(&format!("{url:?}"));
+        }
+        assert_eq!(
+            ok("sqlite://?password=s3cr3t").redacted(),
+            "file::memory:?password=***"
+        );
+    }
+
+    #[test]
+    fn query_parameters_named_like_secrets_are_redacted() {
+        for (param, shown) in [
+            ("sslpassword", "sslpassword=***"),
+            ("client_secret", "client_secret=***"),
+            ("auth_token", "auth_token=***"),
+            ("api_key", "api_key=***"),
+            ("PassWord", "PassWord=***"),
+            ("pass%77ord", "pass%77ord=***"),
+        ] {
+            let url = ok(&format!(
+                "postgresql://u@h/db?sslmode=require&{param}={PW}&application_name=app"
+            ));
+            assert_eq!(
+                url.redacted(),
+                format!("postgres://u@h/db?sslmode=require&{shown}&application_name=app")
+            );
+            assert_no_secret(&format!("{url} {url:?}"));
+        }
+    }
+
+    #[test]
+    fn an_at_sign_in_the_query_hides_no_secret_parameter() {
+        let url = ok(&format!(
+            "postgresql://app@db:5432/app?sslcert=/home/me@corp/c.crt&sslpassword={PW}"
+        ));
+        assert_eq!(
+            url.redacted(),
+            "postgres://app@db:5432/app?sslcert=/home/me@corp/c.crt&sslpassword=***"
+        );
+        assert_eq!(url.database_name(), Some("app"));
+        let e = err(&format!("postgresql://u@h:x/db?a=@&password={PW}"));
+        assert!(matches!(e, Error::InvalidUrl { .. }), "{e:?}");
+        assert_no_secret(&format!("{e} {e:?}"));
+    }
+
+    #[test]
+    fn a_raw_at_sign_in_the_user_name_is_read_as_azure_writes_it() {
+        let url = ok(&format!("postgresql://user@server:{PW}@host/db"));
+        assert_eq!(
+            url.connection_string(),
+            format!("postgres://user%40server:{PW}@host/db")
+        );
+        assert_eq!(url.redacted(), "postgres://user%40server:***@host/db");
+        assert_eq!(url.password(), Some(PW));
+        assert_eq!(url.database_name(), Some("db"));
+        let no_password = ok("mysql://user@server@host/db");
+        assert_eq!(
+            no_password.connection_string(),
+            "mysql://user%40server@host/db"
+        );
+    }
+
+    #[test]
+    fn a_raw_colon_in_the_password_is_part_of_it() {
+        let url = ok("postgresql://u:s3:cr3t@h:5432/db");
+        assert_eq!(url.password(), Some("s3:cr3t"));
+        assert_eq!(url.redacted(), "postgres://u:***@h:5432/db");
+    }
+
+    #[test]
+    fn userinfo_with_raw_delimiters_asks_for_percent_encoding_without_leaking() {
+        for s in [
+            // A raw `@` in the password.
+            format!("postgresql://u:p@ss{PW}@host/db"),
+            // Raw `@` and `:` in the password: not "the port is not a number".
+            format!("postgresql://u:p@ss:{PW}@host/db"),
+            format!("postgresql://u:p@ss:wo/rd{PW}@host/db"),
+            format!("mysql://u:p@ss:1{PW}@host:3306/db"),
+            // A raw `/` in the user name.
+            format!("postgresql://u/x:{PW}@host/db"),
+        ] {
+            let e = err(&s);
+            assert!(matches!(e, Error::InvalidUrl { .. }), "{s}: {e:?}");
+            let text = e.to_string();
+            assert!(text.contains("percent-encode"), "{s}: {text}");
+            assert!(!text.contains("port"), "{s}: {text}");
+            assert_no_secret(&format!("{e} {e:?}"));
+        }
     }
 
     #[test]
