@@ -585,3 +585,75 @@ fn eight_threads_on_small_pools_commit_exact_counts_without_deadlock_or_leaks() 
         assert_eq!(s.idle, s.connections, "no connection leaked: {s:?}");
     }
 }
+
+#[test]
+fn a_postgresql_writer_next_to_read_only_mariadb_and_sqlite_engines_commits_in_one_phase() {
+    let Some(u) = urls() else { return };
+    reset_thread();
+    let pg_table = common::Table::pg(&u.pg, "het_one", "v INT NOT NULL");
+    let my_table = common::Table::mysql(&u.my, "het_one", "v INT NOT NULL");
+    let dir = TempDir::new("het-one");
+    let db = dir.file("lite.db");
+    common::lite::exec(&db, "CREATE TABLE t (v INT NOT NULL)");
+    // The writer sorts first; the read-only engines say they are clean and vote before it.
+    let pg = unique("a_pg");
+    let my = unique("b_maria_ro");
+    let lite = unique("c_sqlite_ro");
+    let mut registry = Registry::new();
+    let managed = InitOptions::new().managed(true);
+    registry
+        .init_engine(&pg, engine_with(&u.pg, |b| b.echo(true)), managed)
+        .unwrap();
+    registry
+        .init_engine(
+            &my,
+            engine_with(&u.my, |b| b.read_only(true).echo(true)),
+            managed,
+        )
+        .unwrap();
+    registry
+        .init_engine(
+            &lite,
+            engine_with(&format!("sqlite:///{}", db.display()), |b| {
+                b.read_only(true).echo(true)
+            }),
+            managed,
+        )
+        .unwrap();
+    let log = AtDecision::new(|| {});
+    let sql = common::SqlCapture::default();
+    sql.run(|| {
+        log.manager().scope(|| {
+            registry
+                .session(&pg)
+                .unwrap()
+                .execute(&format!("INSERT INTO {} VALUES (1)", &*pg_table))
+                .unwrap();
+            registry
+                .session(&my)
+                .unwrap()
+                .query_i64(&format!("SELECT COUNT(*) FROM {}", &*my_table))
+                .unwrap();
+            registry
+                .session(&lite)
+                .unwrap()
+                .query_i64("SELECT COUNT(*) FROM t")
+                .unwrap();
+            transaction::commit().unwrap();
+        })
+    });
+    assert!(
+        log.seen.borrow().is_empty(),
+        "no commit decision was needed"
+    );
+    let sent = sql.statements();
+    assert!(
+        !sent.iter().any(|s| s.contains("PREPARE")),
+        "nothing was prepared: {sent:?}"
+    );
+    assert_eq!(
+        pg_count(&u.pg, &format!("SELECT COUNT(*) FROM {}", &*pg_table)),
+        1
+    );
+    assert_eq!(xa_prepared(&u.my_admin, &my), 0);
+}
