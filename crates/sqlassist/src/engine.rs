@@ -91,10 +91,9 @@ impl fmt::Debug for Engine {
 /// let session = registry.session("main")?;
 /// session.execute("CREATE TABLE t (v INTEGER)")?;
 /// let state = engine.pool_state();
-/// assert_eq!((state.connections, state.idle), (1, 0)); // held by the session
+/// assert_eq!((state.connections, state.idle), (1, 0)); // held by the open transaction
 ///
-/// session.commit()?;
-/// session.close()?; // returns the connection to the pool
+/// session.commit()?; // the transaction ended: the connection is back in the pool
 /// let state = engine.pool_state();
 /// assert_eq!((state.connections, state.idle), (1, 1));
 /// # Ok::<(), sqlassist::Error>(())
@@ -555,11 +554,5 @@ impl Setup {
         }
         conn.batch_execute(&self.sql)
             .map_err(diesel::r2d2::Error::QueryError)
-    }
-}
-
-impl<C: diesel::Connection> CustomizeConnection<C, diesel::r2d2::Error> for Setup {
-    fn on_acquire(&self, conn: &mut C) -> std::result::Result<(), diesel::r2d2::Error> {
-        self.apply(conn)
     }
 }

@@ -447,7 +447,9 @@ impl Session {
         outcome
     }
 
-    /// Commits an unmanaged session's transaction.
+    /// Commits an unmanaged session's transaction. This ends the transaction: the
+    /// connection goes back to the pool (unless the engine has `keep_session = true`), and
+    /// the next statement checks one out again.
     ///
     /// # Errors
     ///
@@ -507,7 +509,9 @@ impl Session {
     }
 
     /// Rolls back this session's work only. A managed session stays joined to the current
-    /// transaction and usable: its next query begins a new database transaction.
+    /// transaction and usable: its next query begins a new database transaction. The
+    /// connection goes back to the pool (unless the engine has `keep_session = true`); the
+    /// next query checks one out again.
     ///
     /// # Errors
     ///
