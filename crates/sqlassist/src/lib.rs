@@ -45,6 +45,7 @@ mod backend;
 mod conn;
 mod engine;
 mod error;
+mod ini;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod fault;

@@ -1,21 +1,19 @@
 //! Settings: a flat map of string keys to string values, plus the base directory `here`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use config::{ConfigError, FileFormat, FileStoredFormat, Format, Map, Source, Value, ValueKind};
+use config::{ConfigError, FileFormat, FileStoredFormat, Map, Source, Value, ValueKind};
 
 use crate::error::{Error, Result};
+use crate::ini::PasteIni;
 use crate::redact;
 
 /// The single top-level key under which every source hands its flat map to `config`, so
 /// that `config` never splits a dotted key into a path.
 const ROOT: &str = "settings";
-
-/// How deep `%(name)s` references may nest, as in Python's `configparser`.
-const MAX_INTERPOLATION_DEPTH: usize = 10;
 
 /// A flat map of settings, with the directory relative paths are resolved against.
 ///
@@ -962,316 +960,6 @@ fn sanitize_toml_error(display: &str) -> (usize, String) {
     (line, reason)
 }
 
-/// Pyramid/PasteDeploy INI as a `config` format: reads one section, interpolated.
-#[derive(Debug, Clone)]
-struct PasteIni {
-    section: String,
-    /// The value of `%(here)s`.
-    here: PathBuf,
-    /// The value of `%(__file__)s`, when reading a file.
-    file: Option<PathBuf>,
-    /// What error messages call the source.
-    origin: String,
-}
-
-impl Format for PasteIni {
-    fn parse(
-        &self,
-        uri: Option<&String>,
-        text: &str,
-    ) -> Result<Map<String, Value>, Box<dyn std::error::Error + Send + Sync>> {
-        let values = parse_paste_ini(
-            text,
-            &self.section,
-            &self.here,
-            self.file.as_deref(),
-            &self.origin,
-        )?;
-        Ok(values
-            .into_iter()
-            .map(|(key, value)| (key, Value::new(uri, ValueKind::String(value))))
-            .collect())
-    }
-}
-
-impl FileStoredFormat for PasteIni {
-    fn file_extensions(&self) -> &'static [&'static str] {
-        &["ini"]
-    }
-}
-
-/// One `key = value` of an INI section, before interpolation.
-struct Entry {
-    key: String,
-    lines: Vec<String>,
-    line: usize,
-}
-
-impl Entry {
-    fn raw_value(&self) -> String {
-        self.lines.join("\n").trim_end().to_owned()
-    }
-}
-
-/// Which section the parser is in.
-#[derive(Clone, Copy)]
-enum Current {
-    Default,
-    Named(usize),
-}
-
-/// Reads one section of INI text with Python `configparser` (PasteDeploy) rules.
-fn parse_paste_ini(
-    text: &str,
-    section: &str,
-    here: &Path,
-    file: Option<&Path>,
-    origin: &str,
-) -> Result<BTreeMap<String, String>> {
-    let syntax = |line: usize, reason: String| Error::SettingsSyntax {
-        path_or_origin: origin.to_owned(),
-        line,
-        reason,
-    };
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-
-    let mut defaults: Vec<Entry> = Vec::new();
-    let mut sections: Vec<(String, Vec<Entry>)> = Vec::new();
-    let mut current: Option<Current> = None;
-    // Whether the last line started an option that may continue.
-    let mut in_option = false;
-    let mut indent_level = 0usize;
-
-    for (index, raw) in text.lines().enumerate() {
-        let lineno = index + 1;
-        let stripped = raw.trim();
-        let is_comment = stripped.starts_with('#') || stripped.starts_with(';');
-        if stripped.is_empty() || is_comment {
-            if !is_comment && in_option {
-                if let Some(entry) = last_entry(&mut defaults, &mut sections, current) {
-                    entry.lines.push(String::new());
-                }
-            }
-            continue;
-        }
-        let indent = raw.len() - raw.trim_start().len();
-        if in_option && indent > indent_level {
-            if let Some(entry) = last_entry(&mut defaults, &mut sections, current) {
-                entry.lines.push(stripped.to_owned());
-            }
-            continue;
-        }
-        indent_level = indent;
-
-        if stripped.starts_with('[') {
-            let header = match stripped.rfind(']') {
-                Some(close) if close > 1 => &stripped[1..close],
-                _ => {
-                    return Err(syntax(
-                        lineno,
-                        "malformed section header; expected `[name]`".to_owned(),
-                    ))
-                }
-            };
-            if header == "DEFAULT" {
-                current = Some(Current::Default);
-            } else if sections.iter().any(|(name, _)| name == header) {
-                return Err(syntax(lineno, format!("section [{header}] appears twice")));
-            } else {
-                sections.push((header.to_owned(), Vec::new()));
-                current = Some(Current::Named(sections.len() - 1));
-            }
-            in_option = false;
-            continue;
-        }
-
-        let Some(cur) = current else {
-            return Err(syntax(
-                lineno,
-                "a key before any [section] header".to_owned(),
-            ));
-        };
-        let Some(split) = stripped.find(['=', ':']) else {
-            return Err(syntax(
-                lineno,
-                "expected `key = value`, `key: value` or `[section]`".to_owned(),
-            ));
-        };
-        let key = stripped[..split].trim().to_lowercase();
-        let value = stripped[split + 1..].trim().to_owned();
-        if key.is_empty() {
-            return Err(syntax(
-                lineno,
-                "a line starts with `=` or `:`; expected `key = value`".to_owned(),
-            ));
-        }
-        let (name, entries) = match cur {
-            Current::Default => ("DEFAULT", &mut defaults),
-            Current::Named(i) => {
-                let (name, entries) = &mut sections[i];
-                (name.as_str(), entries)
-            }
-        };
-        if entries.iter().any(|e| e.key == key) {
-            return Err(syntax(
-                lineno,
-                format!("key `{key}` appears twice in [{name}]"),
-            ));
-        }
-        entries.push(Entry {
-            key,
-            lines: vec![value],
-            line: lineno,
-        });
-        in_option = true;
-    }
-
-    let chosen: &[Entry] = if section == "DEFAULT" {
-        &[]
-    } else {
-        match sections.iter().find(|(name, _)| name == section) {
-            Some((_, entries)) => entries,
-            None => {
-                let mut found: Vec<String> = Vec::new();
-                if !defaults.is_empty() {
-                    found.push("[DEFAULT]".to_owned());
-                }
-                found.extend(sections.iter().map(|(name, _)| format!("[{name}]")));
-                return Err(Error::MissingSection {
-                    path_or_origin: origin.to_owned(),
-                    section: section.to_owned(),
-                    found: if found.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        found.join(", ")
-                    },
-                });
-            }
-        }
-    };
-
-    // Built-in defaults, literal: a `%` in a path must not start an interpolation.
-    let mut builtins: Vec<(&str, String)> =
-        vec![("here", here.display().to_string().replace('%', "%%"))];
-    if let Some(file) = file {
-        builtins.push(("__file__", file.display().to_string().replace('%', "%%")));
-    }
-
-    // What `%(name)s` can see: built-ins, then [DEFAULT], then the section.
-    let mut raw: HashMap<String, (String, usize)> = HashMap::new();
-    for (key, value) in &builtins {
-        raw.insert((*key).to_owned(), (value.clone(), 0));
-    }
-    for entry in defaults.iter().chain(chosen) {
-        raw.insert(entry.key.clone(), (entry.raw_value(), entry.line));
-    }
-    let lookup: HashMap<&str, &str> = raw
-        .iter()
-        .map(|(k, (v, _))| (k.as_str(), v.as_str()))
-        .collect();
-
-    // In file order, so that the first bad line is the one reported.
-    let mut entries: Vec<(&String, &(String, usize))> = raw.iter().collect();
-    entries.sort_by_key(|(_, (_, line))| *line);
-    let mut out = BTreeMap::new();
-    for (key, (value, line)) in entries {
-        if *line == 0 {
-            continue; // a built-in that the file did not set itself
-        }
-        let mut text = String::with_capacity(value.len());
-        interpolate(value, &lookup, 1, &mut text)
-            .map_err(|e| syntax(*line, e.reason(key, section)))?;
-        out.insert(key.clone(), text);
-    }
-    Ok(out)
-}
-
-/// The entry that a continuation line extends.
-fn last_entry<'a>(
-    defaults: &'a mut [Entry],
-    sections: &'a mut [(String, Vec<Entry>)],
-    current: Option<Current>,
-) -> Option<&'a mut Entry> {
-    match current? {
-        Current::Default => defaults.last_mut(),
-        Current::Named(i) => sections.get_mut(i)?.1.last_mut(),
-    }
-}
-
-/// What went wrong in `%(name)s` interpolation; never carries a value.
-enum InterpolationError {
-    BadPercent,
-    BadReference,
-    Missing(String),
-    TooDeep,
-}
-
-impl InterpolationError {
-    fn reason(&self, key: &str, section: &str) -> String {
-        match self {
-            InterpolationError::BadPercent => format!(
-                "bad interpolation in `{key}`: `%` must be followed by `%` or `(`; write `%%` \
-                 for a literal `%` (a percent-encoded password such as p%40ss is written \
-                 p%%40ss in an INI file)"
-            ),
-            InterpolationError::BadReference => {
-                format!("bad interpolation in `{key}`: expected `%(name)s`")
-            }
-            InterpolationError::Missing(name) => format!(
-                "`{key}` refers to `%({name})s`, which is not set in [{section}] or [DEFAULT]"
-            ),
-            InterpolationError::TooDeep => format!(
-                "interpolation of `{key}` nests more than {MAX_INTERPOLATION_DEPTH} levels deep \
-                 (does a key refer to itself?)"
-            ),
-        }
-    }
-}
-
-/// Python `configparser.BasicInterpolation`: `%%` and `%(name)s`, recursively.
-fn interpolate(
-    value: &str,
-    lookup: &HashMap<&str, &str>,
-    depth: usize,
-    out: &mut String,
-) -> Result<(), InterpolationError> {
-    if depth > MAX_INTERPOLATION_DEPTH {
-        return Err(InterpolationError::TooDeep);
-    }
-    let mut rest = value;
-    while let Some(p) = rest.find('%') {
-        out.push_str(&rest[..p]);
-        rest = &rest[p..];
-        match rest.as_bytes().get(1) {
-            Some(b'%') => {
-                out.push('%');
-                rest = &rest[2..];
-            }
-            Some(b'(') => {
-                let Some(close) = rest.find(')') else {
-                    return Err(InterpolationError::BadReference);
-                };
-                if close == 2 || rest.as_bytes().get(close + 1) != Some(&b's') {
-                    return Err(InterpolationError::BadReference);
-                }
-                let name = rest[2..close].to_lowercase();
-                rest = &rest[close + 2..];
-                let Some(referenced) = lookup.get(name.as_str()) else {
-                    return Err(InterpolationError::Missing(name));
-                };
-                if referenced.contains('%') {
-                    interpolate(referenced, lookup, depth + 1, out)?;
-                } else {
-                    out.push_str(referenced);
-                }
-            }
-            _ => return Err(InterpolationError::BadPercent),
-        }
-    }
-    out.push_str(rest);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1437,6 +1125,69 @@ port = 6543
             assert!(!e.to_string().contains(PW), "{e}");
             assert!(!format!("{e:?}").contains(PW), "{e:?}");
         }
+    }
+
+    /// `levels` keys, each referring `fanout` times to the one before; the first holds
+    /// `seed`.
+    fn fanout_ini(levels: usize, fanout: usize, seed: &str) -> String {
+        let mut text = format!("[app:main]\nk0 = {seed}\n");
+        for level in 1..levels {
+            text.push_str(&format!("k{level} = "));
+            for _ in 0..fanout {
+                text.push_str(&format!("%(k{})s", level - 1));
+            }
+            text.push('\n');
+        }
+        text
+    }
+
+    #[test]
+    fn ini_interpolation_is_bounded_in_total_expanded_size() {
+        // Ten levels of ten references: 720 bytes that would expand past 2 GB.
+        let text = fanout_ini(10, 10, "xxxxxxxxxx");
+        assert!(text.len() < 800, "{}", text.len());
+        let started = std::time::Instant::now();
+        let e = ini(&text, "app:main").expect_err("expands past the limit");
+        let message = e.to_string();
+        assert!(message.contains("`k"), "names the key: {message}");
+        assert!(message.contains("1 MiB"), "names the limit: {message}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    }
+
+    #[test]
+    fn ini_interpolation_of_empty_values_does_no_exponential_work() -> Result<()> {
+        // Expands to nothing, through 10^8 references if each were followed anew.
+        let text = fanout_ini(9, 10, "");
+        let started = std::time::Instant::now();
+        let s = ini(&text, "app:main")?;
+        assert_eq!(s.get("k8"), Some(""));
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        Ok(())
+    }
+
+    #[test]
+    fn ini_interpolation_nests_at_most_ten_deep() -> Result<()> {
+        let s = ini(&fanout_ini(11, 1, "v"), "app:main")?;
+        assert_eq!(s.get("k10"), Some("v"));
+        let e = ini(&fanout_ini(12, 1, "v"), "app:main").expect_err("too deep");
+        assert!(e.to_string().contains("`k11`"), "{e}");
+        assert!(e.to_string().contains("10 levels"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn ini_duplicate_key_among_many_names_its_line() -> Result<()> {
+        // The work is counted in `ini`'s own tests; here, the result.
+        let mut text = String::from("[app:main]\n");
+        for i in 0..40_000 {
+            text.push_str(&format!("key_number_{i} = {i}\n"));
+        }
+        let s = ini(&text, "app:main")?;
+        assert_eq!(s.len(), 40_000);
+        text.push_str("key_number_17 = again\n");
+        let e = ini(&text, "app:main").expect_err("a duplicate");
+        assert_eq!(syntax_line(&e), 40_002);
+        Ok(())
     }
 
     #[test]
