@@ -45,10 +45,10 @@ mod backend;
 mod conn;
 mod engine;
 mod error;
-mod ini;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod fault;
+mod ini;
 mod instrument;
 #[cfg(feature = "mysql")]
 mod mysql;

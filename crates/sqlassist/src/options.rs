@@ -12,6 +12,7 @@ use crate::url::DatabaseUrl;
 const KNOWN_KEYS: &[&str] = &[
     "url",
     "pool_size",
+    "max_overflow",
     "pool_min_idle",
     "pool_timeout",
     "pool_idle_timeout",
@@ -27,10 +28,78 @@ const KNOWN_KEYS: &[&str] = &[
     "echo",
 ];
 
-/// Keys under an engine prefix that the engine registry reads (`managed`, the seed's
-/// `use_zope`, `default`). [`EngineOptions::from_settings`] accepts and ignores them, so
-/// that its typo check covers every key under the prefix.
+/// Keys under an engine prefix that the engine registry reads (`managed`, `use_zope`,
+/// `default`). [`EngineOptions::from_settings`] accepts and ignores them, so that its typo
+/// check covers every key under the prefix.
 const REGISTRY_KEYS: &[&str] = &["managed", "use_zope", "default"];
+
+/// Parameters of SQLAlchemy's `create_engine` that an INI file written for SQLAlchemy may
+/// carry and that mean nothing here: accepted with one warning naming the key.
+const SQLALCHEMY_IGNORED_KEYS: &[&str] = &[
+    "case_sensitive",
+    "convert_unicode",
+    "creator",
+    "echo_pool",
+    "empty_in_strategy",
+    "enable_from_linting",
+    "encoding",
+    "future",
+    "hide_parameters",
+    "implicit_returning",
+    "insertmanyvalues_page_size",
+    "json_deserializer",
+    "json_serializer",
+    "label_length",
+    "logging_name",
+    "max_identifier_length",
+    "module",
+    "paramstyle",
+    "plugins",
+    "pool",
+    "pool_logging_name",
+    "pool_reset_on_return",
+    "pool_use_lifo",
+    "poolclass",
+    "query_cache_size",
+    "strategy",
+    "use_insertmanyvalues",
+];
+
+/// Prefixes of SQLAlchemy's dictionary parameters written as dotted keys
+/// (`connect_args.sslmode`): accepted with one warning naming the key.
+const SQLALCHEMY_IGNORED_PREFIXES: &[&str] = &["connect_args.", "execution_options."];
+
+/// Whether `name` (a key under an engine prefix) is a SQLAlchemy parameter ignored here.
+fn is_sqlalchemy_ignored(name: &str) -> bool {
+    SQLALCHEMY_IGNORED_KEYS.contains(&name)
+        || SQLALCHEMY_IGNORED_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+}
+
+/// Most connections one pool may hold: `pool_size + max_overflow`.
+const MAX_CONNECTIONS: u32 = 1000;
+/// The longest `pool_timeout`.
+const MAX_POOL_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// The longest `pool_idle_timeout` and `pool_recycle`.
+const MAX_POOL_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The longest `pool_pre_ping_window`.
+const MAX_PRE_PING_WINDOW: Duration = Duration::from_secs(3600);
+/// The longest `statement_timeout` and `busy_timeout`: PostgreSQL's and SQLite's largest
+/// (a signed 32-bit count of milliseconds, about 24.8 days).
+const MAX_SERVER_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
+const RANGE_POOL_SIZE: &str = "an integer from 1 to 1000";
+const RANGE_MAX_OVERFLOW: &str =
+    "an integer from 0 to 1000 - pool_size (pool_size + max_overflow is at most 1000; \
+     SQLAlchemy's -1, no limit, has no equivalent)";
+const RANGE_MIN_IDLE: &str = "an integer from 0 to pool_size";
+const RANGE_POOL_TIMEOUT: &str = "a duration from 1 ms to 24 h";
+const RANGE_POOL_LIFETIME: &str = "a duration from 1 ms to 30 days, or `none` to disable";
+const RANGE_PRE_PING_WINDOW: &str = "a duration from 0 to 1 h";
+const RANGE_STATEMENT_TIMEOUT: &str =
+    "a duration from 0 to 2147483647 ms (about 24 days; 0 or `none`: no limit)";
+const RANGE_BUSY_TIMEOUT: &str = "a duration from 0 to 2147483647 ms (about 24 days)";
 
 const DEFAULT_POOL_SIZE: u32 = 10;
 const DEFAULT_POOL_MIN_IDLE: u32 = 0;
@@ -43,6 +112,15 @@ const DEFAULT_POOL_PRE_PING_WINDOW: Duration = Duration::from_millis(500);
 const EXPECTED_BOOL: &str = "a boolean (true/false, yes/no, on/off, 1/0)";
 const EXPECTED_ISOLATION: &str =
     "one of READ UNCOMMITTED, READ COMMITTED, REPEATABLE READ, SERIALIZABLE";
+const EXPECTED_ISOLATION_NOT_AUTOCOMMIT: &str =
+    "one of READ UNCOMMITTED, READ COMMITTED, REPEATABLE READ, SERIALIZABLE; SQLAlchemy's \
+     AUTOCOMMIT is refused: sessions always run in a transaction, committed by \
+     session.commit()";
+/// What a managed engine says about `isolation_level = AUTOCOMMIT`.
+pub(crate) const EXPECTED_ISOLATION_MANAGED: &str =
+    "one of READ UNCOMMITTED, READ COMMITTED, REPEATABLE READ, SERIALIZABLE; AUTOCOMMIT is \
+     refused on a managed engine: its work commits only with the transaction, at \
+     transaction::commit(), never statement by statement";
 
 /// The isolation level every transaction of an engine runs at.
 ///
@@ -95,6 +173,19 @@ impl IsolationLevel {
         }
     }
 
+    /// Whether `s` is SQLAlchemy's `AUTOCOMMIT`, in any case.
+    pub(crate) fn is_autocommit(s: &str) -> bool {
+        s.trim().eq_ignore_ascii_case("autocommit")
+    }
+
+    /// The level `s` names; `Err` with what to expect.
+    fn parse_setting(s: &str) -> std::result::Result<Self, &'static str> {
+        if Self::is_autocommit(s) {
+            return Err(EXPECTED_ISOLATION_NOT_AUTOCOMMIT);
+        }
+        Self::parse(s).ok_or(EXPECTED_ISOLATION)
+    }
+
     fn parse(s: &str) -> Option<Self> {
         let normalized = s
             .split(|c: char| c.is_whitespace() || c == '_' || c == '-')
@@ -127,8 +218,8 @@ impl FromStr for IsolationLevel {
     ///
     /// [`Error::InvalidSetting`] for the key `isolation_level` if `s` names no level.
     fn from_str(s: &str) -> Result<Self> {
-        Self::parse(s)
-            .ok_or_else(|| Error::invalid_setting("isolation_level", s, EXPECTED_ISOLATION))
+        Self::parse_setting(s)
+            .map_err(|expected| Error::invalid_setting("isolation_level", s, expected))
     }
 }
 
@@ -136,32 +227,45 @@ impl FromStr for IsolationLevel {
 ///
 /// The keys under an engine prefix, in SQLAlchemy's spelling, map onto r2d2 and Diesel:
 ///
-/// | key under the prefix | meaning | default |
-/// |---|---|---|
-/// | `url` | database URL ([`DatabaseUrl`]), relative SQLite paths resolved against [`Settings::here`] | required |
-/// | `pool_size` | r2d2 `max_size`: connections the pool may hold | `10` |
-/// | `pool_min_idle` | r2d2 `min_idle`: idle connections kept open | `0` (nothing opened eagerly) |
-/// | `pool_timeout` | r2d2 `connection_timeout`: wait for a connection (seconds) | `30` |
-/// | `pool_idle_timeout` | r2d2 `idle_timeout` (seconds, `none` to disable) | `600` |
-/// | `pool_recycle` | r2d2 `max_lifetime` (seconds, `none` or `-1` to disable) | `1800` |
-/// | `pool_pre_ping` | r2d2 `test_on_check_out`: test a connection before handing it out | `true` |
-/// | `pool_pre_ping_window` | skip that test for a connection used this recently (milliseconds; `0` tests every checkout) | `500` |
-/// | `keep_session` | keep a session's connection after its transaction ends, instead of returning it to the pool | `false` |
-/// | `read_only` | open the engine read-only | `false` |
-/// | `isolation_level` | [`IsolationLevel`] of every transaction (not used by SQLite) | the server's |
-/// | `statement_timeout` | per-statement time limit (milliseconds; PostgreSQL `statement_timeout`, MariaDB `max_statement_time` (MySQL names it differently and refuses it); not used by SQLite) | none |
-/// | `application_name` | name shown by the server (PostgreSQL `application_name`) | none |
-/// | `busy_timeout` | SQLite: how long to wait for a lock (milliseconds) | `5000` |
-/// | `echo` | log every SQL statement at `debug` level | `false` |
+/// | key under the prefix | meaning | range | default |
+/// |---|---|---|---|
+/// | `url` | database URL ([`DatabaseUrl`]), relative SQLite paths resolved against [`Settings::here`] | | required |
+/// | `pool_size` | connections the pool keeps | 1 to 1000 | `10` |
+/// | `max_overflow` | connections opened beyond `pool_size` under load; r2d2's `max_size` is `pool_size + max_overflow`, as in SQLAlchemy's `QueuePool` | 0 to 1000 − `pool_size` | `0` |
+/// | `pool_min_idle` | r2d2 `min_idle`: idle connections kept open | 0 to `pool_size` | `0` (nothing opened eagerly) |
+/// | `pool_timeout` | r2d2 `connection_timeout`: wait for a connection (seconds) | 1 ms to 24 h | `30` |
+/// | `pool_idle_timeout` | r2d2 `idle_timeout` (seconds; `none` disables) | 1 ms to 30 days | `600` |
+/// | `pool_recycle` | r2d2 `max_lifetime` (seconds; `none` or `-1` disables) | 1 ms to 30 days | `1800` |
+/// | `pool_pre_ping` | r2d2 `test_on_check_out`: test a connection before handing it out | boolean | `true` |
+/// | `pool_pre_ping_window` | skip that test for a connection used this recently (milliseconds; `0` tests every checkout) | 0 to 1 h | `500` |
+/// | `keep_session` | keep a session's connection after its transaction ends, instead of returning it to the pool | boolean | `false` |
+/// | `read_only` | open the engine read-only | boolean | `false` |
+/// | `isolation_level` | [`IsolationLevel`] of every transaction (not used by SQLite); `AUTOCOMMIT` is refused | a level | the server's |
+/// | `statement_timeout` | per-statement time limit (milliseconds; PostgreSQL `statement_timeout`, MariaDB `max_statement_time` (MySQL names it differently and refuses it); not used by SQLite); `0` or `none`: no limit | 0 to 2147483647 ms (about 24 days) | none |
+/// | `application_name` | name shown by the server (PostgreSQL `application_name`) | text | none |
+/// | `busy_timeout` | SQLite: how long to wait for a lock (milliseconds) | 0 to 2147483647 ms | `5000` |
+/// | `echo` | log every SQL statement at `debug` level; SQLAlchemy's `debug` is accepted and logs statements | boolean or `debug` | `false` |
 ///
 /// Durations are a number in the key's unit (`30`, `2.5`) or a number with a unit: `ms`,
-/// `s`, `m`, `h` (`250ms`, `5s`). Booleans accept `true/false`, `yes/no`, `on/off`,
-/// `t/f`, `y/n`, `1/0` in any case, like Pyramid's `asbool`. Any other key under the prefix
-/// is an error ([`Error::UnknownSetting`]), so a typo does not silently fall back to a
-/// default. SQLAlchemy keys with no r2d2 equivalent (`max_overflow`, `echo_pool`,
-/// `pool_reset_on_return`, …) are rejected the same way. The only exceptions are the keys
-/// the engine registry reads under the same prefix (`managed`, `use_zope`, `default`),
-/// accepted and ignored here.
+/// `s`, `m`, `h`, `d` (`250ms`, `5s`). They are counted in whole milliseconds, a fraction
+/// rounded up: `0.4ms` is 1 ms, never 0 (which servers read as "no limit"). A value out
+/// of its range is an error ([`Error::InvalidSetting`]) naming the key and the range.
+/// Booleans accept `true/false`, `yes/no`, `on/off`, `t/f`, `y/n`, `1/0` in any case, like
+/// Pyramid's `asbool`.
+///
+/// Parameters of SQLAlchemy's `create_engine` that an INI file written for SQLAlchemy
+/// may carry but that mean nothing here are accepted with one warning (a `tracing` event
+/// at `warn` level naming the key; the value is never logged): `case_sensitive`,
+/// `convert_unicode`, `creator`, `echo_pool`, `empty_in_strategy`, `enable_from_linting`,
+/// `encoding`, `future`, `hide_parameters`, `implicit_returning`,
+/// `insertmanyvalues_page_size`, `json_deserializer`, `json_serializer`, `label_length`,
+/// `logging_name`, `max_identifier_length`, `module`, `paramstyle`, `plugins`, `pool`,
+/// `pool_logging_name`, `pool_reset_on_return`, `pool_use_lifo`, `poolclass`,
+/// `query_cache_size`, `strategy`, `use_insertmanyvalues`, and keys under
+/// `connect_args.` and `execution_options.`. The keys the engine registry reads under the
+/// same prefix (`managed`, `use_zope`, `default`) are accepted and ignored here. Any other
+/// key under the prefix is an error ([`Error::UnknownSetting`]), so a typo does not
+/// silently fall back to a default.
 ///
 /// Built from settings with [`from_settings`](Self::from_settings), or in code with
 /// [`new`](Self::new) (all defaults) or [`builder`](Self::builder).
@@ -189,6 +293,7 @@ impl FromStr for IsolationLevel {
 pub struct EngineOptions {
     url: DatabaseUrl,
     pool_size: u32,
+    max_overflow: u32,
     pool_min_idle: u32,
     pool_timeout: Duration,
     pool_idle_timeout: Option<Duration>,
@@ -220,6 +325,7 @@ impl EngineOptions {
         EngineOptions {
             url,
             pool_size: DEFAULT_POOL_SIZE,
+            max_overflow: 0,
             pool_min_idle: DEFAULT_POOL_MIN_IDLE,
             pool_timeout: DEFAULT_POOL_TIMEOUT,
             pool_idle_timeout: Some(DEFAULT_POOL_IDLE_TIMEOUT),
@@ -321,6 +427,14 @@ impl EngineOptions {
             format!("{prefix}.")
         };
         let url_key = format!("{prefix}url");
+        // An unknown key first: a misspelt `url` is named as such, not as a missing url.
+        if let Some((name, _)) = settings.keys_with_prefix(&prefix).find(|(name, _)| {
+            !KNOWN_KEYS.contains(name)
+                && !REGISTRY_KEYS.contains(name)
+                && !is_sqlalchemy_ignored(name)
+        }) {
+            return Err(unknown_setting(format!("{prefix}{name}")));
+        }
         let url = DatabaseUrl::parse_with_base(settings.require(&url_key)?, settings.here())?;
         let mut o = Self::new(url);
         for (name, value) in settings.keys_with_prefix(&prefix) {
@@ -328,9 +442,10 @@ impl EngineOptions {
             let value = value.trim();
             match name {
                 "url" => {}
-                "pool_size" => o.pool_size = parse_count(&key, value, "a positive integer")?,
+                "pool_size" => o.pool_size = parse_count(&key, value, RANGE_POOL_SIZE)?,
+                "max_overflow" => o.max_overflow = parse_count(&key, value, RANGE_MAX_OVERFLOW)?,
                 "pool_min_idle" => {
-                    o.pool_min_idle = parse_count(&key, value, "a non-negative integer")?;
+                    o.pool_min_idle = parse_count(&key, value, RANGE_MIN_IDLE)?;
                 }
                 "pool_timeout" => o.pool_timeout = parse_duration(&key, value, Unit::Seconds)?,
                 "pool_idle_timeout" => {
@@ -344,10 +459,10 @@ impl EngineOptions {
                 "keep_session" => o.keep_session = parse_bool(&key, value)?,
                 "read_only" => o.read_only = parse_bool(&key, value)?,
                 "isolation_level" => {
-                    o.isolation_level =
-                        Some(IsolationLevel::parse(value).ok_or_else(|| {
-                            Error::invalid_setting(&key, value, EXPECTED_ISOLATION)
-                        })?);
+                    o.isolation_level = Some(
+                        IsolationLevel::parse_setting(value)
+                            .map_err(|expected| Error::invalid_setting(&key, value, expected))?,
+                    );
                 }
                 "statement_timeout" => {
                     o.statement_timeout = if value.eq_ignore_ascii_case("none") {
@@ -360,19 +475,19 @@ impl EngineOptions {
                     o.application_name = Some(value.to_owned()).filter(|v| !v.is_empty());
                 }
                 "busy_timeout" => o.busy_timeout = parse_duration(&key, value, Unit::Millis)?,
-                "echo" => o.echo = parse_bool(&key, value)?,
-                _ if REGISTRY_KEYS.contains(&name) => {}
-                _ => {
-                    return Err(Error::UnknownSetting {
-                        key,
-                        known: KNOWN_KEYS
-                            .iter()
-                            .chain(REGISTRY_KEYS)
-                            .copied()
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })
+                // SQLAlchemy's `echo = debug` also logs result rows; statements are what
+                // is logged here.
+                "echo" => {
+                    o.echo = value.eq_ignore_ascii_case("debug") || parse_bool(&key, value)?;
                 }
+                _ if REGISTRY_KEYS.contains(&name) => {}
+                _ if is_sqlalchemy_ignored(name) => {
+                    tracing::warn!(
+                        key = %key,
+                        "setting `{key}` ignored: SQLAlchemy's `{name}` has no equivalent here"
+                    );
+                }
+                _ => return Err(unknown_setting(key)),
             }
         }
         o.validate(&prefix)?;
@@ -411,6 +526,42 @@ impl EngineOptions {
     /// ```
     pub fn pool_size(&self) -> u32 {
         self.pool_size
+    }
+
+    /// Connections the pool may open beyond [`pool_size`](Self::pool_size) under load
+    /// (SQLAlchemy's `max_overflow`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.max_overflow", "5")]);
+    /// assert_eq!(EngineOptions::from_settings(&settings, "db.")?.max_overflow(), 5);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn max_overflow(&self) -> u32 {
+        self.max_overflow
+    }
+
+    /// Most connections the pool holds at once: `pool_size + max_overflow`, as
+    /// SQLAlchemy's `QueuePool` counts them (r2d2 `max_size`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{EngineOptions, Settings};
+    ///
+    /// let settings = Settings::from_pairs([
+    ///     ("db.url", "sqlite:///app.db"),
+    ///     ("db.pool_size", "5"),
+    ///     ("db.max_overflow", "10"),
+    /// ]);
+    /// assert_eq!(EngineOptions::from_settings(&settings, "db.")?.max_connections(), 15);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn max_connections(&self) -> u32 {
+        self.pool_size + self.max_overflow
     }
 
     /// Idle connections the pool keeps open (r2d2 `min_idle`).
@@ -656,42 +807,72 @@ impl EngineOptions {
         self.echo
     }
 
-    /// Rejects what r2d2 would panic on; `prefix` makes the keys in errors.
+    /// Rejects values outside their documented ranges (what r2d2 would panic on, and what
+    /// a server would refuse on every connection); `prefix` makes the keys in errors.
     fn validate(&self, prefix: &str) -> Result<()> {
-        if self.pool_size == 0 {
-            return Err(Error::invalid_setting(
-                format!("{prefix}pool_size"),
-                "0",
-                "a positive integer",
-            ));
+        let invalid = |name: &str, value: String, expected: &'static str| {
+            Err(Error::invalid_setting(
+                format!("{prefix}{name}"),
+                &value,
+                expected,
+            ))
+        };
+        let ms = |d: Duration| format!("{} ms", d.as_millis());
+        if !(1..=MAX_CONNECTIONS).contains(&self.pool_size) {
+            return invalid("pool_size", self.pool_size.to_string(), RANGE_POOL_SIZE);
+        }
+        if self.max_overflow > MAX_CONNECTIONS - self.pool_size {
+            return invalid(
+                "max_overflow",
+                self.max_overflow.to_string(),
+                RANGE_MAX_OVERFLOW,
+            );
         }
         if self.pool_min_idle > self.pool_size {
-            return Err(Error::invalid_setting(
-                format!("{prefix}pool_min_idle"),
-                &self.pool_min_idle.to_string(),
-                "an integer no larger than pool_size",
-            ));
+            return invalid(
+                "pool_min_idle",
+                self.pool_min_idle.to_string(),
+                RANGE_MIN_IDLE,
+            );
         }
-        if self.pool_timeout.is_zero() {
-            return Err(Error::invalid_setting(
-                format!("{prefix}pool_timeout"),
-                "0",
-                "a positive duration",
-            ));
+        if self.pool_timeout.is_zero() || self.pool_timeout > MAX_POOL_TIMEOUT {
+            return invalid("pool_timeout", ms(self.pool_timeout), RANGE_POOL_TIMEOUT);
         }
         for (name, value) in [
             ("pool_idle_timeout", self.pool_idle_timeout),
             ("pool_recycle", self.pool_recycle),
         ] {
-            if value.is_some_and(|d| d.is_zero()) {
-                return Err(Error::invalid_setting(
-                    format!("{prefix}{name}"),
-                    "0",
-                    "a positive duration, or `none` to disable",
-                ));
+            if let Some(d) = value.filter(|d| d.is_zero() || *d > MAX_POOL_LIFETIME) {
+                return invalid(name, ms(d), RANGE_POOL_LIFETIME);
             }
         }
+        if self.pool_pre_ping_window > MAX_PRE_PING_WINDOW {
+            return invalid(
+                "pool_pre_ping_window",
+                ms(self.pool_pre_ping_window),
+                RANGE_PRE_PING_WINDOW,
+            );
+        }
+        if let Some(d) = self.statement_timeout.filter(|d| *d > MAX_SERVER_TIMEOUT) {
+            return invalid("statement_timeout", ms(d), RANGE_STATEMENT_TIMEOUT);
+        }
+        if self.busy_timeout > MAX_SERVER_TIMEOUT {
+            return invalid("busy_timeout", ms(self.busy_timeout), RANGE_BUSY_TIMEOUT);
+        }
         Ok(())
+    }
+}
+
+/// The error for a key under an engine prefix that is no option.
+fn unknown_setting(key: String) -> Error {
+    Error::UnknownSetting {
+        key,
+        known: KNOWN_KEYS
+            .iter()
+            .chain(REGISTRY_KEYS)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 
@@ -733,6 +914,25 @@ impl EngineOptionsBuilder {
     /// ```
     pub fn pool_size(mut self, size: u32) -> Self {
         self.options.pool_size = size;
+        self
+    }
+
+    /// Connections the pool may open beyond `pool_size` under load (SQLAlchemy's
+    /// `max_overflow`). Default: 0. `pool_size + max_overflow` is at most 1000.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions};
+    ///
+    /// let url = DatabaseUrl::parse("sqlite:///app.db")?;
+    /// let options = EngineOptions::builder(url.clone()).pool_size(5).max_overflow(10).build()?;
+    /// assert_eq!(options.max_connections(), 15);
+    /// assert!(EngineOptions::builder(url).pool_size(5).max_overflow(1000).build().is_err());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn max_overflow(mut self, overflow: u32) -> Self {
+        self.options.max_overflow = overflow;
         self
     }
 
@@ -1053,9 +1253,9 @@ fn parse_disableable(key: &str, value: &str, unit: Unit) -> Result<Option<Durati
     {
         return Ok(None);
     }
-    parse_duration(key, value, unit).map(Some).map_err(|_| {
-        Error::invalid_setting(key, value, "a positive duration, or `none` to disable")
-    })
+    parse_duration(key, value, unit)
+        .map(Some)
+        .map_err(|_| Error::invalid_setting(key, value, RANGE_POOL_LIFETIME))
 }
 
 /// `30`, `2.5`, `250ms`, `5 s`, `1m`, `1h`; a bare number is in `unit`.
@@ -1077,6 +1277,7 @@ fn parse_duration(key: &str, value: &str, unit: Unit) -> Result<Duration> {
         "s" | "sec" | "secs" | "second" | "seconds" => 1000,
         "m" | "min" | "mins" | "minute" | "minutes" => 60_000,
         "h" | "hour" | "hours" => 3_600_000,
+        "d" | "day" | "days" => 86_400_000,
         _ => return Err(invalid()),
     };
     if let Ok(whole) = number.parse::<u64>() {
@@ -1086,9 +1287,15 @@ fn parse_duration(key: &str, value: &str, unit: Unit) -> Result<Duration> {
             .ok_or_else(invalid);
     }
     let fractional: f64 = number.parse().map_err(|_| invalid())?;
-    // `millis_per_unit` is at most 3.6e6: exact as an f64.
-    let seconds = fractional * millis_per_unit as f64 / 1000.0;
-    Duration::try_from_secs_f64(seconds).map_err(|_| invalid())
+    // `millis_per_unit` is at most 3.6e6: exact as an f64. Durations are whole
+    // milliseconds, a fraction rounded up: `0.4ms` is 1 ms, never 0 (which a server reads
+    // as "no limit").
+    let millis = (fractional * millis_per_unit as f64).ceil();
+    if !(0.0..=1e15).contains(&millis) {
+        return Err(invalid());
+    }
+    // In range just above: at most 1e15, exact as a u64.
+    Ok(Duration::from_millis(millis as u64))
 }
 
 // The tests parse SQLite URLs, which need the (default) `sqlite` feature.
@@ -1305,11 +1512,8 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        let e = options(&[("sqlalchemy_reader.max_overflow", "5")]).expect_err("no r2d2 twin");
-        assert!(
-            e.to_string().contains("`sqlalchemy_reader.max_overflow`"),
-            "{e}"
-        );
+        let e = options(&[("sqlalchemy_reader.ulr", "sqlite://")]).expect_err("typo");
+        assert!(e.to_string().contains("`sqlalchemy_reader.ulr`"), "{e}");
     }
 
     #[test]
@@ -1339,6 +1543,136 @@ mod tests {
         assert!(matches!(e, Error::InvalidUrl { .. }));
         assert!(!e.to_string().contains("s3cr3t"), "{e}");
         assert!(!format!("{e:?}").contains("s3cr3t"), "{e:?}");
+    }
+
+    /// Records the message and fields of every `WARN` event.
+    #[derive(Clone, Default)]
+    struct Warnings(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Warnings {
+        fn lines(&self) -> Vec<String> {
+            self.0.lock().expect("not poisoned").clone()
+        }
+    }
+
+    struct Fields(String);
+
+    impl tracing::field::Visit for Fields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+            self.0.push_str(&format!("{}={value:?} ", field.name()));
+        }
+    }
+
+    impl tracing::Subscriber for Warnings {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                let mut fields = Fields(String::new());
+                event.record(&mut fields);
+                self.0.lock().expect("not poisoned").push(fields.0);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[test]
+    fn sqlalchemy_keys_of_a_ported_ini_are_accepted_with_one_warning_each() -> Result<()> {
+        let ignored = [
+            "echo_pool",
+            "pool_use_lifo",
+            "pool_reset_on_return",
+            "hide_parameters",
+            "logging_name",
+            "pool_logging_name",
+            "query_cache_size",
+            "future",
+            "connect_args.sslmode",
+            "execution_options.isolation_level",
+        ];
+        let mut pairs: Vec<(String, &str)> = ignored
+            .iter()
+            .map(|name| (format!("{PREFIX}{name}"), "true"))
+            .collect();
+        pairs.push((format!("{PREFIX}max_overflow"), "5"));
+        pairs.push((format!("{PREFIX}pool_size"), "3"));
+        pairs.push((format!("{PREFIX}echo"), "debug"));
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let warnings = Warnings::default();
+        let o = tracing::subscriber::with_default(warnings.clone(), || options(&pairs))?;
+        assert_eq!(o.pool_size(), 3);
+        assert_eq!(o.max_overflow(), 5);
+        assert_eq!(o.max_connections(), 8);
+        assert!(o.echo(), "echo = debug logs statements");
+        let lines = warnings.lines();
+        for name in ignored {
+            let key = format!("{PREFIX}{name}");
+            let naming = lines.iter().filter(|l| l.contains(&key)).count();
+            assert_eq!(naming, 1, "one warning names {key}: {lines:?}");
+        }
+        assert_eq!(lines.len(), ignored.len(), "{lines:?}");
+        // A real typo is still an error.
+        let e = options(&[("sqlalchemy_reader.max_overflw", "5")]).expect_err("typo");
+        assert!(matches!(e, Error::UnknownSetting { .. }), "{e:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn sub_millisecond_durations_round_up_and_never_mean_no_limit() -> Result<()> {
+        let o = options(&[
+            ("sqlalchemy_reader.statement_timeout", "0.4ms"),
+            ("sqlalchemy_reader.busy_timeout", "0.0001s"),
+            ("sqlalchemy_reader.pool_timeout", "1.5ms"),
+        ])?;
+        assert_eq!(o.statement_timeout(), Some(Duration::from_millis(1)));
+        assert_eq!(o.busy_timeout(), Duration::from_millis(1));
+        assert_eq!(o.pool_timeout(), Duration::from_millis(2));
+        Ok(())
+    }
+
+    #[test]
+    fn numbers_and_durations_out_of_their_range_are_refused_naming_key_and_range() {
+        for (name, value) in [
+            ("pool_size", "4294967295"),
+            ("pool_size", "1001"),
+            ("max_overflow", "1000"),
+            ("max_overflow", "-1"),
+            ("pool_min_idle", "4294967295"),
+            ("pool_timeout", "100000000000"),
+            ("pool_timeout", "2d"),
+            ("pool_idle_timeout", "100000000000"),
+            ("pool_recycle", "100000000000"),
+            ("pool_pre_ping_window", "100000000000"),
+            ("statement_timeout", "2147483648"),
+            ("statement_timeout", "25d"),
+            ("busy_timeout", "2147483648"),
+        ] {
+            let key = format!("{PREFIX}{name}");
+            let e = options(&[(&key, value)]).expect_err(&key);
+            assert_eq!(invalid_key(&e), key, "{e}");
+            let Error::InvalidSetting { expected, .. } = &e else {
+                unreachable!()
+            };
+            assert!(expected.contains(" to "), "{key} = {value}: {e}");
+        }
+        // The builder checks the same ranges.
+        let url = DatabaseUrl::parse("sqlite://").expect("a memory url");
+        for builder in [
+            EngineOptions::builder(url.clone()).pool_size(u32::MAX),
+            EngineOptions::builder(url.clone())
+                .statement_timeout(Some(Duration::from_secs(1 << 40))),
+            EngineOptions::builder(url.clone()).busy_timeout(Duration::from_secs(1 << 40)),
+            EngineOptions::builder(url.clone()).pool_timeout(Duration::from_secs(1 << 40)),
+        ] {
+            builder.build().expect_err("out of range");
+        }
     }
 
     #[test]

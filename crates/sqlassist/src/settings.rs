@@ -1,6 +1,6 @@
 //! Settings: a flat map of string keys to string values, plus the base directory `here`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -323,8 +323,9 @@ impl Settings {
         &self.here
     }
 
-    /// Every distinct prefix `X.` for which the key `X.url` is set, sorted: the engines the
-    /// settings describe (`sqlalchemy_reader.`, `sqlalchemy_writer.`).
+    /// The engine prefixes these settings describe, sorted, as SQLAlchemy applications
+    /// name them: `sqlalchemy.` and every `sqlalchemy_<name>.` under which a key is set.
+    /// Other prefixes (`redis.`, `cache.`) belong to other services.
     ///
     /// # Examples
     ///
@@ -335,19 +336,12 @@ impl Settings {
     ///     ("sqlalchemy_writer.url", "sqlite://"),
     ///     ("sqlalchemy_writer.pool_size", "5"),
     ///     ("sqlalchemy_reader.url", "sqlite://"),
-    ///     ("cache.redis_url", "redis://localhost"), // not `X.url`
+    ///     ("cache.url", "memcached://127.0.0.1:11211"), // not an engine
     /// ]);
     /// assert_eq!(settings.engine_prefixes(), ["sqlalchemy_reader.", "sqlalchemy_writer."]);
     /// ```
     pub fn engine_prefixes(&self) -> Vec<String> {
-        self.values
-            .keys()
-            .filter_map(|key| key.strip_suffix("url"))
-            .filter(|prefix| prefix.len() > 1 && prefix.ends_with('.'))
-            .map(str::to_owned)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect()
+        crate::registry::engine_prefixes(self, &[])
     }
 
     /// Every `(key, value)` in key order.
@@ -1384,19 +1378,28 @@ key = "v"
     }
 
     #[test]
-    fn engine_prefixes_lists_every_prefix_with_a_url() {
+    fn engine_prefixes_are_sqlalchemy_and_sqlalchemy_underscore_name() {
         let s = Settings::from_pairs([
             ("sqlalchemy_writer.url", "x"),
             ("sqlalchemy_writer.pool_size", "1"),
-            ("sqlalchemy_reader.url", "x"),
+            ("sqlalchemy_reader.pool_size", "1"), // an engine without its url: still found
+            ("sqlalchemy.uri", "x"),
+            ("sqlalchemy_x.a.b", "x"),
+            ("sqlalchemy", "x"),
+            ("sqlalchemyx.url", "x"),
+            ("sqlalchemy_nodot", "x"),
             ("a.b.url", "x"),
             ("url", "x"),
-            ("a.base_url", "x"),
-            ("log.echo", "x"),
+            ("redis.url", "x"),
         ]);
         assert_eq!(
             s.engine_prefixes(),
-            ["a.b.", "sqlalchemy_reader.", "sqlalchemy_writer."]
+            [
+                "sqlalchemy.",
+                "sqlalchemy_reader.",
+                "sqlalchemy_writer.",
+                "sqlalchemy_x."
+            ]
         );
     }
 
