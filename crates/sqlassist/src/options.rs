@@ -4,29 +4,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use serde::de::{self, value::MapDeserializer, Deserializer, IntoDeserializer, Visitor};
+use serde::Deserialize;
+
 use crate::error::{Error, Result};
 use crate::settings::Settings;
 use crate::url::DatabaseUrl;
-
-/// The keys [`EngineOptions::from_settings`] accepts under a prefix.
-const KNOWN_KEYS: &[&str] = &[
-    "url",
-    "pool_size",
-    "max_overflow",
-    "pool_min_idle",
-    "pool_timeout",
-    "pool_idle_timeout",
-    "pool_recycle",
-    "pool_pre_ping",
-    "pool_pre_ping_window",
-    "keep_session",
-    "read_only",
-    "isolation_level",
-    "statement_timeout",
-    "application_name",
-    "busy_timeout",
-    "echo",
-];
 
 /// Keys under an engine prefix that the engine registry reads (`managed`, `use_zope`,
 /// `default`). [`EngineOptions::from_settings`] accepts and ignores them, so that its typo
@@ -101,15 +84,10 @@ const RANGE_STATEMENT_TIMEOUT: &str =
     "a duration from 0 to 2147483647 ms (about 24 days; 0 or `none`: no limit)";
 const RANGE_BUSY_TIMEOUT: &str = "a duration from 0 to 2147483647 ms (about 24 days)";
 
-const DEFAULT_POOL_SIZE: u32 = 10;
-const DEFAULT_POOL_MIN_IDLE: u32 = 0;
-const DEFAULT_POOL_TIMEOUT: Duration = Duration::from_secs(30);
-const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
-const DEFAULT_POOL_RECYCLE: Duration = Duration::from_secs(1800);
-const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
-const DEFAULT_POOL_PRE_PING_WINDOW: Duration = Duration::from_millis(500);
-
 const EXPECTED_BOOL: &str = "a boolean (true/false, yes/no, on/off, 1/0)";
+const EXPECTED_ECHO: &str = "a boolean (true/false, yes/no, on/off, 1/0) or `debug`";
+const EXPECTED_SECONDS: &str = "a duration in seconds, such as 30, 2.5 or 500ms";
+const EXPECTED_MILLIS: &str = "a duration in milliseconds, such as 5000, 250ms or 5s";
 const EXPECTED_ISOLATION: &str =
     "one of READ UNCOMMITTED, READ COMMITTED, REPEATABLE READ, SERIALIZABLE";
 const EXPECTED_ISOLATION_NOT_AUTOCOMMIT: &str =
@@ -292,21 +270,66 @@ impl FromStr for IsolationLevel {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineOptions {
     url: DatabaseUrl,
+    values: Values,
+}
+
+/// Every option but the URL, deserialized from the keys under an engine prefix: a key
+/// absent from the settings keeps its default, a key that is no field is an error.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Values {
+    #[serde(deserialize_with = "pool_size")]
     pool_size: u32,
+    #[serde(deserialize_with = "max_overflow")]
     max_overflow: u32,
+    #[serde(deserialize_with = "pool_min_idle")]
     pool_min_idle: u32,
+    #[serde(deserialize_with = "seconds")]
     pool_timeout: Duration,
+    #[serde(deserialize_with = "seconds_or_none")]
     pool_idle_timeout: Option<Duration>,
+    #[serde(deserialize_with = "seconds_or_none")]
     pool_recycle: Option<Duration>,
+    #[serde(deserialize_with = "pyramid_bool")]
     pool_pre_ping: bool,
+    #[serde(deserialize_with = "millis")]
     pool_pre_ping_window: Duration,
+    #[serde(deserialize_with = "pyramid_bool")]
     keep_session: bool,
+    #[serde(deserialize_with = "pyramid_bool")]
     read_only: bool,
+    #[serde(deserialize_with = "isolation_level")]
     isolation_level: Option<IsolationLevel>,
+    #[serde(deserialize_with = "millis_or_none")]
     statement_timeout: Option<Duration>,
+    #[serde(deserialize_with = "text_or_none")]
     application_name: Option<String>,
+    #[serde(deserialize_with = "millis")]
     busy_timeout: Duration,
+    #[serde(deserialize_with = "echo")]
     echo: bool,
+}
+
+impl Default for Values {
+    fn default() -> Self {
+        Values {
+            pool_size: 10,
+            max_overflow: 0,
+            pool_min_idle: 0,
+            pool_timeout: Duration::from_secs(30),
+            pool_idle_timeout: Some(Duration::from_secs(600)),
+            pool_recycle: Some(Duration::from_secs(1800)),
+            pool_pre_ping: true,
+            pool_pre_ping_window: Duration::from_millis(500),
+            keep_session: false,
+            read_only: false,
+            isolation_level: None,
+            statement_timeout: None,
+            application_name: None,
+            busy_timeout: Duration::from_millis(5000),
+            echo: false,
+        }
+    }
 }
 
 impl EngineOptions {
@@ -324,21 +347,7 @@ impl EngineOptions {
     pub fn new(url: DatabaseUrl) -> Self {
         EngineOptions {
             url,
-            pool_size: DEFAULT_POOL_SIZE,
-            max_overflow: 0,
-            pool_min_idle: DEFAULT_POOL_MIN_IDLE,
-            pool_timeout: DEFAULT_POOL_TIMEOUT,
-            pool_idle_timeout: Some(DEFAULT_POOL_IDLE_TIMEOUT),
-            pool_recycle: Some(DEFAULT_POOL_RECYCLE),
-            pool_pre_ping: true,
-            pool_pre_ping_window: DEFAULT_POOL_PRE_PING_WINDOW,
-            keep_session: false,
-            read_only: false,
-            isolation_level: None,
-            statement_timeout: None,
-            application_name: None,
-            busy_timeout: DEFAULT_BUSY_TIMEOUT,
-            echo: false,
+            values: Values::default(),
         }
     }
 
@@ -426,72 +435,33 @@ impl EngineOptions {
         } else {
             format!("{prefix}.")
         };
-        let url_key = format!("{prefix}url");
-        // An unknown key first: a misspelt `url` is named as such, not as a missing url.
-        if let Some((name, _)) = settings.keys_with_prefix(&prefix).find(|(name, _)| {
-            !KNOWN_KEYS.contains(name)
-                && !REGISTRY_KEYS.contains(name)
-                && !is_sqlalchemy_ignored(name)
-        }) {
-            return Err(unknown_setting(format!("{prefix}{name}")));
-        }
-        let url = DatabaseUrl::parse_with_base(settings.require(&url_key)?, settings.here())?;
-        let mut o = Self::new(url);
+        let mut url = None;
+        let mut options = Vec::new();
         for (name, value) in settings.keys_with_prefix(&prefix) {
-            let key = format!("{prefix}{name}");
-            let value = value.trim();
-            match name {
-                "url" => {}
-                "pool_size" => o.pool_size = parse_count(&key, value, RANGE_POOL_SIZE)?,
-                "max_overflow" => o.max_overflow = parse_count(&key, value, RANGE_MAX_OVERFLOW)?,
-                "pool_min_idle" => {
-                    o.pool_min_idle = parse_count(&key, value, RANGE_MIN_IDLE)?;
-                }
-                "pool_timeout" => o.pool_timeout = parse_duration(&key, value, Unit::Seconds)?,
-                "pool_idle_timeout" => {
-                    o.pool_idle_timeout = parse_disableable(&key, value, Unit::Seconds)?;
-                }
-                "pool_recycle" => o.pool_recycle = parse_disableable(&key, value, Unit::Seconds)?,
-                "pool_pre_ping" => o.pool_pre_ping = parse_bool(&key, value)?,
-                "pool_pre_ping_window" => {
-                    o.pool_pre_ping_window = parse_duration(&key, value, Unit::Millis)?;
-                }
-                "keep_session" => o.keep_session = parse_bool(&key, value)?,
-                "read_only" => o.read_only = parse_bool(&key, value)?,
-                "isolation_level" => {
-                    o.isolation_level = Some(
-                        IsolationLevel::parse_setting(value)
-                            .map_err(|expected| Error::invalid_setting(&key, value, expected))?,
-                    );
-                }
-                "statement_timeout" => {
-                    o.statement_timeout = if value.eq_ignore_ascii_case("none") {
-                        None
-                    } else {
-                        Some(parse_duration(&key, value, Unit::Millis)?)
-                    };
-                }
-                "application_name" => {
-                    o.application_name = Some(value.to_owned()).filter(|v| !v.is_empty());
-                }
-                "busy_timeout" => o.busy_timeout = parse_duration(&key, value, Unit::Millis)?,
-                // SQLAlchemy's `echo = debug` also logs result rows; statements are what
-                // is logged here.
-                "echo" => {
-                    o.echo = value.eq_ignore_ascii_case("debug") || parse_bool(&key, value)?;
-                }
-                _ if REGISTRY_KEYS.contains(&name) => {}
-                _ if is_sqlalchemy_ignored(name) => {
-                    tracing::warn!(
-                        key = %key,
-                        "setting `{key}` ignored: SQLAlchemy's `{name}` has no equivalent here"
-                    );
-                }
-                _ => return Err(unknown_setting(key)),
+            if name == "url" {
+                url = Some(value);
+            } else if is_sqlalchemy_ignored(name) {
+                let key = format!("{prefix}{name}");
+                tracing::warn!(
+                    key = %key,
+                    "setting `{key}` ignored: SQLAlchemy's `{name}` has no equivalent here"
+                );
+            } else if !REGISTRY_KEYS.contains(&name) {
+                options.push((name, Setting { name, value }));
             }
         }
-        o.validate(&prefix)?;
-        Ok(o)
+        // Unknown keys first: a misspelt `url` is named as such, not as a missing url.
+        let values = Values::deserialize(MapDeserializer::new(options.into_iter()))
+            .map_err(|e| e.into_error(&prefix))?;
+        let url = url.ok_or_else(|| Error::MissingSetting {
+            key: format!("{prefix}url"),
+        })?;
+        let options = EngineOptions {
+            url: DatabaseUrl::parse_with_base(url, settings.here())?,
+            values,
+        };
+        options.validate(&prefix)?;
+        Ok(options)
     }
 
     /// The database URL.
@@ -525,7 +495,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn pool_size(&self) -> u32 {
-        self.pool_size
+        self.values.pool_size
     }
 
     /// Connections the pool may open beyond [`pool_size`](Self::pool_size) under load
@@ -541,7 +511,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn max_overflow(&self) -> u32 {
-        self.max_overflow
+        self.values.max_overflow
     }
 
     /// Most connections the pool holds at once: `pool_size + max_overflow`, as
@@ -561,7 +531,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn max_connections(&self) -> u32 {
-        self.pool_size + self.max_overflow
+        self.values.pool_size + self.values.max_overflow
     }
 
     /// Idle connections the pool keeps open (r2d2 `min_idle`).
@@ -583,7 +553,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn pool_min_idle(&self) -> u32 {
-        self.pool_min_idle
+        self.values.pool_min_idle
     }
 
     /// How long a checkout waits for a connection (r2d2 `connection_timeout`).
@@ -600,7 +570,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn pool_timeout(&self) -> Duration {
-        self.pool_timeout
+        self.values.pool_timeout
     }
 
     /// How long an idle connection is kept (r2d2 `idle_timeout`); `None`: forever.
@@ -620,7 +590,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn pool_idle_timeout(&self) -> Option<Duration> {
-        self.pool_idle_timeout
+        self.values.pool_idle_timeout
     }
 
     /// How long a connection lives before it is replaced (r2d2 `max_lifetime`); `None`:
@@ -644,7 +614,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn pool_recycle(&self) -> Option<Duration> {
-        self.pool_recycle
+        self.values.pool_recycle
     }
 
     /// Whether a connection is tested before each checkout (r2d2 `test_on_check_out`).
@@ -659,7 +629,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn pool_pre_ping(&self) -> bool {
-        self.pool_pre_ping
+        self.values.pool_pre_ping
     }
 
     /// How recently a connection must have been used for its checkout test to be skipped
@@ -677,7 +647,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn pool_pre_ping_window(&self) -> Duration {
-        self.pool_pre_ping_window
+        self.values.pool_pre_ping_window
     }
 
     /// Whether a session keeps its connection after its transaction ends. By default the
@@ -694,7 +664,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn keep_session(&self) -> bool {
-        self.keep_session
+        self.values.keep_session
     }
 
     /// Whether the engine is read-only.
@@ -709,7 +679,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn is_read_only(&self) -> bool {
-        self.read_only
+        self.values.read_only
     }
 
     /// The isolation level of every transaction; `None`: the server's default.
@@ -728,7 +698,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn isolation_level(&self) -> Option<IsolationLevel> {
-        self.isolation_level
+        self.values.isolation_level
     }
 
     /// The per-statement time limit; `None`: the server's default.
@@ -748,7 +718,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn statement_timeout(&self) -> Option<Duration> {
-        self.statement_timeout
+        self.values.statement_timeout
     }
 
     /// The application name shown by the server.
@@ -768,7 +738,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn application_name(&self) -> Option<&str> {
-        self.application_name.as_deref()
+        self.values.application_name.as_deref()
     }
 
     /// SQLite: how long a connection waits for a lock before "database is locked".
@@ -789,7 +759,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn busy_timeout(&self) -> Duration {
-        self.busy_timeout
+        self.values.busy_timeout
     }
 
     /// Whether every SQL statement is logged at `debug` level.
@@ -804,7 +774,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn echo(&self) -> bool {
-        self.echo
+        self.values.echo
     }
 
     /// Rejects values outside their documented ranges (what r2d2 would panic on, and what
@@ -818,61 +788,64 @@ impl EngineOptions {
             ))
         };
         let ms = |d: Duration| format!("{} ms", d.as_millis());
-        if !(1..=MAX_CONNECTIONS).contains(&self.pool_size) {
-            return invalid("pool_size", self.pool_size.to_string(), RANGE_POOL_SIZE);
+        if !(1..=MAX_CONNECTIONS).contains(&self.values.pool_size) {
+            return invalid(
+                "pool_size",
+                self.values.pool_size.to_string(),
+                RANGE_POOL_SIZE,
+            );
         }
-        if self.max_overflow > MAX_CONNECTIONS - self.pool_size {
+        if self.values.max_overflow > MAX_CONNECTIONS - self.values.pool_size {
             return invalid(
                 "max_overflow",
-                self.max_overflow.to_string(),
+                self.values.max_overflow.to_string(),
                 RANGE_MAX_OVERFLOW,
             );
         }
-        if self.pool_min_idle > self.pool_size {
+        if self.values.pool_min_idle > self.values.pool_size {
             return invalid(
                 "pool_min_idle",
-                self.pool_min_idle.to_string(),
+                self.values.pool_min_idle.to_string(),
                 RANGE_MIN_IDLE,
             );
         }
-        if self.pool_timeout.is_zero() || self.pool_timeout > MAX_POOL_TIMEOUT {
-            return invalid("pool_timeout", ms(self.pool_timeout), RANGE_POOL_TIMEOUT);
+        if self.values.pool_timeout.is_zero() || self.values.pool_timeout > MAX_POOL_TIMEOUT {
+            return invalid(
+                "pool_timeout",
+                ms(self.values.pool_timeout),
+                RANGE_POOL_TIMEOUT,
+            );
         }
         for (name, value) in [
-            ("pool_idle_timeout", self.pool_idle_timeout),
-            ("pool_recycle", self.pool_recycle),
+            ("pool_idle_timeout", self.values.pool_idle_timeout),
+            ("pool_recycle", self.values.pool_recycle),
         ] {
             if let Some(d) = value.filter(|d| d.is_zero() || *d > MAX_POOL_LIFETIME) {
                 return invalid(name, ms(d), RANGE_POOL_LIFETIME);
             }
         }
-        if self.pool_pre_ping_window > MAX_PRE_PING_WINDOW {
+        if self.values.pool_pre_ping_window > MAX_PRE_PING_WINDOW {
             return invalid(
                 "pool_pre_ping_window",
-                ms(self.pool_pre_ping_window),
+                ms(self.values.pool_pre_ping_window),
                 RANGE_PRE_PING_WINDOW,
             );
         }
-        if let Some(d) = self.statement_timeout.filter(|d| *d > MAX_SERVER_TIMEOUT) {
+        if let Some(d) = self
+            .values
+            .statement_timeout
+            .filter(|d| *d > MAX_SERVER_TIMEOUT)
+        {
             return invalid("statement_timeout", ms(d), RANGE_STATEMENT_TIMEOUT);
         }
-        if self.busy_timeout > MAX_SERVER_TIMEOUT {
-            return invalid("busy_timeout", ms(self.busy_timeout), RANGE_BUSY_TIMEOUT);
+        if self.values.busy_timeout > MAX_SERVER_TIMEOUT {
+            return invalid(
+                "busy_timeout",
+                ms(self.values.busy_timeout),
+                RANGE_BUSY_TIMEOUT,
+            );
         }
         Ok(())
-    }
-}
-
-/// The error for a key under an engine prefix that is no option.
-fn unknown_setting(key: String) -> Error {
-    Error::UnknownSetting {
-        key,
-        known: KNOWN_KEYS
-            .iter()
-            .chain(REGISTRY_KEYS)
-            .copied()
-            .collect::<Vec<_>>()
-            .join(", "),
     }
 }
 
@@ -913,7 +886,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn pool_size(mut self, size: u32) -> Self {
-        self.options.pool_size = size;
+        self.options.values.pool_size = size;
         self
     }
 
@@ -932,7 +905,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn max_overflow(mut self, overflow: u32) -> Self {
-        self.options.max_overflow = overflow;
+        self.options.values.max_overflow = overflow;
         self
     }
 
@@ -952,7 +925,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn pool_min_idle(mut self, min_idle: u32) -> Self {
-        self.options.pool_min_idle = min_idle;
+        self.options.values.pool_min_idle = min_idle;
         self
     }
 
@@ -972,7 +945,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn pool_timeout(mut self, timeout: Duration) -> Self {
-        self.options.pool_timeout = timeout;
+        self.options.values.pool_timeout = timeout;
         self
     }
 
@@ -993,7 +966,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.options.pool_idle_timeout = timeout;
+        self.options.values.pool_idle_timeout = timeout;
         self
     }
 
@@ -1014,7 +987,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn pool_recycle(mut self, lifetime: Option<Duration>) -> Self {
-        self.options.pool_recycle = lifetime;
+        self.options.values.pool_recycle = lifetime;
         self
     }
 
@@ -1033,7 +1006,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn pool_pre_ping(mut self, pre_ping: bool) -> Self {
-        self.options.pool_pre_ping = pre_ping;
+        self.options.values.pool_pre_ping = pre_ping;
         self
     }
 
@@ -1053,7 +1026,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn pool_pre_ping_window(mut self, window: Duration) -> Self {
-        self.options.pool_pre_ping_window = window;
+        self.options.values.pool_pre_ping_window = window;
         self
     }
 
@@ -1072,7 +1045,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn keep_session(mut self, keep: bool) -> Self {
-        self.options.keep_session = keep;
+        self.options.values.keep_session = keep;
         self
     }
 
@@ -1090,7 +1063,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn read_only(mut self, read_only: bool) -> Self {
-        self.options.read_only = read_only;
+        self.options.values.read_only = read_only;
         self
     }
 
@@ -1108,7 +1081,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
-        self.options.isolation_level = Some(level);
+        self.options.values.isolation_level = Some(level);
         self
     }
 
@@ -1127,7 +1100,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.options.statement_timeout = timeout;
+        self.options.values.statement_timeout = timeout;
         self
     }
 
@@ -1145,7 +1118,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn application_name(mut self, name: impl Into<String>) -> Self {
-        self.options.application_name = Some(name.into());
+        self.options.values.application_name = Some(name.into());
         self
     }
 
@@ -1164,7 +1137,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
-        self.options.busy_timeout = timeout;
+        self.options.values.busy_timeout = timeout;
         self
     }
 
@@ -1180,7 +1153,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn echo(mut self, echo: bool) -> Self {
-        self.options.echo = echo;
+        self.options.values.echo = echo;
         self
     }
 
@@ -1210,92 +1183,250 @@ impl EngineOptionsBuilder {
     }
 }
 
-/// The unit of a duration written as a bare number.
-#[derive(Clone, Copy)]
-enum Unit {
-    Seconds,
-    Millis,
+/// One setting's text, deserialized into a field of [`Values`]; a failure names its key.
+struct Setting<'a> {
+    name: &'a str,
+    value: &'a str,
 }
 
-impl Unit {
-    fn expected(self) -> &'static str {
+impl<'de> Deserializer<'de> for Setting<'de> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> std::result::Result<V::Value, DeError> {
+        visitor
+            .visit_borrowed_str(self.value.trim())
+            .map_err(|e| match e {
+                DeError::Custom(expected) => DeError::Invalid {
+                    name: self.name.to_owned(),
+                    value: self.value.trim().to_owned(),
+                    expected: EXPECTATIONS
+                        .iter()
+                        .find(|e| **e == expected)
+                        .copied()
+                        .unwrap_or("a valid value"),
+                },
+                other => other,
+            })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+impl<'de> IntoDeserializer<'de, DeError> for Setting<'de> {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+/// Why the keys under a prefix do not deserialize; made an [`Error`] naming the full key.
+#[derive(Debug)]
+enum DeError {
+    Invalid {
+        name: String,
+        value: String,
+        expected: &'static str,
+    },
+    Unknown {
+        name: String,
+        known: &'static [&'static str],
+    },
+    Custom(String),
+}
+
+impl DeError {
+    fn into_error(self, prefix: &str) -> Error {
         match self {
-            Unit::Seconds => "a duration in seconds, such as 30, 2.5 or 500ms",
-            Unit::Millis => "a duration in milliseconds, such as 5000, 250ms or 5s",
+            DeError::Invalid {
+                name,
+                value,
+                expected,
+            } => Error::invalid_setting(format!("{prefix}{name}"), &value, expected),
+            DeError::Unknown { name, known } => Error::UnknownSetting {
+                key: format!("{prefix}{name}"),
+                known: std::iter::once(&"url")
+                    .chain(known)
+                    .chain(REGISTRY_KEYS)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+            // Only serde's own messages get here (every value is text, every key is
+            // unique); they may quote a value, so say less.
+            DeError::Custom(_) => Error::Settings {
+                source: config::ConfigError::Message(format!(
+                    "the options under `{prefix}` do not deserialize"
+                )),
+            },
         }
     }
 }
 
+impl fmt::Display for DeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeError::Invalid { name, expected, .. } => write!(f, "`{name}`: expected {expected}"),
+            DeError::Unknown { name, .. } => write!(f, "unknown setting `{name}`"),
+            DeError::Custom(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for DeError {}
+
+impl de::Error for DeError {
+    fn custom<T: fmt::Display>(message: T) -> Self {
+        DeError::Custom(message.to_string())
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        DeError::Unknown {
+            name: field.to_owned(),
+            known: expected,
+        }
+    }
+}
+
+/// What the deserializers below can expect, so that an error keeps the `'static` text.
+const EXPECTATIONS: &[&str] = &[
+    EXPECTED_BOOL,
+    EXPECTED_ECHO,
+    EXPECTED_SECONDS,
+    EXPECTED_MILLIS,
+    EXPECTED_ISOLATION,
+    EXPECTED_ISOLATION_NOT_AUTOCOMMIT,
+    RANGE_POOL_SIZE,
+    RANGE_MAX_OVERFLOW,
+    RANGE_MIN_IDLE,
+    RANGE_POOL_LIFETIME,
+];
+
+/// Deserializes a setting's text with `parse`, whose error is what the key expects.
+fn parsed<'de, D, T>(
+    d: D,
+    parse: impl FnOnce(&str) -> std::result::Result<T, &'static str>,
+) -> std::result::Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    d.deserialize_str(Parse(parse))
+}
+
+/// Parses inside the visitor, so that [`Setting`] sees the error and names its key.
+struct Parse<F>(F);
+
+impl<'de, T, F> Visitor<'de> for Parse<F>
+where
+    F: FnOnce(&str) -> std::result::Result<T, &'static str>,
+{
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a setting's text")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> std::result::Result<T, E> {
+        (self.0)(text).map_err(E::custom)
+    }
+}
+
+macro_rules! deserializers {
+    ($($(#[$doc:meta])* $name:ident -> $ty:ty = $parse:expr;)*) => {$(
+        $(#[$doc])*
+        fn $name<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<$ty, D::Error> {
+            parsed(d, $parse)
+        }
+    )*};
+}
+
+deserializers! {
+    pool_size -> u32 = |s| s.parse().map_err(|_| RANGE_POOL_SIZE);
+    max_overflow -> u32 = |s| s.parse().map_err(|_| RANGE_MAX_OVERFLOW);
+    pool_min_idle -> u32 = |s| s.parse().map_err(|_| RANGE_MIN_IDLE);
+    /// Pyramid's `asbool`.
+    pyramid_bool -> bool = |s| parse_bool_text(s).ok_or(EXPECTED_BOOL);
+    /// SQLAlchemy's `echo = debug` also logs result rows; statements are what is logged here.
+    echo -> bool = |s| {
+        if s.eq_ignore_ascii_case("debug") {
+            Ok(true)
+        } else {
+            parse_bool_text(s).ok_or(EXPECTED_ECHO)
+        }
+    };
+    seconds -> Duration = |s| parse_duration(s, 1000).ok_or(EXPECTED_SECONDS);
+    millis -> Duration = |s| parse_duration(s, 1).ok_or(EXPECTED_MILLIS);
+    /// SQLAlchemy disables a pool duration with `-1`; `none` and `off` say the same.
+    seconds_or_none -> Option<Duration> = |s| {
+        if ["none", "off", "-1"].iter().any(|v| s.eq_ignore_ascii_case(v)) {
+            return Ok(None);
+        }
+        parse_duration(s, 1000).map(Some).ok_or(RANGE_POOL_LIFETIME)
+    };
+    millis_or_none -> Option<Duration> = |s| {
+        if s.eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        parse_duration(s, 1).map(Some).ok_or(EXPECTED_MILLIS)
+    };
+    isolation_level -> Option<IsolationLevel> = |s| IsolationLevel::parse_setting(s).map(Some);
+    /// An empty value is no value.
+    text_or_none -> Option<String> = |s| Ok(Some(s.to_owned()).filter(|s| !s.is_empty()));
+}
+
 /// Pyramid's `asbool`: `true/false`, `yes/no`, `on/off`, `t/f`, `y/n`, `1/0`, any case.
+fn parse_bool_text(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "t" | "yes" | "y" | "on" | "1" => Some(true),
+        "false" | "f" | "no" | "n" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Pyramid's `asbool` for the setting `key`.
 ///
 /// # Errors
 ///
 /// [`Error::InvalidSetting`] naming `key` for anything else.
 pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "t" | "yes" | "y" | "on" | "1" => Ok(true),
-        "false" | "f" | "no" | "n" | "off" | "0" => Ok(false),
-        _ => Err(Error::invalid_setting(key, value, EXPECTED_BOOL)),
-    }
+    parse_bool_text(value).ok_or_else(|| Error::invalid_setting(key, value, EXPECTED_BOOL))
 }
 
-fn parse_count(key: &str, value: &str, expected: &'static str) -> Result<u32> {
-    value
-        .parse()
-        .map_err(|_| Error::invalid_setting(key, value, expected))
-}
-
-/// A duration, or `None` for `none`, `off` or `-1` (SQLAlchemy's "disabled").
-fn parse_disableable(key: &str, value: &str, unit: Unit) -> Result<Option<Duration>> {
-    if ["none", "off", "-1"]
-        .iter()
-        .any(|v| value.eq_ignore_ascii_case(v))
-    {
-        return Ok(None);
-    }
-    parse_duration(key, value, unit)
-        .map(Some)
-        .map_err(|_| Error::invalid_setting(key, value, RANGE_POOL_LIFETIME))
-}
-
-/// `30`, `2.5`, `250ms`, `5 s`, `1m`, `1h`; a bare number is in `unit`.
-fn parse_duration(key: &str, value: &str, unit: Unit) -> Result<Duration> {
-    let invalid = || Error::invalid_setting(key, value, unit.expected());
+/// `30`, `2.5`, `250ms`, `5 s`, `1m`, `1h`, `1d`; a bare number counts `bare_millis`
+/// milliseconds. Whole milliseconds, a fraction rounded up: `0.4ms` is 1 ms, never 0
+/// (which a server reads as "no limit").
+fn parse_duration(value: &str, bare_millis: u64) -> Option<Duration> {
     let split = value
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(value.len());
     let (number, suffix) = (&value[..split], value[split..].trim());
-    if number.is_empty() {
-        return Err(invalid());
-    }
     let millis_per_unit: u64 = match suffix.to_ascii_lowercase().as_str() {
-        "" => match unit {
-            Unit::Seconds => 1000,
-            Unit::Millis => 1,
-        },
+        "" => bare_millis,
         "ms" | "msec" | "millis" | "milliseconds" => 1,
         "s" | "sec" | "secs" | "second" | "seconds" => 1000,
         "m" | "min" | "mins" | "minute" | "minutes" => 60_000,
         "h" | "hour" | "hours" => 3_600_000,
         "d" | "day" | "days" => 86_400_000,
-        _ => return Err(invalid()),
+        _ => return None,
     };
     if let Ok(whole) = number.parse::<u64>() {
         return whole
             .checked_mul(millis_per_unit)
-            .map(Duration::from_millis)
-            .ok_or_else(invalid);
+            .map(Duration::from_millis);
     }
-    let fractional: f64 = number.parse().map_err(|_| invalid())?;
-    // `millis_per_unit` is at most 3.6e6: exact as an f64. Durations are whole
-    // milliseconds, a fraction rounded up: `0.4ms` is 1 ms, never 0 (which a server reads
-    // as "no limit").
-    let millis = (fractional * millis_per_unit as f64).ceil();
-    if !(0.0..=1e15).contains(&millis) {
-        return Err(invalid());
-    }
-    // In range just above: at most 1e15, exact as a u64.
-    Ok(Duration::from_millis(millis as u64))
+    // `millis_per_unit` is at most 8.64e7: exact as an f64.
+    let millis = (number.parse::<f64>().ok()? * millis_per_unit as f64).ceil();
+    // At most 1e15 after this check: exact as a u64.
+    (0.0..=1e15)
+        .contains(&millis)
+        .then(|| Duration::from_millis(millis as u64))
 }
 
 // The tests parse SQLite URLs, which need the (default) `sqlite` feature.
@@ -1439,8 +1570,8 @@ mod tests {
 
     #[test]
     fn durations_accept_units_and_fractions() {
-        let ms = |v: &str| parse_duration("k", v, Unit::Millis).ok();
-        let s = |v: &str| parse_duration("k", v, Unit::Seconds).ok();
+        let ms = |v: &str| parse_duration(v, 1);
+        let s = |v: &str| parse_duration(v, 1000);
         assert_eq!(ms("1234"), Some(Duration::from_millis(1234)));
         assert_eq!(ms("0"), Some(Duration::ZERO));
         assert_eq!(ms("5s"), Some(Duration::from_secs(5)));
