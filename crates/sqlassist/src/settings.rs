@@ -651,20 +651,12 @@ impl SettingsBuilder {
             builder = builder.add_source(Layer::Env { prefix });
         }
         let config = builder.build().map_err(from_config_error)?;
-        let table = match config.get_table(ROOT) {
-            Ok(table) => table,
-            Err(ConfigError::NotFound(_)) => Map::new(),
+        // Every layer stores strings under ROOT: serde reads them back as one flat map.
+        let values = match config.get::<BTreeMap<String, String>>(ROOT) {
+            Ok(values) => values,
+            Err(ConfigError::NotFound(_)) => BTreeMap::new(),
             Err(e) => return Err(from_config_error(e)),
         };
-        let mut values = BTreeMap::new();
-        for (key, value) in table {
-            // Every layer stores strings; `into_string` would also print numbers and
-            // booleans, should `config` ever hand one back.
-            let value = value.into_string().map_err(|_| Error::Settings {
-                source: ConfigError::Message(format!("the value of `{key}` is not a string")),
-            })?;
-            values.insert(key, value);
-        }
         Ok(Settings { values, here })
     }
 }
