@@ -6,7 +6,8 @@
 //! and `%(__file__)s`. It plugs into the `config` crate as a [`config::Format`].
 //!
 //! The reader is bounded: references nest at most [`MAX_INTERPOLATION_DEPTH`] deep, the
-//! expanded values of a section total at most [`MAX_EXPANDED_BYTES`], each key is expanded
+//! expanded values of a section total at most [`MAX_EXPANDED_BYTES`] more than the text's
+//! own length, each key is expanded
 //! once however often it is referred to, and duplicate keys and sections are found with
 //! hash sets, so the work grows linearly with the text and the expanded size.
 
@@ -20,8 +21,9 @@ use crate::error::{Error, Result};
 /// How deep `%(name)s` references may nest, as in Python's `configparser`.
 const MAX_INTERPOLATION_DEPTH: usize = 10;
 
-/// The largest total size of a section's values after interpolation: a few kilobytes of
-/// text that refer to each other many times over cannot expand to gigabytes.
+/// How much larger than the INI text itself a section's values may grow by interpolation:
+/// a few kilobytes of keys that refer to each other many times over cannot expand to
+/// gigabytes, while a large file without references reads as it is.
 const MAX_EXPANDED_BYTES: usize = 1 << 20;
 
 /// How [`MAX_EXPANDED_BYTES`] is written in messages.
@@ -247,6 +249,7 @@ fn parse_paste_ini(
         raw: &raw,
         expanded: HashMap::new(),
         total: 0,
+        limit: text.len().saturating_add(MAX_EXPANDED_BYTES),
     };
     let mut out = BTreeMap::new();
     for (key, line) in entries {
@@ -290,8 +293,9 @@ impl InterpolationError {
                  (does a key refer to itself?)"
             ),
             InterpolationError::TooLarge => format!(
-                "interpolation of `{key}` makes the values of [{section}] larger than \
-                 {MAX_EXPANDED_TEXT} in total (do keys refer to each other many times over?)"
+                "interpolation of `{key}` makes the values of [{section}] more than \
+                 {MAX_EXPANDED_TEXT} larger than the text (do keys refer to each other many \
+                 times over?)"
             ),
         }
     }
@@ -310,6 +314,8 @@ struct Interpolator<'a> {
     expanded: HashMap<&'a str, Expansion>,
     /// Bytes produced so far, over every key.
     total: usize,
+    /// The most bytes all keys may produce.
+    limit: usize,
 }
 
 impl<'a> Interpolator<'a> {
@@ -345,7 +351,7 @@ impl<'a> Interpolator<'a> {
 
     fn grow(&mut self, by: usize) -> std::result::Result<(), InterpolationError> {
         self.total = self.total.saturating_add(by);
-        if self.total > MAX_EXPANDED_BYTES {
+        if self.total > self.limit {
             return Err(InterpolationError::TooLarge);
         }
         Ok(())
@@ -359,7 +365,7 @@ impl<'a> Interpolator<'a> {
                 depth: 0,
             });
         }
-        let mut out = String::with_capacity(value.len().min(MAX_EXPANDED_BYTES));
+        let mut out = String::with_capacity(value.len());
         let mut depth = 1;
         let mut rest = value;
         while let Some(p) = rest.find('%') {

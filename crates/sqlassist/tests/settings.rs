@@ -199,6 +199,14 @@ port = 6543
     }
 
     #[test]
+    fn a_large_section_without_references_reads_whole() -> Result<()> {
+        let big = "x".repeat(3 << 20);
+        let s = ini(&format!("[app:main]\na = {big}\nb = {big}\n"), "app:main")?;
+        assert_eq!(s.get("b").map(str::len), Some(3 << 20));
+        Ok(())
+    }
+
+    #[test]
     fn ini_interpolation_of_empty_values_does_no_exponential_work() -> Result<()> {
         // Expands to nothing, through 10^8 references if each were followed anew.
         let text = fanout_ini(9, 10, "");
