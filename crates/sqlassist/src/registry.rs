@@ -187,7 +187,7 @@ impl Registry {
     /// [`from_settings_with_prefixes`](Self::from_settings_with_prefixes).
     ///
     /// Under an engine prefix `P.`, `P.managed` (or `P.use_zope`) and `P.default` set the
-    /// [`InitOptions`]; every other key is an engine option (see [`EngineOptions`]).
+    /// [`InitOptions`]; every other key is an engine option (see [`EngineOptions`](crate::EngineOptions)).
     ///
     /// # Errors
     ///
