@@ -436,3 +436,26 @@ fn a_pool_size_beyond_the_range_is_refused_before_any_pool_is_built() {
         }
     }
 }
+
+#[test]
+fn prefixes_the_application_names_become_engines_and_need_their_url() {
+    let settings = Settings::from_ini_str(
+        &format!("{PYRAMID_SERVICES_INI}audit.url = sqlite://\naudit.read_only = true\n"),
+        "app:main",
+        "/srv/myapp",
+    )
+    .expect("the section reads");
+    let registry = Registry::from_settings_with_prefixes(&settings, &["audit"])
+        .expect("audit is an engine, cache and redis are not");
+    assert_eq!(
+        registry.names().collect::<Vec<_>>(),
+        ["audit", "reader", "sqlalchemy"]
+    );
+    assert!(registry.engine("audit").unwrap().is_read_only());
+    let err = Registry::from_settings_with_prefixes(&settings, &["billing."])
+        .expect_err("the application named an engine the settings lack");
+    assert!(
+        matches!(&err, Error::MissingSetting { key } if key == "billing.url"),
+        "{err:?}"
+    );
+}
