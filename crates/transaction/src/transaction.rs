@@ -2,6 +2,7 @@
 
 use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::rc::{Rc, Weak};
@@ -93,6 +94,14 @@ impl fmt::Display for Status {
 type BeforeCommitHook = Box<dyn FnOnce(&Transaction) -> std::result::Result<(), BoxError>>;
 type AfterCommitHook = Box<dyn FnOnce(&Transaction, bool) -> std::result::Result<(), BoxError>>;
 type AbortHook = Box<dyn FnOnce(&Transaction) -> std::result::Result<(), BoxError>>;
+
+/// The commit order: two-phase resources first, then one-phase ones; each group by sort
+/// key.
+fn commit_order(a: &Rc<dyn DataManager>, b: &Rc<dyn DataManager>) -> Ordering {
+    a.is_one_phase()
+        .cmp(&b.is_one_phase())
+        .then_with(|| a.sort_key().cmp(b.sort_key()))
+}
 
 #[derive(Default)]
 struct Meta {
@@ -804,20 +813,30 @@ impl Transaction {
         self.check_committable()?;
 
         let result = {
-            // The resources stay joined until the transaction ends: after a failed commit,
-            // abort() asks each of them once more, as zope does.
-            let mut resources = {
+            let joined = {
                 let mut st = self.inner.state.borrow_mut();
                 st.status = Status::Committing;
-                st.resources.clone()
+                std::mem::take(&mut st.resources)
             };
-            // Two-phase resources first, then one-phase ones; each group by sort key.
-            resources.sort_by(|a, b| {
-                a.is_one_phase()
-                    .cmp(&b.is_one_phase())
-                    .then_with(|| a.sort_key().cmp(b.sort_key()))
-            });
-            self.commit_resources(&resources)
+            // Two-phase resources first, then one-phase ones; each group by sort key. The
+            // join order is kept apart (copied only when it differs) for abort().
+            let in_order = joined
+                .windows(2)
+                .all(|w| commit_order(&w[0], &w[1]) != Ordering::Greater);
+            let result = if in_order {
+                self.commit_resources(&joined)
+            } else {
+                let mut sorted = joined.clone();
+                sorted.sort_by(commit_order);
+                self.commit_resources(&sorted)
+            };
+            if result.is_err() {
+                // The resources stay joined until the transaction ends: abort() asks each
+                // of them once more, in join order, as zope does. (Nothing joined
+                // meanwhile: joining is refused while committing.)
+                self.inner.state.borrow_mut().resources = joined;
+            }
+            result
         };
         let ok = result.is_ok();
         self.set_status(if ok {
@@ -842,17 +861,22 @@ impl Transaction {
     fn forget_everything(&self) {
         let dropped = {
             let mut st = self.inner.state.borrow_mut();
-            st.meta.extension.clear();
+            // Only what is there: a fresh HashMap costs a RandomState on every commit.
+            let data = (!st.data.is_empty()).then(|| std::mem::take(&mut st.data));
+            let extension =
+                (!st.meta.extension.is_empty()).then(|| std::mem::take(&mut st.meta.extension));
             (
                 std::mem::take(&mut st.resources),
                 std::mem::take(&mut st.before_commit),
                 std::mem::take(&mut st.after_commit),
                 std::mem::take(&mut st.before_abort),
                 std::mem::take(&mut st.after_abort),
-                std::mem::take(&mut st.data),
+                data,
+                extension,
             )
         };
-        // Dropped outside the borrow: a resource's or a hook's Drop may call back.
+        // Dropped outside the borrow: a resource's, a hook's or a value's Drop may call
+        // back into the transaction.
         drop(dropped);
     }
 
@@ -954,7 +978,8 @@ impl Transaction {
 
         // From the votes on, resources go in vote order: every resource has seen
         // `tpc_begin` and `commit`, so cleanup needs no other order.
-        let resources = &self.vote_order(resources);
+        let reordered = self.vote_order(resources);
+        let resources = reordered.as_deref().unwrap_or(resources);
         let mut votes: Vec<Vote> = Vec::with_capacity(resources.len());
         let last = resources.len().wrapping_sub(1);
         for (i, r) in resources.iter().enumerate() {
@@ -1045,21 +1070,34 @@ impl Transaction {
     /// is the one that may commit in one phase, so the resource most likely to be the only
     /// writer goes there, and every resource that may have written before it is asked
     /// through `tpc_vote` rather than assumed read-only.
-    fn vote_order(&self, resources: &[Rc<dyn DataManager>]) -> Vec<Rc<dyn DataManager>> {
-        let mut ranked: Vec<(bool, u8, Rc<dyn DataManager>)> = resources
-            .iter()
-            .map(|r| {
-                let rank = match r.write_state(self) {
-                    WriteState::Clean => 0,
-                    WriteState::Unknown => 1,
-                    WriteState::Dirty => 2,
-                };
-                (r.is_one_phase(), rank, r.clone())
-            })
-            .collect();
+    ///
+    /// `None` when that is the commit order already (every resource reports the same
+    /// state, as when none says anything): the common case allocates nothing.
+    fn vote_order(&self, resources: &[Rc<dyn DataManager>]) -> Option<Vec<Rc<dyn DataManager>>> {
+        const INLINE: usize = 16;
+        let mut inline = [(false, 0u8); INLINE];
+        let mut spilled = Vec::new();
+        let keys: &mut [(bool, u8)] = if resources.len() <= INLINE {
+            &mut inline[..resources.len()]
+        } else {
+            spilled.resize(resources.len(), (false, 0u8));
+            &mut spilled
+        };
+        for (key, r) in keys.iter_mut().zip(resources) {
+            let rank = match r.write_state(self) {
+                WriteState::Clean => 0,
+                WriteState::Unknown => 1,
+                WriteState::Dirty => 2,
+            };
+            *key = (r.is_one_phase(), rank);
+        }
+        if keys.windows(2).all(|w| w[0] <= w[1]) {
+            return None;
+        }
+        let mut order: Vec<usize> = (0..resources.len()).collect();
         // Stable: within a group, the commit order (`sort_key`) is kept.
-        ranked.sort_by_key(|(one_phase, rank, _)| (*one_phase, *rank));
-        ranked.into_iter().map(|(_, _, r)| r).collect()
+        order.sort_by_key(|&i| keys[i]);
+        Some(order.into_iter().map(|i| resources[i].clone()).collect())
     }
 
     /// A failure before the decision: roll everything back and describe it.
@@ -1618,6 +1656,30 @@ mod tests {
                 ("c".to_owned(), Call::TpcVote)
             ]
         );
+    }
+
+    #[test]
+    fn a_lone_writer_among_many_clean_resources_commits_in_one_phase() {
+        // More resources than the vote order keeps inline.
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let writer = ScriptedDataManager::new("a00", Kind::TwoPhase, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Dirty);
+        let mut resources = vec![writer.clone()];
+        for i in 1..20 {
+            resources.push(
+                ScriptedDataManager::new(&format!("a{i:02}"), Kind::ReadOnly, &journal)
+                    .with_write_state(WriteState::Clean),
+            );
+        }
+        let refs: Vec<&Rc<ScriptedDataManager>> = resources.iter().rev().collect();
+        joined(&manager, &refs).commit().expect("commit");
+        let order = votes(&journal);
+        assert_eq!(order.len(), 20);
+        assert_eq!(order[0], ("a01".to_owned(), Call::TpcVote));
+        assert_eq!(order[19], ("a00".to_owned(), Call::CommitOnePhase));
+        assert!(writer.committed());
     }
 
     #[test]
