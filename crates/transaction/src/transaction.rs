@@ -818,23 +818,42 @@ impl Transaction {
                 st.status = Status::Committing;
                 std::mem::take(&mut st.resources)
             };
+            let mut resources = joined;
             // Two-phase resources first, then one-phase ones; each group by sort key. The
-            // join order is kept apart (copied only when it differs) for abort().
-            let in_order = joined
+            // join order is remembered (on the stack for up to 16 resources) so that a
+            // failed commit can put it back.
+            let mut inline = [std::ptr::null::<()>(); 16];
+            let mut spilled = Vec::new();
+            let in_order = resources
                 .windows(2)
                 .all(|w| commit_order(&w[0], &w[1]) != Ordering::Greater);
-            let result = if in_order {
-                self.commit_resources(&joined)
+            let join_order: &[*const ()] = if in_order {
+                &[]
             } else {
-                let mut sorted = joined.clone();
-                sorted.sort_by(commit_order);
-                self.commit_resources(&sorted)
+                let slots = if resources.len() <= inline.len() {
+                    &mut inline[..resources.len()]
+                } else {
+                    spilled.resize(resources.len(), std::ptr::null());
+                    &mut spilled[..]
+                };
+                for (slot, r) in slots.iter_mut().zip(&resources) {
+                    *slot = Rc::as_ptr(r).cast::<()>();
+                }
+                resources.sort_by(commit_order);
+                slots
             };
+            let result = self.commit_resources(&resources);
             if result.is_err() {
                 // The resources stay joined until the transaction ends: abort() asks each
                 // of them once more, in join order, as zope does. (Nothing joined
                 // meanwhile: joining is refused while committing.)
-                self.inner.state.borrow_mut().resources = joined;
+                if !in_order {
+                    resources.sort_by_key(|r| {
+                        let ptr = Rc::as_ptr(r).cast::<()>();
+                        join_order.iter().position(|p| *p == ptr)
+                    });
+                }
+                self.inner.state.borrow_mut().resources = resources;
             }
             result
         };
@@ -1680,6 +1699,31 @@ mod tests {
         assert_eq!(order[0], ("a01".to_owned(), Call::TpcVote));
         assert_eq!(order[19], ("a00".to_owned(), Call::CommitOnePhase));
         assert!(writer.committed());
+    }
+
+    #[test]
+    fn abort_after_a_failed_commit_of_many_resources_keeps_their_join_order() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let keys: Vec<String> = (0..20).rev().map(|i| format!("r{i:02}")).collect();
+        let resources: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let r = ScriptedDataManager::new(k, Kind::TwoPhase, &journal);
+                if k == "r07" {
+                    r.fail_on(Call::TpcVote)
+                } else {
+                    r
+                }
+            })
+            .collect();
+        let refs: Vec<&Rc<ScriptedDataManager>> = resources.iter().collect();
+        let txn = joined(&manager, &refs);
+        txn.commit().expect_err("r07 fails its vote");
+        journal.clear();
+        txn.abort().expect("abort");
+        let aborted: Vec<String> = journal.calls().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(aborted, keys, "join order, not commit order");
     }
 
     #[test]
