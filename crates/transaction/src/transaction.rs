@@ -813,46 +813,35 @@ impl Transaction {
         self.check_committable()?;
 
         let result = {
-            let joined = {
+            let mut resources = {
                 let mut st = self.inner.state.borrow_mut();
                 st.status = Status::Committing;
                 std::mem::take(&mut st.resources)
             };
-            let mut resources = joined;
-            // Two-phase resources first, then one-phase ones; each group by sort key. The
-            // join order is remembered (on the stack for up to 16 resources) so that a
+            // The join order is remembered (on the stack for up to 16 resources) so that a
             // failed commit can put it back.
             let mut inline = [std::ptr::null::<()>(); 16];
             let mut spilled = Vec::new();
-            let in_order = resources
-                .windows(2)
-                .all(|w| commit_order(&w[0], &w[1]) != Ordering::Greater);
-            let join_order: &[*const ()] = if in_order {
-                &[]
+            let join_order: &mut [*const ()] = if resources.len() <= inline.len() {
+                &mut inline[..resources.len()]
             } else {
-                let slots = if resources.len() <= inline.len() {
-                    &mut inline[..resources.len()]
-                } else {
-                    spilled.resize(resources.len(), std::ptr::null());
-                    &mut spilled[..]
-                };
-                for (slot, r) in slots.iter_mut().zip(&resources) {
-                    *slot = Rc::as_ptr(r).cast::<()>();
-                }
-                resources.sort_by(commit_order);
-                slots
+                spilled.resize(resources.len(), std::ptr::null());
+                &mut spilled[..]
             };
+            for (slot, r) in join_order.iter_mut().zip(&resources) {
+                *slot = Rc::as_ptr(r).cast::<()>();
+            }
+            // Two-phase resources first, then one-phase ones; each group by sort key.
+            resources.sort_by(commit_order);
             let result = self.commit_resources(&resources);
             if result.is_err() {
                 // The resources stay joined until the transaction ends: abort() asks each
                 // of them once more, in join order, as zope does. (Nothing joined
                 // meanwhile: joining is refused while committing.)
-                if !in_order {
-                    resources.sort_by_key(|r| {
-                        let ptr = Rc::as_ptr(r).cast::<()>();
-                        join_order.iter().position(|p| *p == ptr)
-                    });
-                }
+                resources.sort_by_key(|r| {
+                    let ptr = Rc::as_ptr(r).cast::<()>();
+                    join_order.iter().position(|p| *p == ptr)
+                });
                 self.inner.state.borrow_mut().resources = resources;
             }
             result
@@ -879,19 +868,27 @@ impl Transaction {
     /// stay, for code that reports on the transaction afterwards.
     fn forget_everything(&self) {
         let dropped = {
-            let mut st = self.inner.state.borrow_mut();
-            // Only what is there: a fresh HashMap costs a RandomState on every commit.
-            let data = (!st.data.is_empty()).then(|| std::mem::take(&mut st.data));
-            let extension =
-                (!st.meta.extension.is_empty()).then(|| std::mem::take(&mut st.meta.extension));
+            let mut guard = self.inner.state.borrow_mut();
+            let st = &mut *guard;
+            // After a commit almost everything is empty already: take only what is not.
+            if st.resources.is_empty()
+                && st.before_commit.is_empty()
+                && st.after_commit.is_empty()
+                && st.before_abort.is_empty()
+                && st.after_abort.is_empty()
+                && st.data.is_empty()
+                && st.meta.extension.is_empty()
+            {
+                return;
+            }
             (
                 std::mem::take(&mut st.resources),
                 std::mem::take(&mut st.before_commit),
                 std::mem::take(&mut st.after_commit),
                 std::mem::take(&mut st.before_abort),
                 std::mem::take(&mut st.after_abort),
-                data,
-                extension,
+                (!st.data.is_empty()).then(|| std::mem::take(&mut st.data)),
+                std::mem::take(&mut st.meta.extension),
             )
         };
         // Dropped outside the borrow: a resource's, a hook's or a value's Drop may call
