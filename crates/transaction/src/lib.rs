@@ -41,11 +41,17 @@
 //! [`WriteState`]).
 //!
 //! A failure before the decision rolls every resource back and puts the transaction in
-//! [`Status::CommitFailed`]: only [`abort`] is accepted until it ends. A failure after the
-//! decision, or after a resource has already committed in its vote (a one-phase
-//! resource), is a heuristic outcome ([`Error::Heuristic`]) that lists which resources
-//! committed and which did not. `docs/design.md` in the repository has the state diagram,
-//! the invariants and the failure matrix.
+//! [`Status::CommitFailed`]: only [`abort`] is accepted until it ends, and it asks every
+//! joined resource to abort once more, as zope does. A failure after the decision, or
+//! after a resource has already committed in its vote (a one-phase resource), is a
+//! heuristic outcome ([`Error::Heuristic`]) that lists which resources committed and which
+//! did not.
+//!
+//! [`Transaction::abort`] runs before-abort hooks, synchronizers' `before_completion`,
+//! `abort` on every joined resource, after-abort hooks, then synchronizers'
+//! `after_completion`. Every step runs even when an earlier one failed; failures are
+//! logged at error level and the first is returned. `docs/design.md` in the repository has
+//! the state diagram, the invariants and the failure matrix.
 //!
 //! # Threads
 //!
