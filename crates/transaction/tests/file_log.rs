@@ -147,8 +147,8 @@ fn a_log_cut_at_every_byte_offset_is_a_torn_tail_and_keeps_every_earlier_decisio
 }
 
 #[test]
-fn a_flipped_bit_is_torn_in_the_last_batch_and_corruption_elsewhere_and_no_valid_decision_is_lost(
-) {
+fn a_flipped_bit_is_torn_in_the_last_batch_and_corruption_elsewhere_and_no_valid_decision_is_lost()
+{
     let source = TempDir::new("flip-src");
     let batches = reference_log(FileLogOptions::new().preallocate(false), source.path());
     let clean = FileDecisionLog::inspect(source.path()).expect("inspect");
@@ -267,7 +267,10 @@ fn corruption_refuses_presumed_abort_until_accepted_even_across_reopens() {
     drop(log);
 
     let log = options().open(dir.path()).expect("reopen");
-    assert!(!log.may_presume_abort(), "a restart must not forget the damage");
+    assert!(
+        !log.may_presume_abort(),
+        "a restart must not forget the damage"
+    );
     log.accept_loss().expect("accept");
     assert!(log.may_presume_abort() && log.corruption().is_empty());
     drop(log);
@@ -276,9 +279,11 @@ fn corruption_refuses_presumed_abort_until_accepted_even_across_reopens() {
     assert!(log.may_presume_abort());
     let open: BTreeSet<_> = log.open_decisions().iter().map(|r| r.transaction).collect();
     assert_eq!(open, expected);
-    assert!(std::fs::read_dir(dir.path())
-        .expect("read dir")
-        .any(|e| e.expect("entry").path().extension().is_some_and(|e| e == "corrupt")));
+    assert!(std::fs::read_dir(dir.path()).expect("read dir").any(|e| e
+        .expect("entry")
+        .path()
+        .extension()
+        .is_some_and(|e| e == "corrupt")));
 }
 
 const HOLD_ENV: &str = "TXLOG_TEST_HOLD_DIR";
@@ -334,8 +339,14 @@ fn a_second_process_on_the_same_directory_refuses_to_start() {
     );
     assert_eq!(err.holder_pid(), Some(child.id()));
     let message = err.to_string();
-    assert!(message.contains(&dir.path().display().to_string()), "{message}");
-    assert!(message.contains(&format!("process {}", child.id())), "{message}");
+    assert!(
+        message.contains(&dir.path().display().to_string()),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("process {}", child.id())),
+        "{message}"
+    );
 
     drop(child.stdin.take()); // let the child go
     assert!(child.wait().expect("child exit").success());
@@ -349,10 +360,15 @@ fn a_second_open_in_the_same_process_is_refused_until_the_first_is_dropped() {
     let log = FileDecisionLog::open(dir.path()).expect("open");
     let clone = log.clone();
     let err = FileDecisionLog::open(dir.path()).expect_err("held");
-    assert!(matches!(&err, FileLogError::Locked { dir: d, holder: Some(pid) }
-        if d == dir.path() && *pid == std::process::id()));
+    assert!(
+        matches!(&err, FileLogError::Locked { dir: d, holder: Some(pid) }
+        if d == dir.path() && *pid == std::process::id())
+    );
     drop(log);
-    assert!(FileDecisionLog::open(dir.path()).is_err(), "a clone still holds it");
+    assert!(
+        FileDecisionLog::open(dir.path()).is_err(),
+        "a clone still holds it"
+    );
     drop(clone);
     assert!(FileDecisionLog::open(dir.path()).is_ok());
 }
@@ -398,8 +414,12 @@ fn concurrent_commits_share_fdatasyncs_and_each_is_durable_when_it_returns() {
     let committed = Arc::new(Mutex::new(Vec::new()));
     std::thread::scope(|s| {
         for _ in 0..THREADS {
-            let (log, sync, barrier, committed) =
-                (log.clone(), sync.clone(), barrier.clone(), committed.clone());
+            let (log, sync, barrier, committed) = (
+                log.clone(),
+                sync.clone(),
+                barrier.clone(),
+                committed.clone(),
+            );
             s.spawn(move || {
                 barrier.wait();
                 for i in 0..PER_THREAD {
@@ -407,7 +427,10 @@ fn concurrent_commits_share_fdatasyncs_and_each_is_durable_when_it_returns() {
                     log.record_commit(txn, &[branch("db", &format!("b{i}"))])
                         .expect("record");
                     let image = sync.image.lock().expect("image lock");
-                    assert!(contains(&image, txn), "returned before its record was synced");
+                    assert!(
+                        contains(&image, txn),
+                        "returned before its record was synced"
+                    );
                     drop(image);
                     committed.lock().expect("lock").push(txn);
                 }
@@ -436,10 +459,13 @@ fn reopening_keeps_open_decisions_drops_ended_ones_and_bumps_the_incarnation() {
         TransactionId::next(),
         TransactionId::next(),
     );
-    let branches = vec![branch("orders", "g:a:0"), Branch {
-        resource: "cache".into(),
-        branch_id: None,
-    }];
+    let branches = vec![
+        branch("orders", "g:a:0"),
+        Branch {
+            resource: "cache".into(),
+            branch_id: None,
+        },
+    ];
     log.record_commit(a, &branches).expect("a");
     log.record_commit(b, &branches[..1]).expect("b");
     log.record_commit(c, &[]).expect("c");
@@ -543,11 +569,19 @@ fn a_failed_sync_stops_the_log_without_retrying_and_reports_the_outcome_unknown(
     let err = boxed(log.record_commit(refused, &[]).expect_err("stopped"));
     assert!(matches!(err, FileLogError::Stopped { .. }), "{err}");
     assert!(log.forget(ok).is_err());
-    assert_eq!(sync.calls.load(Ordering::SeqCst), calls + 1, "never retried");
+    assert_eq!(
+        sync.calls.load(Ordering::SeqCst),
+        calls + 1,
+        "never retried"
+    );
     let open: BTreeSet<_> = log.open_decisions().iter().map(|r| r.transaction).collect();
     assert_eq!(open, BTreeSet::from([ok, unknown])); // `unknown` may be durable
     drop(log);
-    assert_eq!(sync.calls.load(Ordering::SeqCst), calls + 1, "drop writes nothing");
+    assert_eq!(
+        sync.calls.load(Ordering::SeqCst),
+        calls + 1,
+        "drop writes nothing"
+    );
 
     // The next start decides from what is on disk: the record reached the page cache.
     let log = FileDecisionLog::open(dir.path()).expect("reopen");
@@ -572,8 +606,15 @@ fn a_stopped_log_aborts_a_transaction_manager_commit() {
         .decision_log(Rc::new(log.clone()))
         .build();
     let db = ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new());
-    manager.begin().expect("begin").join(db.clone()).expect("join");
+    manager
+        .begin()
+        .expect("begin")
+        .join(db.clone())
+        .expect("join");
     let err = manager.commit().expect_err("log stopped");
-    assert!(matches!(err, transaction::Error::DecisionLog { .. }), "{err}");
+    assert!(
+        matches!(err, transaction::Error::DecisionLog { .. }),
+        "{err}"
+    );
     assert!(!db.committed());
 }

@@ -282,7 +282,7 @@ fn parse_batch(bytes: &[u8], at: usize, segment: u64) -> Option<(usize, Vec<Reco
 /// assert!(first.path.starts_with(&dir));
 /// assert_eq!(first.offset, 40); // right after the segment header
 /// # std::fs::remove_dir_all(&dir)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), transaction::BoxError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -311,7 +311,7 @@ pub struct LogPosition {
 /// assert_eq!(batch.records, 1);
 /// assert!(batch.len > 16);
 /// # std::fs::remove_dir_all(&dir)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), transaction::BoxError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -344,7 +344,7 @@ pub struct BatchInfo {
 /// assert_eq!(report.open_decisions[0].transaction, txn);
 /// assert!(report.torn_tail.is_none() && report.corruption.is_empty());
 /// # std::fs::remove_dir_all(&dir)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), transaction::BoxError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]

@@ -46,7 +46,7 @@ const MIN_SEGMENT_SIZE: u64 = 512;
 /// assert!(err.to_string().contains(&dir.display().to_string()));
 /// # drop(log);
 /// # std::fs::remove_dir_all(&dir)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), transaction::BoxError>(())
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -158,7 +158,10 @@ impl FileLogError {
     }
 }
 
-fn io_err<'a>(operation: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FileLogError + 'a {
+fn io_err<'a>(
+    operation: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> FileLogError + 'a {
     move |source| FileLogError::Io {
         operation,
         path: path.to_path_buf(),
@@ -199,7 +202,7 @@ fn io_err<'a>(operation: &'static str, path: &'a Path) -> impl FnOnce(io::Error)
 /// assert_eq!(syncs.0.load(Ordering::Relaxed), before + 1);
 /// # drop(log);
 /// # std::fs::remove_dir_all(&dir)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), transaction::BoxError>(())
 /// ```
 pub trait DataSync: Send + Sync {
     /// Makes the data written to `file` durable (`File::sync_data`).
@@ -237,7 +240,7 @@ impl DataSync for StdDataSync {
 /// assert_eq!(log.incarnation(), 1);
 /// # drop(log);
 /// # std::fs::remove_dir_all(&dir)?;
-/// # Ok::<(), transaction::FileLogError>(())
+/// # Ok::<(), transaction::BoxError>(())
 /// ```
 pub struct FileLogOptions {
     segment_size: u64,
@@ -341,7 +344,7 @@ impl FileLogOptions {
     /// assert_eq!(log.dir(), dir);
     /// # drop(log);
     /// # std::fs::remove_dir_all(&dir)?;
-    /// # Ok::<(), transaction::FileLogError>(())
+    /// # Ok::<(), transaction::BoxError>(())
     /// ```
     pub fn open(self, dir: impl AsRef<Path>) -> Result<FileDecisionLog, FileLogError> {
         if self.segment_size < MIN_SEGMENT_SIZE {
@@ -371,7 +374,7 @@ impl FileLogOptions {
 /// assert_eq!(after.batches - before.batches, 1);
 /// # drop(log);
 /// # std::fs::remove_dir_all(&dir)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), transaction::BoxError>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -481,7 +484,7 @@ struct Inner {
 /// assert_eq!(log.open_decisions()[0].transaction, txn.id()); // recovery must commit db
 /// # drop(log);
 /// # std::fs::remove_dir_all(&dir)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), transaction::BoxError>(())
 /// ```
 #[derive(Clone)]
 pub struct FileDecisionLog {
@@ -591,7 +594,7 @@ impl FileDecisionLog {
     /// assert!(log.may_presume_abort());
     /// # drop(log);
     /// # std::fs::remove_dir_all(&dir)?;
-    /// # Ok::<(), transaction::FileLogError>(())
+    /// # Ok::<(), transaction::BoxError>(())
     /// ```
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, FileLogError> {
         FileLogOptions::new().open(dir)
@@ -707,7 +710,7 @@ impl FileDecisionLog {
     /// assert_eq!(report.open_decisions.len(), 1);
     /// assert_eq!(report.open_decisions[0].transaction, kept);
     /// # std::fs::remove_dir_all(&dir)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # Ok::<(), transaction::BoxError>(())
     /// ```
     pub fn inspect(dir: impl AsRef<Path>) -> Result<LogInspection, FileLogError> {
         let dir = dir.as_ref();
@@ -727,7 +730,7 @@ impl FileDecisionLog {
     /// assert_eq!(log.dir(), dir);
     /// # drop(log);
     /// # std::fs::remove_dir_all(&dir)?;
-    /// # Ok::<(), transaction::FileLogError>(())
+    /// # Ok::<(), transaction::BoxError>(())
     /// ```
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -748,7 +751,7 @@ impl FileDecisionLog {
     /// let second = FileDecisionLog::open(&dir)?.incarnation();
     /// assert_eq!((first, second), (1, 2));
     /// # std::fs::remove_dir_all(&dir)?;
-    /// # Ok::<(), transaction::FileLogError>(())
+    /// # Ok::<(), transaction::BoxError>(())
     /// ```
     pub fn incarnation(&self) -> u32 {
         self.inner.incarnation
@@ -776,7 +779,7 @@ impl FileDecisionLog {
     /// assert_eq!((open[0].transaction, &open[0].branches[..]), (a, &[branch][..]));
     /// # drop(log);
     /// # std::fs::remove_dir_all(&dir)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # Ok::<(), transaction::BoxError>(())
     /// ```
     pub fn open_decisions(&self) -> Vec<DecisionRecord> {
         self.state()
@@ -802,7 +805,7 @@ impl FileDecisionLog {
     /// assert!(log.may_presume_abort()); // nothing damaged
     /// # drop(log);
     /// # std::fs::remove_dir_all(&dir)?;
-    /// # Ok::<(), transaction::FileLogError>(())
+    /// # Ok::<(), transaction::BoxError>(())
     /// ```
     pub fn may_presume_abort(&self) -> bool {
         self.state().may_presume_abort
@@ -819,7 +822,7 @@ impl FileDecisionLog {
     /// assert!(log.corruption().is_empty());
     /// # drop(log);
     /// # std::fs::remove_dir_all(&dir)?;
-    /// # Ok::<(), transaction::FileLogError>(())
+    /// # Ok::<(), transaction::BoxError>(())
     /// ```
     pub fn corruption(&self) -> Vec<LogPosition> {
         self.state().corruption.clone()
@@ -845,7 +848,7 @@ impl FileDecisionLog {
     /// assert!(log.may_presume_abort());
     /// # drop(log);
     /// # std::fs::remove_dir_all(&dir)?;
-    /// # Ok::<(), transaction::FileLogError>(())
+    /// # Ok::<(), transaction::BoxError>(())
     /// ```
     pub fn accept_loss(&self) -> Result<(), FileLogError> {
         let mut writer = self.writer();
@@ -886,7 +889,7 @@ impl FileDecisionLog {
     /// assert_eq!(log.stats().segments_created, 1);
     /// # drop(log);
     /// # std::fs::remove_dir_all(&dir)?;
-    /// # Ok::<(), transaction::FileLogError>(())
+    /// # Ok::<(), transaction::BoxError>(())
     /// ```
     pub fn stats(&self) -> LogStats {
         self.state().stats
@@ -969,8 +972,15 @@ impl Inner {
         if switched {
             let next = writer.segment + 1;
             let keep = std::mem::take(&mut writer.keep);
-            *writer = create_segment(&self.dir, next, self.incarnation, &self.options, keep, stats)
-                .map_err(into_io)?;
+            *writer = create_segment(
+                &self.dir,
+                next,
+                self.incarnation,
+                &self.options,
+                keep,
+                stats,
+            )
+            .map_err(into_io)?;
             // Copy forward every decision written to an older segment and still open.
             let mut relog = Vec::new();
             let mut n = 0u32;
