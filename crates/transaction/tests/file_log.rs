@@ -557,6 +557,7 @@ fn a_failed_sync_stops_the_log_without_retrying_and_reports_the_outcome_unknown(
         TransactionId::next(),
     );
     log.record_commit(ok, &[]).expect("before the failure");
+    assert!(!log.is_stopped() && log.may_presume_abort());
 
     sync.armed.store(true, Ordering::SeqCst);
     let calls = sync.calls.load(Ordering::SeqCst);
@@ -576,6 +577,11 @@ fn a_failed_sync_stops_the_log_without_retrying_and_reports_the_outcome_unknown(
     );
     let open: BTreeSet<_> = log.open_decisions().iter().map(|r| r.transaction).collect();
     assert_eq!(open, BTreeSet::from([ok, unknown])); // `unknown` may be durable
+    assert!(log.is_stopped());
+    assert!(
+        !log.may_presume_abort(),
+        "a stopped log's decisions are not all known"
+    );
     drop(log);
     assert_eq!(
         sync.calls.load(Ordering::SeqCst),

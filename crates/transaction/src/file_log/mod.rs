@@ -794,7 +794,8 @@ impl FileDecisionLog {
 
     /// Whether recovery may roll back a prepared branch for which no decision is open.
     /// False when the log found corruption at open (a decision may have been destroyed),
-    /// until an operator calls [`accept_loss`](Self::accept_loss).
+    /// until an operator calls [`accept_loss`](Self::accept_loss); false for good once
+    /// the log has [stopped](Self::is_stopped).
     ///
     /// # Examples
     ///
@@ -808,7 +809,28 @@ impl FileDecisionLog {
     /// # Ok::<(), transaction::BoxError>(())
     /// ```
     pub fn may_presume_abort(&self) -> bool {
-        self.state().may_presume_abort
+        let state = self.state();
+        state.may_presume_abort && state.failed.is_none()
+    }
+
+    /// Whether a failed write or sync has stopped the log. A stopped log records nothing
+    /// more, and its open decisions include some whose durability is unknown: the
+    /// process should stop committing and restart, so that the next open decides from
+    /// what is on disk (and makes it durable again) before recovery acts on it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("txlog-doc-stop-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let log = transaction::FileDecisionLog::open(&dir)?;
+    /// assert!(!log.is_stopped());
+    /// # drop(log);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), transaction::BoxError>(())
+    /// ```
+    pub fn is_stopped(&self) -> bool {
+        self.state().failed.is_some()
     }
 
     /// Where the log found corruption at open (empty once accepted).
