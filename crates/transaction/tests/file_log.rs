@@ -624,3 +624,27 @@ fn a_stopped_log_aborts_a_transaction_manager_commit() {
     );
     assert!(!db.committed());
 }
+
+#[test]
+fn a_damaged_incarnation_file_refuses_the_open_instead_of_reusing_a_number() {
+    let dir = TempDir::new("incarnation");
+    drop(FileDecisionLog::open(dir.path()).expect("open"));
+    let path = dir.path().join("INCARNATION");
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[8] ^= 0x04;
+    std::fs::write(&path, &bytes).expect("damage");
+    let err = FileDecisionLog::open(dir.path()).expect_err("damaged");
+    assert!(
+        matches!(&err, FileLogError::BadIncarnation { path: p } if *p == path),
+        "{err:?}"
+    );
+    // The lock was released with the failed open: a repaired directory opens.
+    bytes[8] ^= 0x04;
+    std::fs::write(&path, &bytes).expect("repair");
+    assert_eq!(
+        FileDecisionLog::open(dir.path())
+            .expect("open")
+            .incarnation(),
+        2
+    );
+}
