@@ -70,6 +70,7 @@
 mod current;
 mod data_manager;
 mod error;
+mod file_log;
 mod id;
 mod log;
 mod manager;
@@ -84,6 +85,10 @@ pub use crate::current::{
 };
 pub use crate::data_manager::{DataManager, ResourceSavepoint, Vote, WriteState};
 pub use crate::error::{BoxError, Error, HeuristicError, Phase, ResourceError, Result, Transient};
+pub use crate::file_log::{
+    BatchInfo, DataSync, FileDecisionLog, FileLogError, FileLogOptions, LogInspection, LogPosition,
+    LogStats,
+};
 pub use crate::id::{coordinator_id, TransactionId};
 pub use crate::log::{Branch, DecisionLog, DecisionRecord, MemoryDecisionLog, NopDecisionLog};
 pub use crate::manager::{
