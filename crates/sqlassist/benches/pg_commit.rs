@@ -12,9 +12,17 @@
 //!
 //! Reads `SQLASSIST_TEST_PG_URL` and `SQLASSIST_TEST_PG_URL_2` (two databases), and
 //! `SQLASSIST_BENCH_N` (transactions per scenario, default 3000), `SQLASSIST_BENCH_ROUNDS`
-//! (interleaved rounds, default 5) and `SQLASSIST_BENCH_ONLY` (comma-separated scenario names). Prints one JSON line per
-//! scenario: `{"scenario", "n", "seconds", "tx_per_s", "p50_ms", "p99_ms"}`, and checks
-//! every scenario's row counts afterwards.
+//! (interleaved rounds, default 5) and `SQLASSIST_BENCH_ONLY` (comma-separated scenario
+//! names). Scenarios run interleaved, round by round (in reverse order every other round).
+//! Prints one JSON line per scenario: `{"scenario", "n", "seconds", "tx_per_s", "p50_ms",
+//! "p99_ms", "client_cpu_ms_per_tx"}`, then one per compared pair with the median, minimum
+//! and maximum of the per-round throughput ratios: `{"ratio", "of", "to", "median", "min",
+//! "max", "rounds"}`, and checks every scenario's row counts afterwards.
+//!
+//! The sqlassist scenarios use the default engine options: a session returns its connection
+//! to the pool when the transaction ends and checks one out at its next statement.
+//! `sqlassist_1pc_reuse` keeps it (`keep_session = true`); `sqlassist_1pc_per_request`
+//! also opens and closes its session around every transaction, as a web request does.
 #![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -164,7 +172,7 @@ fn maria_count(conn: &mut MysqlConnection, table: &str) -> Res<i64> {
     )
 }
 
-const SCENARIOS: [Scenario; 6] = [
+const SCENARIOS: [Scenario; 8] = [
     Scenario {
         name: "raw_1pc_one_db",
         tables: ("bench_raw1", None),
@@ -201,7 +209,37 @@ const SCENARIOS: [Scenario; 6] = [
         persists: false,
         maria: false,
     },
+    Scenario {
+        name: "sqlassist_1pc_reuse",
+        tables: ("bench_sru", None),
+        persists: true,
+        maria: false,
+    },
+    Scenario {
+        name: "sqlassist_1pc_per_request",
+        tables: ("bench_spr", None),
+        persists: true,
+        maria: false,
+    },
 ];
+
+/// Pairs whose per-round throughput ratio (first / second) is reported.
+const RATIOS: [(&str, &str); 4] = [
+    ("sqlassist_1pc_one_db", "raw_1pc_one_db"),
+    ("sqlassist_2pc_two_db", "raw_2pc_two_db"),
+    ("sqlassist_2pc_pg_mariadb", "raw_2pc_pg_mariadb"),
+    ("sqlassist_1pc_per_request", "sqlassist_1pc_reuse"),
+];
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
 
 fn main() -> Res<()> {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
@@ -245,15 +283,25 @@ fn main() -> Res<()> {
     }
 
     let mut registry = Registry::new();
-    let engine = |url: &str| -> Res<Engine> {
+    let engine_with = |url: &str, keep_session: bool| -> Res<Engine> {
         Ok(Engine::new(
             EngineOptions::builder(DatabaseUrl::parse(url)?)
                 .pool_size(2)
+                .keep_session(keep_session)
                 .build()?,
         )?)
     };
+    let engine = |url: &str| engine_with(url, false);
     registry.init_engine("a", engine(&url_a)?, InitOptions::new().managed(true))?;
     registry.init_engine("b", engine(&url_b)?, InitOptions::new().managed(true))?;
+    // The same database, for the reuse and per-request scenarios.
+    registry.init_engine(
+        "kept",
+        engine_with(&url_a, true)?,
+        InitOptions::new().managed(true),
+    )?;
+    registry.init_engine("request", engine(&url_a)?, InitOptions::new().managed(true))?;
+    let kept = registry.session("kept")?;
     let sa = registry.session("a")?;
     let sb = registry.session("b")?;
     #[cfg(feature = "mysql")]
@@ -270,8 +318,15 @@ fn main() -> Res<()> {
         .iter()
         .map(|_| (Vec::new(), Duration::ZERO, 0, Duration::ZERO))
         .collect();
+    // Per round, each scenario's throughput (transactions per second).
+    let mut per_round_tps: Vec<Vec<f64>> = vec![Vec::new(); scenarios.len()];
     for round in 0..rounds {
-        for (k, s) in scenarios.iter().enumerate() {
+        let mut order: Vec<usize> = (0..scenarios.len()).collect();
+        if round % 2 == 1 {
+            order.reverse(); // no scenario always runs right after the same other one
+        }
+        for k in order {
+            let s = scenarios[k];
             let (lat, total, cpu) = timed(per_round, |i| {
                 let v = (round * per_round + i) as i32;
                 match s.name {
@@ -316,6 +371,18 @@ fn main() -> Res<()> {
                         insert(&mut *sa.conn::<PgConnection>()?, "bench_sa1", v)?;
                         transaction::commit()?;
                     }
+                    // A session kept across transactions with its connection.
+                    "sqlassist_1pc_reuse" => {
+                        insert(&mut *kept.conn::<PgConnection>()?, "bench_sru", v)?;
+                        transaction::commit()?;
+                    }
+                    // A request: open the session, insert, commit, close the session.
+                    "sqlassist_1pc_per_request" => {
+                        let session = registry.session("request")?;
+                        insert(&mut *session.conn::<PgConnection>()?, "bench_spr", v)?;
+                        transaction::commit()?;
+                        session.close()?;
+                    }
                     // Two managed engines, one transaction::commit().
                     "sqlassist_2pc_two_db" => {
                         insert(&mut *sa.conn::<PgConnection>()?, "bench_sa2", v)?;
@@ -354,6 +421,7 @@ fn main() -> Res<()> {
                 }
                 Ok(())
             })?;
+            per_round_tps[k].push(per_round as f64 / total.as_secs_f64());
             let r = &mut results[k];
             r.0.extend(lat);
             r.1 += total;
@@ -363,8 +431,30 @@ fn main() -> Res<()> {
     }
     sqlassist::close_sessions()?;
 
-    for (s, (lat, total, written, cpu)) in scenarios.iter().zip(results) {
-        report(s.name, lat, total, cpu);
+    for (s, (lat, total, _, cpu)) in scenarios.iter().zip(results.iter()) {
+        report(s.name, lat.clone(), *total, *cpu);
+    }
+    for (of, to) in RATIOS {
+        let index = |name: &str| scenarios.iter().position(|s| s.name == name);
+        let (Some(i), Some(j)) = (index(of), index(to)) else {
+            continue;
+        };
+        let ratios: Vec<f64> = per_round_tps[i]
+            .iter()
+            .zip(&per_round_tps[j])
+            .map(|(a, b)| a / b)
+            .collect();
+        let (min, max) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        println!(
+            "{{\"ratio\":\"{of}/{to}\",\"of\":\"{of}\",\"to\":\"{to}\",\"median\":{:.3},\"min\":{min:.3},\"max\":{max:.3},\"rounds\":{}}}",
+            median(ratios.clone()),
+            ratios.len()
+        );
+    }
+
+    for (s, (_, _, written, _)) in scenarios.iter().zip(results) {
         let expected = if s.persists { written as i64 } else { 0 };
         let got_a = count(&mut a, s.tables.0)?;
         if got_a != expected {

@@ -1,7 +1,7 @@
 //! The pooled connection of one backend, behind one enum, and Diesel's transaction depth.
 
 use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
-use diesel::r2d2::{ConnectionManager, PooledConnection};
+use diesel::r2d2::PooledConnection;
 
 #[cfg(feature = "mysql")]
 use diesel::MysqlConnection;
@@ -11,17 +11,18 @@ use diesel::PgConnection;
 use diesel::SqliteConnection;
 
 use crate::backend::Backend;
+use crate::pool::Manager;
 
 /// A connection checked out of an engine's pool (crate-internal; `pub` only so that the
 /// sealed trait can name it).
 #[doc(hidden)]
 pub enum Conn {
     #[cfg(feature = "postgres")]
-    Pg(PooledConnection<ConnectionManager<PgConnection>>),
+    Pg(PooledConnection<Manager<PgConnection>>),
     #[cfg(feature = "sqlite")]
-    Sqlite(PooledConnection<ConnectionManager<SqliteConnection>>),
+    Sqlite(PooledConnection<Manager<SqliteConnection>>),
     #[cfg(feature = "mysql")]
-    Mysql(PooledConnection<ConnectionManager<MysqlConnection>>),
+    Mysql(PooledConnection<Manager<MysqlConnection>>),
 }
 
 /// Runs `$body` with `$c` bound to the concrete `&mut XConnection`.
@@ -30,17 +31,17 @@ macro_rules! with_conn {
         match $conn {
             #[cfg(feature = "postgres")]
             $crate::conn::Conn::Pg(pooled) => {
-                let $c: &mut diesel::PgConnection = &mut **pooled;
+                let $c: &mut diesel::PgConnection = &mut ***pooled;
                 $body
             }
             #[cfg(feature = "sqlite")]
             $crate::conn::Conn::Sqlite(pooled) => {
-                let $c: &mut diesel::SqliteConnection = &mut **pooled;
+                let $c: &mut diesel::SqliteConnection = &mut ***pooled;
                 $body
             }
             #[cfg(feature = "mysql")]
             $crate::conn::Conn::Mysql(pooled) => {
-                let $c: &mut diesel::MysqlConnection = &mut **pooled;
+                let $c: &mut diesel::MysqlConnection = &mut ***pooled;
                 $body
             }
         }
@@ -199,14 +200,14 @@ impl sealed::Sealed for PgConnection {
     fn from_conn(conn: &mut Conn) -> Option<&mut Self> {
         #[allow(irrefutable_let_patterns, unreachable_patterns)]
         match conn {
-            Conn::Pg(c) => Some(&mut **c),
+            Conn::Pg(c) => Some(&mut ***c),
             _ => None,
         }
     }
     fn from_conn_ref(conn: &Conn) -> Option<&Self> {
         #[allow(irrefutable_let_patterns, unreachable_patterns)]
         match conn {
-            Conn::Pg(c) => Some(&**c),
+            Conn::Pg(c) => Some(&***c),
             _ => None,
         }
     }
@@ -222,14 +223,14 @@ impl sealed::Sealed for SqliteConnection {
     fn from_conn(conn: &mut Conn) -> Option<&mut Self> {
         #[allow(irrefutable_let_patterns, unreachable_patterns)]
         match conn {
-            Conn::Sqlite(c) => Some(&mut **c),
+            Conn::Sqlite(c) => Some(&mut ***c),
             _ => None,
         }
     }
     fn from_conn_ref(conn: &Conn) -> Option<&Self> {
         #[allow(irrefutable_let_patterns, unreachable_patterns)]
         match conn {
-            Conn::Sqlite(c) => Some(&**c),
+            Conn::Sqlite(c) => Some(&***c),
             _ => None,
         }
     }
@@ -245,14 +246,14 @@ impl sealed::Sealed for MysqlConnection {
     fn from_conn(conn: &mut Conn) -> Option<&mut Self> {
         #[allow(irrefutable_let_patterns, unreachable_patterns)]
         match conn {
-            Conn::Mysql(c) => Some(&mut **c),
+            Conn::Mysql(c) => Some(&mut ***c),
             _ => None,
         }
     }
     fn from_conn_ref(conn: &Conn) -> Option<&Self> {
         #[allow(irrefutable_let_patterns, unreachable_patterns)]
         match conn {
-            Conn::Mysql(c) => Some(&**c),
+            Conn::Mysql(c) => Some(&***c),
             _ => None,
         }
     }

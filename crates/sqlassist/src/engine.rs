@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, ManageConnection, Pool};
 
 #[cfg(feature = "mysql")]
@@ -16,16 +18,17 @@ use crate::backend::Backend;
 use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::options::EngineOptions;
+use crate::pool::{Manager, Timed};
 use crate::settings::Settings;
 use crate::url::DatabaseUrl;
 
 enum Pools {
     #[cfg(feature = "postgres")]
-    Pg(Pool<ConnectionManager<PgConnection>>),
+    Pg(Pool<Manager<PgConnection>>),
     #[cfg(feature = "sqlite")]
-    Sqlite(Pool<ConnectionManager<SqliteConnection>>),
+    Sqlite(Pool<Manager<SqliteConnection>>),
     #[cfg(feature = "mysql")]
-    Mysql(Pool<ConnectionManager<MysqlConnection>>),
+    Mysql(Pool<Manager<MysqlConnection>>),
 }
 
 struct EngineInner {
@@ -38,6 +41,8 @@ struct EngineInner {
     pool: Pools,
     /// SQL run on every new connection (session characteristics, pragmas).
     setup: Arc<Setup>,
+    /// Checkout tests the pool has run (see [`PoolState::pings`]).
+    pings: Arc<AtomicU64>,
 }
 
 /// A database to talk to: its URL, its options and a pool of connections (SQLAlchemy's
@@ -86,10 +91,9 @@ impl fmt::Debug for Engine {
 /// let session = registry.session("main")?;
 /// session.execute("CREATE TABLE t (v INTEGER)")?;
 /// let state = engine.pool_state();
-/// assert_eq!((state.connections, state.idle), (1, 0)); // held by the session
+/// assert_eq!((state.connections, state.idle), (1, 0)); // held by the open transaction
 ///
-/// session.commit()?;
-/// session.close()?; // returns the connection to the pool
+/// session.commit()?; // the transaction ended: the connection is back in the pool
 /// let state = engine.pool_state();
 /// assert_eq!((state.connections, state.idle), (1, 1));
 /// # Ok::<(), sqlassist::Error>(())
@@ -101,6 +105,10 @@ pub struct PoolState {
     pub connections: u32,
     /// Connections idle in the pool.
     pub idle: u32,
+    /// How many times a connection was tested at checkout (a `SELECT 1` round trip each)
+    /// since the engine was built. A connection returned to the pool, or opened, less than
+    /// [`EngineOptions::pool_pre_ping_window`] ago is handed out untested.
+    pub pings: u64,
 }
 
 impl Engine {
@@ -166,19 +174,29 @@ impl Engine {
             (true, Some(ro)) => ro,
             _ => options.url().connection_string().to_owned(),
         };
+        let pings = Arc::new(AtomicU64::new(0));
         let pool = match options.url().backend() {
             #[cfg(feature = "postgres")]
-            Backend::Postgres => {
-                Pools::Pg(build_pool(&options, connect_url.clone(), setup.clone()))
-            }
+            Backend::Postgres => Pools::Pg(build_pool(
+                &options,
+                connect_url.clone(),
+                setup.clone(),
+                pings.clone(),
+            )),
             #[cfg(feature = "sqlite")]
-            Backend::Sqlite => {
-                Pools::Sqlite(build_pool(&options, connect_url.clone(), setup.clone()))
-            }
+            Backend::Sqlite => Pools::Sqlite(build_pool(
+                &options,
+                connect_url.clone(),
+                setup.clone(),
+                pings.clone(),
+            )),
             #[cfg(feature = "mysql")]
-            Backend::Mysql => {
-                Pools::Mysql(build_pool(&options, connect_url.clone(), setup.clone()))
-            }
+            Backend::Mysql => Pools::Mysql(build_pool(
+                &options,
+                connect_url.clone(),
+                setup.clone(),
+                pings.clone(),
+            )),
             #[allow(unreachable_patterns)]
             backend => {
                 return Err(Error::BackendNotEnabled {
@@ -195,6 +213,7 @@ impl Engine {
                 connect_url,
                 pool,
                 setup,
+                pings,
             }),
         })
     }
@@ -294,6 +313,7 @@ impl Engine {
         PoolState {
             connections: state.connections,
             idle: state.idle_connections,
+            pings: self.inner.pings.load(Ordering::Relaxed),
         }
     }
 
@@ -452,23 +472,29 @@ fn build_pool<C>(
     options: &EngineOptions,
     url: String,
     setup: Arc<Setup>,
-) -> Pool<ConnectionManager<C>>
+    pings: Arc<AtomicU64>,
+) -> Pool<Manager<C>>
 where
-    C: diesel::r2d2::R2D2Connection + 'static,
-    Setup: CustomizeConnection<C, diesel::r2d2::Error>,
+    C: diesel::r2d2::R2D2Connection + Send + 'static,
 {
     // An in-memory SQLite database lives in its connection: one connection keeps one
     // database.
     let max_size = if options.url().is_memory() {
         1
     } else {
-        options.pool_size()
+        options.max_connections()
     };
     Pool::builder()
         .max_size(max_size)
         .min_idle(Some(options.pool_min_idle().min(max_size)))
         .connection_timeout(options.pool_timeout())
-        .idle_timeout(options.pool_idle_timeout())
+        // Sessions return their connection at every transaction end: an in-memory
+        // database's one connection must not be closed for idling (or age) in the pool.
+        .idle_timeout(if options.url().is_memory() {
+            None
+        } else {
+            options.pool_idle_timeout()
+        })
         .max_lifetime(if options.url().is_memory() {
             None
         } else {
@@ -479,7 +505,7 @@ where
         .error_handler(Box::new(crate::redact::PoolErrorHandler::new(
             options.url().clone(),
         )))
-        .build_unchecked(ConnectionManager::new(url))
+        .build_unchecked(Manager::new(url, options.pool_pre_ping_window(), pings))
 }
 
 /// SQL applied to every new connection.
@@ -492,12 +518,11 @@ pub(crate) struct Setup {
 #[derive(Debug)]
 struct ArcSetup(Arc<Setup>);
 
-impl<C: diesel::Connection> CustomizeConnection<C, diesel::r2d2::Error> for ArcSetup
-where
-    Setup: CustomizeConnection<C, diesel::r2d2::Error>,
+impl<C: diesel::Connection + Send + 'static> CustomizeConnection<Timed<C>, diesel::r2d2::Error>
+    for ArcSetup
 {
-    fn on_acquire(&self, conn: &mut C) -> std::result::Result<(), diesel::r2d2::Error> {
-        self.0.on_acquire(conn)
+    fn on_acquire(&self, conn: &mut Timed<C>) -> std::result::Result<(), diesel::r2d2::Error> {
+        self.0.apply(&mut **conn)
     }
 }
 
@@ -529,11 +554,5 @@ impl Setup {
         }
         conn.batch_execute(&self.sql)
             .map_err(diesel::r2d2::Error::QueryError)
-    }
-}
-
-impl<C: diesel::Connection> CustomizeConnection<C, diesel::r2d2::Error> for Setup {
-    fn on_acquire(&self, conn: &mut C) -> std::result::Result<(), diesel::r2d2::Error> {
-        self.apply(conn)
     }
 }

@@ -245,10 +245,23 @@ pub enum Error {
         engine: String,
     },
 
-    /// Raw SQL (`COMMIT`, `ROLLBACK`) ended the session's transaction behind its back;
-    /// what was done after that was not part of the transaction.
-    #[error("the transaction of engine `{engine}` was ended by raw SQL (COMMIT or ROLLBACK) outside the session; work after that ran outside the transaction")]
+    /// Raw SQL (`COMMIT`, `ROLLBACK`) ended the session's transaction behind its back.
+    ///
+    /// What ran before the raw SQL may be committed (a raw `COMMIT`) or rolled back; the
+    /// session noticed at the next statement (PostgreSQL) and refused it, so nothing ran
+    /// outside the transaction. A managed session's transaction is doomed: abort it. An
+    /// unmanaged session works again after [`Session::rollback`](crate::Session::rollback).
+    #[error("the transaction of engine `{engine}` was ended by raw SQL (COMMIT or ROLLBACK): what ran before it may be committed; further statements are refused until the transaction is aborted or the session rolled back")]
     TransactionEndedOutside {
+        /// The engine's name.
+        engine: String,
+    },
+
+    /// An engine declared read-only wrote in its transaction (PostgreSQL assigned it a
+    /// transaction id, say after `SET TRANSACTION READ WRITE`): its work was rolled back
+    /// and the commit refused.
+    #[error("engine `{engine}` is read-only but its transaction wrote: its work was rolled back and nothing of it was committed")]
+    ReadOnlyEngineWrote {
         /// The engine's name.
         engine: String,
     },
@@ -289,6 +302,18 @@ pub enum Error {
         gid: String,
         /// Why phase two failed.
         reason: String,
+    },
+
+    /// Phase two found the prepared branch gone: something outside this transaction (an
+    /// operator, a recovery tool) committed or rolled it back between the vote and the
+    /// finish. The server's answer is definitive, so nothing is retried and the session
+    /// keeps its connection; which way the branch went is not known to this transaction.
+    #[error("engine `{engine}`: prepared transaction `{gid}` no longer exists: it was resolved (committed or rolled back) outside this transaction, so its outcome is not known here; check its data")]
+    BranchResolvedOutside {
+        /// The engine's name.
+        engine: String,
+        /// The branch's gid (PostgreSQL) or xid (MariaDB, MySQL).
+        gid: String,
     },
 
     /// The engine's backend cannot do what was asked.

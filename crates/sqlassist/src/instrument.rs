@@ -16,6 +16,7 @@ use diesel::connection::{Instrumentation, InstrumentationEvent};
 pub(crate) struct Tracker {
     echo: bool,
     may_have_written: bool,
+    may_have_ended: bool,
 }
 
 impl Tracker {
@@ -23,6 +24,7 @@ impl Tracker {
         Self {
             echo,
             may_have_written: false,
+            may_have_ended: false,
         }
     }
 
@@ -32,9 +34,19 @@ impl Tracker {
         self.may_have_written
     }
 
+    /// Whether a statement starting with `COMMIT`, `END` or `ROLLBACK` ran since the last
+    /// call (or [`reset`](Self::reset)), and forgets it. Only a hint that the transaction
+    /// may have ended: `ROLLBACK TO SAVEPOINT` counts too, and the caller asks the
+    /// connection before concluding anything.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) fn take_may_have_ended(&mut self) -> bool {
+        std::mem::take(&mut self.may_have_ended)
+    }
+
     /// Called when the session begins a transaction.
     pub(crate) fn reset(&mut self) {
         self.may_have_written = false;
+        self.may_have_ended = false;
     }
 }
 
@@ -44,12 +56,11 @@ impl Instrumentation for Tracker {
             if self.echo {
                 tracing::debug!(target: "sqlassist::sql", "{query}");
             }
-            if !self.may_have_written {
-                let mut head = Head::default();
-                // `Head` stops the formatting once it has the first word.
-                let _ = write!(head, "{query}");
-                self.may_have_written = !head.is_read();
-            }
+            let mut head = Head::default();
+            // `Head` stops the formatting once it has the first word.
+            let _ = write!(head, "{query}");
+            self.may_have_written |= !head.is_read();
+            self.may_have_ended |= head.may_end_transaction();
         }
     }
 }
@@ -78,6 +89,14 @@ impl Head {
                 | b"ROLLBACK"
                 | b"SET"
         )
+    }
+}
+
+impl Head {
+    /// Statements that may end the transaction (`ROLLBACK TO SAVEPOINT` included: this is
+    /// only a reason to look).
+    fn may_end_transaction(&self) -> bool {
+        matches!(&self.word[..self.len], b"COMMIT" | b"END" | b"ROLLBACK")
     }
 }
 

@@ -48,10 +48,12 @@ mod error;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod fault;
+mod ini;
 mod instrument;
 #[cfg(feature = "mysql")]
 mod mysql;
 mod options;
+mod pool;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod redact;

@@ -5,7 +5,7 @@
 //!
 //! | step | SQL |
 //! |---|---|
-//! | first use | `XA START <xid>` (through Diesel, so nested `transaction()` calls are savepoints) |
+//! | first use | `XA START <xid>` (through Diesel, so nested `transaction()` calls are savepoints); a read-only engine sends `SET TRANSACTION READ ONLY` before it in the same round trip |
 //! | vote | `XA END <xid>; XA PREPARE <xid>` in one round trip |
 //! | vote, read-only engine | `XA END <xid>; XA COMMIT <xid> ONE PHASE`, votes read-only |
 //! | finish | `XA COMMIT <xid>`, on the connection that prepared it |
@@ -13,7 +13,8 @@
 //! | abort before vote | `XA END <xid>` (an error is ignored: the branch may be idle already), then `XA ROLLBACK <xid>` |
 //! | one-phase commit | `XA END <xid>; XA COMMIT <xid> ONE PHASE` in one round trip |
 //!
-//! Unmanaged sessions use `BEGIN` / `COMMIT` / `ROLLBACK` like the other backends.
+//! Unmanaged sessions use `BEGIN` / `COMMIT` / `ROLLBACK` like the other backends
+//! (`START TRANSACTION READ ONLY` for a read-only engine).
 //!
 //! # Rules MariaDB imposes
 //!
@@ -36,9 +37,12 @@
 //!
 //! Error classification: Diesel exposes no MySQL error number, only a
 //! [`DatabaseErrorKind`] for some numbers on prepared statements (1213 becomes
-//! `SerializationFailure`) and the server's message otherwise (always for `batch_execute`).
-//! Deadlocks (1213) and lock wait timeouts (1205) are therefore recognised by kind where
-//! Diesel gives one and by the server's English message otherwise.
+//! `SerializationFailure`) and the server's message otherwise (always for `batch_execute`),
+//! in the language of the server's `lc_messages`. After a statement fails, the session
+//! therefore reads the error number from the server's diagnostics area
+//! (`GET DIAGNOSTICS CONDITION 1 @e = MYSQL_ERRNO`, two round trips on the failure path
+//! only): deadlocks (1213), lock wait timeouts (1205) and their XA forms (1613, 1614) are
+//! transient; `XAER_NOTA` (1397) means an unknown branch. Messages are never read.
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use transaction::TransactionId;
@@ -79,9 +83,26 @@ pub(crate) fn xid(txn: TransactionId, engine: &str) -> String {
     format!("'sqlassist_{txn}','{engine}'")
 }
 
-/// How a managed session opens its branch.
-pub(crate) fn begin_sql(xid: &str) -> String {
-    format!("XA START {xid}")
+/// How a managed session opens its branch. A read-only engine's branch is made read-only
+/// again each time: `SET SESSION TRANSACTION READ WRITE` would otherwise lift the engine's
+/// default for the branches after it (MariaDB refuses to change the access mode of a
+/// transaction in progress, so the branch itself stays read-only).
+pub(crate) fn begin_sql(xid: &str, read_only: bool) -> String {
+    if read_only {
+        format!("SET TRANSACTION READ ONLY; XA START {xid}")
+    } else {
+        format!("XA START {xid}")
+    }
+}
+
+/// How an unmanaged session opens its transaction (read-only engines: read-only whatever
+/// the session's default has become).
+pub(crate) fn begin_unmanaged_sql(read_only: bool) -> &'static str {
+    if read_only {
+        "START TRANSACTION READ ONLY"
+    } else {
+        "BEGIN"
+    }
 }
 
 /// The vote of a writable engine: ends and prepares the branch in one round trip, then
@@ -94,18 +115,23 @@ pub(crate) fn prepare(conn: &mut Conn, xid: &str) -> std::result::Result<(), Die
 
 /// Ends and commits a branch that was never prepared: the one-phase commit of a lone
 /// writer, and the vote of a read-only engine. On failure the branch is rolled back (or,
-/// if even that fails, the connection is marked broken so that closing it rolls back).
-pub(crate) fn commit_one_phase(conn: &mut Conn, xid: &str) -> std::result::Result<(), DieselError> {
+/// if even that fails, the connection is marked broken so that closing it rolls back);
+/// the error comes with whether it is transient, read before the rollback.
+pub(crate) fn commit_one_phase(
+    conn: &mut Conn,
+    xid: &str,
+) -> std::result::Result<(), (DieselError, bool)> {
     match conn.batch_execute(&format!("XA END {xid}; XA COMMIT {xid} ONE PHASE")) {
         Ok(()) => {
             conn.forget_transaction();
             Ok(())
         }
         Err(e) => {
+            let transient = is_transient(Some(conn), &e);
             if rollback_active(conn, xid).is_err() {
                 conn.mark_broken();
             }
-            Err(e)
+            Err((e, transient))
         }
     }
 }
@@ -131,13 +157,45 @@ pub(crate) fn rollback_active(conn: &mut Conn, xid: &str) -> std::result::Result
     // Fails harmlessly with XAER_RMFAIL when the branch is already idle, or with an
     // XA_RB* error when the server already rolled it back.
     let _ = conn.batch_execute(&format!("XA END {xid}"));
-    match conn.batch_execute(&format!("XA ROLLBACK {xid}")) {
-        Ok(()) => {}
-        Err(e) if is_unknown_xid(&e) => {}
-        Err(e) => return Err(e),
+    if let Err(e) = conn.batch_execute(&format!("XA ROLLBACK {xid}")) {
+        if !is_unknown_xid(conn) {
+            return Err(e);
+        }
     }
     conn.forget_transaction();
     Ok(())
+}
+
+/// `ER_XAER_NOTA`: the server does not know the xid (or, on MariaDB, another live
+/// connection owns the branch).
+pub(crate) const XAER_NOTA: u32 = 1397;
+
+#[derive(diesel::QueryableByName)]
+struct Number {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    n: Option<i64>,
+}
+
+/// The error number of the statement that just failed on `conn`, read from the server's
+/// diagnostics area (`GET DIAGNOSTICS`), or `None` when the server cannot be asked (the
+/// connection is gone: a connection-level failure). Diesel keeps only the message of a
+/// failed text-protocol statement, and messages follow the server's `lc_messages`, so the
+/// number is the only language-independent answer. Costs two round trips, on failure
+/// paths only.
+pub(crate) fn error_number(conn: &mut Conn) -> Option<u32> {
+    let my = <diesel::MysqlConnection as crate::conn::sealed::Sealed>::from_conn(conn)?;
+    diesel::connection::SimpleConnection::batch_execute(
+        my,
+        "GET DIAGNOSTICS CONDITION 1 @sqlassist_errno = MYSQL_ERRNO",
+    )
+    .ok()?;
+    diesel::RunQueryDsl::get_result::<Number>(
+        diesel::sql_query("SELECT CAST(@sqlassist_errno AS SIGNED) AS n"),
+        my,
+    )
+    .ok()?
+    .n
+    .and_then(|n| u32::try_from(n).ok())
 }
 
 /// How often, and how long apart, a fresh connection retries phase two while MariaDB has
@@ -150,40 +208,48 @@ const DETACH_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 /// asynchronously. Gives up after about a second (the branch may also be unknown because
 /// it was already finished; the caller then reports it in doubt).
 pub(crate) fn retry_until_detached(
+    conn: &mut Conn,
+    xid: &str,
     mut outcome: std::result::Result<(), DieselError>,
-    mut again: impl FnMut() -> std::result::Result<(), DieselError>,
+    op: fn(&mut Conn, &str) -> std::result::Result<(), DieselError>,
 ) -> std::result::Result<(), DieselError> {
     for _ in 0..DETACH_RETRIES {
-        match &outcome {
-            Err(e) if is_unknown_xid(e) => {
-                std::thread::sleep(DETACH_WAIT);
-                outcome = again();
-            }
-            _ => break,
+        if outcome.is_ok() || !is_unknown_xid(conn) {
+            break;
         }
+        std::thread::sleep(DETACH_WAIT);
+        outcome = op(conn, xid);
     }
     outcome
 }
 
-/// `XAER_NOTA` (1397): the server does not know the xid, or (MariaDB) the branch is
-/// attached to another connection that is still alive.
-pub(crate) fn is_unknown_xid(error: &DieselError) -> bool {
-    matches!(error, DieselError::DatabaseError(_, info) if info.message().starts_with("XAER_NOTA"))
+/// Whether the statement that just failed on `conn` failed with `XAER_NOTA` (1397): the
+/// server does not know the xid, or (MariaDB) the branch is attached to another connection
+/// that is still alive.
+pub(crate) fn is_unknown_xid(conn: &mut Conn) -> bool {
+    error_number(conn) == Some(XAER_NOTA)
 }
 
-/// Deadlocks (1213) and lock wait timeouts (1205), and the XA forms of the same (a branch
-/// rolled back by a deadlock or a timeout reports `XA_RBDEADLOCK` / `XA_RBTIMEOUT` at
-/// `XA END` or `XA PREPARE`). See the module docs for why this also reads messages.
-pub(crate) fn is_transient(error: &DieselError) -> bool {
+/// Error numbers after which the same work may succeed in a new transaction:
+/// `ER_LOCK_WAIT_TIMEOUT` (1205), `ER_LOCK_DEADLOCK` (1213), and the XA forms of the same,
+/// `XA_RBTIMEOUT` (1613) and `XA_RBDEADLOCK` (1614), which a branch rolled back by a
+/// timeout or a deadlock reports at `XA END` or `XA PREPARE`.
+const TRANSIENT_ERRORS: [u32; 4] = [1205, 1213, 1613, 1614];
+
+/// Whether the statement that just failed on `conn` with `error` may succeed if retried in
+/// a new transaction, by error number: Diesel's kind where it has one (it classifies 1213
+/// on prepared statements as a serialization failure), otherwise the number from the
+/// server's diagnostics area (see [`error_number`]). Without the connection, or when the
+/// server cannot be asked, the error counts as not transient. Messages are never read:
+/// they follow the server's `lc_messages`.
+pub(crate) fn is_transient(conn: Option<&mut Conn>, error: &DieselError) -> bool {
     match error {
         DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
-        DieselError::DatabaseError(_, info) => {
-            let m = info.message();
-            m.starts_with("Deadlock found")
-                || m.starts_with("Lock wait timeout exceeded")
-                || m.starts_with("XA_RBDEADLOCK")
-                || m.starts_with("XA_RBTIMEOUT")
-        }
+        // Only errors Diesel could not classify cost the two round trips: a unique
+        // violation (say) was classified from its number and is not transient.
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, _) => conn
+            .and_then(error_number)
+            .is_some_and(|n| TRANSIENT_ERRORS.contains(&n)),
         _ => false,
     }
 }
@@ -206,28 +272,23 @@ mod tests {
         assert!(parts[1].len() <= 64);
         // The longest transaction id: 16 hex digits, `-`, 16 hex digits.
         assert!("sqlassist_".len() + 33 <= 64);
-        assert_eq!(begin_sql(&x), format!("XA START {x}"));
+        assert_eq!(begin_sql(&x, false), format!("XA START {x}"));
     }
 
     #[test]
-    fn deadlocks_and_lock_wait_timeouts_are_transient() {
-        let err = |m: &str| {
-            DieselError::DatabaseError(DatabaseErrorKind::Unknown, Box::new(m.to_owned()))
-        };
-        assert!(is_transient(&err(
-            "Deadlock found when trying to get lock; try restarting transaction"
-        )));
-        assert!(is_transient(&err(
-            "Lock wait timeout exceeded; try restarting transaction"
-        )));
-        assert!(is_transient(&err(
-            "XA_RBDEADLOCK: Transaction branch was rolled back: deadlock was detected"
-        )));
-        assert!(is_transient(&DieselError::DatabaseError(
-            DatabaseErrorKind::SerializationFailure,
-            Box::new(String::new())
-        )));
-        assert!(!is_transient(&err("Duplicate entry '1' for key 'PRIMARY'")));
-        assert!(is_unknown_xid(&err("XAER_NOTA: Unknown XID")));
+    fn a_serialization_failure_is_transient_without_asking_the_server() {
+        assert!(is_transient(
+            None,
+            &DieselError::DatabaseError(
+                DatabaseErrorKind::SerializationFailure,
+                Box::new(String::new())
+            )
+        ));
+        // Without a connection to ask for the number, the message is not read.
+        let english = DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("Lock wait timeout exceeded; try restarting transaction".to_owned()),
+        );
+        assert!(!is_transient(None, &english));
     }
 }

@@ -5,9 +5,10 @@
 //! | step | SQL |
 //! |---|---|
 //! | first use | `BEGIN` (through Diesel, so nested `transaction()` calls are savepoints) |
-//! | vote, after a statement that may write | `PREPARE TRANSACTION '<gid>'` |
-//! | vote, after reads only | `SELECT (CASE WHEN txid_current_if_assigned() IS NULL THEN '<sentinel>' END)::int; PREPARE TRANSACTION '<gid>'` in one round trip |
-//! | finish | `COMMIT PREPARED '<gid>'` |
+//! | vote, after a statement that may write | `PREPARE TRANSACTION '<gid>'` (the engine's first such vote runs `SHOW max_prepared_transactions` before it) |
+//! | vote, after reads only | `SELECT txid_current_if_assigned() IS NOT NULL`, then `ROLLBACK` (nothing written: votes read-only) or `PREPARE TRANSACTION '<gid>'` |
+//! | vote or commit of an engine declared read-only | `SELECT txid_current_if_assigned() IS NOT NULL`, then `ROLLBACK`; the commit fails if it wrote |
+//! | finish | `COMMIT PREPARED '<gid>'`; after an error the server answered, whether `pg_prepared_xacts` still lists the gid |
 //! | abort after vote | `ROLLBACK PREPARED '<gid>'` |
 //! | abort before vote | `ROLLBACK` |
 //! | one-phase commit | `COMMIT` |
@@ -18,10 +19,15 @@
 //! silent rollback.
 //!
 //! A session that ran only reads (by the first word of each statement) asks the server
-//! whether it wrote anything: the `SELECT` before `PREPARE` raises an error carrying a
-//! sentinel when no transaction id was assigned, and the session votes read-only and rolls
-//! back. The SQL text only decides whether to ask; the answer always comes from the server,
-//! so a write is never dropped.
+//! whether it wrote anything: PostgreSQL assigns a transaction id at the first write, so
+//! `txid_current_if_assigned()` is `NULL` exactly when nothing was written; the session
+//! then rolls back and votes read-only. The SQL text only decides whether to ask; the
+//! answer always comes from the server, so a write is never dropped. The question never
+//! fails on purpose: normal operation writes no `ERROR` into the server log.
+//!
+//! An engine declared read-only always asks and always rolls back: if its transaction was
+//! assigned an id anyway (`SET TRANSACTION READ WRITE` lifts the read-only default), the
+//! commit fails with [`Error::ReadOnlyEngineWrote`] naming the engine.
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::{PgConnection, QueryableByName, RunQueryDsl};
@@ -30,8 +36,6 @@ use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::options::EngineOptions;
 use crate::url::DatabaseUrl;
-
-const READ_ONLY_SENTINEL: &str = "sqlassist-vote-read-only";
 
 /// SQL run on every new connection: session characteristics from the engine options.
 pub(crate) fn setup_sql(options: &EngineOptions) -> Result<String> {
@@ -88,7 +92,7 @@ pub(crate) fn check_two_phase(conn: &mut PgConnection, url: &DatabaseUrl) -> Res
     Ok(())
 }
 
-/// Same check, on a pooled connection outside any transaction.
+/// Same check, on a pooled connection (inside or outside a transaction).
 pub(crate) fn check_two_phase_conn(conn: &mut Conn, url: &DatabaseUrl) -> Result<()> {
     #[allow(irrefutable_let_patterns)]
     if let Conn::Pg(c) = conn {
@@ -97,43 +101,80 @@ pub(crate) fn check_two_phase_conn(conn: &mut Conn, url: &DatabaseUrl) -> Result
     Ok(())
 }
 
-/// What the vote found.
-pub(crate) enum Prepared {
-    /// The transaction is prepared under the gid.
-    Yes,
-    /// The transaction wrote nothing and was rolled back.
-    ReadOnly,
+#[derive(QueryableByName)]
+struct Assigned {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    assigned: bool,
 }
 
-/// The vote. The session has already checked (without a round trip) that the transaction
-/// did not fail. When a statement that may write ran, this sends `PREPARE TRANSACTION`
-/// alone; otherwise it first asks the server, in the same round trip, whether a
-/// transaction id was assigned: if not, nothing was written and the session rolls back and
-/// votes read-only.
-pub(crate) fn prepare(conn: &mut Conn, gid: &str) -> std::result::Result<Prepared, DieselError> {
-    let may_have_written = conn.tracker().is_none_or(|t| t.may_have_written());
-    let sql = if may_have_written {
-        format!("PREPARE TRANSACTION '{gid}'")
-    } else {
-        format!(
-            "SELECT (CASE WHEN txid_current_if_assigned() IS NULL THEN '{READ_ONLY_SENTINEL}' END)::int; PREPARE TRANSACTION '{gid}'"
-        )
+/// Whether the server assigned the open transaction a transaction id: PostgreSQL does so
+/// at the transaction's first write (of any kind, through any function), and never for
+/// reads. One round trip; the query cannot fail on a healthy transaction, so normal
+/// operation writes no `ERROR` into the server log.
+fn wrote(conn: &mut Conn) -> std::result::Result<bool, DieselError> {
+    let Some(pg) = <PgConnection as crate::conn::sealed::Sealed>::from_conn(conn) else {
+        return Ok(true); // not PostgreSQL: assume the worst
     };
-    match conn.batch_execute(&sql) {
-        Ok(()) => {
-            // libpq reports the session idle after PREPARE and Diesel resets its depth;
-            // make sure of it whatever the Diesel version does.
-            if conn.depth().unwrap_or(0) != 0 {
-                conn.forget_transaction();
-            }
-            Ok(Prepared::Yes)
-        }
-        Err(DieselError::DatabaseError(_, info)) if info.message().contains(READ_ONLY_SENTINEL) => {
-            conn.rollback()?;
-            Ok(Prepared::ReadOnly)
-        }
-        Err(e) => Err(e),
+    diesel::sql_query("SELECT txid_current_if_assigned() IS NOT NULL AS assigned")
+        .get_result::<Assigned>(pg)
+        .map(|a| a.assigned)
+}
+
+/// The first half of the vote. The session has already checked (without a round trip)
+/// that the transaction did not fail. When a statement that may write ran, the transaction
+/// must be prepared: returns `false` without a round trip. Otherwise asks the server
+/// whether a transaction id was assigned: if not, nothing was written, the transaction is
+/// rolled back and this returns `true` (the session votes read-only: two round trips, as a
+/// commit of the reads would be).
+pub(crate) fn rolled_back_read_only(conn: &mut Conn) -> std::result::Result<bool, DieselError> {
+    let may_have_written = conn.tracker().is_none_or(|t| t.may_have_written());
+    if may_have_written || wrote(conn)? {
+        return Ok(false);
     }
+    conn.rollback()?;
+    Ok(true)
+}
+
+/// The second half of the vote: `PREPARE TRANSACTION`.
+pub(crate) fn prepare(conn: &mut Conn, gid: &str) -> std::result::Result<(), DieselError> {
+    conn.batch_execute(&format!("PREPARE TRANSACTION '{gid}'"))?;
+    // libpq reports the session idle after PREPARE and Diesel resets its depth; make sure
+    // of it whatever the Diesel version does.
+    if conn.depth().unwrap_or(0) != 0 {
+        conn.forget_transaction();
+    }
+    Ok(())
+}
+
+/// Ends the transaction of an engine declared read-only: asks the server whether it wrote
+/// (`SET TRANSACTION READ WRITE` lifts the engine's read-only default), then rolls back in
+/// every case, so nothing a read-only engine did is ever committed. Returns whether it
+/// wrote; the caller then fails the commit.
+pub(crate) fn end_read_only(conn: &mut Conn) -> std::result::Result<bool, DieselError> {
+    let wrote = match wrote(conn) {
+        Ok(wrote) => wrote,
+        Err(e) => {
+            let _ = conn.rollback();
+            return Err(e);
+        }
+    };
+    conn.rollback()?;
+    Ok(wrote)
+}
+
+/// Whether the server still lists the prepared transaction `gid` (any session may read
+/// `pg_prepared_xacts`). Asked only after phase two failed while the server answered: the
+/// answer tells a branch resolved outside this transaction from one still in doubt,
+/// whatever language the server's messages are in.
+pub(crate) fn is_prepared(conn: &mut Conn, gid: &str) -> std::result::Result<bool, DieselError> {
+    let Some(pg) = <PgConnection as crate::conn::sealed::Sealed>::from_conn(conn) else {
+        return Ok(true);
+    };
+    diesel::sql_query(format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = '{gid}') AS assigned"
+    ))
+    .get_result::<Assigned>(pg)
+    .map(|a| a.assigned)
 }
 
 /// Phase two on any connection outside a transaction block.
@@ -150,8 +191,14 @@ pub(crate) fn rollback_prepared(
 }
 
 /// Whether a PostgreSQL error says the work may succeed if retried: serialization
-/// failure (40001, classified by Diesel from the SQLSTATE) or deadlock (40P01, which
-/// Diesel does not classify; recognised by the server's message).
+/// failure (40001, classified by Diesel from the SQLSTATE) or deadlock (40P01).
+///
+/// Diesel 2.3 keeps the SQLSTATE of an error in a private type and maps only eight codes
+/// to a [`DatabaseErrorKind`]; 40P01 is not one of them, and reading the field from the
+/// error box would need `unsafe`, which this workspace forbids. A deadlock is therefore
+/// still recognised by the server's English message: on a server whose `lc_messages` is
+/// not English, or for an error raised with `RAISE ... USING ERRCODE = '40P01'`, it is not
+/// classified as transient.
 pub(crate) fn is_transient(error: &DieselError) -> bool {
     match error {
         DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,

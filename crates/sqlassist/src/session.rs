@@ -7,7 +7,7 @@ use std::ops::{Deref, DerefMut};
 use std::rc::{Rc, Weak};
 
 use transaction::{
-    DataManager, ResourceError, ResourceSavepoint, Transaction, TransactionId, Vote,
+    DataManager, ResourceError, ResourceSavepoint, Transaction, TransactionId, Vote, WriteState,
 };
 
 use crate::backend::Backend;
@@ -30,9 +30,21 @@ thread_local! {
 /// [`Error::CommitThroughTransactionManager`]. An *unmanaged* session commits and rolls
 /// back on its own.
 ///
-/// The session keeps its connection between transactions; [`close`](Self::close) or
-/// [`crate::close_sessions`] (at the end of a request) rolls back what was never committed
-/// and returns the connection to the pool. A session is bound to its thread (`!Send`).
+/// The connection goes back to the pool when the session's transaction ends, as
+/// zope.sqlalchemy closes its sessions after commit and abort: for a managed session when
+/// the transaction manager commits, aborts or fails to commit (a prepared branch keeps its
+/// connection until phase two); for an unmanaged session at its own
+/// [`commit`](Self::commit) or [`rollback`](Self::rollback). The next statement checks a
+/// connection out again (cheaply: see
+/// [`EngineOptions::pool_pre_ping_window`](crate::EngineOptions::pool_pre_ping_window)).
+/// So a thread that never calls [`crate::close_sessions`] holds no connection between
+/// transactions. With the engine option `keep_session = true` the session keeps its
+/// connection between transactions instead (connection-level state such as `SET` or
+/// temporary tables survives) until [`close`](Self::close) or [`crate::close_sessions`].
+///
+/// [`close`](Self::close) or [`crate::close_sessions`] (at the end of a request) rolls
+/// back what was never committed and returns the connection to the pool. A session is
+/// bound to its thread (`!Send`).
 ///
 /// # Examples
 ///
@@ -85,6 +97,9 @@ struct State {
     joined: Option<TransactionId>,
     /// The gid of a prepared transaction waiting for phase two.
     prepared: Option<String>,
+    /// Raw SQL (`COMMIT`, `ROLLBACK`) ended the open transaction: every statement is
+    /// refused until the session is rolled back or the transaction aborted.
+    ended_outside: bool,
     /// The xid of the open XA branch of a managed MariaDB/MySQL session.
     #[cfg(feature = "mysql")]
     xa: Option<String>,
@@ -123,7 +138,16 @@ struct State {
 /// ```
 pub struct ConnectionGuard<'a, C> {
     state: RefMut<'a, State>,
+    session: &'a SessionInner,
     _conn: PhantomData<&'a mut C>,
+}
+
+impl<C> Drop for ConnectionGuard<'_, C> {
+    fn drop(&mut self) {
+        // The guard ran statements the session did not see: notice a raw COMMIT among
+        // them now, before anything else uses the session.
+        self.session.note_ended_outside(&mut self.state);
+    }
 }
 
 impl<C: BackendConnection> Deref for ConnectionGuard<'_, C> {
@@ -284,9 +308,7 @@ impl Session {
     /// current transaction cannot be joined (it failed, or explicit mode without
     /// `begin()`); [`Error::SessionBusy`] while another guard of this session is alive;
     /// [`Error::Database`] when `BEGIN` fails (SQLite: another writer holds the lock past
-    /// `busy_timeout`); for a managed PostgreSQL session, on the engine's first managed use,
-    /// [`Error::PreparedTransactionsDisabled`] when the server refuses prepared
-    /// transactions.
+    /// `busy_timeout`).
     ///
     /// # Examples
     ///
@@ -318,6 +340,7 @@ impl Session {
         let state = self.inner.borrow_state()?;
         Ok(ConnectionGuard {
             state,
+            session: &self.inner,
             _conn: PhantomData,
         })
     }
@@ -346,8 +369,8 @@ impl Session {
     where
         C: BackendConnection,
     {
-        let mut conn = self.conn::<C>()?;
-        f(&mut conn).map_err(|e| self.inner.db_error(e))
+        let mut guard = self.conn::<C>()?;
+        f(&mut guard).map_err(|e| self.inner.statement_error(guard.state.conn.as_mut(), e))
     }
 
     /// Executes one SQL statement on whatever backend the engine uses; returns the number
@@ -375,8 +398,10 @@ impl Session {
         self.inner.ensure_begun()?;
         let mut st = self.inner.borrow_state()?;
         let conn = st.conn.as_mut().ok_or_else(|| self.inner.no_connection())?;
-        crate::conn::with_conn!(conn, c => diesel::sql_query(sql).execute(c))
-            .map_err(|e| self.inner.db_error(e))
+        let outcome = crate::conn::with_conn!(conn, c => diesel::sql_query(sql).execute(c))
+            .map_err(|e| self.inner.statement_error(Some(conn), e));
+        self.inner.note_ended_outside(&mut st);
+        outcome
     }
 
     /// Runs a query that returns one integer (`SELECT COUNT(*) FROM t`) on whatever backend
@@ -414,12 +439,17 @@ impl Session {
             Backend::Mysql => format!("SELECT CAST(({sql}) AS SIGNED) AS value"),
             _ => format!("SELECT CAST(({sql}) AS BIGINT) AS value"),
         };
-        crate::conn::with_conn!(conn, c => diesel::sql_query(&wrapped).get_result::<Value>(c))
-            .map(|v| v.value)
-            .map_err(|e| self.inner.db_error(e))
+        let outcome =
+            crate::conn::with_conn!(conn, c => diesel::sql_query(&wrapped).get_result::<Value>(c))
+                .map(|v| v.value)
+                .map_err(|e| self.inner.statement_error(Some(conn), e));
+        self.inner.note_ended_outside(&mut st);
+        outcome
     }
 
-    /// Commits an unmanaged session's transaction.
+    /// Commits an unmanaged session's transaction. This ends the transaction: the
+    /// connection goes back to the pool (unless the engine has `keep_session = true`), and
+    /// the next statement checks one out again.
     ///
     /// # Errors
     ///
@@ -458,23 +488,30 @@ impl Session {
                 engine: self.inner.name.clone(),
             });
         }
-        let mut st = self.inner.borrow_state()?;
+        let mut st = self.inner.ending_state()?; // releases the connection once done
         if !st.open {
             return Ok(());
         }
         self.inner.check_committable(&mut st)?;
         st.open = false;
         let conn = st.conn.as_mut().ok_or_else(|| self.inner.no_connection())?;
+        #[cfg(feature = "postgres")]
+        if self.inner.engine.backend() == Backend::Postgres && self.inner.engine.is_read_only() {
+            return self.inner.end_read_only(conn);
+        }
         // The check above refused a failed transaction, which PostgreSQL would otherwise
         // answer with a silent rollback: a plain COMMIT is safe here.
         conn.commit().map_err(|e| {
+            let err = self.inner.statement_error(Some(conn), e);
             let _ = conn.rollback();
-            self.inner.db_error(e)
+            err
         })
     }
 
     /// Rolls back this session's work only. A managed session stays joined to the current
-    /// transaction and usable: its next query begins a new database transaction.
+    /// transaction and usable: its next query begins a new database transaction. The
+    /// connection goes back to the pool (unless the engine has `keep_session = true`); the
+    /// next query checks one out again.
     ///
     /// # Errors
     ///
@@ -496,7 +533,7 @@ impl Session {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn rollback(&self) -> Result<()> {
-        let mut st = self.inner.borrow_state()?;
+        let mut st = self.inner.ending_state()?; // releases the connection once done
         self.inner
             .rollback_open(&mut st)
             .map_err(|e| self.inner.db_error(e))
@@ -601,16 +638,26 @@ impl SessionInner {
         self.borrow_state().map_err(ResourceError::new)
     }
 
+    /// A database error met without the connection at hand (classified by Diesel's kind).
     pub(crate) fn db_error(&self, source: diesel::result::Error) -> Error {
-        // Each backend classifies its own errors: serialization failures, deadlocks and
-        // lock timeouts may succeed when retried in a new transaction.
+        self.statement_error(None, source)
+    }
+
+    /// The error of a statement that just failed on `conn`, with nothing sent since.
+    ///
+    /// Each backend classifies its own errors by SQLSTATE or error number: serialization
+    /// failures, deadlocks and lock timeouts may succeed when retried in a new transaction.
+    /// MariaDB/MySQL asks the connection for the error number (Diesel keeps only the
+    /// message of most errors, in the server's language).
+    #[cfg_attr(not(feature = "mysql"), allow(unused_variables))]
+    fn statement_error(&self, conn: Option<&mut Conn>, source: diesel::result::Error) -> Error {
         let transient = match self.engine.backend() {
             #[cfg(feature = "postgres")]
             Backend::Postgres => crate::postgres::is_transient(&source),
             #[cfg(feature = "sqlite")]
             Backend::Sqlite => crate::sqlite::is_transient(&source),
             #[cfg(feature = "mysql")]
-            Backend::Mysql => crate::mysql::is_transient(&source),
+            Backend::Mysql => crate::mysql::is_transient(conn, &source),
             #[allow(unreachable_patterns)]
             _ => false,
         };
@@ -622,8 +669,32 @@ impl SessionInner {
     }
 
     fn resource_error(&self, source: diesel::result::Error) -> ResourceError {
-        let err = self.db_error(source);
+        self.resource_error_on(None, source)
+    }
+
+    /// [`statement_error`](Self::statement_error) for the transaction manager.
+    fn resource_error_on(
+        &self,
+        conn: Option<&mut Conn>,
+        source: diesel::result::Error,
+    ) -> ResourceError {
+        let err = self.statement_error(conn, source);
         if crate::error::Transient::is_transient(&err) {
+            ResourceError::transient(err)
+        } else {
+            ResourceError::new(err)
+        }
+    }
+
+    /// A database error already classified (by the backend module, before it sent more).
+    #[cfg(feature = "mysql")]
+    fn resource_error_as(&self, source: diesel::result::Error, transient: bool) -> ResourceError {
+        let err = Error::Database {
+            engine: self.name.clone(),
+            transient,
+            source,
+        };
+        if transient {
             ResourceError::transient(err)
         } else {
             ResourceError::new(err)
@@ -646,6 +717,8 @@ impl SessionInner {
         match self.engine.backend() {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite => crate::sqlite::begin_sql(self.engine.is_read_only()),
+            #[cfg(feature = "mysql")]
+            Backend::Mysql => crate::mysql::begin_unmanaged_sql(self.engine.is_read_only()),
             _ => "BEGIN",
         }
     }
@@ -664,23 +737,22 @@ impl SessionInner {
             }
         }
         let mut st = self.borrow_state()?;
+        self.note_ended_outside(&mut st);
+        if st.ended_outside {
+            return Err(Error::TransactionEndedOutside {
+                engine: self.name.clone(),
+            });
+        }
         if st.conn.is_none() {
             st.conn = Some(self.engine.checkout()?);
-        }
-        #[cfg(feature = "postgres")]
-        if self.managed
-            && self.engine.backend() == Backend::Postgres
-            && !self.engine.is_two_phase_verified()
-        {
-            let conn = st.conn.as_mut().ok_or_else(|| self.no_connection())?;
-            crate::postgres::check_two_phase_conn(conn, self.engine.url())?;
-            self.engine.set_two_phase_verified();
         }
         if !st.open {
             #[cfg(feature = "mysql")]
             let xa = self.xa_branch(&st);
             #[cfg(feature = "mysql")]
-            let xa_start = xa.as_deref().map(crate::mysql::begin_sql);
+            let xa_start = xa
+                .as_deref()
+                .map(|xid| crate::mysql::begin_sql(xid, self.engine.is_read_only()));
             #[cfg(feature = "mysql")]
             let sql = xa_start.as_deref().unwrap_or_else(|| self.begin_sql());
             #[cfg(not(feature = "mysql"))]
@@ -701,6 +773,48 @@ impl SessionInner {
             st.open = true;
         }
         Ok(())
+    }
+
+    /// After statements the session ran or handed out a connection for: when the session's
+    /// transaction is open but the connection is outside any transaction, raw SQL
+    /// (`COMMIT`, `ROLLBACK`) ended it. PostgreSQL connections know it without a round trip:
+    /// Diesel records libpq's transaction status after every statement and resets its depth
+    /// when the server reports the session idle. SQLite connections are asked in process,
+    /// only after a statement that may have ended the transaction ran (see
+    /// [`crate::sqlite::refresh_transaction_status`]); MariaDB refuses a raw `COMMIT` inside
+    /// an XA branch, so a managed MariaDB session never gets here.
+    ///
+    /// The transaction a managed session joined is doomed at once (what ran before the
+    /// raw SQL may be committed: the transaction can no longer commit as a whole), and the
+    /// session refuses statements until it is rolled back or the transaction aborted: a
+    /// statement after a raw `COMMIT` would otherwise run, and commit, on its own.
+    fn note_ended_outside(&self, st: &mut State) {
+        if !st.open || st.ended_outside {
+            return;
+        }
+        let Some(conn) = st.conn.as_mut() else {
+            return;
+        };
+        #[cfg(feature = "sqlite")]
+        if conn.backend() == Backend::Sqlite
+            && conn.tracker().is_some_and(|t| t.take_may_have_ended())
+        {
+            crate::sqlite::refresh_transaction_status(conn);
+        }
+        if !matches!(conn.depth(), Ok(0)) {
+            return;
+        }
+        st.ended_outside = true;
+        if !self.managed {
+            tracing::warn!(engine = %self.name, "raw SQL (COMMIT or ROLLBACK) ended the session's transaction: refusing further statements until the session is rolled back");
+            return;
+        }
+        tracing::error!(engine = %self.name, "raw SQL (COMMIT or ROLLBACK) ended the managed session's transaction: what ran before it may be committed; refusing further statements and dooming the transaction");
+        if let Some(txn) = transaction::manager().current() {
+            if st.joined == Some(txn.id()) {
+                let _ = txn.doom();
+            }
+        }
     }
 
     /// Before a commit or a vote: Diesel's depth must be 1 (our transaction, no savepoint
@@ -728,6 +842,22 @@ impl SessionInner {
         outcome
     }
 
+    /// Ends the transaction of a PostgreSQL engine declared read-only: rolls it back, and
+    /// fails with [`Error::ReadOnlyEngineWrote`] when the server says it wrote.
+    #[cfg(feature = "postgres")]
+    fn end_read_only(&self, conn: &mut Conn) -> Result<()> {
+        match crate::postgres::end_read_only(conn) {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                tracing::error!(engine = %self.name, "a read-only engine wrote (SET TRANSACTION READ WRITE?): rolled back");
+                Err(Error::ReadOnlyEngineWrote {
+                    engine: self.name.clone(),
+                })
+            }
+            Err(e) => Err(self.db_error(e)),
+        }
+    }
+
     /// The xid a managed MariaDB/MySQL session's next branch starts with.
     #[cfg(feature = "mysql")]
     fn xa_branch(&self, st: &State) -> Option<String> {
@@ -752,10 +882,11 @@ impl SessionInner {
         if outcome.is_err() && conn.depth().is_err() {
             st.conn = None; // marked broken: closing it rolls the branch back
         }
-        outcome.map_err(|e| self.resource_error(e))
+        outcome.map_err(|(e, transient)| self.resource_error_as(e, transient))
     }
 
     fn rollback_open(&self, st: &mut State) -> diesel::QueryResult<()> {
+        st.ended_outside = false;
         if !st.open {
             return Ok(());
         }
@@ -791,6 +922,20 @@ impl SessionInner {
                 Err(e)
             }
         }
+    }
+
+    /// A borrow of the state for an operation that ends the session's transaction (a
+    /// commit, a rollback, a vote, phase two, an abort): when it is dropped the connection
+    /// goes back to the pool if the transaction is over (see [`Ending`]).
+    fn ending_state(&self) -> Result<Ending<'_>> {
+        Ok(Ending {
+            session: self,
+            state: self.borrow_state()?,
+        })
+    }
+
+    fn ending_resource_state(&self) -> std::result::Result<Ending<'_>, ResourceError> {
+        self.ending_state().map_err(ResourceError::new)
     }
 
     fn release(&self) -> Result<()> {
@@ -839,6 +984,9 @@ impl SessionInner {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
+        if let Some(definitive) = self.definitive_phase_two_failure(st, gid, &first_err) {
+            return Err(ResourceError::new(definitive));
+        }
         tracing::warn!(engine = %self.name, gid, error = %first_err, "phase two failed on the session's connection; retrying on a fresh connection");
         if let Some(conn) = st.conn.as_mut() {
             // A connection on which phase two failed is closed, not pooled. MariaDB keeps
@@ -855,7 +1003,7 @@ impl SessionInner {
                 let outcome = op(&mut conn, gid);
                 #[cfg(feature = "mysql")]
                 let outcome = if self.engine.backend() == Backend::Mysql {
-                    crate::mysql::retry_until_detached(outcome, || op(&mut conn, gid))
+                    crate::mysql::retry_until_detached(&mut conn, gid, outcome, op)
                 } else {
                     outcome
                 };
@@ -872,6 +1020,95 @@ impl SessionInner {
                 ),
             })
         })
+    }
+}
+
+impl SessionInner {
+    /// After phase two failed on the session's connection: the error when the server gave
+    /// a definitive answer, `None` after a connection-level failure (then phase two is
+    /// retried on a fresh connection). The answer is read from the server's state or error
+    /// number, never from its message: PostgreSQL is asked whether the branch is still
+    /// prepared (one round trip, on this failure path only); MariaDB answers `XAER_NOTA`
+    /// (1397) on the connection that owns the branch only when the branch is gone.
+    #[cfg_attr(
+        not(any(feature = "postgres", feature = "mysql")),
+        allow(unused_variables)
+    )]
+    fn definitive_phase_two_failure(
+        &self,
+        st: &mut State,
+        gid: &str,
+        error: &diesel::result::Error,
+    ) -> Option<Error> {
+        use diesel::result::{DatabaseErrorKind, Error as DieselError};
+        let server_answered = matches!(error, DieselError::DatabaseError(kind, _) if *kind != DatabaseErrorKind::ClosedConnection);
+        let conn = st.conn.as_mut()?;
+        if !server_answered || conn.depth().is_err() {
+            return None;
+        }
+        let resolved = || Error::BranchResolvedOutside {
+            engine: self.name.clone(),
+            gid: gid.to_owned(),
+        };
+        match self.engine.backend() {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => match crate::postgres::is_prepared(conn, gid) {
+                Ok(false) => Some(resolved()),
+                // Still prepared, on a working connection: a fresh one would get the same
+                // answer. The branch waits for recovery.
+                Ok(true) => Some(Error::InDoubt {
+                    engine: self.name.clone(),
+                    gid: gid.to_owned(),
+                    reason: error.to_string(),
+                }),
+                Err(_) => None,
+            },
+            #[cfg(feature = "mysql")]
+            Backend::Mysql => {
+                (crate::mysql::error_number(conn) == Some(crate::mysql::XAER_NOTA)).then(resolved)
+            }
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+}
+
+/// The session's state, borrowed by an operation that may end its transaction. On drop,
+/// if the transaction is over (none open, no prepared branch waiting for phase two, no
+/// XA branch) and the engine does not keep sessions (`keep_session`), the connection goes
+/// back to the pool, as zope.sqlalchemy closes its sessions after commit and abort. A
+/// prepared MariaDB branch can only be finished on its own connection: it keeps it until
+/// phase two. The session's next statement checks a connection out again.
+struct Ending<'a> {
+    session: &'a SessionInner,
+    state: RefMut<'a, State>,
+}
+
+impl Deref for Ending<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl DerefMut for Ending<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        let st = &mut *self.state;
+        #[cfg(feature = "mysql")]
+        if st.xa.is_some() {
+            return;
+        }
+        if !st.open && st.prepared.is_none() && !self.session.engine.options().keep_session() {
+            // Dropping the pooled connection returns it; r2d2 closes it instead if Diesel
+            // sees a transaction still open on it.
+            st.conn = None;
+        }
     }
 }
 
@@ -892,9 +1129,43 @@ impl DataManager for SessionInner {
         self.engine.backend() == Backend::Sqlite && !self.engine.is_read_only()
     }
 
+    /// What the session knows before the votes, so that a lone writer votes last and
+    /// commits in one phase whatever its engine is called:
+    ///
+    /// - no database transaction open: [`WriteState::Clean`] (its vote is read-only);
+    /// - an engine declared read-only on MariaDB/MySQL or SQLite: `Clean` (the server
+    ///   refuses its writes in every transaction, and its vote never commits anything);
+    /// - a statement that may write ran (by the instrumentation's note): [`WriteState::Dirty`];
+    /// - otherwise, reads only (or a PostgreSQL engine declared read-only, which
+    ///   `SET TRANSACTION READ WRITE` could lift): [`WriteState::Unknown`]. A `SELECT` may
+    ///   call a function that writes: the vote asks the server, never assumes.
+    fn write_state(&self, _txn: &Transaction) -> WriteState {
+        let Ok(mut st) = self.state.try_borrow_mut() else {
+            return WriteState::Unknown;
+        };
+        if !st.open {
+            return WriteState::Clean;
+        }
+        let read_only = self.engine.is_read_only();
+        if read_only && self.engine.backend() != Backend::Postgres {
+            return WriteState::Clean;
+        }
+        let may_have_written = st
+            .conn
+            .as_mut()
+            .and_then(|c| c.tracker())
+            .is_none_or(|t| t.may_have_written());
+        if may_have_written && !read_only {
+            WriteState::Dirty
+        } else {
+            WriteState::Unknown
+        }
+    }
+
     fn abort(&self, _txn: &Transaction) -> std::result::Result<(), ResourceError> {
-        let mut st = self.resource_state()?;
+        let mut st = self.ending_resource_state()?; // releases the connection once done
         st.joined = None;
+        st.ended_outside = false;
         if let Some(gid) = st.prepared.take() {
             #[cfg(feature = "mysql")]
             if self.engine.backend() == Backend::Mysql {
@@ -913,7 +1184,7 @@ impl DataManager for SessionInner {
         // Only PostgreSQL names its branch here (MariaDB named it at XA START).
         #[cfg(not(feature = "postgres"))]
         let _ = txn;
-        let mut guard = self.resource_state()?;
+        let mut guard = self.ending_resource_state()?; // releases the connection once done
         let st = &mut *guard;
         if !st.open {
             return Ok(Vote::ReadOnly);
@@ -940,11 +1211,11 @@ impl DataManager for SessionInner {
                     st.xa = None;
                     return match crate::mysql::commit_one_phase(conn, &xid) {
                         Ok(()) => Ok(Vote::ReadOnly),
-                        Err(e) => {
+                        Err((e, transient)) => {
                             if conn.depth().is_err() {
                                 st.conn = None;
                             }
-                            Err(self.resource_error(e))
+                            Err(self.resource_error_as(e, transient))
                         }
                     };
                 }
@@ -957,21 +1228,39 @@ impl DataManager for SessionInner {
                         Ok(Vote::Prepared)
                     }
                     // The branch stays open (active or idle): abort rolls it back.
-                    Err(e) => Err(self.resource_error(e)),
+                    Err(e) => Err(self.resource_error_on(Some(conn), e)),
                 }
             }
             #[cfg(feature = "postgres")]
+            Backend::Postgres if self.engine.is_read_only() => {
+                st.open = false;
+                self.end_read_only(conn).map_err(ResourceError::new)?;
+                Ok(Vote::ReadOnly)
+            }
+            #[cfg(feature = "postgres")]
             Backend::Postgres => {
+                match crate::postgres::rolled_back_read_only(conn) {
+                    Ok(true) => {
+                        st.open = false;
+                        return Ok(Vote::ReadOnly);
+                    }
+                    Ok(false) => {}
+                    Err(e) => return Err(self.resource_error(e)),
+                }
+                // Only now is the server's setting needed (once per engine): a lone
+                // session, or one that wrote nothing, commits on a server without prepared
+                // transactions. The transaction stays open; abort rolls it back.
+                if !self.engine.is_two_phase_verified() {
+                    crate::postgres::check_two_phase_conn(conn, self.engine.url())
+                        .map_err(ResourceError::new)?;
+                    self.engine.set_two_phase_verified();
+                }
                 let gid = gid(txn.id(), &self.name);
                 match crate::postgres::prepare(conn, &gid) {
-                    Ok(crate::postgres::Prepared::Yes) => {
+                    Ok(()) => {
                         st.open = false;
                         st.prepared = Some(gid);
                         Ok(Vote::Prepared)
-                    }
-                    Ok(crate::postgres::Prepared::ReadOnly) => {
-                        st.open = false;
-                        Ok(Vote::ReadOnly)
                     }
                     Err(e) => Err(self.resource_error(e)),
                 }
@@ -1000,7 +1289,7 @@ impl DataManager for SessionInner {
     }
 
     fn tpc_finish(&self, _txn: &Transaction) -> std::result::Result<(), ResourceError> {
-        let mut st = self.resource_state()?;
+        let mut st = self.ending_resource_state()?; // releases the connection once done
         let Some(gid) = st.prepared.take() else {
             return Ok(());
         };
@@ -1037,7 +1326,7 @@ impl DataManager for SessionInner {
     }
 
     fn commit_one_phase(&self, _txn: &Transaction) -> std::result::Result<(), ResourceError> {
-        let mut st = self.resource_state()?;
+        let mut st = self.ending_resource_state()?; // releases the connection once done
         if !st.open {
             return Ok(());
         }
@@ -1055,6 +1344,10 @@ impl DataManager for SessionInner {
             .conn
             .as_mut()
             .ok_or_else(|| ResourceError::new(self.no_connection()))?;
+        #[cfg(feature = "postgres")]
+        if self.engine.backend() == Backend::Postgres && self.engine.is_read_only() {
+            return self.end_read_only(conn).map_err(ResourceError::new);
+        }
         conn.commit().map_err(|e| {
             let _ = conn.rollback();
             self.resource_error(e)
@@ -1066,6 +1359,10 @@ impl DataManager for SessionInner {
             .try_borrow()
             .ok()
             .and_then(|s| s.prepared.clone())
+    }
+
+    fn supports_savepoints(&self) -> bool {
+        true
     }
 
     fn savepoint(

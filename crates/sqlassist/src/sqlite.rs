@@ -42,3 +42,13 @@ pub(crate) fn is_transient(error: &DieselError) -> bool {
         _ => false,
     }
 }
+
+/// Makes Diesel re-read whether SQLite still has a transaction open, after a statement that
+/// may have ended it (`COMMIT`, `END`, `ROLLBACK` sent as raw SQL). Diesel asks SQLite
+/// (`sqlite3_get_autocommit`) only after a failed `batch_execute`, and then resets its
+/// depth to 0 when no transaction is open: this sends a statement that fails to compile
+/// (in process: nothing reaches a server, nothing changes in the transaction), so that
+/// [`Conn::depth`](crate::conn::Conn::depth) tells the truth afterwards.
+pub(crate) fn refresh_transaction_status(conn: &mut crate::conn::Conn) {
+    let _ = conn.batch_execute("SELECT sqlassist_transaction_status()");
+}

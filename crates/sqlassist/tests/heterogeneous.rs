@@ -14,7 +14,7 @@
 mod common;
 
 use std::cell::RefCell;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,9 @@ use sqlassist::fault::{self, Phase as FaultPhase};
 use sqlassist::{DatabaseUrl, Engine, EngineOptions, Error, InitOptions, Registry};
 use transaction::{BoxError, Branch, DecisionLog, TransactionId, TransactionManager};
 
+use common::lite::count as sqlite_count;
+use common::my::{scalar as my_count, xa_prepared};
+use common::pg::{prepared as pg_prepared, scalar as pg_count};
 use common::{reset_thread, unique, TempDir};
 
 struct Urls {
@@ -52,56 +55,6 @@ fn engine_with(
     .build()
     .expect("valid options");
     Engine::new(options).expect("an engine")
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-fn pg_count(url: &str, sql: &str) -> i64 {
-    diesel::sql_query(format!("SELECT CAST(({sql}) AS BIGINT) AS n"))
-        .get_result::<Count>(&mut PgConnection::establish(url).expect("pg"))
-        .expect("pg count")
-        .n
-}
-
-fn my_count(url: &str, sql: &str) -> i64 {
-    diesel::sql_query(format!("SELECT CAST(({sql}) AS SIGNED) AS n"))
-        .get_result::<Count>(&mut MysqlConnection::establish(url).expect("mariadb"))
-        .expect("mariadb count")
-        .n
-}
-
-fn sqlite_count(db: &Path, table: &str) -> i64 {
-    diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
-        .get_result::<Count>(
-            &mut SqliteConnection::establish(&db.display().to_string()).expect("sqlite"),
-        )
-        .expect("sqlite count")
-        .n
-}
-
-fn xa_prepared(admin: &str, needle: &str) -> usize {
-    #[derive(QueryableByName)]
-    struct Xid {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        data: String,
-    }
-    diesel::sql_query("XA RECOVER")
-        .load::<Xid>(&mut MysqlConnection::establish(admin).expect("mariadb admin"))
-        .expect("XA RECOVER")
-        .into_iter()
-        .filter(|x| x.data.contains(needle))
-        .count()
-}
-
-fn pg_prepared(admin: &str, needle: &str) -> i64 {
-    pg_count(
-        admin,
-        &format!("SELECT COUNT(*) FROM pg_prepared_xacts WHERE strpos(gid, '{needle}') > 0"),
-    )
 }
 
 /// Runs `sql` as MariaDB's root, retrying while the server still attaches the branch to
@@ -631,4 +584,76 @@ fn eight_threads_on_small_pools_commit_exact_counts_without_deadlock_or_leaks() 
         assert!(s.connections <= 3, "{s:?}");
         assert_eq!(s.idle, s.connections, "no connection leaked: {s:?}");
     }
+}
+
+#[test]
+fn a_postgresql_writer_next_to_read_only_mariadb_and_sqlite_engines_commits_in_one_phase() {
+    let Some(u) = urls() else { return };
+    reset_thread();
+    let pg_table = common::Table::pg(&u.pg, "het_one", "v INT NOT NULL");
+    let my_table = common::Table::mysql(&u.my, "het_one", "v INT NOT NULL");
+    let dir = TempDir::new("het-one");
+    let db = dir.file("lite.db");
+    common::lite::exec(&db, "CREATE TABLE t (v INT NOT NULL)");
+    // The writer sorts first; the read-only engines say they are clean and vote before it.
+    let pg = unique("a_pg");
+    let my = unique("b_maria_ro");
+    let lite = unique("c_sqlite_ro");
+    let mut registry = Registry::new();
+    let managed = InitOptions::new().managed(true);
+    registry
+        .init_engine(&pg, engine_with(&u.pg, |b| b.echo(true)), managed)
+        .unwrap();
+    registry
+        .init_engine(
+            &my,
+            engine_with(&u.my, |b| b.read_only(true).echo(true)),
+            managed,
+        )
+        .unwrap();
+    registry
+        .init_engine(
+            &lite,
+            engine_with(&format!("sqlite:///{}", db.display()), |b| {
+                b.read_only(true).echo(true)
+            }),
+            managed,
+        )
+        .unwrap();
+    let log = AtDecision::new(|| {});
+    let sql = common::SqlCapture::default();
+    sql.run(|| {
+        log.manager().scope(|| {
+            registry
+                .session(&pg)
+                .unwrap()
+                .execute(&format!("INSERT INTO {} VALUES (1)", &*pg_table))
+                .unwrap();
+            registry
+                .session(&my)
+                .unwrap()
+                .query_i64(&format!("SELECT COUNT(*) FROM {}", &*my_table))
+                .unwrap();
+            registry
+                .session(&lite)
+                .unwrap()
+                .query_i64("SELECT COUNT(*) FROM t")
+                .unwrap();
+            transaction::commit().unwrap();
+        })
+    });
+    assert!(
+        log.seen.borrow().is_empty(),
+        "no commit decision was needed"
+    );
+    let sent = sql.statements();
+    assert!(
+        !sent.iter().any(|s| s.contains("PREPARE")),
+        "nothing was prepared: {sent:?}"
+    );
+    assert_eq!(
+        pg_count(&u.pg, &format!("SELECT COUNT(*) FROM {}", &*pg_table)),
+        1
+    );
+    assert_eq!(xa_prepared(&u.my_admin, &my), 0);
 }

@@ -24,7 +24,9 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use sqlassist::{DatabaseUrl, Engine, EngineOptions, Error, InitOptions, Registry};
 use transaction::{BoxError, Branch, DecisionLog, TransactionId, TransactionManager};
 
-use common::{reset_thread, unique, TempDir};
+use common::lite::{count as sqlite_count, raw as raw_sqlite};
+use common::my::{names, raw, xa_prepared};
+use common::{reset_thread, unique, Table, TempDir};
 
 macro_rules! urls {
     ($($var:literal),+) => {
@@ -47,83 +49,6 @@ fn engine_with(
     .build()
     .expect("valid options");
     Engine::new(options).expect("an engine")
-}
-
-fn raw(url: &str) -> MysqlConnection {
-    MysqlConnection::establish(url).expect("a plain connection")
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-fn names(url: &str, table: &str) -> Vec<String> {
-    #[derive(QueryableByName)]
-    struct Name {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        name: String,
-    }
-    diesel::sql_query(format!("SELECT name FROM {table} ORDER BY name"))
-        .load::<Name>(&mut raw(url))
-        .expect("load names")
-        .into_iter()
-        .map(|n| n.name)
-        .collect()
-}
-
-/// Prepared XA branches (any connection's) whose xid contains `needle`.
-fn xa_prepared(admin: &str, needle: &str) -> usize {
-    #[derive(QueryableByName)]
-    struct Xid {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        data: String,
-    }
-    diesel::sql_query("XA RECOVER")
-        .load::<Xid>(&mut raw(admin))
-        .expect("XA RECOVER as root")
-        .into_iter()
-        .filter(|x| x.data.contains(needle))
-        .count()
-}
-
-/// A table created as the writer, dropped when the guard goes out of scope.
-struct Table {
-    url: String,
-    name: String,
-}
-
-impl Table {
-    fn create(url: &str, prefix: &str, columns: &str) -> Self {
-        let name = unique(prefix);
-        raw(url)
-            .batch_execute(&format!("CREATE TABLE {name} ({columns}) ENGINE=InnoDB"))
-            .expect("create table");
-        Self {
-            url: url.to_owned(),
-            name,
-        }
-    }
-}
-
-impl std::ops::Deref for Table {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Drop for Table {
-    fn drop(&mut self) {
-        reset_thread();
-        if let Ok(mut c) = MysqlConnection::establish(&self.url) {
-            let _ = c.batch_execute(&format!(
-                "SET SESSION lock_wait_timeout = 5; DROP TABLE IF EXISTS {}",
-                self.name
-            ));
-        }
-    }
 }
 
 /// A decision log that counts, when the decision is recorded, the branches MariaDB lists
@@ -178,7 +103,7 @@ fn reader_user_queries_work_insert_is_denied_and_reader_stays_usable_after_rollb
         "SQLASSIST_TEST_MYSQL_READER_URL"
     );
     reset_thread();
-    let table = Table::create(&url, "s1", "name VARCHAR(64) NOT NULL");
+    let table = Table::mysql(&url, "s1", "name VARCHAR(64) NOT NULL");
     raw(&url)
         .batch_execute(&format!("INSERT INTO {} VALUES ('seed')", &*table))
         .unwrap();
@@ -216,7 +141,7 @@ fn reader_user_queries_work_insert_is_denied_and_reader_stays_usable_after_rollb
 fn read_only_engine_on_the_writer_url_fails_writes_with_read_only_transaction() {
     let (url, admin) = urls!("SQLASSIST_TEST_MYSQL_URL", "SQLASSIST_TEST_MYSQL_ADMIN_URL");
     reset_thread();
-    let table = Table::create(&url, "s1ro", "name VARCHAR(64) NOT NULL");
+    let table = Table::mysql(&url, "s1ro", "name VARCHAR(64) NOT NULL");
     // Unmanaged, and managed (inside an XA branch): the server refuses the write.
     for managed in [false, true] {
         let name = unique("ro");
@@ -261,7 +186,7 @@ fn read_only_engine_on_the_writer_url_fails_writes_with_read_only_transaction() 
 fn a_lone_managed_writer_commits_in_one_phase_without_preparing() {
     let (url, admin) = urls!("SQLASSIST_TEST_MYSQL_URL", "SQLASSIST_TEST_MYSQL_ADMIN_URL");
     reset_thread();
-    let table = Table::create(&url, "s2", "name VARCHAR(64) NOT NULL");
+    let table = Table::mysql(&url, "s2", "name VARCHAR(64) NOT NULL");
     let name = unique("writer");
     let mut registry = Registry::new();
     registry
@@ -293,8 +218,8 @@ struct TwoWriters {
 }
 
 fn two_writers(url1: &str, url2: &str) -> TwoWriters {
-    let t1 = Table::create(url1, "w1", "name VARCHAR(64) PRIMARY KEY");
-    let t2 = Table::create(url2, "w2", "name VARCHAR(64) PRIMARY KEY");
+    let t1 = Table::mysql(url1, "w1", "name VARCHAR(64) PRIMARY KEY");
+    let t2 = Table::mysql(url2, "w2", "name VARCHAR(64) PRIMARY KEY");
     let w1 = unique("a_writer1");
     let w2 = unique("b_writer2");
     let mut registry = Registry::new();
@@ -473,15 +398,11 @@ fn sqlite_writer(db: &Path, busy_ms: u64) -> Engine {
     Engine::new(options).expect("an engine")
 }
 
-fn raw_sqlite(db: &Path) -> SqliteConnection {
-    SqliteConnection::establish(&db.display().to_string()).expect("open the sqlite file")
-}
-
 #[test]
 fn sqlite_commits_last_while_mariadb_is_prepared_and_a_failed_sqlite_commit_rolls_mariadb_back() {
     let (url, admin) = urls!("SQLASSIST_TEST_MYSQL_URL", "SQLASSIST_TEST_MYSQL_ADMIN_URL");
     reset_thread();
-    let table = Table::create(&url, "s7", "name VARCHAR(64) NOT NULL");
+    let table = Table::mysql(&url, "s7", "name VARCHAR(64) NOT NULL");
     let dir = TempDir::new("s7my");
     let db = dir.file("embedded.db");
     raw_sqlite(&db)
@@ -539,10 +460,7 @@ fn sqlite_commits_last_while_mariadb_is_prepared_and_a_failed_sqlite_commit_roll
     blocker.batch_execute("ROLLBACK").unwrap();
     assert_eq!(names(&url, &table), ["maria"], "MariaDB was rolled back");
     assert_eq!(xa_prepared(&admin, &my), 0);
-    let rows = diesel::sql_query("SELECT COUNT(*) AS n FROM t")
-        .get_result::<Count>(&mut raw_sqlite(&db))
-        .unwrap()
-        .n;
+    let rows = sqlite_count(&db, "t");
     assert_eq!(rows, 1);
 }
 
@@ -552,7 +470,7 @@ fn sqlite_commits_last_while_mariadb_is_prepared_and_a_failed_sqlite_commit_roll
 fn nested_diesel_transaction_inside_an_xa_branch_is_a_savepoint() {
     let (url,) = urls!("SQLASSIST_TEST_MYSQL_URL");
     reset_thread();
-    let table = Table::create(&url, "nested", "name VARCHAR(64) NOT NULL");
+    let table = Table::mysql(&url, "nested", "name VARCHAR(64) NOT NULL");
     let mut registry = Registry::new();
     registry
         .init_engine("writer", engine(&url), InitOptions::new().managed(true))
@@ -583,7 +501,7 @@ fn nested_diesel_transaction_inside_an_xa_branch_is_a_savepoint() {
 fn a_lock_wait_timeout_is_transient() {
     let (url,) = urls!("SQLASSIST_TEST_MYSQL_URL");
     reset_thread();
-    let table = Table::create(&url, "lwt", "id INT PRIMARY KEY, v INT NOT NULL");
+    let table = Table::mysql(&url, "lwt", "id INT PRIMARY KEY, v INT NOT NULL");
     let mut holder = raw(&url);
     holder
         .batch_execute(&format!(
@@ -615,7 +533,7 @@ fn a_lock_wait_timeout_is_transient() {
 fn unmanaged_session_commits_and_rolls_back_on_its_own_and_close_returns_connections() {
     let (url,) = urls!("SQLASSIST_TEST_MYSQL_URL");
     reset_thread();
-    let table = Table::create(&url, "log", "name VARCHAR(64) NOT NULL");
+    let table = Table::mysql(&url, "log", "name VARCHAR(64) NOT NULL");
     let log_engine = engine(&url);
     let writer_engine = engine(&url);
     let mut registry = Registry::new();
@@ -671,4 +589,128 @@ fn unmanaged_session_commits_and_rolls_back_on_its_own_and_close_returns_connect
         .unwrap();
     transaction::commit().unwrap();
     assert_eq!(names(&url, &table), ["committed", "pending", "second"]);
+}
+
+// --- readers that cannot write, raw COMMIT ----------------------------------------------
+
+#[test]
+fn a_read_only_engine_cannot_write_after_set_session_transaction_read_write() {
+    let (url,) = urls!("SQLASSIST_TEST_MYSQL_URL");
+    reset_thread();
+    let table = Table::mysql(&url, "ro_rw", "name VARCHAR(64) NOT NULL");
+    for managed in [true, false] {
+        let reader = unique("reader");
+        let mut registry = Registry::new();
+        registry
+            .init_engine(
+                &reader,
+                engine_with(&url, |b| b.read_only(true)),
+                InitOptions::new().managed(managed),
+            )
+            .unwrap();
+        let session = registry.session(&reader).unwrap();
+        // Inside a transaction MariaDB refuses to change the current one's access mode,
+        // but accepts a new default for the next ones.
+        session
+            .execute("SET SESSION TRANSACTION READ WRITE")
+            .unwrap();
+        if managed {
+            transaction::commit().unwrap();
+        } else {
+            session.commit().unwrap();
+        }
+        let err = session
+            .execute(&format!("INSERT INTO {} VALUES ('sneaked')", &*table))
+            .expect_err("a read-only engine's next transaction is read-only again");
+        assert!(
+            matches!(&err, Error::Database { source: DieselError::DatabaseError(_, info), .. }
+                if !info.message().is_empty()),
+            "managed={managed}: {err:?}"
+        );
+        if managed {
+            let _ = transaction::commit();
+            transaction::abort().unwrap();
+        } else {
+            session.rollback().unwrap();
+        }
+        session.close().unwrap();
+        assert!(names(&url, &table).is_empty(), "managed={managed}");
+    }
+}
+
+#[test]
+fn a_raw_commit_inside_an_xa_branch_fails_and_the_branch_commits_whole() {
+    let (url, admin) = urls!("SQLASSIST_TEST_MYSQL_URL", "SQLASSIST_TEST_MYSQL_ADMIN_URL");
+    reset_thread();
+    let table = Table::mysql(&url, "raw_c", "name VARCHAR(64) NOT NULL");
+    let name = unique("writer");
+    let mut registry = Registry::new();
+    registry
+        .init_engine(&name, engine(&url), InitOptions::new().managed(true))
+        .unwrap();
+    let writer = registry.session(&name).unwrap();
+    writer
+        .execute(&format!("INSERT INTO {} VALUES ('a')", &*table))
+        .unwrap();
+    for raw_end in ["COMMIT", "ROLLBACK"] {
+        let err = writer
+            .execute(raw_end)
+            .expect_err("XA refuses a plain COMMIT/ROLLBACK");
+        assert!(matches!(err, Error::Database { .. }), "{raw_end}: {err:?}");
+    }
+    assert!(
+        names(&url, &table).is_empty(),
+        "nothing committed by the raw COMMIT"
+    );
+    writer
+        .execute(&format!("INSERT INTO {} VALUES ('b')", &*table))
+        .unwrap();
+    transaction::commit().unwrap();
+    assert_eq!(names(&url, &table), ["a", "b"]);
+    assert_eq!(xa_prepared(&admin, &name), 0);
+}
+
+#[test]
+fn lock_errors_are_transient_by_error_number_whatever_the_message_language() {
+    let (url,) = urls!("SQLASSIST_TEST_MYSQL_URL");
+    reset_thread();
+    let table = Table::mysql(&url, "lwt_de", "id INT PRIMARY KEY, v INT NOT NULL");
+    let mut holder = raw(&url);
+    holder
+        .batch_execute(&format!(
+            "INSERT INTO {t} VALUES (1, 0); BEGIN; UPDATE {t} SET v = 1 WHERE id = 1",
+            t = &*table
+        ))
+        .unwrap();
+    let name = unique("writer");
+    let mut registry = Registry::new();
+    registry
+        .init_engine(&name, engine(&url), InitOptions::new().managed(true))
+        .unwrap();
+    let writer = registry.session(&name).unwrap();
+    writer
+        .execute("SET SESSION lc_messages = 'de_DE', SESSION innodb_lock_wait_timeout = 1")
+        .unwrap();
+    // A real lock wait timeout (1205), reported in German.
+    let err = writer
+        .execute(&format!("UPDATE {} SET v = 2 WHERE id = 1", &*table))
+        .expect_err("the row is locked");
+    assert!(
+        !err.to_string().contains("Lock wait timeout"),
+        "the message is German: {err}"
+    );
+    assert!(err.is_transient(), "1205 must be transient: {err:?}");
+    transaction::abort().unwrap();
+    holder.batch_execute("ROLLBACK").unwrap();
+    // Error numbers raised with a message of the application's own.
+    for (errno, transient) in [(1205, true), (1213, true), (1062, false)] {
+        let err = writer
+            .execute(&format!(
+                "SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = {errno}, MESSAGE_TEXT = 'eigene Meldung'"
+            ))
+            .expect_err("SIGNAL fails");
+        assert_eq!(err.is_transient(), transient, "{errno}: {err:?}");
+        transaction::abort().unwrap();
+    }
+    sqlassist::close_sessions().unwrap();
 }

@@ -22,7 +22,9 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use sqlassist::{DatabaseUrl, Engine, EngineOptions, Error, InitOptions, IsolationLevel, Registry};
 use transaction::{BoxError, Branch, DecisionLog, TransactionId, TransactionManager};
 
-use common::{reset_thread, unique, TempDir};
+use common::lite::{count as sqlite_count, raw as raw_sqlite};
+use common::pg::{self, names, prepared as prepared_count, raw, scalar};
+use common::{reset_thread, unique, Table, TempDir};
 
 /// The URLs a test needs, or `None` when it skips.
 macro_rules! urls {
@@ -46,85 +48,6 @@ fn engine_with(
     .build()
     .expect("valid options");
     Engine::new(options).expect("an engine")
-}
-
-fn raw(url: &str) -> PgConnection {
-    PgConnection::establish(url).expect("a plain connection")
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-fn scalar(url: &str, sql: &str) -> i64 {
-    diesel::sql_query(format!("SELECT CAST(({sql}) AS BIGINT) AS n"))
-        .get_result::<Count>(&mut raw(url))
-        .expect("scalar query")
-        .n
-}
-
-fn names(url: &str, table: &str) -> Vec<String> {
-    #[derive(QueryableByName)]
-    struct Name {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        name: String,
-    }
-    diesel::sql_query(format!("SELECT name FROM {table} ORDER BY name"))
-        .load::<Name>(&mut raw(url))
-        .expect("load names")
-        .into_iter()
-        .map(|n| n.name)
-        .collect()
-}
-
-/// Prepared transactions whose gid contains `needle` (an engine name: gids are
-/// `sqlassist_<txn>_<engine>`).
-fn prepared_count(admin: &str, needle: &str) -> i64 {
-    scalar(
-        admin,
-        &format!("SELECT COUNT(*) FROM pg_prepared_xacts WHERE strpos(gid, '{needle}') > 0"),
-    )
-}
-
-/// A table created as the writer, dropped (after closing this thread's sessions) when the
-/// guard goes out of scope, even when the test panicked.
-struct Table {
-    url: String,
-    name: String,
-}
-
-impl Table {
-    fn create(url: &str, prefix: &str, columns: &str) -> Self {
-        let name = unique(prefix);
-        raw(url)
-            .batch_execute(&format!("CREATE TABLE {name} ({columns})"))
-            .expect("create table");
-        Self {
-            url: url.to_owned(),
-            name,
-        }
-    }
-}
-
-impl std::ops::Deref for Table {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Drop for Table {
-    fn drop(&mut self) {
-        reset_thread();
-        if let Ok(mut c) = PgConnection::establish(&self.url) {
-            let _ = c.batch_execute(&format!(
-                "SET lock_timeout = '5s'; DROP TABLE IF EXISTS {}",
-                self.name
-            ));
-        }
-    }
 }
 
 /// A decision log that, when the coordinator records its decision (every branch voted,
@@ -163,15 +86,10 @@ impl Probe {
 
 impl DecisionLog for Probe {
     fn record_commit(&self, _txn: TransactionId, branches: &[Branch]) -> Result<(), BoxError> {
-        let sqlite_rows = self.sqlite.as_ref().map(|(path, table)| {
-            diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
-                .get_result::<Count>(
-                    &mut SqliteConnection::establish(&path.display().to_string())
-                        .expect("open sqlite"),
-                )
-                .expect("count sqlite rows")
-                .n
-        });
+        let sqlite_rows = self
+            .sqlite
+            .as_ref()
+            .map(|(path, table)| sqlite_count(path, table));
         self.seen.borrow_mut().push(Seen {
             resources: branches.iter().map(|b| b.resource.clone()).collect(),
             prepared_in_pg: self
@@ -205,7 +123,7 @@ fn resource_error(err: &transaction::Error) -> &Error {
 fn reader_role_queries_work_insert_is_denied_and_reader_stays_usable_after_rollback() {
     let (url, reader_url) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_READER_URL");
     reset_thread();
-    let table = Table::create(&url, "s1", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "s1", "name TEXT NOT NULL");
     raw(&url)
         .batch_execute(&format!("INSERT INTO {} VALUES ('seed')", &*table))
         .unwrap();
@@ -248,7 +166,7 @@ fn reader_role_queries_work_insert_is_denied_and_reader_stays_usable_after_rollb
 fn read_only_engine_on_the_writer_url_fails_writes_with_read_only_transaction() {
     let (url,) = urls!("SQLASSIST_TEST_PG_URL");
     reset_thread();
-    let table = Table::create(&url, "s1ro", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "s1ro", "name TEXT NOT NULL");
     let mut registry = Registry::new();
     registry
         .init_engine(
@@ -282,7 +200,7 @@ fn read_only_engine_on_the_writer_url_fails_writes_with_read_only_transaction() 
 fn managed_writer_insert_persists_after_transaction_commit() {
     let (url,) = urls!("SQLASSIST_TEST_PG_URL");
     reset_thread();
-    let table = Table::create(&url, "s2", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "s2", "name TEXT NOT NULL");
     let mut registry = Registry::new();
     registry
         .init_engine("writer", engine(&url), InitOptions::new().managed(true))
@@ -305,8 +223,8 @@ struct TwoWriters {
 }
 
 fn two_writers(url1: &str, url2: &str, columns2: &str) -> TwoWriters {
-    let t1 = Table::create(url1, "w1", "name TEXT PRIMARY KEY");
-    let t2 = Table::create(url2, "w2", columns2);
+    let t1 = Table::pg(url1, "w1", "name TEXT PRIMARY KEY");
+    let t2 = Table::pg(url2, "w2", columns2);
     // Engine names sort writer1 before writer2, so writer2 votes last.
     let w1 = unique("a_writer1");
     let w2 = unique("b_writer2");
@@ -519,7 +437,7 @@ fn sqlite_writer(db: &Path, busy_ms: u64) -> Engine {
 fn sqlite_commits_last_while_postgresql_is_prepared_and_both_persist() {
     let (url, admin) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_ADMIN_URL");
     reset_thread();
-    let table = Table::create(&url, "s7", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "s7", "name TEXT NOT NULL");
     let dir = TempDir::new("s7");
     let db = dir.file("embedded.db");
     raw_sqlite(&db)
@@ -577,15 +495,11 @@ fn sqlite_commits_last_while_postgresql_is_prepared_and_both_persist() {
     assert_eq!(prepared_count(&admin, &pg), 0);
 }
 
-fn raw_sqlite(db: &Path) -> SqliteConnection {
-    SqliteConnection::establish(&db.display().to_string()).expect("open the sqlite file")
-}
-
 #[test]
 fn a_failed_sqlite_commit_rolls_postgresql_back_and_leaves_nothing_prepared() {
     let (url, admin) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_ADMIN_URL");
     reset_thread();
-    let table = Table::create(&url, "s7f", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "s7f", "name TEXT NOT NULL");
     let dir = TempDir::new("s7f");
     let db = dir.file("embedded.db");
     raw_sqlite(&db)
@@ -630,10 +544,7 @@ fn a_failed_sqlite_commit_rolls_postgresql_back_and_leaves_nothing_prepared() {
         0,
         "no prepared transaction is left"
     );
-    let rows = diesel::sql_query("SELECT COUNT(*) AS n FROM t")
-        .get_result::<Count>(&mut raw_sqlite(&db))
-        .unwrap()
-        .n;
+    let rows = sqlite_count(&db, "t");
     assert_eq!(rows, 0);
 }
 
@@ -643,7 +554,7 @@ fn a_failed_sqlite_commit_rolls_postgresql_back_and_leaves_nothing_prepared() {
 fn a_lone_managed_engine_commits_in_one_phase_without_preparing() {
     let (url, admin) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_ADMIN_URL");
     reset_thread();
-    let table = Table::create(&url, "one", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "one", "name TEXT NOT NULL");
     let name = unique("lone");
     let mut registry = Registry::new();
     registry
@@ -662,6 +573,7 @@ fn a_lone_managed_engine_commits_in_one_phase_without_preparing() {
         txn.add_after_commit_hook(move |_, ok| {
             assert!(ok);
             seen.set(prepared_count(&admin, &needle));
+            Ok(())
         });
         transaction::commit().unwrap();
     });
@@ -681,9 +593,10 @@ fn a_managed_session_that_only_selects_votes_read_only_next_to_a_writer() {
         "SQLASSIST_TEST_PG_ADMIN_URL"
     );
     reset_thread();
-    let written = Table::create(&url1, "ro_w", "name TEXT NOT NULL");
-    let read = Table::create(&url2, "ro_r", "name TEXT NOT NULL");
-    // The writer sorts first and prepares; the selector votes after it.
+    let written = Table::pg(&url1, "ro_w", "name TEXT NOT NULL");
+    let read = Table::pg(&url2, "ro_r", "name TEXT NOT NULL");
+    // The writer sorts first; the selector, which only read, is asked first and votes
+    // read-only, so the writer commits alone in one phase.
     let writer = unique("a_writer");
     let selector = unique("b_selector");
     let mut registry = Registry::new();
@@ -709,13 +622,11 @@ fn a_managed_session_that_only_selects_votes_read_only_next_to_a_writer() {
         transaction::commit().unwrap();
     });
     let seen = probe.seen.borrow();
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(
-        seen[0].resources,
-        std::slice::from_ref(&writer),
-        "the selector voted read-only"
+    assert!(
+        seen.is_empty(),
+        "the selector voted read-only and no decision was needed: {seen:?}"
     );
-    assert_eq!(seen[0].prepared_in_pg, 0, "the selector was never prepared");
+    assert_eq!(prepared_count(&admin, &selector), 0);
     assert_eq!(names(&url1, &written), ["x"]);
     assert_eq!(prepared_count(&admin, &writer), 0);
 }
@@ -724,7 +635,7 @@ fn a_managed_session_that_only_selects_votes_read_only_next_to_a_writer() {
 fn unmanaged_session_commits_and_rolls_back_on_its_own_whatever_abort_does() {
     let (url,) = urls!("SQLASSIST_TEST_PG_URL");
     reset_thread();
-    let table = Table::create(&url, "log", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "log", "name TEXT NOT NULL");
     let mut registry = Registry::new();
     registry
         .init_engine("log", engine(&url), InitOptions::new())
@@ -750,7 +661,7 @@ fn unmanaged_session_commits_and_rolls_back_on_its_own_whatever_abort_does() {
 fn close_sessions_rolls_back_unmanaged_work_and_returns_every_connection() {
     let (url,) = urls!("SQLASSIST_TEST_PG_URL");
     reset_thread();
-    let table = Table::create(&url, "close", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "close", "name TEXT NOT NULL");
     let log_engine = engine(&url);
     let writer_engine = engine(&url);
     let mut registry = Registry::new();
@@ -804,7 +715,7 @@ fn close_sessions_rolls_back_unmanaged_work_and_returns_every_connection() {
 fn nested_diesel_transaction_inside_a_session_is_a_savepoint() {
     let (url,) = urls!("SQLASSIST_TEST_PG_URL");
     reset_thread();
-    let table = Table::create(&url, "nested", "name TEXT NOT NULL");
+    let table = Table::pg(&url, "nested", "name TEXT NOT NULL");
     let mut registry = Registry::new();
     registry
         .init_engine("writer", engine(&url), InitOptions::new().managed(true))
@@ -865,7 +776,7 @@ fn transaction_savepoint_rolls_back_both_postgresql_engines() {
 fn a_serialization_failure_is_transient_and_retried_by_transaction_run() {
     let (url,) = urls!("SQLASSIST_TEST_PG_URL");
     reset_thread();
-    let table = Table::create(&url, "ser", "id INT PRIMARY KEY, v INT NOT NULL");
+    let table = Table::pg(&url, "ser", "id INT PRIMARY KEY, v INT NOT NULL");
     raw(&url)
         .batch_execute(&format!("INSERT INTO {} VALUES (1, 0)", &*table))
         .unwrap();
@@ -908,31 +819,68 @@ fn a_serialization_failure_is_transient_and_retried_by_transaction_run() {
 }
 
 #[test]
-fn raw_commit_inside_a_managed_session_makes_transaction_commit_fail() {
+fn a_raw_commit_or_rollback_in_a_managed_session_fails_the_next_statement_and_dooms_the_transaction(
+) {
     let (url1, url2) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_URL_2");
     reset_thread();
-    // Alone (one-phase) and next to another engine (two-phase vote).
-    for with_second in [false, true] {
-        let tw = two_writers(&url1, &url2, "name TEXT PRIMARY KEY");
-        let writer1 = tw.registry.session(&tw.w1).unwrap();
-        writer1
-            .execute(&format!("INSERT INTO {} VALUES ('x')", &*tw.t1))
-            .unwrap();
-        if with_second {
-            tw.registry
-                .session(&tw.w2)
-                .unwrap()
-                .execute(&format!("INSERT INTO {} VALUES ('y')", &*tw.t2))
-                .unwrap();
+    // Alone and next to another engine; through the session and through a connection
+    // guard; with a statement after it, or straight to the commit.
+    for raw_end in ["COMMIT", "ROLLBACK"] {
+        for with_second in [false, true] {
+            for via_guard in [false, true] {
+                for next_statement in [true, false] {
+                    let case = format!("{raw_end} with_second={with_second} via_guard={via_guard} next_statement={next_statement}");
+                    let tw = two_writers(&url1, &url2, "name TEXT PRIMARY KEY");
+                    let writer1 = tw.registry.session(&tw.w1).unwrap();
+                    writer1
+                        .execute(&format!("INSERT INTO {} VALUES ('x')", &*tw.t1))
+                        .unwrap();
+                    if with_second {
+                        tw.registry
+                            .session(&tw.w2)
+                            .unwrap()
+                            .execute(&format!("INSERT INTO {} VALUES ('y')", &*tw.t2))
+                            .unwrap();
+                    }
+                    if via_guard {
+                        let mut conn = writer1.conn::<PgConnection>().unwrap();
+                        diesel::sql_query(raw_end).execute(&mut *conn).unwrap();
+                    } else {
+                        writer1.execute(raw_end).unwrap();
+                    }
+                    let expected: &[&str] = if raw_end == "COMMIT" { &["x"] } else { &[] };
+                    if next_statement {
+                        let err = writer1
+                            .execute(&format!("INSERT INTO {} VALUES ('z')", &*tw.t1))
+                            .expect_err("the statement after a raw COMMIT fails");
+                        assert!(
+                            matches!(&err, Error::TransactionEndedOutside { engine } if *engine == tw.w1),
+                            "{case}: {err:?}"
+                        );
+                    }
+                    // The raw COMMIT committed `x`; the refused statement never ran.
+                    assert_eq!(names(&url1, &tw.t1), expected, "{case}");
+                    let err = transaction::commit().expect_err("the transaction is doomed");
+                    assert!(matches!(err, transaction::Error::Doomed), "{case}: {err:?}");
+                    assert!(
+                        !err.to_string().contains("nothing was committed"),
+                        "{case}: {err}"
+                    );
+                    transaction::abort().unwrap();
+                    assert!(
+                        names(&url2, &tw.t2).is_empty(),
+                        "{case}: writer2 was rolled back"
+                    );
+                    assert_eq!(names(&url1, &tw.t1), expected, "{case}");
+                    // The session works again in the next transaction.
+                    writer1
+                        .execute(&format!("INSERT INTO {} VALUES ('next')", &*tw.t1))
+                        .unwrap();
+                    transaction::commit().unwrap();
+                    assert!(names(&url1, &tw.t1).contains(&"next".to_owned()), "{case}");
+                }
+            }
         }
-        writer1.execute("COMMIT").unwrap();
-        let err = transaction::commit().expect_err("the transaction was ended behind its back");
-        assert!(
-            matches!(resource_error(&err), Error::TransactionEndedOutside { engine } if *engine == tw.w1),
-            "with_second={with_second}: {err:?}"
-        );
-        transaction::abort().unwrap();
-        assert!(names(&url2, &tw.t2).is_empty(), "writer2 was rolled back");
     }
 }
 
@@ -978,8 +926,8 @@ fn a_select_that_writes_through_a_function_is_prepared_and_committed_not_dropped
         "SQLASSIST_TEST_PG_ADMIN_URL"
     );
     reset_thread();
-    let written = Table::create(&url1, "fn_w", "name TEXT NOT NULL");
-    let hidden = Table::create(&url2, "fn_h", "name TEXT NOT NULL");
+    let written = Table::pg(&url1, "fn_w", "name TEXT NOT NULL");
+    let hidden = Table::pg(&url2, "fn_h", "name TEXT NOT NULL");
     let function = unique("fn_insert");
     raw(&url2)
         .batch_execute(&format!(
@@ -1021,4 +969,484 @@ fn a_select_that_writes_through_a_function_is_prepared_and_committed_not_dropped
     raw(&url2)
         .batch_execute(&format!("DROP FUNCTION {function}()"))
         .unwrap();
+}
+
+// --- votes that err nowhere, readers that cannot write ---------------------------------
+
+/// Log lines since `log` was opened that mention `needle`.
+fn log_lines_with(log: &common::ServerLog, needle: &str) -> Vec<String> {
+    log.since_open()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_read_only_participant_commits_without_an_error_in_the_server_log() {
+    let (url1, url2, admin) = urls!(
+        "SQLASSIST_TEST_PG_URL",
+        "SQLASSIST_TEST_PG_URL_2",
+        "SQLASSIST_TEST_PG_ADMIN_URL"
+    );
+    reset_thread();
+    let Some(log) = common::ServerLog::open(&admin) else {
+        return;
+    };
+    let written = Table::pg(&url1, "quiet_w", "name TEXT NOT NULL");
+    let read = Table::pg(&url2, "quiet_r", "name TEXT NOT NULL");
+    let writer = unique("a_writer");
+    let selector = unique("b_selector");
+    let mut registry = Registry::new();
+    registry
+        .init_engine(&writer, engine(&url1), InitOptions::new().managed(true))
+        .unwrap();
+    registry
+        .init_engine(&selector, engine(&url2), InitOptions::new().managed(true))
+        .unwrap();
+    let probe = Probe::new(&admin, &[&selector]);
+    probe.manager().scope(|| {
+        for round in 0..3 {
+            registry
+                .session(&writer)
+                .unwrap()
+                .execute(&format!("INSERT INTO {} VALUES ('x{round}')", &*written))
+                .unwrap();
+            registry
+                .session(&selector)
+                .unwrap()
+                .query_i64(&format!("SELECT COUNT(*) FROM {}", &*read))
+                .unwrap();
+            transaction::commit().unwrap();
+        }
+    });
+    assert_eq!(pg::count(&url1, &written), 3);
+    let seen = probe.seen.borrow();
+    assert!(
+        seen.iter().all(|s| s.prepared_in_pg == 0),
+        "the selector voted read-only: {seen:?}"
+    );
+    // A control: an error with a marker of this test is found, so the log is read.
+    let marker = unique("no_such_column");
+    assert!(pg::raw(&url2)
+        .batch_execute(&format!("SELECT {marker}"))
+        .is_err());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while log_lines_with(&log, &marker).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the control error never reached the server log"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The selector's votes named its branch (`sqlassist_<txn>_<selector>`): the server
+    // logged nothing about them, and nothing about a read-only sentinel.
+    assert_eq!(log_lines_with(&log, &selector), Vec::<String>::new());
+    assert_eq!(
+        log_lines_with(&log, "sqlassist-vote-read-only"),
+        Vec::<String>::new()
+    );
+}
+
+/// A managed engine declared read-only, on the writer's URL (the role could write).
+fn reader_engine(url: &str) -> Engine {
+    engine_with(url, |b| b.read_only(true))
+}
+
+#[test]
+fn a_read_only_engine_that_wrote_after_set_transaction_read_write_is_rolled_back_and_fails_the_commit(
+) {
+    let (url1, url2) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_URL_2");
+    reset_thread();
+    // Alone (one-phase) and next to a writer (two-phase), sorting first and last.
+    for (with_writer, reader_prefix) in
+        [(false, "m_reader"), (true, "a_reader"), (true, "z_reader")]
+    {
+        let written = Table::pg(&url1, "rw_w", "name TEXT NOT NULL");
+        let sneaked = Table::pg(&url2, "rw_r", "name TEXT NOT NULL");
+        let writer = unique("m_writer");
+        let reader = unique(reader_prefix);
+        let mut registry = Registry::new();
+        registry
+            .init_engine(&writer, engine(&url1), InitOptions::new().managed(true))
+            .unwrap();
+        registry
+            .init_engine(
+                &reader,
+                reader_engine(&url2),
+                InitOptions::new().managed(true),
+            )
+            .unwrap();
+        if with_writer {
+            registry
+                .session(&writer)
+                .unwrap()
+                .execute(&format!("INSERT INTO {} VALUES ('w')", &*written))
+                .unwrap();
+        }
+        let session = registry.session(&reader).unwrap();
+        session.execute("SET TRANSACTION READ WRITE").unwrap();
+        session
+            .execute(&format!("INSERT INTO {} VALUES ('sneaked')", &*sneaked))
+            .unwrap();
+        let err = transaction::commit().expect_err("a read-only engine wrote");
+        assert!(
+            matches!(resource_error(&err), Error::ReadOnlyEngineWrote { engine } if *engine == reader),
+            "{reader_prefix}: {err:?}"
+        );
+        assert!(err.to_string().contains(&reader), "{err}");
+        transaction::abort().unwrap();
+        assert_eq!(pg::count(&url2, &sneaked), 0, "{reader_prefix}");
+        assert_eq!(pg::count(&url1, &written), 0, "{reader_prefix}");
+    }
+}
+
+#[test]
+fn a_read_only_engine_that_only_read_commits_alone_and_next_to_a_writer() {
+    let (url1, url2) = urls!("SQLASSIST_TEST_PG_URL", "SQLASSIST_TEST_PG_URL_2");
+    reset_thread();
+    for with_writer in [false, true] {
+        let written = Table::pg(&url1, "ro_ok_w", "name TEXT NOT NULL");
+        let read = Table::pg(&url2, "ro_ok_r", "name TEXT NOT NULL");
+        let writer = unique("m_writer");
+        let reader = unique("a_reader");
+        let mut registry = Registry::new();
+        registry
+            .init_engine(&writer, engine(&url1), InitOptions::new().managed(true))
+            .unwrap();
+        registry
+            .init_engine(
+                &reader,
+                reader_engine(&url2),
+                InitOptions::new().managed(true),
+            )
+            .unwrap();
+        if with_writer {
+            registry
+                .session(&writer)
+                .unwrap()
+                .execute(&format!("INSERT INTO {} VALUES ('w')", &*written))
+                .unwrap();
+        }
+        let n = registry
+            .session(&reader)
+            .unwrap()
+            .query_i64(&format!("SELECT COUNT(*) FROM {}", &*read))
+            .unwrap();
+        assert_eq!(n, 0);
+        transaction::commit().unwrap();
+        assert_eq!(pg::count(&url1, &written), i64::from(with_writer));
+    }
+}
+
+// --- phase two on a definitive answer ---------------------------------------------------
+
+/// A decision log that, between the last vote and the first finish, resolves the prepared
+/// branch of one engine from another connection to its database (`COMMIT PREPARED` or
+/// `ROLLBACK PREPARED`, as an operator or a recovery tool would).
+struct ResolveAtDecision {
+    url: String,
+    engine: String,
+    verb: &'static str,
+}
+
+impl DecisionLog for ResolveAtDecision {
+    fn record_commit(&self, _txn: TransactionId, branches: &[Branch]) -> Result<(), BoxError> {
+        let gid = branches
+            .iter()
+            .find(|b| b.resource == self.engine)
+            .and_then(|b| b.branch_id.clone())
+            .expect("the engine's branch is prepared");
+        pg::exec(&self.url, &format!("{} '{gid}'", self.verb));
+        Ok(())
+    }
+
+    fn forget(&self, _txn: TransactionId) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_branch_resolved_outside_between_vote_and_finish_is_reported_so_and_keeps_the_connection() {
+    let (url1, url2, admin) = urls!(
+        "SQLASSIST_TEST_PG_URL",
+        "SQLASSIST_TEST_PG_URL_2",
+        "SQLASSIST_TEST_PG_ADMIN_URL"
+    );
+    reset_thread();
+    for (verb, expected) in [("COMMIT PREPARED", 1), ("ROLLBACK PREPARED", 0)] {
+        let tw = two_writers(&url1, &url2, "name TEXT PRIMARY KEY");
+        let writer1 = tw.registry.session(&tw.w1).unwrap();
+        let backend_pid = writer1.query_i64("SELECT pg_backend_pid()").unwrap();
+        let log = Rc::new(ResolveAtDecision {
+            url: url1.clone(),
+            engine: tw.w1.clone(),
+            verb,
+        });
+        let manager = TransactionManager::builder()
+            .decision_log(log as Rc<dyn DecisionLog>)
+            .build();
+        let err = manager.scope(|| {
+            transaction::abort().unwrap();
+            writer1
+                .execute(&format!("INSERT INTO {} VALUES ('x')", &*tw.t1))
+                .unwrap();
+            tw.registry
+                .session(&tw.w2)
+                .unwrap()
+                .execute(&format!("INSERT INTO {} VALUES ('y')", &*tw.t2))
+                .unwrap();
+            transaction::commit().expect_err("writer1's branch is gone at phase two")
+        });
+        let transaction::Error::Heuristic(h) = err else {
+            panic!("{verb}: expected a heuristic outcome, got {err:?}");
+        };
+        assert_eq!(h.committed(), std::slice::from_ref(&tw.w2), "{verb}");
+        assert_eq!(h.failed().len(), 1, "{verb}: {h}");
+        let (resource, source) = &h.failed()[0];
+        assert_eq!(resource, &tw.w1);
+        assert!(
+            matches!(source.downcast_ref::<Error>(), Some(Error::BranchResolvedOutside { engine, .. }) if *engine == tw.w1),
+            "{verb}: {source:?}"
+        );
+        let message = source.to_string();
+        assert!(
+            !message.contains("in doubt") && !message.contains("finish it with"),
+            "{verb}: {message}"
+        );
+        assert!(message.contains("resolved"), "{verb}: {message}");
+        assert_eq!(pg::count(&url1, &tw.t1), expected, "{verb}");
+        assert_eq!(names(&url2, &tw.t2), ["y"], "{verb}");
+        assert_eq!(prepared_count(&admin, &tw.w1), 0, "{verb}");
+        // No retry on a fresh connection: the session kept the connection it had.
+        manager.scope(|| {
+            let _ = transaction::abort();
+            assert_eq!(
+                writer1.query_i64("SELECT pg_backend_pid()").unwrap(),
+                backend_pid,
+                "{verb}"
+            );
+            transaction::abort().unwrap();
+        });
+    }
+}
+
+// --- a server without prepared transactions ----------------------------------------------
+
+#[test]
+fn a_managed_engine_without_prepared_transactions_commits_alone_and_fails_only_where_it_must_prepare(
+) {
+    let (no2pc, url) = urls!("SQLASSIST_TEST_PG_NO2PC_URL", "SQLASSIST_TEST_PG_URL");
+    reset_thread();
+    let lonely = Table::pg(&no2pc, "no2pc", "name TEXT NOT NULL");
+    let other = Table::pg(&url, "with2pc", "name TEXT NOT NULL");
+    let no = unique("m_no2pc");
+    let first = unique("a_other");
+    let last = unique("z_other");
+    let mut registry = Registry::new();
+    for (name, u) in [(&no, &no2pc), (&first, &url), (&last, &url)] {
+        registry
+            .init_engine(name, engine(u), InitOptions::new().managed(true))
+            .unwrap();
+    }
+    // Engine::check() still reports the setting up front.
+    let err = registry
+        .engine(&no)
+        .unwrap()
+        .check(true)
+        .expect_err("the server cannot prepare");
+    assert!(
+        matches!(err, Error::PreparedTransactionsDisabled { .. }),
+        "{err:?}"
+    );
+
+    // A lone writer commits in one phase; a lone reader too.
+    let session = registry.session(&no).unwrap();
+    session
+        .execute(&format!("INSERT INTO {} VALUES ('alone')", &*lonely))
+        .unwrap();
+    transaction::commit().unwrap();
+    assert_eq!(names(&no2pc, &lonely), ["alone"]);
+    assert_eq!(
+        session
+            .query_i64(&format!("SELECT COUNT(*) FROM {}", &*lonely))
+            .unwrap(),
+        1
+    );
+    transaction::commit().unwrap();
+
+    // A reader next to a writer on a server that can prepare: it votes read-only.
+    session
+        .query_i64(&format!("SELECT COUNT(*) FROM {}", &*lonely))
+        .unwrap();
+    registry
+        .session(&first)
+        .unwrap()
+        .execute(&format!(
+            "INSERT INTO {} VALUES ('beside a reader')",
+            &*other
+        ))
+        .unwrap();
+    transaction::commit().unwrap();
+    assert_eq!(names(&url, &other), ["beside a reader"]);
+
+    // A writer next to another writer must prepare: the commit fails before anything
+    // commits, whether the other engine votes before or after it.
+    for partner in [&first, &last] {
+        session
+            .execute(&format!("INSERT INTO {} VALUES ('must prepare')", &*lonely))
+            .unwrap();
+        registry
+            .session(partner)
+            .unwrap()
+            .execute(&format!("INSERT INTO {} VALUES ('partner')", &*other))
+            .unwrap();
+        let err = transaction::commit().expect_err("the engine cannot prepare");
+        assert!(
+            matches!(
+                resource_error(&err),
+                Error::PreparedTransactionsDisabled { .. }
+            ),
+            "{partner}: {err:?}"
+        );
+        assert_eq!(err.resource(), Some(no.as_str()), "{err:?}");
+        assert!(
+            resource_error(&err)
+                .to_string()
+                .contains("max_prepared_transactions"),
+            "{err}"
+        );
+        transaction::abort().unwrap();
+        assert_eq!(names(&no2pc, &lonely), ["alone"], "{partner}");
+        assert_eq!(names(&url, &other), ["beside a reader"], "{partner}");
+        assert_eq!(prepared_count(&url, partner), 0, "{partner}");
+    }
+}
+
+// --- one writer commits in one phase -------------------------------------------------------
+
+#[test]
+fn a_lone_writer_among_three_managed_engines_commits_in_one_phase_wherever_it_sorts() {
+    let (url1,) = urls!("SQLASSIST_TEST_PG_URL");
+    reset_thread();
+    let written = Table::pg(&url1, "one_w", "name TEXT NOT NULL");
+    let read = Table::pg(&url1, "one_r", "name TEXT NOT NULL");
+    // Three engines (three connections, three transactions) on one database.
+    let names_of = [unique("aa_w"), unique("mm_w"), unique("zz_w")];
+    let mut registry = Registry::new();
+    for name in &names_of {
+        registry
+            .init_engine(
+                name,
+                engine_with(&url1, |b| b.echo(true)),
+                InitOptions::new().managed(true),
+            )
+            .unwrap();
+    }
+    let sql = common::SqlCapture::default();
+    for (round, writer) in names_of.iter().enumerate() {
+        let probe = Probe::new(
+            &url1,
+            &names_of.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let before = sql.statements().len();
+        sql.run(|| {
+            probe.manager().scope(|| {
+                for name in &names_of {
+                    let session = registry.session(name).unwrap();
+                    if name == writer {
+                        session
+                            .execute(&format!("INSERT INTO {} VALUES ('{name}')", &*written))
+                            .unwrap();
+                    } else {
+                        session
+                            .query_i64(&format!("SELECT COUNT(*) FROM {}", &*read))
+                            .unwrap();
+                    }
+                }
+                transaction::commit().unwrap();
+            })
+        });
+        let sent = &sql.statements()[before..];
+        assert!(
+            probe.seen.borrow().is_empty(),
+            "{writer}: no commit decision was needed"
+        );
+        assert!(
+            !sent.iter().any(|s| s.contains("PREPARE")),
+            "{writer}: nothing was prepared: {sent:?}"
+        );
+        assert_eq!(
+            sent.iter().filter(|s| s.trim() == "COMMIT").count(),
+            1,
+            "{writer}: one COMMIT: {sent:?}"
+        );
+        // The readers were asked, not assumed read-only.
+        assert_eq!(
+            sent.iter()
+                .filter(|s| s.contains("txid_current_if_assigned"))
+                .count(),
+            2,
+            "{writer}: {sent:?}"
+        );
+        assert_eq!(pg::count(&url1, &written), round as i64 + 1);
+    }
+    // A control: two writers are prepared and the capture sees it.
+    let before = sql.statements().len();
+    sql.run(|| {
+        for name in &names_of[..2] {
+            registry
+                .session(name)
+                .unwrap()
+                .execute(&format!("INSERT INTO {} VALUES ('two')", &*written))
+                .unwrap();
+        }
+        transaction::commit().unwrap();
+    });
+    let sent = &sql.statements()[before..];
+    assert_eq!(
+        sent.iter()
+            .filter(|s| s.contains("PREPARE TRANSACTION"))
+            .count(),
+        2,
+        "{sent:?}"
+    );
+}
+
+#[test]
+fn a_raw_commit_in_an_unmanaged_session_refuses_the_next_statement_until_rollback() {
+    let (url,) = urls!("SQLASSIST_TEST_PG_URL");
+    reset_thread();
+    let table = Table::pg(&url, "raw_un", "name TEXT NOT NULL");
+    let log = unique("log");
+    let mut registry = Registry::new();
+    registry
+        .init_engine(&log, engine(&url), InitOptions::new())
+        .unwrap();
+    let session = registry.session(&log).unwrap();
+    session
+        .execute(&format!("INSERT INTO {} VALUES ('x')", &*table))
+        .unwrap();
+    session.execute("ROLLBACK").unwrap();
+    let err = session
+        .execute(&format!(
+            "INSERT INTO {} VALUES ('autocommitted?')",
+            &*table
+        ))
+        .expect_err("refused");
+    assert!(
+        matches!(err, Error::TransactionEndedOutside { .. }),
+        "{err:?}"
+    );
+    assert!(matches!(
+        session.commit(),
+        Err(Error::TransactionEndedOutside { .. })
+    ));
+    assert_eq!(pg::count(&url, &table), 0, "nothing ran on its own");
+    session.rollback().unwrap();
+    session
+        .execute(&format!("INSERT INTO {} VALUES ('y')", &*table))
+        .unwrap();
+    session.commit().unwrap();
+    assert_eq!(names(&url, &table), ["y"]);
 }

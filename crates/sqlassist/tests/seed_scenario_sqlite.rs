@@ -18,6 +18,7 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use sqlassist::{DatabaseUrl, Engine, EngineOptions, Error, InitOptions, Registry};
 
+use common::lite::{count, names, raw};
 use common::{reset_thread, TempDir};
 
 fn url(path: &Path) -> DatabaseUrl {
@@ -33,41 +34,9 @@ fn engine(path: &Path, read_only: bool) -> Engine {
     Engine::new(options).expect("an engine")
 }
 
-/// A plain Diesel connection outside sqlassist, for setup and for checking what persisted.
-fn raw(path: &Path) -> SqliteConnection {
-    SqliteConnection::establish(&path.display().to_string()).expect("open the sqlite file")
-}
-
 fn setup(path: &Path, sql: &str) {
     use diesel::connection::SimpleConnection;
     raw(path).batch_execute(sql).expect("setup sql");
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-fn count(path: &Path, table: &str) -> i64 {
-    diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
-        .get_result::<Count>(&mut raw(path))
-        .expect("count rows")
-        .n
-}
-
-fn names(path: &Path, table: &str) -> Vec<String> {
-    #[derive(QueryableByName)]
-    struct Name {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        name: String,
-    }
-    diesel::sql_query(format!("SELECT name FROM {table} ORDER BY name"))
-        .load::<Name>(&mut raw(path))
-        .expect("load names")
-        .into_iter()
-        .map(|n| n.name)
-        .collect()
 }
 
 /// A manager that lets two managed SQLite writers share a transaction (see the module docs).
@@ -467,4 +436,61 @@ fn a_read_only_in_memory_engine_refuses_writes_too() {
     let err = reader.execute("CREATE TABLE t (a INTEGER)").unwrap_err();
     assert!(err.to_string().contains("readonly"), "{err}");
     sqlassist::close_sessions().unwrap();
+}
+
+#[test]
+fn a_raw_commit_or_rollback_in_a_managed_session_fails_the_next_statement_and_dooms_the_transaction(
+) {
+    reset_thread();
+    for raw_end in ["COMMIT", "END", "ROLLBACK"] {
+        for via_guard in [false, true] {
+            let case = format!("{raw_end} via_guard={via_guard}");
+            let dir = TempDir::new("raw");
+            let db = dir.file("app.db");
+            setup(&db, "CREATE TABLE t (name TEXT NOT NULL)");
+            let mut registry = Registry::new();
+            registry
+                .init_engine(
+                    "writer",
+                    engine(&db, false),
+                    InitOptions::new().managed(true),
+                )
+                .unwrap();
+            let writer = registry.session("writer").unwrap();
+            writer.execute("INSERT INTO t VALUES ('x')").unwrap();
+            if via_guard {
+                let mut conn = writer.conn::<SqliteConnection>().unwrap();
+                diesel::sql_query(raw_end).execute(&mut *conn).unwrap();
+            } else {
+                writer.execute(raw_end).unwrap();
+            }
+            let expected: &[&str] = if raw_end == "ROLLBACK" { &[] } else { &["x"] };
+            let err = writer
+                .execute("INSERT INTO t VALUES ('z')")
+                .expect_err("the statement after a raw COMMIT fails");
+            assert!(
+                matches!(&err, Error::TransactionEndedOutside { engine } if engine == "writer"),
+                "{case}: {err:?}"
+            );
+            assert_eq!(names(&db, "t"), expected, "{case}");
+            let err = transaction::commit().expect_err("the transaction is doomed");
+            assert!(matches!(err, transaction::Error::Doomed), "{case}: {err:?}");
+            transaction::abort().unwrap();
+            assert_eq!(names(&db, "t"), expected, "{case}");
+            // Savepoints are no raw end: a nested transaction rolled back keeps the session.
+            writer.execute("INSERT INTO t VALUES ('next')").unwrap();
+            {
+                let mut conn = writer.conn::<SqliteConnection>().unwrap();
+                let nested: Result<(), DieselError> = conn.transaction(|c| {
+                    diesel::sql_query("INSERT INTO t VALUES ('nested')").execute(c)?;
+                    Err(DieselError::RollbackTransaction)
+                });
+                assert!(nested.is_err());
+            }
+            writer.execute("INSERT INTO t VALUES ('after')").unwrap();
+            transaction::commit().unwrap();
+            assert!(names(&db, "t").contains(&"after".to_owned()), "{case}");
+            sqlassist::close_sessions().unwrap();
+        }
+    }
 }

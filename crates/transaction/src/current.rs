@@ -147,7 +147,7 @@ pub fn abort() -> Result<()> {
 ///
 /// ```
 /// transaction::doom()?;
-/// assert!(transaction::is_doomed());
+/// assert!(transaction::is_doomed()?);
 /// assert!(matches!(transaction::commit(), Err(transaction::Error::Doomed)));
 /// transaction::abort()?;
 /// # Ok::<(), transaction::Error>(())
@@ -156,19 +156,24 @@ pub fn doom() -> Result<()> {
     manager().doom()
 }
 
-/// Whether the current transaction is doomed.
+/// Whether the current transaction is doomed (see [`TransactionManager::is_doomed`]).
+///
+/// # Errors
+///
+/// [`Error::NoTransaction`] when the current manager is explicit and no transaction has
+/// begun.
 ///
 /// # Examples
 ///
 /// ```
-/// assert!(!transaction::is_doomed());
+/// assert!(!transaction::is_doomed()?);
 /// transaction::doom()?;
-/// assert!(transaction::is_doomed());
+/// assert!(transaction::is_doomed()?);
 /// transaction::abort()?;
-/// assert!(!transaction::is_doomed()); // the doomed transaction has ended
+/// assert!(!transaction::is_doomed()?); // the doomed transaction has ended
 /// # Ok::<(), transaction::Error>(())
 /// ```
-pub fn is_doomed() -> bool {
+pub fn is_doomed() -> Result<bool> {
     with_manager(|m| m.is_doomed())
 }
 

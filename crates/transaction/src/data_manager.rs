@@ -35,6 +35,58 @@ pub enum Vote {
     Committed,
 }
 
+/// What a resource knows about its writes in a transaction, asked before the votes by
+/// [`DataManager::write_state`].
+///
+/// The coordinator votes resources that report [`Clean`](Self::Clean) first, then those
+/// that report [`Unknown`](Self::Unknown), then those that report [`Dirty`](Self::Dirty)
+/// (one-phase resources still come last). The last resource to vote commits in one phase
+/// instead when every resource before it voted [`Vote::ReadOnly`], none is
+/// [one-phase](DataManager::is_one_phase) and it
+/// [supports one-phase commit](DataManager::supports_one_phase_commit). So a lone writer
+/// commits in one phase whatever its sort key, while a resource that may have written is
+/// always asked through [`tpc_vote`](DataManager::tpc_vote), never assumed read-only.
+///
+/// # Examples
+///
+/// ```
+/// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+/// use transaction::{TransactionManager, WriteState};
+///
+/// let journal = Journal::new();
+/// // The writer sorts first, yet it is the only resource that wrote.
+/// let writer = ScriptedDataManager::new("a-writer", Kind::TwoPhase, &journal)
+///     .with_one_phase_commit()
+///     .with_write_state(WriteState::Dirty);
+/// let reader = ScriptedDataManager::new("b-reader", Kind::ReadOnly, &journal)
+///     .with_write_state(WriteState::Clean);
+/// let manager = TransactionManager::new();
+/// let txn = manager.begin()?;
+/// txn.join(writer.clone())?;
+/// txn.join(reader)?;
+/// manager.commit()?;
+/// assert_eq!(journal.calls_of("a-writer"), [Call::TpcBegin, Call::Commit, Call::CommitOnePhase]);
+/// assert_eq!(journal.calls_of("b-reader"), [Call::TpcBegin, Call::Commit, Call::TpcVote]);
+/// # Ok::<(), transaction::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteState {
+    /// The resource knows it wrote nothing in this transaction: its vote will be
+    /// [`Vote::ReadOnly`]. It votes before every resource that may have written. (It is
+    /// still asked: should it vote [`Vote::Prepared`] after all, the commit is two-phase
+    /// and stays correct.)
+    Clean,
+    /// The resource may have written and cannot tell without being asked (a query that
+    /// may have called a function that writes, say): it is voted through
+    /// [`tpc_vote`](DataManager::tpc_vote) after the clean resources and before the dirty
+    /// ones, so that if it turns out read-only a lone writer after it still commits in one
+    /// phase. The default.
+    Unknown,
+    /// The resource wrote in this transaction. It votes after every other two-phase
+    /// resource.
+    Dirty,
+}
+
 /// A resource that takes part in transactions: a database session, a queue, a file.
 ///
 /// The verbs are zope.transaction's `IDataManager`, so its documentation maps one to one.
@@ -51,13 +103,18 @@ pub enum Vote {
 ///
 /// 1. `tpc_begin` on every resource;
 /// 2. `commit` on every resource (send pending work, do not make it durable);
-/// 3. `tpc_vote` on every resource, which prepares ([`Vote::Prepared`]), reports nothing
-///    to do ([`Vote::ReadOnly`]) or commits a one-phase resource ([`Vote::Committed`]).
-///    When the last resource [supports it](Self::supports_one_phase_commit), every
-///    resource before it voted read-only and none is one-phase,
-///    [`commit_one_phase`](Self::commit_one_phase) is called instead of its vote;
-/// 4. the decision is recorded;
-/// 5. `tpc_finish` on every resource that voted [`Vote::Prepared`].
+/// 3. [`write_state`](Self::write_state) on every resource, which orders the votes:
+///    [clean](WriteState::Clean) resources first, then [unknown](WriteState::Unknown), then
+///    [dirty](WriteState::Dirty) ones, one-phase resources still last, each group in
+///    `sort_key` order;
+/// 4. `tpc_vote` on every resource in that order, which prepares ([`Vote::Prepared`]),
+///    reports nothing to do ([`Vote::ReadOnly`]) or commits a one-phase resource
+///    ([`Vote::Committed`]). When the last resource to vote [supports
+///    it](Self::supports_one_phase_commit), every resource before it voted read-only and
+///    none is one-phase, [`commit_one_phase`](Self::commit_one_phase) is called instead of
+///    its vote;
+/// 5. the decision is recorded;
+/// 6. `tpc_finish` on every resource that voted [`Vote::Prepared`].
 ///
 /// If anything fails before the decision, `abort` is called on every resource that had not
 /// voted and `tpc_abort` on every resource that saw `tpc_begin`. A resource must accept
@@ -65,6 +122,10 @@ pub enum Vote {
 /// read-only or after a failed step, and accept `abort` whether or not `tpc_begin` ran.
 ///
 /// Outside a commit, [`abort`](Self::abort) is called when the transaction is aborted.
+/// Resources stay joined after a failed commit, and the application's `abort()` then
+/// calls `abort` on each of them once more, as zope does: by then a resource has been
+/// cleaned up already, or (after a failed `tpc_finish`) holds a branch the decision
+/// committed, which `abort` must leave to recovery rather than roll back.
 ///
 /// # Examples
 ///
@@ -112,6 +173,18 @@ pub trait DataManager {
     /// and is voted after every two-phase resource. Default: `false`.
     fn is_one_phase(&self) -> bool {
         false
+    }
+
+    /// What the resource knows about its writes in `txn`, asked once per commit after
+    /// [`commit`](Self::commit) on every resource and before any vote. It orders the votes
+    /// (see [`WriteState`]): report [`WriteState::Clean`] only when the resource is sure
+    /// it wrote nothing, [`WriteState::Dirty`] when it wrote, and [`WriteState::Unknown`]
+    /// otherwise. A wrong `Clean` costs no correctness (the resource is still voted), only
+    /// the one-phase optimisation. Default: [`WriteState::Unknown`], which votes resources
+    /// in `sort_key` order.
+    fn write_state(&self, txn: &Transaction) -> WriteState {
+        let _ = txn;
+        WriteState::Unknown
     }
 
     /// Discards the resource's work in this transaction.
@@ -164,18 +237,19 @@ pub trait DataManager {
     fn tpc_abort(&self, txn: &Transaction) -> Result<(), ResourceError>;
 
     /// Whether [`commit_one_phase`](Self::commit_one_phase) may be used when this is the
-    /// only resource with work: that is, when it comes last in the commit order, every
-    /// resource before it voted read-only and none is one-phase. Default: `false`.
+    /// only resource with work: that is, when it votes last, every resource before it
+    /// voted read-only and none is one-phase. Default: `false`.
     fn supports_one_phase_commit(&self) -> bool {
         false
     }
 
     /// Commits the work in one step, without preparing. Called instead of `tpc_vote` and
-    /// `tpc_finish` when this resource comes last in the commit order, every resource
-    /// before it voted read-only, none is [one-phase](Self::is_one_phase) and
+    /// `tpc_finish` when this resource votes last (see [`WriteState`] for the order), every
+    /// resource before it voted read-only, none is [one-phase](Self::is_one_phase) and
     /// [`supports_one_phase_commit`](Self::supports_one_phase_commit) is true. (A resource
-    /// with work that sorts before a read-only one is voted and finished as usual.) On
-    /// failure the work must not have committed.
+    /// with work that votes before a read-only one, because both report the same write
+    /// state and it sorts first, is voted and finished as usual.) On failure the work must
+    /// not have committed.
     ///
     /// # Errors
     ///
@@ -197,8 +271,18 @@ pub trait DataManager {
         None
     }
 
-    /// Takes a savepoint of the resource's current state, or returns `None` when the
-    /// resource does not support savepoints. Default: `None`.
+    /// Whether the resource can take savepoints. The coordinator asks every joined resource
+    /// before any takes one, so that [`Transaction::savepoint`] refuses (non-optimistic)
+    /// without leaving a savepoint behind in some resources; [`savepoint`](Self::savepoint)
+    /// is called only on resources that answer `true`. Default: `false`.
+    fn supports_savepoints(&self) -> bool {
+        false
+    }
+
+    /// Takes a savepoint of the resource's current state. Called only when
+    /// [`supports_savepoints`](Self::supports_savepoints) is true; `None` says the
+    /// resource could not take one after all (the savepoint is then refused, or, when
+    /// optimistic, cannot be rolled back). Default: `None`.
     ///
     /// # Errors
     ///

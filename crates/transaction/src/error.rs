@@ -228,6 +228,12 @@ impl std::error::Error for ResourceError {
 pub enum Phase {
     /// A before-commit hook.
     BeforeCommitHook,
+    /// An after-commit hook (its failure is logged and never changes the outcome).
+    AfterCommitHook,
+    /// A before-abort hook.
+    BeforeAbortHook,
+    /// An after-abort hook.
+    AfterAbortHook,
     /// A synchronizer's `before_completion`.
     BeforeCompletion,
     /// [`DataManager::tpc_begin`](crate::DataManager::tpc_begin).
@@ -265,6 +271,9 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::BeforeCommitHook => "before-commit hook",
+            Phase::AfterCommitHook => "after-commit hook",
+            Phase::BeforeAbortHook => "before-abort hook",
+            Phase::AfterAbortHook => "after-abort hook",
             Phase::BeforeCompletion => "before_completion",
             Phase::TpcBegin => "tpc_begin",
             Phase::Commit => "commit",
@@ -288,16 +297,20 @@ impl fmt::Display for Phase {
 /// A commit whose outcome differs between resources: some committed and at least one did
 /// not.
 ///
-/// Usually the decision to commit was taken (every resource voted yes) and at least one
-/// resource failed to finish. It also happens before the decision, when a resource had
-/// already committed in its vote ([`Vote::Committed`](crate::Vote::Committed)) and a later
-/// resource failed its vote: since one-phase resources vote last, that takes several of
-/// them, accepted with
-/// [`allow_multiple_one_phase`](crate::TransactionManagerBuilder::allow_multiple_one_phase).
+/// It arises in exactly two ways, told apart by [`phase`](Self::phase):
 ///
-/// Resources listed in [`committed`](Self::committed) have committed. Those in
-/// [`failed`](Self::failed) hold a prepared branch in doubt (or, in the second case, were
-/// rolled back): recovery, or an operator, must resolve them.
+/// - [`Phase::Finish`]: the decision to commit was taken (every resource voted yes) and at
+///   least one resource failed `tpc_finish`. Those in [`failed`](Self::failed) hold a
+///   prepared branch in doubt: recovery, or an operator, must commit them.
+/// - [`Phase::Vote`]: before the decision, a resource had already committed in its vote
+///   ([`Vote::Committed`](crate::Vote::Committed)) and a resource voting after it failed
+///   its vote. The failed resource, and every resource not yet committed, were rolled back.
+///   Since one-phase resources vote last, this takes several of them (accepted with
+///   [`allow_multiple_one_phase`](crate::TransactionManagerBuilder::allow_multiple_one_phase)),
+///   or a resource that commits in its vote without declaring itself
+///   [one-phase](crate::DataManager::is_one_phase).
+///
+/// Resources listed in [`committed`](Self::committed) have committed in both cases.
 ///
 /// # Examples
 ///
@@ -338,9 +351,10 @@ impl HeuristicError {
         }
     }
 
-    /// The phase that failed: [`Phase::Finish`] after the commit decision (the failed
-    /// resources are prepared and in doubt), or the vote of a resource that came after a
-    /// one-phase resource had already committed (the failed resources were rolled back).
+    /// The phase that failed, one of two: [`Phase::Finish`] when a `tpc_finish` failed
+    /// after the commit decision (the failed resources are prepared and in doubt), or
+    /// [`Phase::Vote`] when a vote failed after another resource had committed in its vote
+    /// (the failed resources were rolled back). See the type's documentation.
     ///
     /// # Examples
     ///
@@ -354,7 +368,17 @@ impl HeuristicError {
     /// txn.join(ScriptedDataManager::new("a", Kind::TwoPhase, &journal))?;
     /// txn.join(ScriptedDataManager::new("b", Kind::TwoPhase, &journal).fail_on(Call::TpcFinish))?;
     /// let Err(Error::Heuristic(outcome)) = manager.commit() else { panic!("expected a mixed outcome") };
-    /// assert_eq!(outcome.phase(), Phase::Finish);
+    /// assert_eq!(outcome.phase(), Phase::Finish); // b is prepared and in doubt
+    /// manager.abort()?;
+    ///
+    /// // Two one-phase resources, accepted: the second fails after the first committed.
+    /// let manager = TransactionManager::builder().allow_multiple_one_phase(true).build();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("x", Kind::OnePhase, &journal))?;
+    /// txn.join(ScriptedDataManager::new("y", Kind::OnePhase, &journal).fail_on(Call::TpcVote))?;
+    /// let Err(Error::Heuristic(outcome)) = manager.commit() else { panic!("expected a mixed outcome") };
+    /// assert_eq!(outcome.phase(), Phase::Vote); // y was rolled back
+    /// assert_eq!(outcome.committed(), ["x"]);
     /// # Ok::<(), Error>(())
     /// ```
     pub fn phase(&self) -> Phase {
@@ -513,11 +537,17 @@ pub enum Error {
         source: ResourceError,
     },
 
-    /// A before-commit hook or a synchronizer's `before_completion` failed; every resource
-    /// was aborted and nothing was committed.
+    /// A hook or a synchronizer's `before_completion` failed; nothing was committed.
+    ///
+    /// From `commit()`: a before-commit hook or `before_completion` failed, and every
+    /// resource was aborted. From `abort()`: a before-abort hook, `before_completion` or an
+    /// after-abort hook failed, and the abort still completed (an after-commit hook's
+    /// failure is only logged).
     #[error("{phase} failed; nothing was committed")]
     Hook {
-        /// [`Phase::BeforeCommitHook`] or [`Phase::BeforeCompletion`].
+        /// [`Phase::BeforeCommitHook`] or [`Phase::BeforeCompletion`] from `commit()`;
+        /// [`Phase::BeforeAbortHook`], [`Phase::BeforeCompletion`] or
+        /// [`Phase::AfterAbortHook`] from `abort()`.
         phase: Phase,
         /// The hook's error.
         #[source]
@@ -553,6 +583,11 @@ pub enum Error {
     /// an earlier savepoint.
     #[error("the savepoint is no longer valid: its transaction ended or an earlier savepoint was rolled back")]
     InvalidSavepoint,
+
+    /// [`run`](crate::TransactionManager::run) was given 0 attempts: the work was not
+    /// called and no transaction began.
+    #[error("run() needs at least 1 attempt, it was given 0")]
+    NoAttempts,
 
     /// Resources disagree: some committed, some did not. See [`HeuristicError`].
     #[error(transparent)]
@@ -593,9 +628,10 @@ impl Error {
 
     /// The phase that failed, where one resource or hook is to blame.
     ///
-    /// [`Error::DecisionLog`] gives [`Phase::DecisionLog`]. [`Error::Heuristic`] always
-    /// gives [`Phase::Finish`], also in the rarer case where the mixed outcome came from a
-    /// failed vote after a one-phase resource had committed (see [`HeuristicError`]).
+    /// [`Error::DecisionLog`] gives [`Phase::DecisionLog`]. [`Error::Heuristic`] gives its
+    /// [`HeuristicError::phase`]: [`Phase::Finish`] when a `tpc_finish` failed after the
+    /// decision, [`Phase::Vote`] when a vote failed after another resource had committed
+    /// in its vote.
     ///
     /// # Examples
     ///

@@ -28,21 +28,30 @@
 //!
 //! [`Transaction::commit`] runs, in order: before-commit hooks (which may join more
 //! resources); synchronizers' `before_completion`; then, over the resources sorted by
-//! [`DataManager::sort_key`] with one-phase resources last, `tpc_begin` on all, `commit` on
-//! all, `tpc_vote` on all; the decision (recorded in the [`DecisionLog`]); `tpc_finish` on
-//! every resource that prepared; then synchronizers' `after_completion` and after-commit
-//! hooks. When the last resource in that order [supports
-//! it](DataManager::supports_one_phase_commit), no resource is one-phase and every resource
-//! before it voted read-only, that resource commits in one phase instead of voting. The
-//! coordinator cannot know in advance which resources have work: a lone writer sorted
-//! before a read-only resource still prepares and finishes.
+//! [`DataManager::sort_key`] with one-phase resources last, `tpc_begin` on all and `commit`
+//! on all; then `tpc_vote` on all, in the order their [write
+//! state](DataManager::write_state) gives (resources that know they wrote nothing first,
+//! then those that may have written, then those that wrote, one-phase resources last);
+//! the decision (recorded in the [`DecisionLog`]); `tpc_finish` on every resource that
+//! prepared; then synchronizers' `after_completion` and after-commit hooks. When the last
+//! resource to vote [supports it](DataManager::supports_one_phase_commit), no resource is
+//! one-phase and every resource before it voted read-only, that resource commits in one
+//! phase instead of voting: a lone writer commits in one phase whatever its sort key, as
+//! long as the other resources say they wrote nothing or vote read-only when asked (see
+//! [`WriteState`]).
 //!
 //! A failure before the decision rolls every resource back and puts the transaction in
-//! [`Status::CommitFailed`]: only [`abort`] is accepted until it ends. A failure after the
-//! decision, or after a resource has already committed in its vote (a one-phase
-//! resource), is a heuristic outcome ([`Error::Heuristic`]) that lists which resources
-//! committed and which did not. `docs/design.md` in the repository has the state diagram,
-//! the invariants and the failure matrix.
+//! [`Status::CommitFailed`]: only [`abort`] is accepted until it ends, and it asks every
+//! joined resource to abort once more, as zope does. A failure after the decision, or
+//! after a resource has already committed in its vote (a one-phase resource), is a
+//! heuristic outcome ([`Error::Heuristic`]) that lists which resources committed and which
+//! did not.
+//!
+//! [`Transaction::abort`] runs before-abort hooks, synchronizers' `before_completion`,
+//! `abort` on every joined resource, after-abort hooks, then synchronizers'
+//! `after_completion`. Every step runs even when an earlier one failed; failures are
+//! logged at error level and the first is returned. `docs/design.md` in the repository has
+//! the state diagram, the invariants and the failure matrix.
 //!
 //! # Threads
 //!
@@ -61,6 +70,7 @@
 mod current;
 mod data_manager;
 mod error;
+mod file_log;
 mod id;
 mod log;
 mod manager;
@@ -73,8 +83,12 @@ pub mod testing;
 pub use crate::current::{
     abort, begin, commit, doom, get, is_doomed, manager, run, savepoint, with_manager,
 };
-pub use crate::data_manager::{DataManager, ResourceSavepoint, Vote};
+pub use crate::data_manager::{DataManager, ResourceSavepoint, Vote, WriteState};
 pub use crate::error::{BoxError, Error, HeuristicError, Phase, ResourceError, Result, Transient};
+pub use crate::file_log::{
+    BatchInfo, DataSync, FileDecisionLog, FileLogError, FileLogOptions, LogInspection, LogPosition,
+    LogStats,
+};
 pub use crate::id::{coordinator_id, TransactionId};
 pub use crate::log::{Branch, DecisionLog, DecisionRecord, MemoryDecisionLog, NopDecisionLog};
 pub use crate::manager::{

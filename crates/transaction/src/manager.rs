@@ -38,23 +38,30 @@ use crate::{Savepoint, Transaction};
 /// # Ok::<(), transaction::Error>(())
 /// ```
 pub trait Synchronizer {
-    /// Called at the start of `commit()` (after before-commit hooks) and of `abort()`.
+    /// Called at the start of `commit()` (after before-commit hooks) and of `abort()`
+    /// (after before-abort hooks).
     ///
     /// # Errors
     ///
     /// During a commit, an error aborts every resource and fails the commit with
-    /// [`Error::Hook`]; during an abort it is logged.
+    /// [`Error::Hook`]. During an abort it is logged at error level, the abort still
+    /// aborts every resource and runs the after-abort hooks and `after_completion`, and
+    /// `abort()` returns its first error as [`Error::Hook`].
     fn before_completion(&self, txn: &Transaction) -> std::result::Result<(), BoxError> {
         let _ = txn;
         Ok(())
     }
 
-    /// Called once a commit attempt or an abort has finished, whatever the outcome.
+    /// Called once a commit attempt or an abort has finished, whatever the outcome: after
+    /// a commit, before the after-commit hooks; after an abort, after the after-abort
+    /// hooks (zope's order).
     fn after_completion(&self, txn: &Transaction) {
         let _ = txn;
     }
 
-    /// Called when the manager begins a new transaction.
+    /// Called when [`TransactionManager::begin`] begins a transaction, and at registration
+    /// for the current one. A transaction begun implicitly (by `get()`, or `commit()`,
+    /// `doom()`, `savepoint()` with none current) is not announced, as in zope.
     fn new_transaction(&self, txn: &Transaction) {
         let _ = txn;
     }
@@ -385,8 +392,7 @@ impl TransactionManager {
             }
             previous.abort_abandoned("begin() called");
         }
-        let txn = Transaction::new(Rc::downgrade(&self.inner));
-        *self.inner.current.borrow_mut() = Some(txn.clone());
+        let txn = self.new_current();
         for sync in self.inner.synchronizers() {
             sync.new_transaction(&txn);
         }
@@ -394,7 +400,18 @@ impl TransactionManager {
         Ok(txn)
     }
 
-    /// The current transaction; in implicit mode one is begun if there is none.
+    /// A new transaction, made current without telling synchronizers.
+    fn new_current(&self) -> Transaction {
+        let txn = Transaction::new(Rc::downgrade(&self.inner));
+        *self.inner.current.borrow_mut() = Some(txn.clone());
+        txn
+    }
+
+    /// The current transaction; in implicit mode one is begun if there is none. As in
+    /// zope, a transaction begun this way (and by [`commit`](Self::commit),
+    /// [`doom`](Self::doom) or [`savepoint`](Self::savepoint) with none current) is not
+    /// announced to synchronizers: only [`begin`](Self::begin) calls their
+    /// [`new_transaction`](Synchronizer::new_transaction).
     ///
     /// # Errors
     ///
@@ -417,7 +434,11 @@ impl TransactionManager {
         match current {
             Some(txn) => Ok(txn),
             None if self.inner.explicit => Err(Error::NoTransaction),
-            None => self.begin(),
+            None => {
+                let txn = self.new_current();
+                tracing::trace!(transaction = %txn.id(), "begin (implicit)");
+                Ok(txn)
+            }
         }
     }
 
@@ -511,19 +532,34 @@ impl TransactionManager {
         self.get()?.doom()
     }
 
-    /// Whether the current transaction is doomed; false when there is none.
+    /// Whether the current transaction is doomed. In implicit mode with no transaction the
+    /// answer is `false` (the transaction `get()` would begin is not doomed; none is
+    /// begun).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoTransaction`] in explicit mode when none has begun.
     ///
     /// # Examples
     ///
     /// ```
-    /// let manager = transaction::TransactionManager::new();
-    /// assert!(!manager.is_doomed()); // no transaction
+    /// use transaction::{Error, TransactionManager};
+    ///
+    /// let manager = TransactionManager::new();
+    /// assert!(!manager.is_doomed()?); // no transaction
     /// manager.doom()?;
-    /// assert!(manager.is_doomed());
-    /// # Ok::<(), transaction::Error>(())
+    /// assert!(manager.is_doomed()?);
+    /// let explicit = TransactionManager::builder().explicit(true).build();
+    /// assert!(matches!(explicit.is_doomed(), Err(Error::NoTransaction)));
+    /// # Ok::<(), Error>(())
     /// ```
-    pub fn is_doomed(&self) -> bool {
-        self.current().is_some_and(|t| t.is_doomed())
+    pub fn is_doomed(&self) -> Result<bool> {
+        match self.current() {
+            Some(txn) => Ok(txn.is_doomed()),
+            None if self.inner.explicit => Err(Error::NoTransaction),
+            // zope's answer (it begins one, which is not doomed) without beginning one.
+            None => Ok(false),
+        }
     }
 
     /// Takes a savepoint of the current transaction (see [`Transaction::savepoint`]).
@@ -549,7 +585,9 @@ impl TransactionManager {
         self.get()?.savepoint(optimistic)
     }
 
-    /// Registers a synchronizer, told about every transaction of this manager.
+    /// Registers a synchronizer, told about every transaction of this manager. When a
+    /// transaction is current, its [`new_transaction`](Synchronizer::new_transaction) is
+    /// called for it at once, as zope does.
     ///
     /// # Examples
     ///
@@ -577,7 +615,14 @@ impl TransactionManager {
     pub fn register_synchronizer(&self, sync: Rc<dyn Synchronizer>) -> SynchronizerId {
         let id = SynchronizerId(self.inner.next_sync.get());
         self.inner.next_sync.set(id.0 + 1);
-        self.inner.synchronizers.borrow_mut().push((id, sync));
+        self.inner
+            .synchronizers
+            .borrow_mut()
+            .push((id, sync.clone()));
+        let current = self.current();
+        if let Some(txn) = current {
+            sync.new_transaction(&txn);
+        }
         id
     }
 
@@ -610,11 +655,11 @@ impl TransactionManager {
     /// work doomed the transaction, aborts) and returns the value. An error from `work` or
     /// from the commit aborts the transaction; it is retried only when it reports itself
     /// [transient](Transient) and attempts remain, otherwise it is returned at once.
-    /// `tries` of 0 is taken as 1.
     ///
     /// # Errors
     ///
-    /// The last error of `work` or of the commit, converted with `From<Error>`.
+    /// The last error of `work` or of the commit, converted with `From<Error>`;
+    /// [`Error::NoAttempts`] when `tries` is 0 (`work` is not called).
     ///
     /// # Examples
     ///
@@ -636,7 +681,9 @@ impl TransactionManager {
         F: FnMut(&Transaction) -> std::result::Result<T, E>,
         E: From<Error> + Transient,
     {
-        let tries = tries.max(1);
+        if tries == 0 {
+            return Err(E::from(Error::NoAttempts));
+        }
         let mut attempt = 1;
         loop {
             let txn = self.begin()?;

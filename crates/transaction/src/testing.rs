@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 
-use crate::{DataManager, ResourceError, ResourceSavepoint, Transaction, Vote};
+use crate::{DataManager, ResourceError, ResourceSavepoint, Transaction, Vote, WriteState};
 
 /// A call made by the coordinator to a [`ScriptedDataManager`].
 ///
@@ -254,6 +254,7 @@ pub struct ScriptedDataManager {
     kind: Kind,
     one_phase_commit: bool,
     savepoints: bool,
+    write_state: WriteState,
     fail_on: RefCell<Vec<Call>>,
     transient: bool,
     journal: Journal,
@@ -266,6 +267,7 @@ impl fmt::Debug for ScriptedDataManager {
         f.debug_struct("ScriptedDataManager")
             .field("key", &self.key)
             .field("kind", &self.kind)
+            .field("write_state", &self.write_state)
             .field("fail_on", &self.fail_on.borrow())
             .finish_non_exhaustive()
     }
@@ -292,6 +294,7 @@ impl ScriptedDataManager {
             kind,
             one_phase_commit: false,
             savepoints: false,
+            write_state: WriteState::Unknown,
             fail_on: RefCell::new(Vec::new()),
             transient: false,
             journal: journal.clone(),
@@ -382,6 +385,40 @@ impl ScriptedDataManager {
     /// ```
     pub fn with_one_phase_commit(self: Rc<Self>) -> Rc<Self> {
         self.edit(|s| s.one_phase_commit = true)
+    }
+
+    /// Reports `state` from [`write_state`](DataManager::write_state) (default:
+    /// [`WriteState::Unknown`], as the trait's default). The state is reported as scripted,
+    /// whatever the resource's [`Kind`] makes it vote: a resource scripted
+    /// [`WriteState::Clean`] that prepares tests a resource that misjudged its writes.
+    ///
+    /// # Panics
+    ///
+    /// When the resource is already shared.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::{TransactionManager, WriteState};
+    ///
+    /// let journal = Journal::new();
+    /// let a = ScriptedDataManager::new("a", Kind::TwoPhase, &journal).with_write_state(WriteState::Dirty);
+    /// let b = ScriptedDataManager::new("b", Kind::ReadOnly, &journal).with_write_state(WriteState::Clean);
+    /// let manager = TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.join(a)?;
+    /// txn.join(b)?;
+    /// manager.commit()?;
+    /// let votes: Vec<String> = journal.calls().into_iter()
+    ///     .filter(|(_, call)| *call == Call::TpcVote)
+    ///     .map(|(key, _)| key)
+    ///     .collect();
+    /// assert_eq!(votes, ["b", "a"]); // the clean resource votes first
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
+    pub fn with_write_state(self: Rc<Self>, state: WriteState) -> Rc<Self> {
+        self.edit(|s| s.write_state = state)
     }
 
     /// Supports savepoints.
@@ -530,6 +567,10 @@ impl DataManager for ScriptedDataManager {
         self.kind == Kind::OnePhase
     }
 
+    fn write_state(&self, _: &Transaction) -> WriteState {
+        self.write_state
+    }
+
     fn abort(&self, txn: &Transaction) -> Result<(), ResourceError> {
         self.call(Call::Abort, txn)
     }
@@ -576,6 +617,10 @@ impl DataManager for ScriptedDataManager {
 
     fn branch_id(&self, txn: &Transaction) -> Option<String> {
         Some(format!("{}:{}", txn.id(), self.key))
+    }
+
+    fn supports_savepoints(&self) -> bool {
+        self.savepoints
     }
 
     fn savepoint(

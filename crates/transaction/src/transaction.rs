@@ -2,11 +2,12 @@
 
 use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::rc::{Rc, Weak};
 
-use crate::data_manager::{DataManager, Vote};
+use crate::data_manager::{DataManager, Vote, WriteState};
 use crate::error::{BoxError, Error, HeuristicError, Phase, ResourceError, Result};
 use crate::log::Branch;
 use crate::manager::ManagerInner;
@@ -91,8 +92,16 @@ impl fmt::Display for Status {
 }
 
 type BeforeCommitHook = Box<dyn FnOnce(&Transaction) -> std::result::Result<(), BoxError>>;
-type AfterCommitHook = Box<dyn FnOnce(&Transaction, bool)>;
-type AbortHook = Box<dyn FnOnce(&Transaction)>;
+type AfterCommitHook = Box<dyn FnOnce(&Transaction, bool) -> std::result::Result<(), BoxError>>;
+type AbortHook = Box<dyn FnOnce(&Transaction) -> std::result::Result<(), BoxError>>;
+
+/// The commit order: two-phase resources first, then one-phase ones; each group by sort
+/// key.
+fn commit_order(a: &Rc<dyn DataManager>, b: &Rc<dyn DataManager>) -> Ordering {
+    a.is_one_phase()
+        .cmp(&b.is_one_phase())
+        .then_with(|| a.sort_key().cmp(b.sort_key()))
+}
 
 #[derive(Default)]
 struct Meta {
@@ -415,7 +424,27 @@ impl Transaction {
         Ok(())
     }
 
-    /// The description built by [`note`](Self::note).
+    /// Replaces the description, as assigning zope's `description` does; [`note`](Self::note)
+    /// appends to it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// let txn = manager.begin()?;
+    /// txn.note("draft")?;
+    /// txn.set_description("close the account");
+    /// assert_eq!(txn.description(), "close the account");
+    /// txn.note("for alice")?;
+    /// assert_eq!(txn.description(), "close the account\nfor alice");
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
+    pub fn set_description(&self, text: impl Into<String>) {
+        self.inner.state.borrow_mut().meta.description = text.into();
+    }
+
+    /// The description built by [`note`](Self::note) and
+    /// [`set_description`](Self::set_description).
     ///
     /// # Examples
     ///
@@ -575,6 +604,10 @@ impl Transaction {
     /// the transaction enters [`Status::CommitFailed`] and `commit()` returns
     /// [`Error::Hook`].
     ///
+    /// Every hook returns `Result<(), BoxError>`: hooks are application code whose errors
+    /// are the application's own, so any error type converts with `?`, and the error comes
+    /// back unchanged as the `source()` of [`Error::Hook`].
+    ///
     /// # Examples
     ///
     /// ```
@@ -600,7 +633,9 @@ impl Transaction {
             .push(Box::new(hook));
     }
 
-    /// Adds a hook run after a commit attempt, told whether the commit succeeded.
+    /// Adds a hook run after a commit attempt (after synchronizers' `after_completion`),
+    /// told whether the commit succeeded. Its error is logged at error level and never
+    /// changes the outcome: the commit has happened, or failed, already.
     ///
     /// # Examples
     ///
@@ -614,12 +649,23 @@ impl Transaction {
     /// txn.join(ScriptedDataManager::new("db", Kind::TwoPhase, &Journal::new()).fail_on(Call::TpcVote))?;
     /// let outcome = Rc::new(Cell::new(None));
     /// let seen = outcome.clone();
-    /// txn.add_after_commit_hook(move |_, ok| seen.set(Some(ok)));
+    /// txn.add_after_commit_hook(move |_, ok| {
+    ///     seen.set(Some(ok));
+    ///     Ok(())
+    /// });
     /// assert!(txn.commit().is_err());
     /// assert_eq!(outcome.get(), Some(false));
+    /// txn.abort()?;
+    ///
+    /// let txn = manager.begin()?;
+    /// txn.add_after_commit_hook(|_, _| Err("the mail server is down".into()));
+    /// txn.commit()?; // logged; the commit stands
     /// # Ok::<(), transaction::Error>(())
     /// ```
-    pub fn add_after_commit_hook(&self, hook: impl FnOnce(&Transaction, bool) + 'static) {
+    pub fn add_after_commit_hook(
+        &self,
+        hook: impl FnOnce(&Transaction, bool) -> std::result::Result<(), BoxError> + 'static,
+    ) {
         self.inner
             .state
             .borrow_mut()
@@ -627,7 +673,10 @@ impl Transaction {
             .push(Box::new(hook));
     }
 
-    /// Adds a hook run at the start of `abort()`.
+    /// Adds a hook run at the start of `abort()`, before synchronizers'
+    /// `before_completion`. If it fails, the error is logged at error level, the abort
+    /// still completes, and `abort()` returns the first such error as [`Error::Hook`] with
+    /// [`Phase::BeforeAbortHook`].
     ///
     /// # Examples
     ///
@@ -640,12 +689,18 @@ impl Transaction {
     /// let txn = manager.begin()?;
     /// let seen = Rc::new(Cell::new(None));
     /// let status = seen.clone();
-    /// txn.add_before_abort_hook(move |txn| status.set(Some(txn.status())));
+    /// txn.add_before_abort_hook(move |txn| {
+    ///     status.set(Some(txn.status()));
+    ///     Ok(())
+    /// });
     /// txn.abort()?;
     /// assert_eq!(seen.get(), Some(Status::Active)); // ran before the resources aborted
     /// # Ok::<(), transaction::Error>(())
     /// ```
-    pub fn add_before_abort_hook(&self, hook: impl FnOnce(&Transaction) + 'static) {
+    pub fn add_before_abort_hook(
+        &self,
+        hook: impl FnOnce(&Transaction) -> std::result::Result<(), BoxError> + 'static,
+    ) {
         self.inner
             .state
             .borrow_mut()
@@ -653,7 +708,10 @@ impl Transaction {
             .push(Box::new(hook));
     }
 
-    /// Adds a hook run at the end of `abort()`.
+    /// Adds a hook run once every resource has aborted, before synchronizers'
+    /// `after_completion` (zope's order). If it fails, the error is logged at error level,
+    /// the other hooks still run, and `abort()` returns the first error of the abort as
+    /// [`Error::Hook`] with [`Phase::AfterAbortHook`].
     ///
     /// # Examples
     ///
@@ -666,12 +724,24 @@ impl Transaction {
     /// let txn = manager.begin()?;
     /// let seen = Rc::new(Cell::new(None));
     /// let status = seen.clone();
-    /// txn.add_after_abort_hook(move |txn| status.set(Some(txn.status())));
+    /// txn.add_after_abort_hook(move |txn| {
+    ///     status.set(Some(txn.status()));
+    ///     Ok(())
+    /// });
     /// txn.abort()?;
     /// assert_eq!(seen.get(), Some(Status::Aborted));
+    ///
+    /// let txn = manager.begin()?;
+    /// txn.add_after_abort_hook(|_| Err("cache not cleared".into()));
+    /// let err = txn.abort().unwrap_err();
+    /// assert_eq!(err.phase(), Some(transaction::Phase::AfterAbortHook));
+    /// assert_eq!(txn.status(), Status::Aborted); // the abort completed
     /// # Ok::<(), transaction::Error>(())
     /// ```
-    pub fn add_after_abort_hook(&self, hook: impl FnOnce(&Transaction) + 'static) {
+    pub fn add_after_abort_hook(
+        &self,
+        hook: impl FnOnce(&Transaction) -> std::result::Result<(), BoxError> + 'static,
+    ) {
         self.inner
             .state
             .borrow_mut()
@@ -748,13 +818,33 @@ impl Transaction {
                 st.status = Status::Committing;
                 std::mem::take(&mut st.resources)
             };
+            // The join order is remembered (on the stack for up to 16 resources) so that a
+            // failed commit can put it back.
+            let mut inline = [std::ptr::null::<()>(); 16];
+            let mut spilled = Vec::new();
+            let join_order: &mut [*const ()] = if resources.len() <= inline.len() {
+                &mut inline[..resources.len()]
+            } else {
+                spilled.resize(resources.len(), std::ptr::null());
+                &mut spilled[..]
+            };
+            for (slot, r) in join_order.iter_mut().zip(&resources) {
+                *slot = Rc::as_ptr(r).cast::<()>();
+            }
             // Two-phase resources first, then one-phase ones; each group by sort key.
-            resources.sort_by(|a, b| {
-                a.is_one_phase()
-                    .cmp(&b.is_one_phase())
-                    .then_with(|| a.sort_key().cmp(b.sort_key()))
-            });
-            self.commit_resources(&resources)
+            resources.sort_by(commit_order);
+            let result = self.commit_resources(&resources);
+            if result.is_err() {
+                // The resources stay joined until the transaction ends: abort() asks each
+                // of them once more, in join order, as zope does. (Nothing joined
+                // meanwhile: joining is refused while committing.)
+                resources.sort_by_key(|r| {
+                    let ptr = Rc::as_ptr(r).cast::<()>();
+                    join_order.iter().position(|p| *p == ptr)
+                });
+                self.inner.state.borrow_mut().resources = resources;
+            }
+            result
         };
         let ok = result.is_ok();
         self.set_status(if ok {
@@ -767,9 +857,43 @@ impl Transaction {
             if let Some(m) = self.manager() {
                 m.free(self);
             }
+            self.forget_everything();
             tracing::debug!(transaction = %self.id(), "committed");
         }
         result
+    }
+
+    /// Once the transaction has ended, drops what it held, as zope's `_free` does: its
+    /// resources, hooks, per-transaction data and extensions. The user and the description
+    /// stay, for code that reports on the transaction afterwards.
+    fn forget_everything(&self) {
+        let dropped = {
+            let mut guard = self.inner.state.borrow_mut();
+            let st = &mut *guard;
+            // After a commit almost everything is empty already: take only what is not.
+            if st.resources.is_empty()
+                && st.before_commit.is_empty()
+                && st.after_commit.is_empty()
+                && st.before_abort.is_empty()
+                && st.after_abort.is_empty()
+                && st.data.is_empty()
+                && st.meta.extension.is_empty()
+            {
+                return;
+            }
+            (
+                std::mem::take(&mut st.resources),
+                std::mem::take(&mut st.before_commit),
+                std::mem::take(&mut st.after_commit),
+                std::mem::take(&mut st.before_abort),
+                std::mem::take(&mut st.after_abort),
+                (!st.data.is_empty()).then(|| std::mem::take(&mut st.data)),
+                std::mem::take(&mut st.meta.extension),
+            )
+        };
+        // Dropped outside the borrow: a resource's, a hook's or a value's Drop may call
+        // back into the transaction.
+        drop(dropped);
     }
 
     fn check_committable(&self) -> Result<()> {
@@ -812,7 +936,7 @@ impl Transaction {
             let mut st = self.inner.state.borrow_mut();
             st.before_commit.clear();
             st.status = Status::Committing;
-            std::mem::take(&mut st.resources)
+            st.resources.clone()
         };
         tracing::warn!(transaction = %self.id(), error = %err, "commit failed before the two-phase protocol started");
         self.cleanup(&resources, 0, 0);
@@ -827,7 +951,10 @@ impl Transaction {
         }
         let hooks = std::mem::take(&mut self.inner.state.borrow_mut().after_commit);
         for hook in hooks {
-            hook(self, committed);
+            // The commit has happened (or failed) already: an error here changes nothing.
+            if let Err(e) = hook(self, committed) {
+                tracing::error!(transaction = %self.id(), phase = %Phase::AfterCommitHook, error = %e, "after-commit hook failed; the outcome of the commit stands");
+            }
         }
     }
 
@@ -865,6 +992,10 @@ impl Transaction {
             }
         }
 
+        // From the votes on, resources go in vote order: every resource has seen
+        // `tpc_begin` and `commit`, so cleanup needs no other order.
+        let reordered = self.vote_order(resources);
+        let resources = reordered.as_deref().unwrap_or(resources);
         let mut votes: Vec<Vote> = Vec::with_capacity(resources.len());
         let last = resources.len().wrapping_sub(1);
         for (i, r) in resources.iter().enumerate() {
@@ -949,6 +1080,42 @@ impl Transaction {
         Err(Error::Heuristic(Box::new(err)))
     }
 
+    /// The order in which resources vote: two-phase resources that know they wrote
+    /// nothing, then those that may have written, then those that wrote, then one-phase
+    /// resources; each group keeps the commit order (`sort_key`). The last resource to vote
+    /// is the one that may commit in one phase, so the resource most likely to be the only
+    /// writer goes there, and every resource that may have written before it is asked
+    /// through `tpc_vote` rather than assumed read-only.
+    ///
+    /// `None` when that is the commit order already (every resource reports the same
+    /// state, as when none says anything): the common case allocates nothing.
+    fn vote_order(&self, resources: &[Rc<dyn DataManager>]) -> Option<Vec<Rc<dyn DataManager>>> {
+        const INLINE: usize = 16;
+        let mut inline = [(false, 0u8); INLINE];
+        let mut spilled = Vec::new();
+        let keys: &mut [(bool, u8)] = if resources.len() <= INLINE {
+            &mut inline[..resources.len()]
+        } else {
+            spilled.resize(resources.len(), (false, 0u8));
+            &mut spilled
+        };
+        for (key, r) in keys.iter_mut().zip(resources) {
+            let rank = match r.write_state(self) {
+                WriteState::Clean => 0,
+                WriteState::Unknown => 1,
+                WriteState::Dirty => 2,
+            };
+            *key = (r.is_one_phase(), rank);
+        }
+        if keys.windows(2).all(|w| w[0] <= w[1]) {
+            return None;
+        }
+        let mut order: Vec<usize> = (0..resources.len()).collect();
+        // Stable: within a group, the commit order (`sort_key`) is kept.
+        order.sort_by_key(|&i| keys[i]);
+        Some(order.into_iter().map(|i| resources[i].clone()).collect())
+    }
+
     /// A failure before the decision: roll everything back and describe it.
     ///
     /// `votes` holds the votes of the resources before `failed_at`; `begun` is how many
@@ -1003,11 +1170,19 @@ impl Transaction {
     /// Aborts the transaction: every joined resource discards its work. Aborting an
     /// aborted transaction does nothing.
     ///
+    /// In zope's order: before-abort hooks; synchronizers' `before_completion`; `abort` on
+    /// every joined resource (after a failed commit too: each is asked once more); the
+    /// after-abort hooks; then synchronizers' `after_completion`. Each step runs whatever
+    /// failed before it, and the transaction always ends: the manager frees it, and it
+    /// drops its resources, hooks, data and extensions.
+    ///
     /// # Errors
     ///
-    /// [`Error::Resource`] with [`Phase::Abort`] for the first resource whose abort failed
-    /// (every resource is still asked to abort, and the transaction still ends);
-    /// [`Error::InvalidState`] for a committed transaction.
+    /// The first failure, in that order, after every step has run: [`Error::Hook`] for a
+    /// failed abort hook ([`Phase::BeforeAbortHook`], [`Phase::AfterAbortHook`]) or
+    /// synchronizer ([`Phase::BeforeCompletion`]), [`Error::Resource`] with
+    /// [`Phase::Abort`] for a resource whose abort failed. Each failure is also logged at
+    /// error level. [`Error::InvalidState`] for a committed transaction.
     ///
     /// # Examples
     ///
@@ -1035,23 +1210,25 @@ impl Transaction {
                 })
             }
         }
+        // Every step runs whatever failed before it; the first failure is returned.
+        let mut first: Option<Error> = None;
+        let mut failed = |err: Error| {
+            if first.is_none() {
+                first = Some(err);
+            }
+        };
+        self.run_abort_hooks(Phase::BeforeAbortHook, &mut failed);
         self.invalidate_savepoints();
-        loop {
-            let hooks = std::mem::take(&mut self.inner.state.borrow_mut().before_abort);
-            if hooks.is_empty() {
-                break;
-            }
-            for hook in hooks {
-                hook(self);
-            }
-        }
         let synchronizers = self.synchronizers();
         for sync in &synchronizers {
-            if let Err(e) = sync.before_completion(self) {
-                tracing::warn!(transaction = %self.id(), error = %e, "synchronizer before_completion failed during abort");
+            if let Err(source) = sync.before_completion(self) {
+                tracing::error!(transaction = %self.id(), phase = %Phase::BeforeCompletion, error = %source, "synchronizer before_completion failed during abort; aborting anyway");
+                failed(Error::Hook {
+                    phase: Phase::BeforeCompletion,
+                    source,
+                });
             }
         }
-        let mut first: Option<Error> = None;
         // The transaction is still active while resources abort, so one may join another
         // resource (re-entrancy); abort those too rather than leave them joined to an
         // aborted transaction.
@@ -1063,13 +1240,11 @@ impl Transaction {
             for r in &resources {
                 if let Err(source) = r.abort(self) {
                     tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %source, "abort failed");
-                    if first.is_none() {
-                        first = Some(Error::Resource {
-                            phase: Phase::Abort,
-                            resource: r.sort_key().to_owned(),
-                            source,
-                        });
-                    }
+                    failed(Error::Resource {
+                        phase: Phase::Abort,
+                        resource: r.sort_key().to_owned(),
+                        source,
+                    });
                 }
             }
         }
@@ -1079,18 +1254,41 @@ impl Transaction {
             st.before_commit.clear();
             st.after_commit.clear();
         }
-        for sync in &synchronizers {
-            sync.after_completion(self);
-        }
-        let hooks = std::mem::take(&mut self.inner.state.borrow_mut().after_abort);
-        for hook in hooks {
-            hook(self);
-        }
+        self.run_abort_hooks(Phase::AfterAbortHook, &mut failed);
         if let Some(m) = self.manager() {
             m.free(self);
         }
+        // As in zope, synchronizers hear of the end after the after-abort hooks ran.
+        for sync in &synchronizers {
+            sync.after_completion(self);
+        }
+        self.forget_everything();
         tracing::debug!(transaction = %self.id(), "aborted");
         first.map_or(Ok(()), Err)
+    }
+
+    /// Runs the before-abort or after-abort hooks until none is left (a hook may add
+    /// more); a failure is logged and handed to `failed`, and the other hooks still run.
+    fn run_abort_hooks(&self, phase: Phase, failed: &mut impl FnMut(Error)) {
+        loop {
+            let hooks = {
+                let mut st = self.inner.state.borrow_mut();
+                if phase == Phase::BeforeAbortHook {
+                    std::mem::take(&mut st.before_abort)
+                } else {
+                    std::mem::take(&mut st.after_abort)
+                }
+            };
+            if hooks.is_empty() {
+                return;
+            }
+            for hook in hooks {
+                if let Err(source) = hook(self) {
+                    tracing::error!(transaction = %self.id(), phase = %phase, error = %source, "{phase} failed; aborting anyway");
+                    failed(Error::Hook { phase, source });
+                }
+            }
+        }
     }
 
     /// Aborts on behalf of a manager that is going away, logging at warn level.
@@ -1101,11 +1299,16 @@ impl Transaction {
             Status::Active | Status::Doomed | Status::CommitFailed
         );
         let had_work = !st.resources.is_empty();
+        let failed = st.status == Status::CommitFailed;
         drop(st);
         if !live {
             return;
         }
-        if had_work {
+        if failed {
+            // The failed commit may have been a heuristic outcome: do not claim nothing
+            // committed.
+            tracing::warn!(transaction = %self.id(), "{why} after a failed commit: aborting it");
+        } else if had_work {
             tracing::warn!(transaction = %self.id(), "{why} with a transaction still open: aborting it, nothing is committed");
         }
         if let Err(e) = self.abort() {
@@ -1115,9 +1318,10 @@ impl Transaction {
 
     /// Takes a savepoint of every joined resource.
     ///
-    /// With `optimistic` false, every resource must support savepoints. With `optimistic`
-    /// true, resources that do not are accepted, and rolling back the savepoint fails
-    /// instead.
+    /// With `optimistic` false, every resource must
+    /// [support savepoints](DataManager::supports_savepoints): if one does not, the
+    /// savepoint is refused before any resource takes one. With `optimistic` true,
+    /// resources that do not are accepted, and rolling back the savepoint fails instead.
     ///
     /// # Errors
     ///
@@ -1158,13 +1362,26 @@ impl Transaction {
             }
             st.resources.clone()
         };
+        // Refuse before any resource takes a savepoint, so that none is left behind.
+        if !optimistic {
+            if let Some(r) = resources.iter().find(|r| !r.supports_savepoints()) {
+                return Err(Error::SavepointNotSupported {
+                    resource: r.sort_key().to_owned(),
+                });
+            }
+        }
         // Resources that join while the savepoint is taken (re-entrancy) have no state in
         // it: count them as late joiners, aborted on rollback.
         let joined = resources.len();
         let mut states = Vec::with_capacity(resources.len());
         for r in resources {
+            if !r.supports_savepoints() {
+                states.push((r, None)); // optimistic: rolling back will fail instead
+                continue;
+            }
             match r.savepoint(self) {
                 Some(Ok(sp)) => states.push((r, Some(sp))),
+                // A resource that said it supports savepoints and then took none.
                 None if optimistic => states.push((r, None)),
                 None => {
                     return Err(Error::SavepointNotSupported {
@@ -1233,7 +1450,7 @@ mod tests {
 
     use super::*;
     use crate::testing::{Call, Journal, Kind, ScriptedDataManager};
-    use crate::TransactionManager;
+    use crate::{TransactionManager, WriteState};
 
     fn joined(manager: &TransactionManager, resources: &[&Rc<ScriptedDataManager>]) -> Transaction {
         let txn = manager.begin().expect("begin");
@@ -1320,6 +1537,211 @@ mod tests {
             journal.calls_of("a"),
             [Call::TpcBegin, Call::Commit, Call::TpcVote]
         );
+    }
+
+    fn votes(journal: &Journal) -> Vec<(String, Call)> {
+        journal
+            .calls()
+            .into_iter()
+            .filter(|(_, c)| matches!(c, Call::TpcVote | Call::CommitOnePhase))
+            .collect()
+    }
+
+    /// Three resources of which only `writer` wrote, beside clean readers `m` and `n`.
+    fn one_writer_among_clean_readers(writer: &str) {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let mut resources = vec![ScriptedDataManager::new(writer, Kind::TwoPhase, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Dirty)];
+        for key in ["m", "n"] {
+            resources.push(
+                ScriptedDataManager::new(key, Kind::ReadOnly, &journal)
+                    .with_one_phase_commit()
+                    .with_write_state(WriteState::Clean),
+            );
+        }
+        let refs: Vec<&Rc<ScriptedDataManager>> = resources.iter().collect();
+        joined(&manager, &refs).commit().expect("commit");
+        assert_eq!(
+            journal.calls_of(writer),
+            [Call::TpcBegin, Call::Commit, Call::CommitOnePhase],
+            "{writer} wrote alone and commits in one phase"
+        );
+        assert_eq!(
+            votes(&journal),
+            [
+                ("m".to_owned(), Call::TpcVote),
+                ("n".to_owned(), Call::TpcVote),
+                (writer.to_owned(), Call::CommitOnePhase)
+            ]
+        );
+        assert!(resources[0].committed());
+    }
+
+    #[test]
+    fn a_lone_writer_that_sorts_first_commits_in_one_phase() {
+        one_writer_among_clean_readers("a");
+    }
+
+    #[test]
+    fn a_lone_writer_that_sorts_in_the_middle_commits_in_one_phase() {
+        one_writer_among_clean_readers("m2");
+    }
+
+    #[test]
+    fn a_lone_writer_that_sorts_last_commits_in_one_phase() {
+        one_writer_among_clean_readers("z");
+    }
+
+    #[test]
+    fn resources_that_may_have_written_are_asked_before_the_writer() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let writer = ScriptedDataManager::new("a", Kind::TwoPhase, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Dirty);
+        // Both may have written: neither is assumed read-only.
+        let unsure_reader = ScriptedDataManager::new("b", Kind::ReadOnly, &journal)
+            .with_write_state(WriteState::Unknown);
+        let unsure_writer = ScriptedDataManager::new("c", Kind::TwoPhase, &journal)
+            .with_write_state(WriteState::Unknown);
+        let txn = joined(&manager, &[&writer, &unsure_reader, &unsure_writer]);
+        txn.commit().expect("commit");
+        assert_eq!(
+            votes(&journal),
+            [
+                ("b".to_owned(), Call::TpcVote),
+                ("c".to_owned(), Call::TpcVote),
+                ("a".to_owned(), Call::TpcVote)
+            ],
+            "the unknown ones are voted first, and c's prepared vote makes it two-phase"
+        );
+        assert_eq!(journal.calls_of("a").last(), Some(&Call::TpcFinish));
+        assert_eq!(journal.calls_of("c").last(), Some(&Call::TpcFinish));
+        assert!(writer.committed() && unsure_writer.committed());
+    }
+
+    #[test]
+    fn an_unknown_resource_that_votes_read_only_leaves_the_writer_alone() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let writer = ScriptedDataManager::new("a", Kind::TwoPhase, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Dirty);
+        let unsure = ScriptedDataManager::new("b", Kind::ReadOnly, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Unknown);
+        joined(&manager, &[&writer, &unsure])
+            .commit()
+            .expect("commit");
+        assert_eq!(
+            votes(&journal),
+            [
+                ("b".to_owned(), Call::TpcVote),
+                ("a".to_owned(), Call::CommitOnePhase)
+            ]
+        );
+    }
+
+    #[test]
+    fn two_writers_commit_in_two_phases() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let a = ScriptedDataManager::new("a", Kind::TwoPhase, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Dirty);
+        let b = ScriptedDataManager::new("b", Kind::ReadOnly, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Clean);
+        let c = ScriptedDataManager::new("c", Kind::TwoPhase, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Dirty);
+        joined(&manager, &[&c, &b, &a]).commit().expect("commit");
+        for key in ["a", "c"] {
+            assert_eq!(
+                journal.calls_of(key),
+                [Call::TpcBegin, Call::Commit, Call::TpcVote, Call::TpcFinish]
+            );
+        }
+        assert_eq!(
+            votes(&journal),
+            [
+                ("b".to_owned(), Call::TpcVote),
+                ("a".to_owned(), Call::TpcVote),
+                ("c".to_owned(), Call::TpcVote)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_lone_writer_among_many_clean_resources_commits_in_one_phase() {
+        // More resources than the vote order keeps inline.
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let writer = ScriptedDataManager::new("a00", Kind::TwoPhase, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Dirty);
+        let mut resources = vec![writer.clone()];
+        for i in 1..20 {
+            resources.push(
+                ScriptedDataManager::new(&format!("a{i:02}"), Kind::ReadOnly, &journal)
+                    .with_write_state(WriteState::Clean),
+            );
+        }
+        let refs: Vec<&Rc<ScriptedDataManager>> = resources.iter().rev().collect();
+        joined(&manager, &refs).commit().expect("commit");
+        let order = votes(&journal);
+        assert_eq!(order.len(), 20);
+        assert_eq!(order[0], ("a01".to_owned(), Call::TpcVote));
+        assert_eq!(order[19], ("a00".to_owned(), Call::CommitOnePhase));
+        assert!(writer.committed());
+    }
+
+    #[test]
+    fn abort_after_a_failed_commit_of_many_resources_keeps_their_join_order() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let keys: Vec<String> = (0..20).rev().map(|i| format!("r{i:02}")).collect();
+        let resources: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let r = ScriptedDataManager::new(k, Kind::TwoPhase, &journal);
+                if k == "r07" {
+                    r.fail_on(Call::TpcVote)
+                } else {
+                    r
+                }
+            })
+            .collect();
+        let refs: Vec<&Rc<ScriptedDataManager>> = resources.iter().collect();
+        let txn = joined(&manager, &refs);
+        txn.commit().expect_err("r07 fails its vote");
+        journal.clear();
+        txn.abort().expect("abort");
+        let aborted: Vec<String> = journal.calls().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(aborted, keys, "join order, not commit order");
+    }
+
+    #[test]
+    fn a_one_phase_resource_votes_last_and_alone_whatever_the_write_states() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let sqlite = ScriptedDataManager::new("a-sqlite", Kind::OnePhase, &journal)
+            .with_write_state(WriteState::Clean);
+        let pg = ScriptedDataManager::new("z-postgres", Kind::TwoPhase, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Dirty);
+        joined(&manager, &[&sqlite, &pg]).commit().expect("commit");
+        assert_eq!(
+            votes(&journal),
+            [
+                ("z-postgres".to_owned(), Call::TpcVote),
+                ("a-sqlite".to_owned(), Call::TpcVote)
+            ],
+            "the two-phase writer prepares: the one-phase resource's vote is the commit point"
+        );
+        assert!(sqlite.committed() && pg.committed());
     }
 
     #[test]

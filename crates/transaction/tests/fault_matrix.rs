@@ -1,5 +1,7 @@
 //! The exhaustive fault matrix: every mix of 1 to 3 resources (two-phase, two-phase with
-//! one-phase commit, one-phase, read-only), joined in every order, with no fault, every
+//! one-phase commit, one-phase, read-only, each saying nothing of its writes; a writer
+//! with one-phase commit that says it wrote; a read-only resource that says it wrote
+//! nothing), joined in every order, with no fault, every
 //! single fault and every pair of faults (a failing call of a resource, or a failing
 //! decision-log record), each checked against the reference model in `support::model`:
 //! the calls each resource got and their order, the outcome (error kind, phase, resource,
@@ -15,17 +17,19 @@ use std::rc::Rc;
 
 use tracing::Level;
 use transaction::testing::{Call, Journal, Kind};
-use transaction::{Error, MemoryDecisionLog, Status, TransactionManager};
+use transaction::{Error, MemoryDecisionLog, Status, TransactionManager, WriteState};
 
 use support::logs::Logs;
 use support::model::{predict_commit, Outcome, Spec};
 
-/// The four kinds of resource, as (kind, supports one-phase commit).
-const KINDS: [(Kind, bool); 4] = [
-    (Kind::TwoPhase, false),
-    (Kind::TwoPhase, true),
-    (Kind::OnePhase, false),
-    (Kind::ReadOnly, false),
+/// The six kinds of resource, as (kind, supports one-phase commit, write state).
+const KINDS: [(Kind, bool, WriteState); 6] = [
+    (Kind::TwoPhase, false, WriteState::Unknown),
+    (Kind::TwoPhase, true, WriteState::Unknown),
+    (Kind::OnePhase, false, WriteState::Unknown),
+    (Kind::ReadOnly, false, WriteState::Unknown),
+    (Kind::TwoPhase, true, WriteState::Dirty),
+    (Kind::ReadOnly, false, WriteState::Clean),
 ];
 
 /// Every call that can be made to fail: the protocol's steps, and the cleanup calls.
@@ -50,7 +54,7 @@ enum Fault {
 }
 
 /// Every list of `n` kinds.
-fn kind_mixes(n: usize) -> Vec<Vec<(Kind, bool)>> {
+fn kind_mixes(n: usize) -> Vec<Vec<(Kind, bool, WriteState)>> {
     let mut mixes = vec![Vec::new()];
     for _ in 0..n {
         mixes = mixes
@@ -155,7 +159,10 @@ fn check_case(
     }
     let told = Rc::new(std::cell::Cell::new(None));
     let told_in_hook = told.clone();
-    txn.add_after_commit_hook(move |_, ok| told_in_hook.set(Some(ok)));
+    txn.add_after_commit_hook(move |_, ok| {
+        told_in_hook.set(Some(ok));
+        Ok(())
+    });
 
     let result = manager.commit();
 
@@ -228,16 +235,40 @@ fn check_case(
     };
     assert_eq!(log.forgotten(), forgotten, "forgotten: {case}");
 
-    // After a failure only abort() is accepted, and it touches no resource again.
+    // After a failure only abort() is accepted; as in zope it calls `abort` once more on
+    // every joined resource, in join order, and reports the first failure.
     if result.is_err() {
         assert!(
             matches!(txn.commit(), Err(Error::TransactionFailed)),
             "{case}"
         );
-        let before = journal.calls().len();
-        manager.abort().expect("abort clears a failed transaction");
+        journal.clear();
+        let aborted = manager.abort();
         assert_eq!(txn.status(), Status::Aborted, "{case}");
-        assert_eq!(journal.calls().len(), before, "abort after failure: {case}");
+        let joined: Vec<&Spec> = join_order.iter().map(|&i| &specs[i]).collect();
+        let expected_calls: Vec<(String, Call)> = joined
+            .iter()
+            .map(|s| (s.key.clone(), Call::Abort))
+            .collect();
+        assert_eq!(
+            journal.calls(),
+            expected_calls,
+            "abort after failure: {case}"
+        );
+        let expected_outcome =
+            joined
+                .iter()
+                .find(|s| s.fails(Call::Abort))
+                .map_or(Outcome::Ok, |s| Outcome::Resource {
+                    phase: transaction::Phase::Abort,
+                    resource: s.key.clone(),
+                    call: Call::Abort,
+                });
+        assert_eq!(
+            Outcome::of(&aborted),
+            expected_outcome,
+            "abort after failure: {case}"
+        );
     }
     assert!(manager.current().is_none(), "the transaction ended: {case}");
 }
@@ -247,14 +278,18 @@ fn run_matrix(n: usize) -> usize {
     let _guard = tracing::dispatcher::set_default(&logs.dispatch());
     let mut cases = 0;
     for kinds in kind_mixes(n) {
-        let one_phase = kinds.iter().filter(|(k, _)| *k == Kind::OnePhase).count();
+        let one_phase = kinds
+            .iter()
+            .filter(|(k, _, _)| *k == Kind::OnePhase)
+            .count();
         for plan in fault_plans(n) {
             let specs: Vec<Spec> = kinds
                 .iter()
                 .enumerate()
-                .map(|(i, (kind, one_phase_commit))| {
+                .map(|(i, (kind, one_phase_commit, write_state))| {
                     let mut spec = Spec::new(KEYS[i], *kind);
                     spec.one_phase_commit = *one_phase_commit;
+                    spec.write_state = *write_state;
                     spec.fails = plan
                         .iter()
                         .filter_map(|f| match f {
@@ -281,19 +316,19 @@ fn run_matrix(n: usize) -> usize {
 
 #[test]
 fn every_fault_with_one_resource_matches_the_model() {
-    assert_eq!(run_matrix(1), 4 * (1 + 8 + 28));
+    assert_eq!(run_matrix(1), 6 * (1 + 8 + 28));
 }
 
 #[test]
 fn every_fault_pair_with_two_resources_in_either_join_order_matches_the_model() {
-    // 16 mixes, 1 of them with two one-phase resources (also run accepting the risk).
-    assert_eq!(run_matrix(2), 17 * (1 + 15 + 105) * 2);
+    // 36 mixes, 1 of them with two one-phase resources (also run accepting the risk).
+    assert_eq!(run_matrix(2), 37 * (1 + 15 + 105) * 2);
 }
 
 #[test]
 fn every_fault_pair_with_three_resources_in_every_join_order_matches_the_model() {
-    // 64 mixes, 10 of them with two or three one-phase resources.
-    assert_eq!(run_matrix(3), 74 * (1 + 22 + 231) * 6);
+    // 216 mixes, 16 of them with two or three one-phase resources.
+    assert_eq!(run_matrix(3), 232 * (1 + 22 + 231) * 6);
 }
 
 /// The matrix must not be vacuous: the model predicts every kind of outcome somewhere.
@@ -306,9 +341,10 @@ fn the_matrix_reaches_every_kind_of_outcome() {
                 let specs: Vec<Spec> = kinds
                     .iter()
                     .enumerate()
-                    .map(|(i, (kind, opc))| {
+                    .map(|(i, (kind, opc, write_state))| {
                         let mut s = Spec::new(KEYS[i], *kind);
                         s.one_phase_commit = *opc;
+                        s.write_state = *write_state;
                         s.fails = plan
                             .iter()
                             .filter_map(|f| match f {

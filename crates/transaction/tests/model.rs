@@ -1,6 +1,6 @@
 //! Property test: random sequences of join / rejoin / note / savepoint / rollback / doom /
-//! commit / abort, over scripted resources of random kinds that fail random calls, run
-//! against a manager and against a small reference model. After every operation the
+//! commit / abort, over scripted resources of random kinds and write states that fail
+//! random calls, run against a manager and against a small reference model. After every operation the
 //! outcome (error kind, phase, resource, cause), the calls each resource received, the
 //! current transaction's status and resources, which resources committed, which
 //! savepoints are valid and what the decision log holds in doubt must agree.
@@ -14,7 +14,9 @@ use std::rc::Rc;
 
 use proptest::prelude::*;
 use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
-use transaction::{DataManager, MemoryDecisionLog, Phase, Savepoint, Status, TransactionManager};
+use transaction::{
+    DataManager, MemoryDecisionLog, Phase, Savepoint, Status, TransactionManager, WriteState,
+};
 
 use support::model::{predict_commit, Outcome, Spec};
 
@@ -61,15 +63,25 @@ fn spec_strategy() -> impl Strategy<Value = Spec> {
         3 => Just(Vec::new()),
         1 => proptest::collection::vec(proptest::sample::select(FAILABLE.to_vec()), 1..=2),
     ];
+    // Every write state with every kind, including misjudged ones (a clean resource that
+    // prepares, a dirty one that votes read-only): the coordinator must stay correct.
+    let write_state = prop_oneof![
+        Just(WriteState::Unknown),
+        Just(WriteState::Clean),
+        Just(WriteState::Dirty),
+    ];
     // The rank orders resources by sort key independently of their join order; the key is
     // made unique when the operation runs.
-    (0u8..10, kind, any::<bool>(), fails).prop_map(|(rank, (kind, opc), savepoints, fails)| {
-        let mut spec = Spec::new(&format!("r{rank}"), kind);
-        spec.one_phase_commit = opc;
-        spec.savepoints = savepoints;
-        spec.fails = fails;
-        spec
-    })
+    (0u8..10, kind, write_state, any::<bool>(), fails).prop_map(
+        |(rank, (kind, opc), write_state, savepoints, fails)| {
+            let mut spec = Spec::new(&format!("r{rank}"), kind);
+            spec.one_phase_commit = opc;
+            spec.write_state = write_state;
+            spec.savepoints = savepoints;
+            spec.fails = fails;
+            spec
+        },
+    )
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -176,6 +188,14 @@ impl Model {
             return Outcome::TransactionFailed;
         }
         let (serial, joined) = (t.serial, t.joined.clone());
+        // Refused before any resource takes one.
+        if !optimistic {
+            if let Some(&id) = joined.iter().find(|&&id| !self.specs[id].savepoints) {
+                return Outcome::SavepointNotSupported {
+                    resource: self.key(id),
+                };
+            }
+        }
         let mut states = Vec::new();
         for id in joined.iter().copied() {
             let spec = &self.specs[id];
@@ -275,7 +295,9 @@ impl Model {
             Status::CommitFailed => return Outcome::TransactionFailed,
             _ => {}
         }
-        let (serial, joined) = (t.serial, std::mem::take(&mut t.joined));
+        // The resources stay joined until the transaction ends: abort() after a failed
+        // commit aborts each once more.
+        let (serial, joined) = (t.serial, t.joined.clone());
         self.invalidate_savepoints(serial, None);
         let specs: Vec<Spec> = joined.iter().map(|&id| self.specs[id].clone()).collect();
         let p = predict_commit(&specs, false, false);

@@ -1,5 +1,5 @@
-//! One or more tests for each numbered semantic of the `transaction` crate's issue
-//! (zope.transaction's behaviour), through the public API and `transaction::testing`.
+//! One or more tests for each numbered semantic of the `transaction` crate (zope.transaction's
+//! behaviour as its users rely on it), through the public API and `transaction::testing`.
 //!
 //! Tests use their own `TransactionManager` value where they can; those that use the
 //! thread's default manager run on the test's own thread and leave no transaction open.
@@ -138,7 +138,8 @@ fn commit_runs_hooks_synchronizers_and_phases_in_order() {
     });
     let e = events.clone();
     txn.add_after_commit_hook(move |t, ok| {
-        e.push(format!("after-commit hook {ok} {}", t.status()))
+        e.push(format!("after-commit hook {ok} {}", t.status()));
+        Ok(())
     });
     manager.commit().unwrap();
 
@@ -267,7 +268,10 @@ fn before_commit_hook_error_fails_the_commit_and_aborts_every_resource() {
     txn.add_before_commit_hook(|_| Err("validation failed".into()));
     let told = Rc::new(Cell::new(None));
     let t = told.clone();
-    txn.add_after_commit_hook(move |_, ok| t.set(Some(ok)));
+    txn.add_after_commit_hook(move |_, ok| {
+        t.set(Some(ok));
+        Ok(())
+    });
 
     let err = manager.commit().unwrap_err();
 
@@ -319,7 +323,11 @@ fn synchronizer_before_completion_error_fails_the_commit_like_a_hook() {
     assert_eq!(err.source().unwrap().to_string(), "synchronizer refuses");
     assert_eq!(journal.calls_of("a"), [Abort]);
     assert_eq!(manager.get().unwrap().status(), Status::CommitFailed);
-    manager.abort().unwrap();
+    // The synchronizer refuses again in abort(): the abort completes and says so.
+    let err = manager.abort().unwrap_err();
+    assert_eq!(err.phase(), Some(Phase::BeforeCompletion));
+    assert_eq!(journal.calls_of("a"), [Abort, Abort]);
+    assert!(manager.current().is_none());
 }
 
 #[test]
@@ -342,15 +350,11 @@ fn synchronizers_hear_of_new_transactions_and_of_every_completion() {
         ]
     );
 
-    manager.get().unwrap(); // implicit begin
+    manager.get().unwrap(); // an implicit begin is not announced
     manager.abort().unwrap();
     assert_eq!(
         events.take(),
-        [
-            "new_transaction",
-            "before_completion active",
-            "after_completion aborted"
-        ]
+        ["before_completion active", "after_completion aborted"]
     );
 
     assert!(manager.unregister_synchronizer(id));
@@ -370,23 +374,29 @@ fn after_commit_hooks_are_told_whether_the_commit_succeeded() {
     let told = Rc::new(RefCell::new(Vec::new()));
 
     let t = told.clone();
-    manager
-        .get()
-        .unwrap()
-        .add_after_commit_hook(move |_, ok| t.borrow_mut().push(ok));
+    manager.get().unwrap().add_after_commit_hook(move |_, ok| {
+        t.borrow_mut().push(ok);
+        Ok(())
+    });
     manager.commit().unwrap();
 
     let t = told.clone();
     let txn = manager.get().unwrap();
     txn.join(ScriptedDataManager::new("a", Kind::TwoPhase, &journal).fail_on(TpcVote))
         .unwrap();
-    txn.add_after_commit_hook(move |_, ok| t.borrow_mut().push(ok));
+    txn.add_after_commit_hook(move |_, ok| {
+        t.borrow_mut().push(ok);
+        Ok(())
+    });
     manager.commit().unwrap_err();
     manager.abort().unwrap();
 
     let t = told.clone();
     let txn = manager.get().unwrap();
-    txn.add_after_commit_hook(move |_, ok| t.borrow_mut().push(ok));
+    txn.add_after_commit_hook(move |_, ok| {
+        t.borrow_mut().push(ok);
+        Ok(())
+    });
     manager.abort().unwrap(); // an aborted transaction runs no after-commit hook
 
     assert_eq!(*told.borrow(), [true, false]);
@@ -401,9 +411,15 @@ fn abort_hooks_run_before_and_after_the_resources_abort() {
     txn.join(traced("a", Kind::TwoPhase, &journal, &events))
         .unwrap();
     let e = events.clone();
-    txn.add_before_abort_hook(move |t| e.push(format!("before-abort {}", t.status())));
+    txn.add_before_abort_hook(move |t| {
+        e.push(format!("before-abort {}", t.status()));
+        Ok(())
+    });
     let e = events.clone();
-    txn.add_after_abort_hook(move |t| e.push(format!("after-abort {}", t.status())));
+    txn.add_after_abort_hook(move |t| {
+        e.push(format!("after-abort {}", t.status()));
+        Ok(())
+    });
     manager.abort().unwrap();
     assert_eq!(
         events.take(),
@@ -592,7 +608,13 @@ fn cleanup_errors_are_logged_and_never_hide_the_first_error() {
             ),
         ]
     );
-    manager.abort().unwrap();
+    // abort() asks every joined resource once more: b's failure is the first again.
+    let err = manager.abort().unwrap_err();
+    assert_eq!(
+        (err.phase(), err.resource()),
+        (Some(Phase::Abort), Some("b"))
+    );
+    assert_eq!(txn.status(), Status::Aborted);
 }
 
 #[test]
@@ -754,7 +776,7 @@ fn second_one_phase_resource_fails_commit_before_anything_commits() {
     manager.abort().unwrap();
 }
 
-/// Stricter than the issue on purpose: even without a two-phase resource, two one-phase
+/// On purpose even without a two-phase resource: two one-phase
 /// resources could commit one and not the other.
 #[test]
 fn two_one_phase_resources_fail_even_without_a_two_phase_resource() {
@@ -934,7 +956,7 @@ fn doomed_transaction_cannot_commit_but_can_abort() {
         Ok(())
     });
     manager.doom().unwrap();
-    assert!(manager.is_doomed() && txn.is_doomed());
+    assert!(manager.is_doomed().unwrap() && txn.is_doomed());
 
     let err = manager.commit().unwrap_err();
     assert!(matches!(err, Error::Doomed), "{err:?}");
@@ -950,7 +972,10 @@ fn doomed_transaction_cannot_commit_but_can_abort() {
     manager.abort().unwrap();
     assert_eq!(journal.calls_of("a"), [Abort]);
     assert_eq!(txn.status(), Status::Aborted);
-    assert!(!manager.is_doomed(), "the next transaction is not doomed");
+    assert!(
+        !manager.is_doomed().unwrap(),
+        "the next transaction is not doomed"
+    );
     manager.commit().unwrap();
 }
 
@@ -1291,7 +1316,11 @@ fn run_retries_a_transient_commit_failure_in_a_fresh_transaction() {
     assert_eq!(value.unwrap(), 1);
     let resources = resources.into_inner();
     assert!(!resources[0].committed() && resources[1].committed());
-    assert_eq!(journal.calls_of("db0").last(), Some(&TpcAbort));
+    assert_eq!(
+        journal.calls_of("db0"),
+        [TpcBegin, Commit, TpcVote, Abort, TpcAbort, Abort],
+        "rolled back by the failed commit, then aborted by run()"
+    );
 
     let mut calls = 0;
     let err = manager
@@ -1481,6 +1510,7 @@ fn hooks_and_synchronizers_may_call_back_into_the_manager() {
         assert!(ok);
         let _ = m.get().unwrap();
         let _ = t.note("too late");
+        Ok(())
     });
     manager.commit().unwrap();
     assert!(
@@ -1639,7 +1669,7 @@ fn explicit_mode_requires_begin_and_refuses_a_nested_begin() {
         manager.savepoint(false),
         Err(Error::NoTransaction)
     ));
-    assert!(!manager.is_doomed());
+    assert!(matches!(manager.is_doomed(), Err(Error::NoTransaction)));
     assert!(manager.current().is_none(), "nothing began implicitly");
 
     let txn = manager.begin().unwrap();
@@ -1887,4 +1917,441 @@ fn nothing_is_recorded_when_no_resource_prepared() {
         .unwrap();
     manager.commit().unwrap();
     assert!(log.pending().is_empty() && log.forgotten().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// zope's behaviour to the letter: abort after a failed commit, the abort order, failing
+// hooks and synchronizers, synchronizer notifications, savepoints, run(0), is_doomed and
+// what a committed transaction keeps
+
+#[test]
+fn abort_after_a_failed_commit_aborts_every_joined_resource_once_more_and_frees_it() {
+    let journal = Journal::new();
+    let manager = TransactionManager::new();
+    let txn = manager.begin().unwrap();
+    for r in [
+        ScriptedDataManager::new("b", Kind::TwoPhase, &journal).fail_on(TpcVote),
+        ScriptedDataManager::new("a", Kind::TwoPhase, &journal),
+        ScriptedDataManager::new("c", Kind::ReadOnly, &journal),
+    ] {
+        txn.join(r).unwrap();
+    }
+    manager.commit().unwrap_err();
+    journal.clear();
+    manager.abort().unwrap();
+    assert_eq!(
+        journal.calls(),
+        [
+            ("b".to_owned(), Abort),
+            ("a".to_owned(), Abort),
+            ("c".to_owned(), Abort)
+        ],
+        "every resource that had joined is aborted once more, in join order"
+    );
+    assert_eq!(txn.status(), Status::Aborted);
+    assert!(manager.current().is_none(), "the transaction is freed");
+}
+
+#[test]
+fn abort_after_a_failed_before_commit_hook_aborts_every_joined_resource_once_more() {
+    let journal = Journal::new();
+    let manager = TransactionManager::new();
+    let txn = manager.begin().unwrap();
+    txn.join(ScriptedDataManager::new("a", Kind::TwoPhase, &journal))
+        .unwrap();
+    txn.add_before_commit_hook(|_| Err("refused".into()));
+    manager.commit().unwrap_err();
+    assert_eq!(journal.calls_of("a"), [Abort]);
+    manager.abort().unwrap();
+    assert_eq!(journal.calls_of("a"), [Abort, Abort]);
+}
+
+#[test]
+fn abort_runs_after_abort_hooks_before_synchronizers_after_completion() {
+    let events = Events::default();
+    let journal = Journal::new();
+    let manager = TransactionManager::new();
+    manager.register_synchronizer(Rc::new(RecordingSynchronizer {
+        events: events.clone(),
+        fail_before: false,
+    }));
+    let txn = manager.begin().unwrap();
+    events.take();
+    txn.join(traced("a", Kind::TwoPhase, &journal, &events))
+        .unwrap();
+    let e = events.clone();
+    txn.add_before_abort_hook(move |t| {
+        e.push(format!("before-abort {}", t.status()));
+        Ok(())
+    });
+    let e = events.clone();
+    txn.add_after_abort_hook(move |t| {
+        e.push(format!("after-abort {}", t.status()));
+        Ok(())
+    });
+    manager.abort().unwrap();
+    assert_eq!(
+        events.take(),
+        [
+            "before-abort active",
+            "before_completion active",
+            "a Abort",
+            "after-abort aborted",
+            "after_completion aborted"
+        ]
+    );
+}
+
+#[test]
+fn synchronizer_failing_before_completion_during_abort_is_logged_and_returned_after_a_full_abort() {
+    let events = Events::default();
+    let journal = Journal::new();
+    let manager = TransactionManager::new();
+    manager.register_synchronizer(Rc::new(RecordingSynchronizer {
+        events: events.clone(),
+        fail_before: true,
+    }));
+    let txn = manager.begin().unwrap();
+    events.take();
+    txn.join(traced("a", Kind::TwoPhase, &journal, &events))
+        .unwrap();
+    txn.join(traced("b", Kind::TwoPhase, &journal, &events))
+        .unwrap();
+    let e = events.clone();
+    txn.add_after_abort_hook(move |_| {
+        e.push("after-abort");
+        Ok(())
+    });
+    let (result, logs) = Logs::capture(|| manager.abort());
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Hook {
+                phase: Phase::BeforeCompletion,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.source().unwrap().to_string(), "synchronizer refuses");
+    assert_eq!(
+        events.take(),
+        [
+            "before_completion active",
+            "a Abort",
+            "b Abort",
+            "after-abort",
+            "after_completion aborted"
+        ]
+    );
+    assert!(
+        logs.at(Level::ERROR)
+            .iter()
+            .any(|r| r.message.contains("before_completion")),
+        "logged at error level: {:?}",
+        logs.records()
+    );
+    assert_eq!(txn.status(), Status::Aborted);
+    assert!(manager.current().is_none());
+}
+
+#[test]
+fn register_synchronizer_during_a_transaction_tells_it_of_that_transaction_at_once() {
+    let manager = TransactionManager::new();
+    let txn = manager.begin().unwrap();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    struct Seen(Rc<RefCell<Vec<TransactionId>>>);
+    impl Synchronizer for Seen {
+        fn new_transaction(&self, txn: &Transaction) {
+            self.0.borrow_mut().push(txn.id());
+        }
+    }
+    manager.register_synchronizer(Rc::new(Seen(seen.clone())));
+    assert_eq!(*seen.borrow(), [txn.id()]);
+    manager.abort().unwrap();
+    let idle = TransactionManager::new();
+    idle.register_synchronizer(Rc::new(Seen(seen.clone())));
+    assert_eq!(seen.borrow().len(), 1, "no transaction, no notification");
+}
+
+#[test]
+fn only_an_explicit_begin_tells_synchronizers_of_a_new_transaction() {
+    let events = Events::default();
+    let manager = TransactionManager::new();
+    manager.register_synchronizer(Rc::new(RecordingSynchronizer {
+        events: events.clone(),
+        fail_before: false,
+    }));
+    let journal = Journal::new();
+    let db = ScriptedDataManager::new("db", Kind::TwoPhase, &journal).with_savepoints();
+    manager.get().unwrap().join(db.clone()).unwrap();
+    manager.abort().unwrap();
+    manager.commit().unwrap();
+    manager.doom().unwrap();
+    manager.abort().unwrap();
+    manager.savepoint(false).unwrap();
+    manager.abort().unwrap();
+    assert!(
+        !events.take().contains(&"new_transaction".to_owned()),
+        "implicitly begun transactions are not announced"
+    );
+    manager.begin().unwrap();
+    assert_eq!(events.take(), ["new_transaction"]);
+    manager.abort().unwrap();
+}
+
+#[test]
+fn savepoint_is_refused_before_any_resource_takes_one_when_one_cannot() {
+    let journal = Journal::new();
+    let manager = TransactionManager::new();
+    let txn = manager.begin().unwrap();
+    txn.join(ScriptedDataManager::new("a", Kind::TwoPhase, &journal).with_savepoints())
+        .unwrap();
+    txn.join(ScriptedDataManager::new("b", Kind::TwoPhase, &journal))
+        .unwrap();
+    txn.join(ScriptedDataManager::new("c", Kind::TwoPhase, &journal).with_savepoints())
+        .unwrap();
+    let err = txn.savepoint(false).unwrap_err();
+    assert!(
+        matches!(&err, Error::SavepointNotSupported { resource } if resource == "b"),
+        "{err:?}"
+    );
+    assert!(
+        journal.calls().is_empty(),
+        "no resource took a savepoint: {:?}",
+        journal.calls()
+    );
+    assert_eq!(txn.status(), Status::Active, "the transaction stays usable");
+    txn.commit().unwrap();
+}
+
+#[test]
+fn run_with_zero_attempts_is_an_error_and_never_calls_the_work() {
+    let manager = TransactionManager::new();
+    let mut calls = 0;
+    let result = manager.run(0, |_| {
+        calls += 1;
+        Ok::<_, Error>(())
+    });
+    assert!(result.is_err(), "0 attempts is not 1");
+    assert_eq!(calls, 0);
+    assert!(manager.current().is_none(), "no transaction was begun");
+}
+
+#[test]
+fn a_committed_transaction_keeps_no_data_and_no_extensions() {
+    struct RequestId(u32);
+    let manager = TransactionManager::new();
+    let txn = manager.begin().unwrap();
+    txn.set_data(RequestId(7));
+    txn.set_extension("request", "GET /");
+    let seen_in_hook = Rc::new(Cell::new(None));
+    let seen = seen_in_hook.clone();
+    txn.add_after_commit_hook(move |t, _| {
+        seen.set(t.data::<RequestId>().map(|r| r.0));
+        Ok(())
+    });
+    manager.commit().unwrap();
+    assert_eq!(
+        seen_in_hook.get(),
+        Some(7),
+        "after-commit hooks still see it"
+    );
+    assert!(txn.data::<RequestId>().is_none());
+    assert!(txn.extensions().is_empty());
+
+    let aborted = manager.begin().unwrap();
+    aborted.set_data(RequestId(8));
+    aborted.set_extension("request", "POST /");
+    manager.abort().unwrap();
+    assert!(aborted.data::<RequestId>().is_none());
+    assert!(aborted.extensions().is_empty());
+}
+
+#[test]
+fn data_dropped_at_the_end_of_a_transaction_may_read_the_transaction() {
+    struct ReadsOnDrop(Transaction, Rc<RefCell<Option<String>>>);
+    impl Drop for ReadsOnDrop {
+        fn drop(&mut self) {
+            *self.1.borrow_mut() = Some(self.0.description());
+        }
+    }
+    let seen = Rc::new(RefCell::new(None));
+    let manager = TransactionManager::new();
+    let txn = manager.begin().unwrap();
+    txn.note("checkout").unwrap();
+    txn.set_data(ReadsOnDrop(txn.clone(), seen.clone()));
+    manager.commit().unwrap();
+    assert_eq!(seen.borrow().as_deref(), Some("checkout"));
+}
+
+#[test]
+fn after_commit_hook_error_is_logged_and_never_changes_the_outcome() {
+    let manager = TransactionManager::new();
+    let txn = manager.begin().unwrap();
+    let ran = Rc::new(Cell::new(0));
+    txn.add_after_commit_hook(|_, _| Err("mail server down".into()));
+    let r = ran.clone();
+    txn.add_after_commit_hook(move |_, _| {
+        r.set(r.get() + 1);
+        Ok(())
+    });
+    let (result, logs) = Logs::capture(|| manager.commit());
+    result.unwrap();
+    assert_eq!(txn.status(), Status::Committed);
+    assert_eq!(ran.get(), 1, "the next hook still runs");
+    let errors = logs.at(Level::ERROR);
+    assert!(
+        errors
+            .iter()
+            .any(|r| r.message.contains("after-commit hook")
+                && r.field("error") == Some("mail server down")),
+        "{:?}",
+        logs.records()
+    );
+
+    // On a failed commit the commit's own error is the one returned.
+    let journal = Journal::new();
+    let txn = manager.begin().unwrap();
+    txn.join(ScriptedDataManager::new("a", Kind::TwoPhase, &journal).fail_on(TpcVote))
+        .unwrap();
+    txn.add_after_commit_hook(|_, _| Err("mail server down".into()));
+    let err = manager.commit().unwrap_err();
+    assert_eq!(
+        (err.phase(), err.resource()),
+        (Some(Phase::Vote), Some("a"))
+    );
+    manager.abort().unwrap();
+}
+
+#[test]
+fn abort_hook_errors_are_logged_the_abort_completes_and_the_first_is_returned() {
+    let events = Events::default();
+    let journal = Journal::new();
+    let manager = TransactionManager::new();
+    let txn = manager.begin().unwrap();
+    let a = ScriptedDataManager::new("a", Kind::TwoPhase, &journal).fail_on(Abort);
+    let e = events.clone();
+    a.on_call(move |call, _| e.push(format!("a {call:?}")));
+    txn.join(a).unwrap();
+    txn.add_before_abort_hook(|_| Err("before refuses".into()));
+    let e = events.clone();
+    txn.add_before_abort_hook(move |_| {
+        e.push("second before-abort");
+        Ok(())
+    });
+    txn.add_after_abort_hook(|_| Err("after refuses".into()));
+    let e = events.clone();
+    txn.add_after_abort_hook(move |_| {
+        e.push("second after-abort");
+        Ok(())
+    });
+    let (result, logs) = Logs::capture(|| manager.abort());
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Hook {
+                phase: Phase::BeforeAbortHook,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.source().unwrap().to_string(), "before refuses");
+    assert_eq!(
+        events.take(),
+        ["second before-abort", "a Abort", "second after-abort"]
+    );
+    assert_eq!(txn.status(), Status::Aborted);
+    assert!(manager.current().is_none());
+    let errors: Vec<_> = logs
+        .at(Level::ERROR)
+        .into_iter()
+        .filter_map(|r| r.field("error").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "before refuses",
+            "scripted failure of Abort in a",
+            "after refuses"
+        ]
+    );
+
+    // Alone, an after-abort hook's error is the one returned.
+    let txn = manager.begin().unwrap();
+    txn.add_after_abort_hook(|_| Err("after refuses".into()));
+    let err = manager.abort().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Hook {
+                phase: Phase::AfterAbortHook,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(txn.status(), Status::Aborted);
+}
+
+#[test]
+fn is_doomed_without_a_transaction_on_an_explicit_manager_is_an_error() {
+    let manager = TransactionManager::builder().explicit(true).build();
+    assert!(matches!(manager.is_doomed(), Err(Error::NoTransaction)));
+    manager.begin().unwrap();
+    assert!(!manager.is_doomed().unwrap());
+    manager.doom().unwrap();
+    assert!(manager.is_doomed().unwrap());
+    manager.abort().unwrap();
+    assert!(matches!(manager.is_doomed(), Err(Error::NoTransaction)));
+    let implicit = TransactionManager::new();
+    assert!(!implicit.is_doomed().unwrap());
+}
+
+#[test]
+fn dropping_a_manager_after_a_heuristic_commit_aborts_again_without_claiming_nothing_committed() {
+    let journal = Journal::new();
+    let ((), logs) = Logs::capture(|| {
+        let manager = TransactionManager::new();
+        let txn = manager.begin().unwrap();
+        txn.join(ScriptedDataManager::new("a", Kind::TwoPhase, &journal))
+            .unwrap();
+        txn.join(ScriptedDataManager::new("b", Kind::TwoPhase, &journal).fail_on(TpcFinish))
+            .unwrap();
+        assert!(manager.commit().unwrap_err().is_heuristic());
+        journal.clear();
+        drop(manager);
+        assert_eq!(txn.status(), Status::Aborted);
+    });
+    assert_eq!(
+        journal.calls(),
+        [("a".to_owned(), Abort), ("b".to_owned(), Abort)]
+    );
+    let warnings = logs.at(Level::WARN);
+    assert!(
+        warnings
+            .iter()
+            .any(|r| r.message.contains("after a failed commit")),
+        "{warnings:?}"
+    );
+    assert!(
+        !warnings
+            .iter()
+            .any(|r| r.message.contains("nothing is committed")),
+        "a committed resource must not be reported as not committed: {warnings:?}"
+    );
+}
+
+#[test]
+fn the_description_can_be_set_as_well_as_noted() {
+    let manager = TransactionManager::new();
+    let txn = manager.begin().unwrap();
+    txn.note("first").unwrap();
+    txn.set_description("replaced");
+    assert_eq!(txn.description(), "replaced");
+    txn.note("then noted").unwrap();
+    assert_eq!(txn.description(), "replaced\nthen noted");
 }

@@ -2,10 +2,13 @@
 //! `DataManager` and `Transaction::commit`, independent of the implementation:
 //!
 //! - resources are sorted with one-phase resources last, then by sort key (stably);
+//! - after `commit` on all, they vote in another order: two-phase resources whose write
+//!   state is `Clean`, then `Unknown`, then `Dirty`, then one-phase resources, each group
+//!   in the first order; cleanup after a vote follows the vote order;
 //! - more than one one-phase resource fails with `TooManyOnePhase` (every resource is
 //!   aborted) unless the manager accepts the risk;
-//! - `tpc_begin` all, `commit` all, then the votes; the last resource is committed with
-//!   `commit_one_phase` instead of voting when there is no one-phase resource, every earlier
+//! - `tpc_begin` all, `commit` all, then the votes; the last resource to vote is committed
+//!   with `commit_one_phase` instead of voting when there is no one-phase resource, every earlier
 //!   vote was read-only and it supports one-phase commit;
 //! - the decision is recorded when some resource prepared; `tpc_finish` on prepared voters;
 //! - a failure before the decision: `abort` on every resource that did not vote, then
@@ -19,7 +22,7 @@
 use std::rc::Rc;
 
 use transaction::testing::{Call, Journal, Kind, ScriptedDataManager, ScriptedFailure};
-use transaction::{Error, Phase, ResourceError, Status};
+use transaction::{Error, Phase, ResourceError, Status, WriteState};
 
 /// How to build one scripted resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +31,7 @@ pub struct Spec {
     pub kind: Kind,
     pub one_phase_commit: bool,
     pub savepoints: bool,
+    pub write_state: WriteState,
     pub fails: Vec<Call>,
 }
 
@@ -38,6 +42,7 @@ impl Spec {
             kind,
             one_phase_commit: false,
             savepoints: false,
+            write_state: WriteState::Unknown,
             fails: Vec::new(),
         }
     }
@@ -57,6 +62,9 @@ impl Spec {
         }
         if self.savepoints {
             r = r.with_savepoints();
+        }
+        if self.write_state != WriteState::Unknown {
+            r = r.with_write_state(self.write_state);
         }
         for call in &self.fails {
             r = r.fail_on(*call);
@@ -262,6 +270,19 @@ pub fn commit_order(specs: &[Spec]) -> Vec<&Spec> {
     order
 }
 
+/// The order of the votes: after the commit order, stably by one-phase last and then by
+/// write state, `Clean` before `Unknown` before `Dirty`.
+pub fn vote_order<'a>(order: &[&'a Spec]) -> Vec<&'a Spec> {
+    let rank = |s: &Spec| match s.write_state {
+        WriteState::Clean => 0,
+        WriteState::Unknown => 1,
+        WriteState::Dirty => 2,
+    };
+    let mut votes = order.to_vec();
+    votes.sort_by_key(|s| (s.is_one_phase(), rank(s)));
+    votes
+}
+
 /// Predicts `commit()` of an active transaction whose joined resources are `specs` (in
 /// join order), with a decision log that records (`log_fails`: its record fails).
 pub fn predict_commit(
@@ -307,6 +328,7 @@ pub fn predict_commit(
         }
     }
 
+    let order = vote_order(&order);
     let mut votes: Vec<ModelVote> = Vec::new();
     for (i, r) in order.iter().enumerate() {
         let alone = i + 1 == n
