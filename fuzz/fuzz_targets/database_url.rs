@@ -39,7 +39,10 @@ fn parse(s: &str) -> sqlassist::Result<DatabaseUrl> {
 fn with_password(input: &str) -> Option<String> {
     let (scheme, rest) = input.split_once("://")?;
     // SQLite URLs have no user info: after `sqlite://`, `/:MARK@x` is a file name.
-    let is_sqlite = scheme.trim_start().to_ascii_lowercase().starts_with("sqlite");
+    let is_sqlite = scheme
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("sqlite");
     let (userinfo, after) = match rest.split_once('@') {
         Some((userinfo, after)) => (userinfo, after),
         None => ("app", rest),

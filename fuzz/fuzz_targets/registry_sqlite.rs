@@ -30,7 +30,8 @@ const MAX_ENGINES: usize = 8;
 fn here() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("sqlassist-fuzz-registry-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("sqlassist-fuzz-registry-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("the temporary directory is writable");
         dir
     })
@@ -61,9 +62,8 @@ fn is_safe(settings: &Settings) -> bool {
 }
 
 fn marked(input: &str) -> String {
-    let secrets = format!(
-        "sqlalchemy_fuzz.url = sqlite:///fuzz.db?key={MARK}\nsmtp.password = {MARK}\n"
-    );
+    let secrets =
+        format!("sqlalchemy_fuzz.url = sqlite:///fuzz.db?key={MARK}\nsmtp.password = {MARK}\n");
     let header = format!("[{SECTION}]");
     match input.find(&header) {
         Some(at) => {

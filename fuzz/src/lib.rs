@@ -26,8 +26,9 @@ impl LimitedAlloc {
     fn check(size: usize) {
         if size > MALLOC_LIMIT.load(Ordering::Relaxed) {
             // No allocation here: write a fixed message, then abort.
-            let _ = std::io::stderr()
-                .write_all(b"==sqlassist-fuzz== ERROR: out-of-memory: one allocation above -malloc_limit_mb\n");
+            let _ = std::io::stderr().write_all(
+                b"==sqlassist-fuzz== ERROR: out-of-memory: one allocation above -malloc_limit_mb\n",
+            );
             std::process::abort();
         }
     }
@@ -137,7 +138,11 @@ pub fn exercise<T: Debug>(result: &sqlassist::Result<T>) -> usize {
 /// Settings to engine options, as an application starting up does: the `Debug` of the
 /// settings, then `EngineOptions::from_settings` for every engine prefix. Checks that the
 /// password never shows when `check` is set; otherwise only exercises the code.
-pub fn settings_to_options(input: &str, settings: &sqlassist::Result<sqlassist::Settings>, check: bool) {
+pub fn settings_to_options(
+    input: &str,
+    settings: &sqlassist::Result<sqlassist::Settings>,
+    check: bool,
+) {
     if check {
         assert_result_hidden(input, settings);
     } else {
