@@ -6,8 +6,9 @@
 //! URLs are all SQLite databases in memory or inside that directory are run, so the target
 //! never creates a file elsewhere (and never connects to a server); the directory is
 //! emptied after every input. Pools are capped: inputs asking for more than
-//! [`MAX_POOL`] connections are skipped, because r2d2 preallocates its pool (a
-//! `pool_size` in the billions exhausts memory; the settings bound it too), and so are
+//! [`MAX_POOL`] connections are skipped (the settings refuse more than 1000, since r2d2
+//! preallocates its pool; with `pool_min_idle` every input would open that many
+//! connections, too slow for a fuzz input), and so are
 //! inputs with more than [`MAX_ENGINES`] engines. Pools run without a reaper
 //! (`pool_idle_timeout` and `pool_recycle` are set to `none`): a dropped pool's worker
 //! threads then end at once instead of up to 30 s later.
