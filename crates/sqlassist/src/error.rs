@@ -316,6 +316,45 @@ pub enum Error {
         gid: String,
     },
 
+    /// Reflection named a table or view the database does not have.
+    #[error("no table or view `{table}` in the database (unqualified names are looked up in schema `{schema}`)")]
+    UnknownTable {
+        /// The name as given.
+        table: String,
+        /// The schema unqualified names are looked up in.
+        schema: String,
+    },
+
+    /// A reflected table has no column of this name.
+    #[error("table `{table}` has no column `{column}`")]
+    UnknownColumn {
+        /// The table, as `schema.name`.
+        table: String,
+        /// The column asked for.
+        column: String,
+    },
+
+    /// A reflected column's SQL type is one the library does not understand.
+    #[error("column `{column}` of table `{table}` has type `{type_name}`, which sqlassist does not support")]
+    UnsupportedType {
+        /// The table, as `schema.name`.
+        table: String,
+        /// The column.
+        column: String,
+        /// The type as the catalog names it.
+        type_name: String,
+    },
+
+    /// A catalog query failed while reflecting a database.
+    #[error("cannot reflect the schema of {url}: {source}")]
+    Reflect {
+        /// The URL with its password redacted.
+        url: String,
+        /// Diesel's error.
+        #[source]
+        source: diesel::result::Error,
+    },
+
     /// The engine's backend cannot do what was asked.
     #[error("engine `{engine}` does not support {what}")]
     Unsupported {

@@ -57,6 +57,7 @@ mod pool;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod redact;
+mod reflect;
 mod registry;
 mod session;
 mod settings;
@@ -69,6 +70,10 @@ pub use conn::BackendConnection;
 pub use engine::{Engine, PoolState};
 pub use error::{Error, Result};
 pub use options::{EngineOptions, EngineOptionsBuilder, IsolationLevel};
+pub use reflect::{
+    Column, ColumnKind, ForeignKey, Schema, SchemaCache, Table, TableKind, TableName,
+    UniqueConstraint,
+};
 pub use registry::{db_session, registry, InitOptions, Registry};
 pub use session::{close_sessions, open_sessions, ConnectionGuard, Session};
 pub use settings::{Settings, SettingsBuilder};
