@@ -355,6 +355,19 @@ pub enum Error {
         source: diesel::result::Error,
     },
 
+    /// An application's setup routine ([`initialize_sql`](crate::initialize_sql)) failed,
+    /// or its commit did: nothing of it was committed.
+    #[error(
+        "the setup routine of engine `{engine}` failed and nothing of it was applied: {source}"
+    )]
+    InitializeSql {
+        /// The engine's name.
+        engine: String,
+        /// The routine's error, or the commit's.
+        #[source]
+        source: transaction::BoxError,
+    },
+
     /// The engine's backend cannot do what was asked.
     #[error("engine `{engine}` does not support {what}")]
     Unsupported {

@@ -49,6 +49,7 @@ mod error;
 #[doc(hidden)]
 pub mod fault;
 mod ini;
+mod initialize;
 mod instrument;
 #[cfg(feature = "mysql")]
 mod mysql;
@@ -69,6 +70,7 @@ pub use backend::Backend;
 pub use conn::BackendConnection;
 pub use engine::{Engine, PoolState};
 pub use error::{Error, Result};
+pub use initialize::initialize_sql;
 pub use options::{EngineOptions, EngineOptionsBuilder, IsolationLevel};
 pub use reflect::{
     Column, ColumnKind, ForeignKey, Schema, SchemaCache, Table, TableKind, TableName,
