@@ -9,7 +9,6 @@
 
 mod common;
 
-use diesel::connection::SimpleConnection;
 use sqlassist::{
     ColumnKind, DatabaseUrl, Engine, EngineOptions, Error, InitOptions, Registry, Schema,
     SchemaCache, Table, TableKind, TableName,

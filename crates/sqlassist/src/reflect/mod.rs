@@ -633,11 +633,11 @@ impl Schema {
         let mut conn = engine.checkout()?;
         let reflected = match &mut conn {
             #[cfg(feature = "postgres")]
-            crate::conn::Conn::Pg(pooled) => postgres::reflect(&mut ***pooled),
+            crate::conn::Conn::Pg(pooled) => postgres::reflect(pooled),
             #[cfg(feature = "sqlite")]
-            crate::conn::Conn::Sqlite(pooled) => sqlite::reflect(&mut ***pooled),
+            crate::conn::Conn::Sqlite(pooled) => sqlite::reflect(pooled),
             #[cfg(feature = "mysql")]
-            crate::conn::Conn::Mysql(pooled) => mysql::reflect(&mut ***pooled),
+            crate::conn::Conn::Mysql(pooled) => mysql::reflect(pooled),
         };
         let (default_schema, tables) = reflected.map_err(|source| Error::Reflect {
             url: engine.url().redacted().to_owned(),

@@ -58,6 +58,10 @@ struct UniqueRow {
     column_name: String,
 }
 
+/// A foreign key's referenced table, its columns and the referenced columns (`None` when
+/// the declaration named none), gathered from its rows.
+type ForeignKeyParts = (String, Vec<String>, Vec<Option<String>>);
+
 pub(super) fn reflect(conn: &mut SqliteConnection) -> QueryResult<(String, Vec<Table>)> {
     // One read transaction: the four queries see one state of the file.
     conn.transaction(|conn| {
@@ -130,8 +134,7 @@ pub(super) fn reflect(conn: &mut SqliteConnection) -> QueryResult<(String, Vec<T
              ORDER BY m.name, f.id, f.seq",
         )
         .load(conn)?;
-        let mut grouped: BTreeMap<(String, i64), (String, Vec<String>, Vec<Option<String>>)> =
-            BTreeMap::new();
+        let mut grouped: BTreeMap<(String, i64), ForeignKeyParts> = BTreeMap::new();
         for row in fks {
             let entry = grouped
                 .entry((row.table_name, row.id))
