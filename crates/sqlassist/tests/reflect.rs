@@ -24,6 +24,15 @@ fn engine(url: &str) -> Engine {
     Engine::new(options).expect("an engine")
 }
 
+fn read_only_engine(url: &str) -> Engine {
+    let options = EngineOptions::builder(DatabaseUrl::parse(url).expect("a valid url"))
+        .read_only(true)
+        .pool_size(1)
+        .build()
+        .expect("valid options");
+    Engine::new(options).expect("an engine")
+}
+
 fn int(bytes: u8) -> ColumnKind {
     ColumnKind::Integer {
         bytes,
@@ -298,6 +307,12 @@ fn postgres_reflection_reads_every_type_key_and_view_in_any_schema() {
         schema.table("kinds"),
         Err(Error::UnknownTable { .. })
     ));
+
+    // A read-only engine of another role (a reader replica's) reflects the same metadata.
+    if let Some(reader) = common::pg_url("SQLASSIST_TEST_PG_READER_URL") {
+        let seen = Schema::reflect(&read_only_engine(&reader)).expect("reflect as reader");
+        assert_eq!(seen.table_in(&s, "kinds").expect("kinds"), kinds);
+    }
 
     // Named tables only; one that does not exist is named in the error.
     let some = Schema::reflect_tables(&engine(&url), &[&format!("{s}.node"), &public])
@@ -579,6 +594,10 @@ fn sqlite_reflection_reads_declared_types_keys_and_views_of_a_file() {
     let happy = schema.table("happy").expect("the view");
     assert_eq!(happy.kind(), TableKind::View);
     assert_eq!(column_names(happy), ["id", "name"]);
+
+    // A read-only engine on the same file reflects the same schema.
+    let read_only = Schema::reflect(&read_only_engine(&url)).expect("reflect read-only");
+    assert_eq!(read_only, schema);
 }
 
 #[test]

@@ -621,9 +621,14 @@ impl Schema {
     /// temporary and TOAST ones. MariaDB/MySQL: the connection's current database. SQLite:
     /// the `main` database.
     ///
+    /// The connection comes from the pool, not from this thread's session: an in-memory
+    /// SQLite engine has a single connection, so reflect it while no session holds it
+    /// (after the session's commit or rollback), or reflection waits for the pool's
+    /// timeout.
+    ///
     /// # Errors
     ///
-    /// [`Error::Connect`] when no connection can be had; [`Error::Reflect`] when a catalog
+    /// [`Error::Connect`] when no connection can be had (within the pool's timeout); [`Error::Reflect`] when a catalog
     /// query fails.
     ///
     /// # Examples
