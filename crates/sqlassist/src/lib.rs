@@ -48,6 +48,7 @@ mod error;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod fault;
+mod ini;
 mod instrument;
 #[cfg(feature = "mysql")]
 mod mysql;
