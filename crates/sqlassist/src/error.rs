@@ -216,7 +216,7 @@ pub enum Error {
     #[error(transparent)]
     Transaction(#[from] transaction::Error),
 
-    /// `commit()` was called on a managed session: the seed's `AssertionError`. The work is
+    /// `commit()` was called on a managed session: zope.sqlalchemy's `AssertionError`. The work is
     /// still pending; `transaction::commit()` commits it, `session.rollback()` discards it.
     #[error("engine `{engine}` is managed: commit it with transaction::commit(), or call rollback() on the session to discard its work")]
     CommitThroughTransactionManager {
