@@ -49,18 +49,12 @@ mod error;
 #[doc(hidden)]
 pub mod fault;
 mod instrument;
-#[cfg(feature = "mysql")]
-mod mysql;
 mod options;
 mod pool;
-#[cfg(feature = "postgres")]
-mod postgres;
 mod redact;
 mod registry;
 mod session;
 mod settings;
-#[cfg(feature = "sqlite")]
-mod sqlite;
 mod url;
 
 pub use backend::Backend;

@@ -653,11 +653,11 @@ impl SessionInner {
     fn statement_error(&self, conn: Option<&mut Conn>, source: diesel::result::Error) -> Error {
         let transient = match self.engine.backend() {
             #[cfg(feature = "postgres")]
-            Backend::Postgres => crate::postgres::is_transient(&source),
+            Backend::Postgres => crate::backend::postgres::is_transient(&source),
             #[cfg(feature = "sqlite")]
-            Backend::Sqlite => crate::sqlite::is_transient(&source),
+            Backend::Sqlite => crate::backend::sqlite::is_transient(&source),
             #[cfg(feature = "mysql")]
-            Backend::Mysql => crate::mysql::is_transient(conn, &source),
+            Backend::Mysql => crate::backend::mysql::is_transient(conn, &source),
             #[allow(unreachable_patterns)]
             _ => false,
         };
@@ -716,9 +716,9 @@ impl SessionInner {
     fn begin_sql(&self) -> &'static str {
         match self.engine.backend() {
             #[cfg(feature = "sqlite")]
-            Backend::Sqlite => crate::sqlite::begin_sql(self.engine.is_read_only()),
+            Backend::Sqlite => crate::backend::sqlite::begin_sql(self.engine.is_read_only()),
             #[cfg(feature = "mysql")]
-            Backend::Mysql => crate::mysql::begin_unmanaged_sql(self.engine.is_read_only()),
+            Backend::Mysql => crate::backend::mysql::begin_unmanaged_sql(self.engine.is_read_only()),
             _ => "BEGIN",
         }
     }
@@ -752,7 +752,7 @@ impl SessionInner {
             #[cfg(feature = "mysql")]
             let xa_start = xa
                 .as_deref()
-                .map(|xid| crate::mysql::begin_sql(xid, self.engine.is_read_only()));
+                .map(|xid| crate::backend::mysql::begin_sql(xid, self.engine.is_read_only()));
             #[cfg(feature = "mysql")]
             let sql = xa_start.as_deref().unwrap_or_else(|| self.begin_sql());
             #[cfg(not(feature = "mysql"))]
@@ -781,7 +781,7 @@ impl SessionInner {
     /// Diesel records libpq's transaction status after every statement and resets its depth
     /// when the server reports the session idle. SQLite connections are asked in process,
     /// only after a statement that may have ended the transaction ran (see
-    /// [`crate::sqlite::refresh_transaction_status`]); MariaDB refuses a raw `COMMIT` inside
+    /// [`crate::backend::sqlite::refresh_transaction_status`]); MariaDB refuses a raw `COMMIT` inside
     /// an XA branch, so a managed MariaDB session never gets here.
     ///
     /// The transaction a managed session joined is doomed at once (what ran before the
@@ -799,7 +799,7 @@ impl SessionInner {
         if conn.backend() == Backend::Sqlite
             && conn.tracker().is_some_and(|t| t.take_may_have_ended())
         {
-            crate::sqlite::refresh_transaction_status(conn);
+            crate::backend::sqlite::refresh_transaction_status(conn);
         }
         if !matches!(conn.depth(), Ok(0)) {
             return;
@@ -846,7 +846,7 @@ impl SessionInner {
     /// fails with [`Error::ReadOnlyEngineWrote`] when the server says it wrote.
     #[cfg(feature = "postgres")]
     fn end_read_only(&self, conn: &mut Conn) -> Result<()> {
-        match crate::postgres::end_read_only(conn) {
+        match crate::backend::postgres::end_read_only(conn) {
             Ok(false) => Ok(()),
             Ok(true) => {
                 tracing::error!(engine = %self.name, "a read-only engine wrote (SET TRANSACTION READ WRITE?): rolled back");
@@ -862,7 +862,7 @@ impl SessionInner {
     #[cfg(feature = "mysql")]
     fn xa_branch(&self, st: &State) -> Option<String> {
         match (self.managed, self.engine.backend(), st.joined) {
-            (true, Backend::Mysql, Some(txn)) => Some(crate::mysql::xid(txn, &self.name)),
+            (true, Backend::Mysql, Some(txn)) => Some(crate::backend::mysql::xid(txn, &self.name)),
             _ => None,
         }
     }
@@ -878,7 +878,7 @@ impl SessionInner {
             .conn
             .as_mut()
             .ok_or_else(|| ResourceError::new(self.no_connection()))?;
-        let outcome = crate::mysql::commit_one_phase(conn, xid);
+        let outcome = crate::backend::mysql::commit_one_phase(conn, xid);
         if outcome.is_err() && conn.depth().is_err() {
             st.conn = None; // marked broken: closing it rolls the branch back
         }
@@ -899,7 +899,7 @@ impl SessionInner {
         // Inside an XA branch MariaDB refuses ROLLBACK (XAER_RMFAIL): end it with XA.
         #[cfg(feature = "mysql")]
         if let Some(xid) = xa {
-            let outcome = crate::mysql::rollback_active(conn, &xid);
+            let outcome = crate::backend::mysql::rollback_active(conn, &xid);
             if outcome.is_err() {
                 // Closing the connection rolls the branch back; never pool it.
                 conn.mark_broken();
@@ -1003,7 +1003,7 @@ impl SessionInner {
                 let outcome = op(&mut conn, gid);
                 #[cfg(feature = "mysql")]
                 let outcome = if self.engine.backend() == Backend::Mysql {
-                    crate::mysql::retry_until_detached(&mut conn, gid, outcome, op)
+                    crate::backend::mysql::retry_until_detached(&mut conn, gid, outcome, op)
                 } else {
                     outcome
                 };
@@ -1052,7 +1052,7 @@ impl SessionInner {
         };
         match self.engine.backend() {
             #[cfg(feature = "postgres")]
-            Backend::Postgres => match crate::postgres::is_prepared(conn, gid) {
+            Backend::Postgres => match crate::backend::postgres::is_prepared(conn, gid) {
                 Ok(false) => Some(resolved()),
                 // Still prepared, on a working connection: a fresh one would get the same
                 // answer. The branch waits for recovery.
@@ -1065,7 +1065,7 @@ impl SessionInner {
             },
             #[cfg(feature = "mysql")]
             Backend::Mysql => {
-                (crate::mysql::error_number(conn) == Some(crate::mysql::XAER_NOTA)).then(resolved)
+                (crate::backend::mysql::error_number(conn) == Some(crate::backend::mysql::XAER_NOTA)).then(resolved)
             }
             #[allow(unreachable_patterns)]
             _ => None,
@@ -1169,10 +1169,10 @@ impl DataManager for SessionInner {
         if let Some(gid) = st.prepared.take() {
             #[cfg(feature = "mysql")]
             if self.engine.backend() == Backend::Mysql {
-                return self.finish_prepared(&mut st, &gid, crate::mysql::rollback_prepared);
+                return self.finish_prepared(&mut st, &gid, crate::backend::mysql::rollback_prepared);
             }
             #[cfg(feature = "postgres")]
-            return self.finish_prepared(&mut st, &gid, crate::postgres::rollback_prepared);
+            return self.finish_prepared(&mut st, &gid, crate::backend::postgres::rollback_prepared);
             #[cfg(not(feature = "postgres"))]
             let _ = gid;
         }
@@ -1209,7 +1209,7 @@ impl DataManager for SessionInner {
                     // the branch without a prepared state, and drops nothing.
                     st.open = false;
                     st.xa = None;
-                    return match crate::mysql::commit_one_phase(conn, &xid) {
+                    return match crate::backend::mysql::commit_one_phase(conn, &xid) {
                         Ok(()) => Ok(Vote::ReadOnly),
                         Err((e, transient)) => {
                             if conn.depth().is_err() {
@@ -1220,7 +1220,7 @@ impl DataManager for SessionInner {
                     };
                 }
                 // MariaDB cannot tell whether the branch wrote anything: always prepare.
-                match crate::mysql::prepare(conn, &xid) {
+                match crate::backend::mysql::prepare(conn, &xid) {
                     Ok(()) => {
                         st.open = false;
                         st.xa = None;
@@ -1239,7 +1239,7 @@ impl DataManager for SessionInner {
             }
             #[cfg(feature = "postgres")]
             Backend::Postgres => {
-                match crate::postgres::rolled_back_read_only(conn) {
+                match crate::backend::postgres::rolled_back_read_only(conn) {
                     Ok(true) => {
                         st.open = false;
                         return Ok(Vote::ReadOnly);
@@ -1251,12 +1251,12 @@ impl DataManager for SessionInner {
                 // session, or one that wrote nothing, commits on a server without prepared
                 // transactions. The transaction stays open; abort rolls it back.
                 if !self.engine.is_two_phase_verified() {
-                    crate::postgres::check_two_phase_conn(conn, self.engine.url())
+                    crate::backend::postgres::check_two_phase_conn(conn, self.engine.url())
                         .map_err(ResourceError::new)?;
                     self.engine.set_two_phase_verified();
                 }
                 let gid = gid(txn.id(), &self.name);
-                match crate::postgres::prepare(conn, &gid) {
+                match crate::backend::postgres::prepare(conn, &gid) {
                     Ok(()) => {
                         st.open = false;
                         st.prepared = Some(gid);
@@ -1299,10 +1299,10 @@ impl DataManager for SessionInner {
         }
         #[cfg(feature = "mysql")]
         if self.engine.backend() == Backend::Mysql {
-            return self.finish_prepared(&mut st, &gid, crate::mysql::commit_prepared);
+            return self.finish_prepared(&mut st, &gid, crate::backend::mysql::commit_prepared);
         }
         #[cfg(feature = "postgres")]
-        return self.finish_prepared(&mut st, &gid, crate::postgres::commit_prepared);
+        return self.finish_prepared(&mut st, &gid, crate::backend::postgres::commit_prepared);
         #[cfg(not(feature = "postgres"))]
         Err(ResourceError::new(Error::InDoubt {
             engine: self.name.clone(),

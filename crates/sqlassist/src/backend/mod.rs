@@ -2,6 +2,13 @@
 
 use std::fmt;
 
+#[cfg(feature = "mysql")]
+pub(crate) mod mysql;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
+
 /// A database backend, chosen from the URL scheme.
 ///
 /// # Examples
