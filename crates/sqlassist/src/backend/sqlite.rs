@@ -9,6 +9,10 @@
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
+use transaction::TransactionId;
+
+use crate::backend::{AfterFailure, Ctx, Failed, Left, Protocol, Voted};
+use crate::conn::Conn;
 use crate::options::EngineOptions;
 
 /// SQL run on every new connection. A read-only engine also sets `query_only`, so that
@@ -48,7 +52,84 @@ pub(crate) fn is_transient(error: &DieselError) -> bool {
 /// (`sqlite3_get_autocommit`) only after a failed `batch_execute`, and then resets its
 /// depth to 0 when no transaction is open: this sends a statement that fails to compile
 /// (in process: nothing reaches a server, nothing changes in the transaction), so that
-/// [`Conn::depth`](crate::conn::Conn::depth) tells the truth afterwards.
-pub(crate) fn refresh_transaction_status(conn: &mut crate::conn::Conn) {
+/// [`Conn::depth`] tells the truth afterwards.
+pub(crate) fn refresh_transaction_status(conn: &mut Conn) {
     let _ = conn.batch_execute("SELECT sqlassist_transaction_status()");
+}
+
+/// SQLite's [`Protocol`]: a one-phase resource (see the module docs).
+pub(crate) struct Sqlite;
+
+impl Protocol for Sqlite {
+    const CAN_PREPARE: bool = false;
+    const ENFORCES_READ_ONLY: bool = true;
+
+    fn begin(
+        conn: &mut Conn,
+        ctx: &Ctx<'_>,
+        _branch: Option<TransactionId>,
+    ) -> diesel::QueryResult<Option<String>> {
+        conn.begin_with(begin_sql(ctx.engine.is_read_only()))
+            .map(|()| None)
+    }
+
+    fn vote(
+        conn: &mut Conn,
+        ctx: &Ctx<'_>,
+        _open: Option<&str>,
+        _txn: TransactionId,
+    ) -> Result<Voted, Failed> {
+        if ctx.engine.is_read_only() {
+            return conn
+                .rollback()
+                .map(|()| Voted::ReadOnly)
+                .map_err(|e| Failed::new(Left::Ended, ctx.db_error::<Self>(None, e)));
+        }
+        match conn.commit() {
+            Ok(()) => Ok(Voted::Committed),
+            Err(e) => {
+                let _ = conn.rollback();
+                Err(Failed::new(Left::Ended, ctx.db_error::<Self>(None, e)))
+            }
+        }
+    }
+
+    fn commit(conn: &mut Conn, ctx: &Ctx<'_>, _open: Option<&str>) -> Result<(), Failed> {
+        conn.commit().map_err(|e| {
+            let err = ctx.db_error::<Self>(Some(conn), e);
+            let _ = conn.rollback();
+            Failed::new(Left::Ended, err)
+        })
+    }
+
+    fn commit_prepared(_conn: &mut Conn, _id: &str) -> diesel::QueryResult<()> {
+        Err(no_prepared_transactions())
+    }
+
+    fn rollback_prepared(_conn: &mut Conn, _id: &str) -> diesel::QueryResult<()> {
+        Err(no_prepared_transactions())
+    }
+
+    fn after_failure(_conn: &mut Conn, _id: &str) -> Option<AfterFailure> {
+        None
+    }
+
+    fn is_transient(_conn: Option<&mut Conn>, error: &DieselError) -> bool {
+        is_transient(error)
+    }
+
+    fn refresh_status(conn: &mut Conn) {
+        if conn.tracker().is_some_and(|t| t.take_may_have_ended()) {
+            refresh_transaction_status(conn);
+        }
+    }
+
+    fn list_prepared(_conn: &mut Conn) -> diesel::QueryResult<Vec<String>> {
+        Ok(Vec::new()) // SQLite never prepares
+    }
+}
+
+/// SQLite never prepares: a session never asks it to finish a prepared branch.
+fn no_prepared_transactions() -> DieselError {
+    DieselError::QueryBuilderError("sqlite has no prepared transactions".into())
 }
