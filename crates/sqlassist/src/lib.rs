@@ -42,6 +42,7 @@
 compile_error!("enable at least one backend feature of sqlassist: `sqlite`, `postgres` or `mysql`");
 
 mod backend;
+mod branch;
 mod conn;
 mod engine;
 mod error;
@@ -58,6 +59,7 @@ mod settings;
 mod url;
 
 pub use backend::Backend;
+pub use branch::{BranchId, Finished, NodeId, Owner, PreparedBranch, MAX_NODE_ID_LEN};
 pub use conn::BackendConnection;
 pub use engine::{Engine, PoolState};
 pub use error::{Error, Result};

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+use crate::branch::{Identity, NodeId};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::session::Session;
@@ -138,6 +139,7 @@ struct Registered {
 /// ```
 pub struct Registry {
     id: u64,
+    identity: std::sync::Arc<Identity>,
     engines: BTreeMap<String, Registered>,
     default: Option<String>,
 }
@@ -173,6 +175,10 @@ impl Registry {
     pub fn new() -> Self {
         Self {
             id: NEXT_REGISTRY.fetch_add(1, Ordering::Relaxed),
+            identity: std::sync::Arc::new(Identity {
+                node: NodeId::per_process(),
+                incarnation: 0,
+            }),
             engines: BTreeMap::new(),
             default: None,
         }
@@ -232,6 +238,79 @@ impl Registry {
             )?;
         }
         Ok(registry)
+    }
+
+    /// The node id every branch prepared through this registry carries. Default:
+    /// [`NodeId::per_process`], drawn at random once per process, so that no two processes
+    /// ever share one; set a stable id ([`set_node_id`](Self::set_node_id)) for a restarted
+    /// process to recognise the branches its predecessor left prepared.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{NodeId, Registry};
+    ///
+    /// let mut registry = Registry::new();
+    /// assert_eq!(registry.node_id(), &NodeId::per_process());
+    /// registry.set_node_id(NodeId::new("orders-0")?);
+    /// assert_eq!(registry.node_id().as_str(), "orders-0");
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn node_id(&self) -> &NodeId {
+        &self.identity.node
+    }
+
+    /// Sets the node id (see [`node_id`](Self::node_id)). Set it before the first session:
+    /// a session already open on a thread keeps the identity it was opened with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{NodeId, Registry};
+    ///
+    /// let mut registry = Registry::new();
+    /// registry.set_node_id("web-1".parse()?);
+    /// assert_eq!(registry.node_id().to_string(), "web-1");
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn set_node_id(&mut self, node: NodeId) {
+        std::sync::Arc::make_mut(&mut self.identity).node = node;
+    }
+
+    /// This start's incarnation of the node: every branch id carries it, beside the
+    /// transaction's sequence number, which restarts at every process start. Default: 0.
+    ///
+    /// A durable incarnation, bumped at every start under exclusive ownership (a decision
+    /// log supplies one), makes branch ids unique across restarts of one node, and lets
+    /// recovery tell the branches of a dead incarnation (finish them) from those of the
+    /// running one (in flight). With the default, a restarted process may reuse the ids of
+    /// branches its predecessor left prepared (such a `PREPARE` fails and the transaction
+    /// aborts).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut registry = sqlassist::Registry::new();
+    /// assert_eq!(registry.incarnation(), 0);
+    /// registry.set_incarnation(7);
+    /// assert_eq!(registry.incarnation(), 7);
+    /// ```
+    pub fn incarnation(&self) -> u32 {
+        self.identity.incarnation
+    }
+
+    /// Sets the incarnation (see [`incarnation`](Self::incarnation)). Set it before the
+    /// first session, as [`set_node_id`](Self::set_node_id).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut registry = sqlassist::Registry::new();
+    /// registry.set_incarnation(3);
+    /// assert_eq!(registry.incarnation(), 3);
+    /// ```
+    pub fn set_incarnation(&mut self, incarnation: u32) {
+        std::sync::Arc::make_mut(&mut self.identity).incarnation = incarnation;
     }
 
     /// Registers `engine` under `name` (the seed's `init_engine`).
@@ -400,6 +479,7 @@ impl Registry {
         let registered = self.registered(name)?;
         Ok(Session::lookup_or_open(
             self.id,
+            &self.identity,
             name,
             &registered.engine,
             registered.options.is_managed(),

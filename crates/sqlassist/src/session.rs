@@ -11,6 +11,7 @@ use transaction::{
 };
 
 use crate::backend::{dispatch, AfterFailure, Ctx, Failed, Left, PhaseTwo, Protocol, Voted};
+use crate::branch::{BranchName, Identity};
 use crate::conn::{BackendConnection, Conn};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -81,6 +82,8 @@ impl fmt::Debug for Session {
 
 pub(crate) struct SessionInner {
     registry: u64,
+    /// Who names the branches this session prepares.
+    identity: std::sync::Arc<Identity>,
     name: String,
     engine: Engine,
     managed: bool,
@@ -172,6 +175,7 @@ fn unreachable_conn<T>(conn: Option<T>) -> T {
 impl Session {
     pub(crate) fn lookup_or_open(
         registry: u64,
+        identity: &std::sync::Arc<Identity>,
         name: &str,
         engine: &Engine,
         managed: bool,
@@ -187,6 +191,7 @@ impl Session {
             let session = Session {
                 inner: Rc::new_cyclic(|me| SessionInner {
                     registry,
+                    identity: identity.clone(),
                     name: name.to_owned(),
                     engine: engine.clone(),
                     managed,
@@ -639,6 +644,16 @@ impl SessionInner {
         dispatch!(self.engine, B => self.ctx().db_error::<B>(conn, source))
     }
 
+    /// The name of this session's branch of transaction `txn`.
+    fn branch_name(&self, txn: TransactionId) -> BranchName<'_> {
+        BranchName {
+            node: &self.identity.node,
+            incarnation: self.identity.incarnation,
+            sequence: txn.sequence(),
+            engine: &self.name,
+        }
+    }
+
     /// What a backend needs to know of the session.
     fn ctx(&self) -> Ctx<'_> {
         Ctx {
@@ -738,8 +753,9 @@ impl SessionInner {
         if !st.open {
             // A managed session's branch belongs to the transaction it joined.
             let txn = if self.managed { st.joined } else { None };
+            let branch = txn.map(|txn| self.branch_name(txn));
             let conn = st.conn.as_mut().ok_or_else(|| self.no_connection())?;
-            let branch = match dispatch!(conn, B => B::begin(conn, &self.ctx(), txn)) {
+            let branch = match dispatch!(conn, B => B::begin(conn, &self.ctx(), branch)) {
                 Ok(branch) => branch,
                 Err(e) => {
                     // A connection that cannot begin is not worth keeping.
@@ -1070,7 +1086,7 @@ impl DataManager for SessionInner {
             .as_mut()
             .ok_or_else(|| ResourceError::new(self.no_connection()))?;
         let ctx = self.ctx();
-        let voted = dispatch!(conn, B => B::vote(conn, &ctx, st.branch.as_deref(), txn.id()));
+        let voted = dispatch!(conn, B => B::vote(conn, &ctx, st.branch.as_deref(), self.branch_name(txn.id())));
         match voted {
             Ok(voted) => {
                 st.open = false;

@@ -103,12 +103,11 @@ impl fmt::Display for Backend {
     }
 }
 
-use diesel::result::Error as DieselError;
-use transaction::TransactionId;
-
+use crate::branch::{BranchName, Listed};
 use crate::conn::Conn;
 use crate::engine::Engine;
 use crate::error::Error;
+use diesel::result::Error as DieselError;
 
 /// What a session hands its backend: the engine and the name the registry gave it.
 pub(crate) struct Ctx<'a> {
@@ -233,24 +232,23 @@ pub(crate) trait Protocol {
     /// every transaction (so its session is known clean without asking).
     const ENFORCES_READ_ONLY: bool;
 
-    /// Begins the session's transaction. `branch` is the transaction a managed session
-    /// joined; a backend that names its branch when it begins (XA) returns the branch id,
-    /// which comes back to [`vote`](Self::vote), [`commit`](Self::commit) and
-    /// [`rollback`](Self::rollback).
+    /// Begins the session's transaction. `branch` names the branch of the transaction a
+    /// managed session joined; a backend that names its branch when it begins (XA)
+    /// returns the branch id, which comes back to [`vote`](Self::vote),
+    /// [`commit`](Self::commit) and [`rollback`](Self::rollback).
     fn begin(
         conn: &mut Conn,
         ctx: &Ctx<'_>,
-        branch: Option<TransactionId>,
+        branch: Option<BranchName<'_>>,
     ) -> diesel::QueryResult<Option<String>>;
 
-    /// Votes: prepares the transaction as branch `txn` of engine `ctx.name`, or ends it
-    /// when it wrote nothing, or commits it (a one-phase resource). `open` is what
-    /// [`begin`](Self::begin) returned.
+    /// Votes: prepares the transaction as `branch`, or ends it when it wrote nothing, or
+    /// commits it (a one-phase resource). `open` is what [`begin`](Self::begin) returned.
     fn vote(
         conn: &mut Conn,
         ctx: &Ctx<'_>,
         open: Option<&str>,
-        txn: TransactionId,
+        branch: BranchName<'_>,
     ) -> Result<Voted, Failed>;
 
     /// Commits the open transaction in one phase (an unmanaged commit, or the lone
@@ -304,8 +302,8 @@ pub(crate) trait Protocol {
         format!("SELECT CAST(({sql}) AS BIGINT) AS value")
     }
 
-    /// The prepared branches of this database the server lists (any origin), by id.
-    fn list_prepared(conn: &mut Conn) -> diesel::QueryResult<Vec<String>>;
+    /// The prepared branches of this database the server lists (any origin).
+    fn list_prepared(conn: &mut Conn) -> diesel::QueryResult<Vec<Listed>>;
 }
 
 /// Rolls back the transaction Diesel has open on `conn`, if any.

@@ -44,13 +44,12 @@
 //! only): deadlocks (1213), lock wait timeouts (1205) and their XA forms (1613, 1614) are
 //! transient; `XAER_NOTA` (1397) means an unknown branch. Messages are never read.
 
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use transaction::TransactionId;
-
 use crate::backend::{AfterFailure, Ctx, Failed, Left, PhaseTwo, Protocol, Voted};
+use crate::branch::{BranchName, Listed, Owner};
 use crate::conn::Conn;
 use crate::error::Result;
 use crate::options::EngineOptions;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 /// SQL run on every new connection.
 pub(crate) fn setup_sql(options: &EngineOptions) -> Result<String> {
@@ -73,15 +72,17 @@ pub(crate) fn setup_sql(options: &EngineOptions) -> Result<String> {
     Ok(sql)
 }
 
-/// The XA xid of a session's branch, as SQL: `'sqlassist_<transaction id>','<engine>'`.
+/// The XA xid of a session's branch, as SQL: `'<gtrid>','<engine>'` (format id 1, the
+/// server's default).
 ///
 /// The gtrid names the coordinator's transaction (every branch of one transaction shares
-/// it) and the bqual names the engine. Transaction ids are `[0-9a-f-]` and at most 33
-/// bytes, engine names `[A-Za-z0-9_.-]` and at most 64 bytes (checked by the registry), so
-/// both parts fit XA's 64-byte limits and need no quoting; nothing comes from user input.
-pub(crate) fn xid(txn: TransactionId, engine: &str) -> String {
-    debug_assert!(engine.len() <= 64 && !engine.contains('\''));
-    format!("'sqlassist_{txn}','{engine}'")
+/// it: `sqlassist_<node>_<incarnation>_<sequence>`, at most 60 bytes) and the bqual names
+/// the engine. Node ids are `[a-z0-9-]`, engine names `[A-Za-z0-9_.-]` and at most 64 bytes
+/// (checked by the registry), so both parts fit XA's 64-byte limits and need no quoting;
+/// nothing comes from user input (see `crate::branch`).
+pub(crate) fn xid(branch: BranchName<'_>) -> String {
+    debug_assert!(branch.engine.len() <= 64 && !branch.engine.contains('\''));
+    format!("'{}','{}'", branch.gtrid(), branch.engine)
 }
 
 /// How a managed session opens its branch. A read-only engine's branch is made read-only
@@ -265,12 +266,12 @@ impl Protocol for Mysql {
     fn begin(
         conn: &mut Conn,
         ctx: &Ctx<'_>,
-        branch: Option<TransactionId>,
+        branch: Option<BranchName<'_>>,
     ) -> diesel::QueryResult<Option<String>> {
         let read_only = ctx.engine.is_read_only();
         match branch {
-            Some(txn) => {
-                let xid = xid(txn, ctx.name);
+            Some(branch) => {
+                let xid = xid(branch);
                 conn.begin_with(&begin_sql(&xid, read_only))?;
                 Ok(Some(xid))
             }
@@ -284,7 +285,7 @@ impl Protocol for Mysql {
         conn: &mut Conn,
         ctx: &Ctx<'_>,
         open: Option<&str>,
-        _txn: TransactionId,
+        _branch: BranchName<'_>,
     ) -> std::result::Result<Voted, Failed> {
         let xid =
             open.ok_or_else(|| Failed::lasting(Left::Open, ctx.lost("it has no XA branch open")))?;
@@ -359,8 +360,21 @@ impl Protocol for Mysql {
         format!("SELECT CAST(({sql}) AS SIGNED) AS value")
     }
 
-    fn list_prepared(conn: &mut Conn) -> diesel::QueryResult<Vec<String>> {
-        recover(conn).map(|xids| xids.into_iter().map(|x| x.id).collect())
+    fn list_prepared(conn: &mut Conn) -> diesel::QueryResult<Vec<Listed>> {
+        recover(conn).map(|xids| {
+            xids.into_iter()
+                .map(|x| Listed {
+                    id: x.id,
+                    owner: |l, me| match &l.xa {
+                        Some((format_id, gtrid, bqual)) => {
+                            Owner::of_xa(*format_id, gtrid, bqual, me)
+                        }
+                        None => Owner::Foreign,
+                    },
+                    xa: Some((x.format_id, x.gtrid, x.bqual)),
+                })
+                .collect()
+        })
     }
 }
 
@@ -442,19 +456,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn xids_fit_xa_limits_for_the_longest_engine_name_and_transaction_id() {
-        let txn = transaction::TransactionManager::new()
-            .begin()
-            .expect("a transaction")
-            .id();
+    fn xids_fit_xa_limits_for_the_longest_node_and_engine_name() {
+        let node = crate::NodeId::new(&"n".repeat(crate::MAX_NODE_ID_LEN)).expect("valid");
         let engine = "e".repeat(64);
-        let x = xid(txn, &engine);
+        let x = xid(BranchName {
+            node: &node,
+            incarnation: u32::MAX,
+            sequence: u64::MAX,
+            engine: &engine,
+        });
         let parts: Vec<&str> = x.split(',').map(|p| p.trim_matches('\'')).collect();
         assert_eq!(parts.len(), 2);
         assert!(parts[0].len() <= 64 && parts[0].starts_with("sqlassist_"));
         assert!(parts[1].len() <= 64);
-        // The longest transaction id: 16 hex digits, `-`, 16 hex digits.
-        assert!("sqlassist_".len() + 33 <= 64);
         assert_eq!(begin_sql(&x, false), format!("XA START {x}"));
     }
 

@@ -32,9 +32,8 @@
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::{PgConnection, QueryableByName, RunQueryDsl};
 
-use transaction::TransactionId;
-
 use crate::backend::{AfterFailure, Ctx, Failed, Left, Protocol, Voted};
+use crate::branch::{BranchName, Listed};
 use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::options::EngineOptions;
@@ -210,13 +209,6 @@ pub(crate) fn is_transient(error: &DieselError) -> bool {
     }
 }
 
-/// The branch name of a session in a transaction: `sqlassist_<transaction id>_<engine>`.
-/// Engine names are restricted to `[A-Za-z0-9_.-]` by the registry, transaction ids to
-/// `[0-9a-f-]`, so the gid needs no quoting and stays under PostgreSQL's 200 bytes.
-pub(crate) fn gid(txn: TransactionId, engine: &str) -> String {
-    format!("sqlassist_{txn}_{engine}")
-}
-
 /// Ends the transaction of an engine declared read-only: rolls it back, and fails with
 /// [`Error::ReadOnlyEngineWrote`] when the server says it wrote.
 fn end_read_only_checked(conn: &mut Conn, ctx: &Ctx<'_>) -> Result<()> {
@@ -242,7 +234,7 @@ impl Protocol for Postgres {
     fn begin(
         conn: &mut Conn,
         _ctx: &Ctx<'_>,
-        _branch: Option<TransactionId>,
+        _branch: Option<BranchName<'_>>,
     ) -> diesel::QueryResult<Option<String>> {
         // The branch is named at the vote, by PREPARE TRANSACTION.
         conn.begin_with("BEGIN").map(|()| None)
@@ -252,7 +244,7 @@ impl Protocol for Postgres {
         conn: &mut Conn,
         ctx: &Ctx<'_>,
         _open: Option<&str>,
-        txn: TransactionId,
+        branch: BranchName<'_>,
     ) -> std::result::Result<Voted, Failed> {
         if ctx.engine.is_read_only() {
             return end_read_only_checked(conn, ctx)
@@ -272,7 +264,8 @@ impl Protocol for Postgres {
                 .map_err(|e| Failed::lasting(Left::Open, e))?;
             ctx.engine.set_two_phase_verified();
         }
-        let gid = gid(txn, ctx.name);
+        // The gid (see `crate::branch`) needs no quoting and stays under 200 bytes.
+        let gid = branch.to_string();
         match prepare(conn, &gid) {
             Ok(()) => Ok(Voted::Prepared(gid)),
             Err(e) => Err(Failed::new(Left::Open, ctx.db_error::<Self>(None, e))),
@@ -318,7 +311,7 @@ impl Protocol for Postgres {
         is_transient(error)
     }
 
-    fn list_prepared(conn: &mut Conn) -> diesel::QueryResult<Vec<String>> {
+    fn list_prepared(conn: &mut Conn) -> diesel::QueryResult<Vec<Listed>> {
         #[derive(QueryableByName)]
         struct Gid {
             #[diesel(sql_type = diesel::sql_types::Text)]
@@ -333,6 +326,6 @@ impl Protocol for Postgres {
             "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() ORDER BY prepared, gid",
         )
         .load::<Gid>(pg)
-        .map(|rows| rows.into_iter().map(|r| r.gid).collect())
+        .map(|rows| rows.into_iter().map(|r| Listed::gid(r.gid)).collect())
     }
 }

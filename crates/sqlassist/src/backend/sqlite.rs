@@ -9,9 +9,8 @@
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use transaction::TransactionId;
-
 use crate::backend::{AfterFailure, Ctx, Failed, Left, Protocol, Voted};
+use crate::branch::{BranchName, Listed};
 use crate::conn::Conn;
 use crate::options::EngineOptions;
 
@@ -67,7 +66,7 @@ impl Protocol for Sqlite {
     fn begin(
         conn: &mut Conn,
         ctx: &Ctx<'_>,
-        _branch: Option<TransactionId>,
+        _branch: Option<BranchName<'_>>,
     ) -> diesel::QueryResult<Option<String>> {
         conn.begin_with(begin_sql(ctx.engine.is_read_only()))
             .map(|()| None)
@@ -77,7 +76,7 @@ impl Protocol for Sqlite {
         conn: &mut Conn,
         ctx: &Ctx<'_>,
         _open: Option<&str>,
-        _txn: TransactionId,
+        _branch: BranchName<'_>,
     ) -> Result<Voted, Failed> {
         if ctx.engine.is_read_only() {
             return conn
@@ -124,7 +123,7 @@ impl Protocol for Sqlite {
         }
     }
 
-    fn list_prepared(_conn: &mut Conn) -> diesel::QueryResult<Vec<String>> {
+    fn list_prepared(_conn: &mut Conn) -> diesel::QueryResult<Vec<Listed>> {
         Ok(Vec::new()) // SQLite never prepares
     }
 }
