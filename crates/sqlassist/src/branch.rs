@@ -607,10 +607,11 @@ pub enum Finished {
 }
 
 impl Engine {
-    /// The branches prepared in this engine's database (PostgreSQL: `pg_prepared_xacts`
-    /// of this database; MariaDB/MySQL: `XA RECOVER`, which lists other users' branches
-    /// only for a user with `XA_RECOVER_ADMIN` or `SUPER`), each classified for node `me`.
-    /// SQLite never prepares: the list is empty.
+    /// The branches prepared in this engine's database, each classified for node `me`.
+    /// PostgreSQL: `pg_prepared_xacts` of this database. MariaDB/MySQL: `XA RECOVER`,
+    /// which lists the whole server (MariaDB shows every branch to any user; MySQL 8 shows
+    /// other users' only with `XA_RECOVER_ADMIN`): tell engines apart by
+    /// [`BranchId::engine`]. SQLite never prepares: the list is empty.
     ///
     /// # Errors
     ///
