@@ -402,6 +402,61 @@ impl BranchName<'_> {
     pub(crate) fn gtrid(&self) -> Gtrid<'_> {
         Gtrid(self)
     }
+
+    /// The gid, in a string allocated once at its final size (this runs at every vote).
+    pub(crate) fn to_gid(self) -> String {
+        let mut gid = String::with_capacity(self.gtrid_len() + 1 + self.engine.len());
+        self.push_gtrid(&mut gid);
+        gid.push('_');
+        gid.push_str(self.engine);
+        gid
+    }
+
+    /// The XA xid as SQL, `'<gtrid>','<engine>'`, allocated once (this runs at every
+    /// `XA START`).
+    pub(crate) fn to_xid_sql(self) -> String {
+        let mut xid = String::with_capacity(self.gtrid_len() + self.engine.len() + 5);
+        xid.push('\'');
+        self.push_gtrid(&mut xid);
+        xid.push_str("','");
+        xid.push_str(self.engine);
+        xid.push('\'');
+        xid
+    }
+
+    fn gtrid_len(&self) -> usize {
+        PREFIX.len() + self.node.as_str().len() + 1 + 8 + 1 + 16
+    }
+
+    fn push_gtrid(&self, out: &mut String) {
+        out.push_str(PREFIX);
+        out.push_str(self.node.as_str());
+        out.push('_');
+        out.push_str(hex::<8>(u64::from(self.incarnation)).as_str());
+        out.push('_');
+        out.push_str(hex::<16>(self.sequence).as_str());
+    }
+}
+
+/// `value` as exactly `N` lowercase hex digits (its low `4 * N` bits), on the stack.
+fn hex<const N: usize>(value: u64) -> HexDigits<N> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'0'; N];
+    for (i, digit) in out.iter_mut().rev().enumerate() {
+        // The shift stays below 64: N is at most 16.
+        *digit = DIGITS[((value >> (4 * i)) & 0xf) as usize];
+    }
+    HexDigits(out)
+}
+
+/// Hex digits from [`hex`].
+struct HexDigits<const N: usize>([u8; N]);
+
+impl<const N: usize> HexDigits<N> {
+    fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 impl fmt::Display for BranchName<'_> {
@@ -415,11 +470,12 @@ pub(crate) struct Gtrid<'a>(&'a BranchName<'a>);
 
 impl fmt::Display for Gtrid<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{PREFIX}{}_{:08x}_{:016x}",
-            self.0.node, self.0.incarnation, self.0.sequence
-        )
+        f.write_str(PREFIX)?;
+        f.write_str(self.0.node.as_str())?;
+        f.write_str("_")?;
+        f.write_str(hex::<8>(u64::from(self.0.incarnation)).as_str())?;
+        f.write_str("_")?;
+        f.write_str(hex::<16>(self.0.sequence).as_str())
     }
 }
 
@@ -746,6 +802,8 @@ mod tests {
                 id
             );
             assert_eq!(name.to_string(), gid);
+            assert_eq!(name.to_gid(), gid);
+            assert_eq!(name.to_xid_sql(), format!("'{gtrid}','{engine}'"));
         }
     }
 

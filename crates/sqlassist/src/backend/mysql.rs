@@ -82,7 +82,7 @@ pub(crate) fn setup_sql(options: &EngineOptions) -> Result<String> {
 /// nothing comes from user input (see `crate::branch`).
 pub(crate) fn xid(branch: BranchName<'_>) -> String {
     debug_assert!(branch.engine.len() <= 64 && !branch.engine.contains('\''));
-    format!("'{}','{}'", branch.gtrid(), branch.engine)
+    branch.to_xid_sql()
 }
 
 /// How a managed session opens its branch. A read-only engine's branch is made read-only

@@ -265,7 +265,7 @@ impl Protocol for Postgres {
             ctx.engine.set_two_phase_verified();
         }
         // The gid (see `crate::branch`) needs no quoting and stays under 200 bytes.
-        let gid = branch.to_string();
+        let gid = branch.to_gid();
         match prepare(conn, &gid) {
             Ok(()) => Ok(Voted::Prepared(gid)),
             Err(e) => Err(Failed::new(Left::Open, ctx.db_error::<Self>(None, e))),
