@@ -482,7 +482,7 @@ where
     let max_size = if options.url().is_memory() {
         1
     } else {
-        options.pool_size()
+        options.max_connections()
     };
     Pool::builder()
         .max_size(max_size)

@@ -49,6 +49,7 @@ mod error;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod fault;
+mod ini;
 mod instrument;
 mod options;
 mod pool;

@@ -4,45 +4,101 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use serde::de::{self, value::MapDeserializer, Deserializer, IntoDeserializer, Visitor};
+use serde::Deserialize;
+
 use crate::error::{Error, Result};
 use crate::settings::Settings;
 use crate::url::DatabaseUrl;
 
-/// The keys [`EngineOptions::from_settings`] accepts under a prefix.
-const KNOWN_KEYS: &[&str] = &[
-    "url",
-    "pool_size",
-    "pool_min_idle",
-    "pool_timeout",
-    "pool_idle_timeout",
-    "pool_recycle",
-    "pool_pre_ping",
-    "pool_pre_ping_window",
-    "keep_session",
-    "read_only",
-    "isolation_level",
-    "statement_timeout",
-    "application_name",
-    "busy_timeout",
-    "echo",
-];
-
-/// Keys under an engine prefix that the engine registry reads (`managed`, the seed's
-/// `use_zope`, `default`). [`EngineOptions::from_settings`] accepts and ignores them, so
-/// that its typo check covers every key under the prefix.
+/// Keys under an engine prefix that the engine registry reads (`managed`, `use_zope`,
+/// `default`). [`EngineOptions::from_settings`] accepts and ignores them, so that its typo
+/// check covers every key under the prefix.
 const REGISTRY_KEYS: &[&str] = &["managed", "use_zope", "default"];
 
-const DEFAULT_POOL_SIZE: u32 = 10;
-const DEFAULT_POOL_MIN_IDLE: u32 = 0;
-const DEFAULT_POOL_TIMEOUT: Duration = Duration::from_secs(30);
-const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
-const DEFAULT_POOL_RECYCLE: Duration = Duration::from_secs(1800);
-const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
-const DEFAULT_POOL_PRE_PING_WINDOW: Duration = Duration::from_millis(500);
+/// Parameters of SQLAlchemy's `create_engine` that an INI file written for SQLAlchemy may
+/// carry and that mean nothing here: accepted with one warning naming the key.
+const SQLALCHEMY_IGNORED_KEYS: &[&str] = &[
+    "case_sensitive",
+    "convert_unicode",
+    "creator",
+    "echo_pool",
+    "empty_in_strategy",
+    "enable_from_linting",
+    "encoding",
+    "future",
+    "hide_parameters",
+    "implicit_returning",
+    "insertmanyvalues_page_size",
+    "json_deserializer",
+    "json_serializer",
+    "label_length",
+    "logging_name",
+    "max_identifier_length",
+    "module",
+    "paramstyle",
+    "plugins",
+    "pool",
+    "pool_logging_name",
+    "pool_reset_on_return",
+    "pool_use_lifo",
+    "poolclass",
+    "query_cache_size",
+    "strategy",
+    "use_insertmanyvalues",
+];
+
+/// Prefixes of SQLAlchemy's dictionary parameters written as dotted keys
+/// (`connect_args.sslmode`): accepted with one warning naming the key.
+const SQLALCHEMY_IGNORED_PREFIXES: &[&str] = &["connect_args.", "execution_options."];
+
+/// Whether `name` (a key under an engine prefix) is a SQLAlchemy parameter ignored here.
+fn is_sqlalchemy_ignored(name: &str) -> bool {
+    SQLALCHEMY_IGNORED_KEYS.contains(&name)
+        || SQLALCHEMY_IGNORED_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+}
+
+/// Most connections one pool may hold: `pool_size + max_overflow`.
+const MAX_CONNECTIONS: u32 = 1000;
+/// The longest `pool_timeout`.
+const MAX_POOL_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// The longest `pool_idle_timeout` and `pool_recycle`.
+const MAX_POOL_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The longest `pool_pre_ping_window`.
+const MAX_PRE_PING_WINDOW: Duration = Duration::from_secs(3600);
+/// The longest `statement_timeout` and `busy_timeout`: PostgreSQL's and SQLite's largest
+/// (a signed 32-bit count of milliseconds, about 24.8 days).
+const MAX_SERVER_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
+const RANGE_POOL_SIZE: &str = "an integer from 1 to 1000";
+const RANGE_MAX_OVERFLOW: &str =
+    "an integer from 0 to 1000 - pool_size (pool_size + max_overflow is at most 1000; \
+     SQLAlchemy's -1, no limit, has no equivalent)";
+const RANGE_MIN_IDLE: &str = "an integer from 0 to pool_size";
+const RANGE_POOL_TIMEOUT: &str = "a duration from 1 ms to 24 h";
+const RANGE_POOL_LIFETIME: &str = "a duration from 1 ms to 30 days, or `none` to disable";
+const RANGE_PRE_PING_WINDOW: &str = "a duration from 0 to 1 h";
+const RANGE_STATEMENT_TIMEOUT: &str =
+    "a duration from 0 to 2147483647 ms (about 24 days; 0 or `none`: no limit)";
+const RANGE_BUSY_TIMEOUT: &str = "a duration from 0 to 2147483647 ms (about 24 days)";
 
 const EXPECTED_BOOL: &str = "a boolean (true/false, yes/no, on/off, 1/0)";
+const EXPECTED_ECHO: &str = "a boolean (true/false, yes/no, on/off, 1/0) or `debug`";
+const EXPECTED_SECONDS: &str = "a duration in seconds, such as 30, 2.5 or 500ms";
+const EXPECTED_MILLIS: &str = "a duration in milliseconds, such as 5000, 250ms or 5s";
 const EXPECTED_ISOLATION: &str =
     "one of READ UNCOMMITTED, READ COMMITTED, REPEATABLE READ, SERIALIZABLE";
+const EXPECTED_ISOLATION_NOT_AUTOCOMMIT: &str =
+    "one of READ UNCOMMITTED, READ COMMITTED, REPEATABLE READ, SERIALIZABLE; SQLAlchemy's \
+     AUTOCOMMIT is refused: sessions always run in a transaction, committed by \
+     session.commit()";
+/// What a managed engine says about `isolation_level = AUTOCOMMIT`.
+pub(crate) const EXPECTED_ISOLATION_MANAGED: &str =
+    "one of READ UNCOMMITTED, READ COMMITTED, REPEATABLE READ, SERIALIZABLE; AUTOCOMMIT is \
+     refused on a managed engine: its work commits only with the transaction, at \
+     transaction::commit(), never statement by statement";
 
 /// The isolation level every transaction of an engine runs at.
 ///
@@ -95,6 +151,19 @@ impl IsolationLevel {
         }
     }
 
+    /// Whether `s` is SQLAlchemy's `AUTOCOMMIT`, in any case.
+    pub(crate) fn is_autocommit(s: &str) -> bool {
+        s.trim().eq_ignore_ascii_case("autocommit")
+    }
+
+    /// The level `s` names; `Err` with what to expect.
+    fn parse_setting(s: &str) -> std::result::Result<Self, &'static str> {
+        if Self::is_autocommit(s) {
+            return Err(EXPECTED_ISOLATION_NOT_AUTOCOMMIT);
+        }
+        Self::parse(s).ok_or(EXPECTED_ISOLATION)
+    }
+
     fn parse(s: &str) -> Option<Self> {
         let normalized = s
             .split(|c: char| c.is_whitespace() || c == '_' || c == '-')
@@ -127,8 +196,8 @@ impl FromStr for IsolationLevel {
     ///
     /// [`Error::InvalidSetting`] for the key `isolation_level` if `s` names no level.
     fn from_str(s: &str) -> Result<Self> {
-        Self::parse(s)
-            .ok_or_else(|| Error::invalid_setting("isolation_level", s, EXPECTED_ISOLATION))
+        Self::parse_setting(s)
+            .map_err(|expected| Error::invalid_setting("isolation_level", s, expected))
     }
 }
 
@@ -136,32 +205,45 @@ impl FromStr for IsolationLevel {
 ///
 /// The keys under an engine prefix, in SQLAlchemy's spelling, map onto r2d2 and Diesel:
 ///
-/// | key under the prefix | meaning | default |
-/// |---|---|---|
-/// | `url` | database URL ([`DatabaseUrl`]), relative SQLite paths resolved against [`Settings::here`] | required |
-/// | `pool_size` | r2d2 `max_size`: connections the pool may hold | `10` |
-/// | `pool_min_idle` | r2d2 `min_idle`: idle connections kept open | `0` (nothing opened eagerly) |
-/// | `pool_timeout` | r2d2 `connection_timeout`: wait for a connection (seconds) | `30` |
-/// | `pool_idle_timeout` | r2d2 `idle_timeout` (seconds, `none` to disable) | `600` |
-/// | `pool_recycle` | r2d2 `max_lifetime` (seconds, `none` or `-1` to disable) | `1800` |
-/// | `pool_pre_ping` | r2d2 `test_on_check_out`: test a connection before handing it out | `true` |
-/// | `pool_pre_ping_window` | skip that test for a connection used this recently (milliseconds; `0` tests every checkout) | `500` |
-/// | `keep_session` | keep a session's connection after its transaction ends, instead of returning it to the pool | `false` |
-/// | `read_only` | open the engine read-only | `false` |
-/// | `isolation_level` | [`IsolationLevel`] of every transaction (not used by SQLite) | the server's |
-/// | `statement_timeout` | per-statement time limit (milliseconds; PostgreSQL `statement_timeout`, MariaDB `max_statement_time` (MySQL names it differently and refuses it); not used by SQLite) | none |
-/// | `application_name` | name shown by the server (PostgreSQL `application_name`) | none |
-/// | `busy_timeout` | SQLite: how long to wait for a lock (milliseconds) | `5000` |
-/// | `echo` | log every SQL statement at `debug` level | `false` |
+/// | key under the prefix | meaning | range | default |
+/// |---|---|---|---|
+/// | `url` | database URL ([`DatabaseUrl`]), relative SQLite paths resolved against [`Settings::here`] | | required |
+/// | `pool_size` | connections the pool keeps | 1 to 1000 | `10` |
+/// | `max_overflow` | connections opened beyond `pool_size` under load; r2d2's `max_size` is `pool_size + max_overflow`, as in SQLAlchemy's `QueuePool` | 0 to 1000 − `pool_size` | `0` |
+/// | `pool_min_idle` | r2d2 `min_idle`: idle connections kept open | 0 to `pool_size` | `0` (nothing opened eagerly) |
+/// | `pool_timeout` | r2d2 `connection_timeout`: wait for a connection (seconds) | 1 ms to 24 h | `30` |
+/// | `pool_idle_timeout` | r2d2 `idle_timeout` (seconds; `none` disables) | 1 ms to 30 days | `600` |
+/// | `pool_recycle` | r2d2 `max_lifetime` (seconds; `none` or `-1` disables) | 1 ms to 30 days | `1800` |
+/// | `pool_pre_ping` | r2d2 `test_on_check_out`: test a connection before handing it out | boolean | `true` |
+/// | `pool_pre_ping_window` | skip that test for a connection used this recently (milliseconds; `0` tests every checkout) | 0 to 1 h | `500` |
+/// | `keep_session` | keep a session's connection after its transaction ends, instead of returning it to the pool | boolean | `false` |
+/// | `read_only` | open the engine read-only | boolean | `false` |
+/// | `isolation_level` | [`IsolationLevel`] of every transaction (not used by SQLite); `AUTOCOMMIT` is refused | a level | the server's |
+/// | `statement_timeout` | per-statement time limit (milliseconds; PostgreSQL `statement_timeout`, MariaDB `max_statement_time` (MySQL names it differently and refuses it); not used by SQLite); `0` or `none`: no limit | 0 to 2147483647 ms (about 24 days) | none |
+/// | `application_name` | name shown by the server (PostgreSQL `application_name`) | text | none |
+/// | `busy_timeout` | SQLite: how long to wait for a lock (milliseconds) | 0 to 2147483647 ms | `5000` |
+/// | `echo` | log every SQL statement at `debug` level; SQLAlchemy's `debug` is accepted and logs statements | boolean or `debug` | `false` |
 ///
 /// Durations are a number in the key's unit (`30`, `2.5`) or a number with a unit: `ms`,
-/// `s`, `m`, `h` (`250ms`, `5s`). Booleans accept `true/false`, `yes/no`, `on/off`,
-/// `t/f`, `y/n`, `1/0` in any case, like Pyramid's `asbool`. Any other key under the prefix
-/// is an error ([`Error::UnknownSetting`]), so a typo does not silently fall back to a
-/// default. SQLAlchemy keys with no r2d2 equivalent (`max_overflow`, `echo_pool`,
-/// `pool_reset_on_return`, …) are rejected the same way. The only exceptions are the keys
-/// the engine registry reads under the same prefix (`managed`, `use_zope`, `default`),
-/// accepted and ignored here.
+/// `s`, `m`, `h`, `d` (`250ms`, `5s`). They are counted in whole milliseconds, a fraction
+/// rounded up: `0.4ms` is 1 ms, never 0 (which servers read as "no limit"). A value out
+/// of its range is an error ([`Error::InvalidSetting`]) naming the key and the range.
+/// Booleans accept `true/false`, `yes/no`, `on/off`, `t/f`, `y/n`, `1/0` in any case, like
+/// Pyramid's `asbool`.
+///
+/// Parameters of SQLAlchemy's `create_engine` that an INI file written for SQLAlchemy
+/// may carry but that mean nothing here are accepted with one warning (a `tracing` event
+/// at `warn` level naming the key; the value is never logged): `case_sensitive`,
+/// `convert_unicode`, `creator`, `echo_pool`, `empty_in_strategy`, `enable_from_linting`,
+/// `encoding`, `future`, `hide_parameters`, `implicit_returning`,
+/// `insertmanyvalues_page_size`, `json_deserializer`, `json_serializer`, `label_length`,
+/// `logging_name`, `max_identifier_length`, `module`, `paramstyle`, `plugins`, `pool`,
+/// `pool_logging_name`, `pool_reset_on_return`, `pool_use_lifo`, `poolclass`,
+/// `query_cache_size`, `strategy`, `use_insertmanyvalues`, and keys under
+/// `connect_args.` and `execution_options.`. The keys the engine registry reads under the
+/// same prefix (`managed`, `use_zope`, `default`) are accepted and ignored here. Any other
+/// key under the prefix is an error ([`Error::UnknownSetting`]), so a typo does not
+/// silently fall back to a default.
 ///
 /// Built from settings with [`from_settings`](Self::from_settings), or in code with
 /// [`new`](Self::new) (all defaults) or [`builder`](Self::builder).
@@ -188,20 +270,293 @@ impl FromStr for IsolationLevel {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineOptions {
     url: DatabaseUrl,
+    values: Values,
+}
+
+/// Every option but the URL, deserialized from the keys under an engine prefix: a key
+/// absent from the settings keeps its default, a key that is no field is an error.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Values {
+    #[serde(deserialize_with = "pool_size")]
     pool_size: u32,
+    #[serde(deserialize_with = "max_overflow")]
+    max_overflow: u32,
+    #[serde(deserialize_with = "pool_min_idle")]
     pool_min_idle: u32,
+    #[serde(deserialize_with = "seconds")]
     pool_timeout: Duration,
+    #[serde(deserialize_with = "seconds_or_none")]
     pool_idle_timeout: Option<Duration>,
+    #[serde(deserialize_with = "seconds_or_none")]
     pool_recycle: Option<Duration>,
+    #[serde(deserialize_with = "pyramid_bool")]
     pool_pre_ping: bool,
+    #[serde(deserialize_with = "millis")]
     pool_pre_ping_window: Duration,
+    #[serde(deserialize_with = "pyramid_bool")]
     keep_session: bool,
+    #[serde(deserialize_with = "pyramid_bool")]
     read_only: bool,
+    #[serde(deserialize_with = "isolation_level")]
     isolation_level: Option<IsolationLevel>,
+    #[serde(deserialize_with = "millis_or_none")]
     statement_timeout: Option<Duration>,
+    #[serde(deserialize_with = "text_or_none")]
     application_name: Option<String>,
+    #[serde(deserialize_with = "millis")]
     busy_timeout: Duration,
+    #[serde(deserialize_with = "echo")]
     echo: bool,
+}
+
+impl Default for Values {
+    fn default() -> Self {
+        Values {
+            pool_size: 10,
+            max_overflow: 0,
+            pool_min_idle: 0,
+            pool_timeout: Duration::from_secs(30),
+            pool_idle_timeout: Some(Duration::from_secs(600)),
+            pool_recycle: Some(Duration::from_secs(1800)),
+            pool_pre_ping: true,
+            pool_pre_ping_window: Duration::from_millis(500),
+            keep_session: false,
+            read_only: false,
+            isolation_level: None,
+            statement_timeout: None,
+            application_name: None,
+            busy_timeout: Duration::from_millis(5000),
+            echo: false,
+        }
+    }
+}
+
+/// Declares an option's getter on [`EngineOptions`] and its setter on
+/// [`EngineOptionsBuilder`] with one documentation, whose example shows both.
+macro_rules! option_accessors {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
+        impl EngineOptions {$(
+            $(#[$doc])*
+            pub fn $name(&self) -> $ty {
+                self.values.$name
+            }
+        )*}
+
+        impl EngineOptionsBuilder {$(
+            $(#[$doc])*
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.options.values.$name = value;
+                self
+            }
+        )*}
+    };
+}
+
+option_accessors! {
+    /// Connections the pool keeps (the `pool_size` key): 1 to 1000, default 10.
+    ///
+    /// An in-memory SQLite engine's pool holds one connection whatever this says: the
+    /// database lives in its connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_size", "4")]);
+    /// assert_eq!(EngineOptions::from_settings(&settings, "db.")?.pool_size(), 4);
+    /// let url = DatabaseUrl::parse("sqlite://")?;
+    /// assert_eq!(EngineOptions::builder(url.clone()).pool_size(4).build()?.pool_size(), 4);
+    /// assert!(EngineOptions::builder(url).pool_size(0).build().is_err());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pool_size: u32;
+    /// Connections the pool may open beyond `pool_size` under load (SQLAlchemy's
+    /// `max_overflow`): default 0, and `pool_size + max_overflow` is at most 1000.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.max_overflow", "5")]);
+    /// assert_eq!(EngineOptions::from_settings(&settings, "db.")?.max_overflow(), 5);
+    /// let url = DatabaseUrl::parse("sqlite:///app.db")?;
+    /// let options = EngineOptions::builder(url.clone()).pool_size(5).max_overflow(10).build()?;
+    /// assert_eq!(options.max_connections(), 15);
+    /// assert!(EngineOptions::builder(url).pool_size(5).max_overflow(1000).build().is_err());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    max_overflow: u32;
+    /// Idle connections the pool keeps open (r2d2 `min_idle`): 0 to `pool_size`, default
+    /// 0, so building the pool opens no connection and cannot block.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_min_idle", "2")]);
+    /// assert_eq!(EngineOptions::from_settings(&settings, "db.")?.pool_min_idle(), 2);
+    /// let url = DatabaseUrl::parse("sqlite://")?;
+    /// assert!(EngineOptions::builder(url).pool_size(1).pool_min_idle(2).build().is_err());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pool_min_idle: u32;
+    /// How long a checkout waits for a connection (r2d2 `connection_timeout`): 1 ms to
+    /// 24 h, default 30 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions, Settings};
+    /// use std::time::Duration;
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_timeout", "500ms")]);
+    /// let options = EngineOptions::from_settings(&settings, "db.")?;
+    /// assert_eq!(options.pool_timeout(), Duration::from_millis(500));
+    /// let url = DatabaseUrl::parse("sqlite://")?;
+    /// assert!(EngineOptions::builder(url).pool_timeout(Duration::ZERO).build().is_err());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pool_timeout: Duration;
+    /// How long an idle connection is kept (r2d2 `idle_timeout`); `None`: forever. 1 ms
+    /// to 30 days, default 600 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions, Settings};
+    /// use std::time::Duration;
+    ///
+    /// let disabled = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_idle_timeout", "none")]);
+    /// assert_eq!(EngineOptions::from_settings(&disabled, "db.")?.pool_idle_timeout(), None);
+    /// let url = DatabaseUrl::parse("sqlite://")?;
+    /// assert_eq!(EngineOptions::new(url.clone()).pool_idle_timeout(), Some(Duration::from_secs(600)));
+    /// assert!(EngineOptions::builder(url).pool_idle_timeout(Some(Duration::ZERO)).build().is_err());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pool_idle_timeout: Option<Duration>;
+    /// How long a connection lives before it is replaced (r2d2 `max_lifetime`); `None`:
+    /// forever. 1 ms to 30 days, default 1800 s. An in-memory SQLite engine never
+    /// replaces its connection, which holds the database.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions, Settings};
+    /// use std::time::Duration;
+    ///
+    /// // SQLAlchemy's `pool_recycle = -1` disables recycling.
+    /// let disabled = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_recycle", "-1")]);
+    /// assert_eq!(EngineOptions::from_settings(&disabled, "db.")?.pool_recycle(), None);
+    /// let url = DatabaseUrl::parse("sqlite://")?;
+    /// let options = EngineOptions::builder(url).pool_recycle(Some(Duration::from_secs(300))).build()?;
+    /// assert_eq!(options.pool_recycle(), Some(Duration::from_secs(300)));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pool_recycle: Option<Duration>;
+    /// Whether a connection is tested before each checkout (r2d2 `test_on_check_out`):
+    /// default true.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_pre_ping", "off")]);
+    /// assert!(!EngineOptions::from_settings(&settings, "db.")?.pool_pre_ping());
+    /// let url = DatabaseUrl::parse("sqlite://")?;
+    /// assert!(!EngineOptions::builder(url).pool_pre_ping(false).build()?.pool_pre_ping());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pool_pre_ping: bool;
+    /// How recently a connection must have been used for its checkout test to be skipped
+    /// (see `pool_pre_ping`): 0 to 1 h, default 500 ms; zero tests every checkout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions, Settings};
+    /// use std::time::Duration;
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_pre_ping_window", "0")]);
+    /// assert_eq!(EngineOptions::from_settings(&settings, "db.")?.pool_pre_ping_window(), Duration::ZERO);
+    /// let url = DatabaseUrl::parse("sqlite://")?;
+    /// let options = EngineOptions::builder(url).pool_pre_ping_window(Duration::from_millis(50)).build()?;
+    /// assert_eq!(options.pool_pre_ping_window(), Duration::from_millis(50));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pool_pre_ping_window: Duration;
+    /// Whether a session keeps its connection after its transaction ends. Default false:
+    /// the connection goes back to the pool at every commit and abort, as zope.sqlalchemy
+    /// closes its sessions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.keep_session", "true")]);
+    /// assert!(EngineOptions::from_settings(&settings, "db.")?.keep_session());
+    /// let url = DatabaseUrl::parse("sqlite://")?;
+    /// assert!(EngineOptions::builder(url).keep_session(true).build()?.keep_session());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    keep_session: bool;
+    /// The per-statement time limit; `None`: the server's default. 0 to 2147483647 ms.
+    ///
+    /// Applied by PostgreSQL and MySQL/MariaDB engines; SQLite engines do not use it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions, Settings};
+    /// use std::time::Duration;
+    ///
+    /// // A bare number is in milliseconds.
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.statement_timeout", "250")]);
+    /// let options = EngineOptions::from_settings(&settings, "db.")?;
+    /// assert_eq!(options.statement_timeout(), Some(Duration::from_millis(250)));
+    /// let url = DatabaseUrl::parse("sqlite://")?;
+    /// let options = EngineOptions::builder(url).statement_timeout(Some(Duration::from_secs(5))).build()?;
+    /// assert_eq!(options.statement_timeout(), Some(Duration::from_secs(5)));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    statement_timeout: Option<Duration>;
+    /// SQLite: how long a connection waits for a lock before "database is locked": 0 to
+    /// 2147483647 ms, default 5000 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions, Settings};
+    /// use std::time::Duration;
+    ///
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.busy_timeout", "2s")]);
+    /// assert_eq!(EngineOptions::from_settings(&settings, "db.")?.busy_timeout(), Duration::from_secs(2));
+    /// let url = DatabaseUrl::parse("sqlite://")?;
+    /// let options = EngineOptions::builder(url).busy_timeout(Duration::from_millis(250)).build()?;
+    /// assert_eq!(options.busy_timeout(), Duration::from_millis(250));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    busy_timeout: Duration;
+    /// Whether every SQL statement is logged at `debug` level: default false.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, EngineOptions, Settings};
+    ///
+    /// // SQLAlchemy's `echo = debug` logs statements here.
+    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.echo", "debug")]);
+    /// assert!(EngineOptions::from_settings(&settings, "db.")?.echo());
+    /// let url = DatabaseUrl::parse("sqlite://")?;
+    /// assert!(EngineOptions::builder(url).echo(true).build()?.echo());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    echo: bool;
 }
 
 impl EngineOptions {
@@ -219,20 +574,7 @@ impl EngineOptions {
     pub fn new(url: DatabaseUrl) -> Self {
         EngineOptions {
             url,
-            pool_size: DEFAULT_POOL_SIZE,
-            pool_min_idle: DEFAULT_POOL_MIN_IDLE,
-            pool_timeout: DEFAULT_POOL_TIMEOUT,
-            pool_idle_timeout: Some(DEFAULT_POOL_IDLE_TIMEOUT),
-            pool_recycle: Some(DEFAULT_POOL_RECYCLE),
-            pool_pre_ping: true,
-            pool_pre_ping_window: DEFAULT_POOL_PRE_PING_WINDOW,
-            keep_session: false,
-            read_only: false,
-            isolation_level: None,
-            statement_timeout: None,
-            application_name: None,
-            busy_timeout: DEFAULT_BUSY_TIMEOUT,
-            echo: false,
+            values: Values::default(),
         }
     }
 
@@ -320,63 +662,33 @@ impl EngineOptions {
         } else {
             format!("{prefix}.")
         };
-        let url_key = format!("{prefix}url");
-        let url = DatabaseUrl::parse_with_base(settings.require(&url_key)?, settings.here())?;
-        let mut o = Self::new(url);
+        let mut url = None;
+        let mut options = Vec::new();
         for (name, value) in settings.keys_with_prefix(&prefix) {
-            let key = format!("{prefix}{name}");
-            let value = value.trim();
-            match name {
-                "url" => {}
-                "pool_size" => o.pool_size = parse_count(&key, value, "a positive integer")?,
-                "pool_min_idle" => {
-                    o.pool_min_idle = parse_count(&key, value, "a non-negative integer")?;
-                }
-                "pool_timeout" => o.pool_timeout = parse_duration(&key, value, Unit::Seconds)?,
-                "pool_idle_timeout" => {
-                    o.pool_idle_timeout = parse_disableable(&key, value, Unit::Seconds)?;
-                }
-                "pool_recycle" => o.pool_recycle = parse_disableable(&key, value, Unit::Seconds)?,
-                "pool_pre_ping" => o.pool_pre_ping = parse_bool(&key, value)?,
-                "pool_pre_ping_window" => {
-                    o.pool_pre_ping_window = parse_duration(&key, value, Unit::Millis)?;
-                }
-                "keep_session" => o.keep_session = parse_bool(&key, value)?,
-                "read_only" => o.read_only = parse_bool(&key, value)?,
-                "isolation_level" => {
-                    o.isolation_level =
-                        Some(IsolationLevel::parse(value).ok_or_else(|| {
-                            Error::invalid_setting(&key, value, EXPECTED_ISOLATION)
-                        })?);
-                }
-                "statement_timeout" => {
-                    o.statement_timeout = if value.eq_ignore_ascii_case("none") {
-                        None
-                    } else {
-                        Some(parse_duration(&key, value, Unit::Millis)?)
-                    };
-                }
-                "application_name" => {
-                    o.application_name = Some(value.to_owned()).filter(|v| !v.is_empty());
-                }
-                "busy_timeout" => o.busy_timeout = parse_duration(&key, value, Unit::Millis)?,
-                "echo" => o.echo = parse_bool(&key, value)?,
-                _ if REGISTRY_KEYS.contains(&name) => {}
-                _ => {
-                    return Err(Error::UnknownSetting {
-                        key,
-                        known: KNOWN_KEYS
-                            .iter()
-                            .chain(REGISTRY_KEYS)
-                            .copied()
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })
-                }
+            if name == "url" {
+                url = Some(value);
+            } else if is_sqlalchemy_ignored(name) {
+                let key = format!("{prefix}{name}");
+                tracing::warn!(
+                    key = %key,
+                    "setting `{key}` ignored: SQLAlchemy's `{name}` has no equivalent here"
+                );
+            } else if !REGISTRY_KEYS.contains(&name) {
+                options.push((name, Setting { name, value }));
             }
         }
-        o.validate(&prefix)?;
-        Ok(o)
+        // Unknown keys first: a misspelt `url` is named as such, not as a missing url.
+        let values = Values::deserialize(MapDeserializer::new(options.into_iter()))
+            .map_err(|e| e.into_error(&prefix))?;
+        let url = url.ok_or_else(|| Error::MissingSetting {
+            key: format!("{prefix}url"),
+        })?;
+        let options = EngineOptions {
+            url: DatabaseUrl::parse_with_base(url, settings.here())?,
+            values,
+        };
+        options.validate(&prefix)?;
+        Ok(options)
     }
 
     /// The database URL.
@@ -395,158 +707,27 @@ impl EngineOptions {
         &self.url
     }
 
-    /// Most connections the pool holds (r2d2 `max_size`).
-    ///
-    /// An in-memory SQLite engine's pool holds one connection whatever this says: the
-    /// database lives in its connection.
+    /// Most connections the pool holds at once: `pool_size + max_overflow`, as
+    /// SQLAlchemy's `QueuePool` counts them (r2d2 `max_size`).
     ///
     /// # Examples
     ///
     /// ```
     /// use sqlassist::{EngineOptions, Settings};
     ///
-    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_size", "4")]);
-    /// assert_eq!(EngineOptions::from_settings(&settings, "db.")?.pool_size(), 4);
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn pool_size(&self) -> u32 {
-        self.pool_size
-    }
-
-    /// Idle connections the pool keeps open (r2d2 `min_idle`).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{EngineOptions, Settings};
-    ///
-    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_min_idle", "2")]);
-    /// assert_eq!(EngineOptions::from_settings(&settings, "db.")?.pool_min_idle(), 2);
-    ///
-    /// let too_many = Settings::from_pairs([
-    ///     ("db.url", "sqlite://"),
-    ///     ("db.pool_size", "1"),
-    ///     ("db.pool_min_idle", "2"),
+    /// let settings = Settings::from_pairs([
+    ///     ("db.url", "sqlite:///app.db"),
+    ///     ("db.pool_size", "5"),
+    ///     ("db.max_overflow", "10"),
     /// ]);
-    /// assert!(EngineOptions::from_settings(&too_many, "db.").is_err());
+    /// assert_eq!(EngineOptions::from_settings(&settings, "db.")?.max_connections(), 15);
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
-    pub fn pool_min_idle(&self) -> u32 {
-        self.pool_min_idle
+    pub fn max_connections(&self) -> u32 {
+        self.values.pool_size + self.values.max_overflow
     }
 
-    /// How long a checkout waits for a connection (r2d2 `connection_timeout`).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{EngineOptions, Settings};
-    /// use std::time::Duration;
-    ///
-    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_timeout", "500ms")]);
-    /// let options = EngineOptions::from_settings(&settings, "db.")?;
-    /// assert_eq!(options.pool_timeout(), Duration::from_millis(500));
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn pool_timeout(&self) -> Duration {
-        self.pool_timeout
-    }
-
-    /// How long an idle connection is kept (r2d2 `idle_timeout`); `None`: forever.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{EngineOptions, Settings};
-    /// use std::time::Duration;
-    ///
-    /// let default = Settings::from_pairs([("db.url", "sqlite://")]);
-    /// let options = EngineOptions::from_settings(&default, "db.")?;
-    /// assert_eq!(options.pool_idle_timeout(), Some(Duration::from_secs(600)));
-    ///
-    /// let disabled = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_idle_timeout", "none")]);
-    /// assert_eq!(EngineOptions::from_settings(&disabled, "db.")?.pool_idle_timeout(), None);
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn pool_idle_timeout(&self) -> Option<Duration> {
-        self.pool_idle_timeout
-    }
-
-    /// How long a connection lives before it is replaced (r2d2 `max_lifetime`); `None`:
-    /// forever.
-    ///
-    /// An in-memory SQLite engine never replaces its connection, which holds the database.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{EngineOptions, Settings};
-    /// use std::time::Duration;
-    ///
-    /// let default = Settings::from_pairs([("db.url", "sqlite://")]);
-    /// let options = EngineOptions::from_settings(&default, "db.")?;
-    /// assert_eq!(options.pool_recycle(), Some(Duration::from_secs(1800)));
-    ///
-    /// // SQLAlchemy's `pool_recycle = -1` disables recycling.
-    /// let disabled = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_recycle", "-1")]);
-    /// assert_eq!(EngineOptions::from_settings(&disabled, "db.")?.pool_recycle(), None);
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn pool_recycle(&self) -> Option<Duration> {
-        self.pool_recycle
-    }
-
-    /// Whether a connection is tested before each checkout (r2d2 `test_on_check_out`).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{EngineOptions, Settings};
-    ///
-    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_pre_ping", "off")]);
-    /// assert!(!EngineOptions::from_settings(&settings, "db.")?.pool_pre_ping());
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn pool_pre_ping(&self) -> bool {
-        self.pool_pre_ping
-    }
-
-    /// How recently a connection must have been used for its checkout test to be skipped
-    /// (see [`pool_pre_ping`](Self::pool_pre_ping)). Zero tests every checkout.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{EngineOptions, Settings};
-    /// use std::time::Duration;
-    ///
-    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.pool_pre_ping_window", "0")]);
-    /// let options = EngineOptions::from_settings(&settings, "db.")?;
-    /// assert_eq!(options.pool_pre_ping_window(), Duration::ZERO);
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn pool_pre_ping_window(&self) -> Duration {
-        self.pool_pre_ping_window
-    }
-
-    /// Whether a session keeps its connection after its transaction ends. By default the
-    /// connection goes back to the pool at every commit and abort, as zope.sqlalchemy
-    /// closes its sessions.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{EngineOptions, Settings};
-    ///
-    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.keep_session", "true")]);
-    /// assert!(EngineOptions::from_settings(&settings, "db.")?.keep_session());
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn keep_session(&self) -> bool {
-        self.keep_session
-    }
-
-    /// Whether the engine is read-only.
+    /// Whether the engine is read-only (the `read_only` key).
     ///
     /// # Examples
     ///
@@ -558,7 +739,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn is_read_only(&self) -> bool {
-        self.read_only
+        self.values.read_only
     }
 
     /// The isolation level of every transaction; `None`: the server's default.
@@ -577,27 +758,7 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn isolation_level(&self) -> Option<IsolationLevel> {
-        self.isolation_level
-    }
-
-    /// The per-statement time limit; `None`: the server's default.
-    ///
-    /// Applied by PostgreSQL and MySQL/MariaDB engines; SQLite engines do not use it.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{EngineOptions, Settings};
-    /// use std::time::Duration;
-    ///
-    /// // A bare number is in milliseconds.
-    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.statement_timeout", "250")]);
-    /// let options = EngineOptions::from_settings(&settings, "db.")?;
-    /// assert_eq!(options.statement_timeout(), Some(Duration::from_millis(250)));
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn statement_timeout(&self) -> Option<Duration> {
-        self.statement_timeout
+        self.values.isolation_level
     }
 
     /// The application name shown by the server.
@@ -617,79 +778,76 @@ impl EngineOptions {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn application_name(&self) -> Option<&str> {
-        self.application_name.as_deref()
+        self.values.application_name.as_deref()
     }
 
-    /// SQLite: how long a connection waits for a lock before "database is locked".
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{EngineOptions, Settings};
-    /// use std::time::Duration;
-    ///
-    /// let default = Settings::from_pairs([("db.url", "sqlite://")]);
-    /// let options = EngineOptions::from_settings(&default, "db.")?;
-    /// assert_eq!(options.busy_timeout(), Duration::from_millis(5000));
-    ///
-    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.busy_timeout", "2s")]);
-    /// let options = EngineOptions::from_settings(&settings, "db.")?;
-    /// assert_eq!(options.busy_timeout(), Duration::from_secs(2));
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn busy_timeout(&self) -> Duration {
-        self.busy_timeout
-    }
-
-    /// Whether every SQL statement is logged at `debug` level.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{EngineOptions, Settings};
-    ///
-    /// let settings = Settings::from_pairs([("db.url", "sqlite://"), ("db.echo", "true")]);
-    /// assert!(EngineOptions::from_settings(&settings, "db.")?.echo());
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn echo(&self) -> bool {
-        self.echo
-    }
-
-    /// Rejects what r2d2 would panic on; `prefix` makes the keys in errors.
+    /// Rejects values outside their documented ranges (what r2d2 would panic on, and what
+    /// a server would refuse on every connection); `prefix` makes the keys in errors.
     fn validate(&self, prefix: &str) -> Result<()> {
-        if self.pool_size == 0 {
-            return Err(Error::invalid_setting(
-                format!("{prefix}pool_size"),
-                "0",
-                "a positive integer",
-            ));
+        let invalid = |name: &str, value: String, expected: &'static str| {
+            Err(Error::invalid_setting(
+                format!("{prefix}{name}"),
+                &value,
+                expected,
+            ))
+        };
+        let ms = |d: Duration| format!("{} ms", d.as_millis());
+        if !(1..=MAX_CONNECTIONS).contains(&self.values.pool_size) {
+            return invalid(
+                "pool_size",
+                self.values.pool_size.to_string(),
+                RANGE_POOL_SIZE,
+            );
         }
-        if self.pool_min_idle > self.pool_size {
-            return Err(Error::invalid_setting(
-                format!("{prefix}pool_min_idle"),
-                &self.pool_min_idle.to_string(),
-                "an integer no larger than pool_size",
-            ));
+        if self.values.max_overflow > MAX_CONNECTIONS - self.values.pool_size {
+            return invalid(
+                "max_overflow",
+                self.values.max_overflow.to_string(),
+                RANGE_MAX_OVERFLOW,
+            );
         }
-        if self.pool_timeout.is_zero() {
-            return Err(Error::invalid_setting(
-                format!("{prefix}pool_timeout"),
-                "0",
-                "a positive duration",
-            ));
+        if self.values.pool_min_idle > self.values.pool_size {
+            return invalid(
+                "pool_min_idle",
+                self.values.pool_min_idle.to_string(),
+                RANGE_MIN_IDLE,
+            );
+        }
+        if self.values.pool_timeout.is_zero() || self.values.pool_timeout > MAX_POOL_TIMEOUT {
+            return invalid(
+                "pool_timeout",
+                ms(self.values.pool_timeout),
+                RANGE_POOL_TIMEOUT,
+            );
         }
         for (name, value) in [
-            ("pool_idle_timeout", self.pool_idle_timeout),
-            ("pool_recycle", self.pool_recycle),
+            ("pool_idle_timeout", self.values.pool_idle_timeout),
+            ("pool_recycle", self.values.pool_recycle),
         ] {
-            if value.is_some_and(|d| d.is_zero()) {
-                return Err(Error::invalid_setting(
-                    format!("{prefix}{name}"),
-                    "0",
-                    "a positive duration, or `none` to disable",
-                ));
+            if let Some(d) = value.filter(|d| d.is_zero() || *d > MAX_POOL_LIFETIME) {
+                return invalid(name, ms(d), RANGE_POOL_LIFETIME);
             }
+        }
+        if self.values.pool_pre_ping_window > MAX_PRE_PING_WINDOW {
+            return invalid(
+                "pool_pre_ping_window",
+                ms(self.values.pool_pre_ping_window),
+                RANGE_PRE_PING_WINDOW,
+            );
+        }
+        if let Some(d) = self
+            .values
+            .statement_timeout
+            .filter(|d| *d > MAX_SERVER_TIMEOUT)
+        {
+            return invalid("statement_timeout", ms(d), RANGE_STATEMENT_TIMEOUT);
+        }
+        if self.values.busy_timeout > MAX_SERVER_TIMEOUT {
+            return invalid(
+                "busy_timeout",
+                ms(self.values.busy_timeout),
+                RANGE_BUSY_TIMEOUT,
+            );
         }
         Ok(())
     }
@@ -719,163 +877,6 @@ pub struct EngineOptionsBuilder {
 }
 
 impl EngineOptionsBuilder {
-    /// Most connections the pool holds (r2d2 `max_size`). Default: 10. Must be positive.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{DatabaseUrl, EngineOptions};
-    ///
-    /// let url = DatabaseUrl::parse("sqlite://")?;
-    /// assert_eq!(EngineOptions::builder(url.clone()).pool_size(4).build()?.pool_size(), 4);
-    /// assert!(EngineOptions::builder(url).pool_size(0).build().is_err());
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn pool_size(mut self, size: u32) -> Self {
-        self.options.pool_size = size;
-        self
-    }
-
-    /// Idle connections the pool keeps open (r2d2 `min_idle`). Default: 0, so building the
-    /// pool opens no connection and cannot block (r2d2's own default, `pool_size`, would).
-    /// Must not exceed `pool_size`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{DatabaseUrl, EngineOptions};
-    ///
-    /// let url = DatabaseUrl::parse("sqlite://")?;
-    /// let options = EngineOptions::builder(url.clone()).pool_min_idle(2).build()?;
-    /// assert_eq!(options.pool_min_idle(), 2);
-    /// assert!(EngineOptions::builder(url).pool_size(1).pool_min_idle(2).build().is_err());
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn pool_min_idle(mut self, min_idle: u32) -> Self {
-        self.options.pool_min_idle = min_idle;
-        self
-    }
-
-    /// How long a checkout waits for a connection (r2d2 `connection_timeout`). Default:
-    /// 30 s. Must be positive.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{DatabaseUrl, EngineOptions};
-    /// use std::time::Duration;
-    ///
-    /// let url = DatabaseUrl::parse("sqlite://")?;
-    /// let options = EngineOptions::builder(url.clone()).pool_timeout(Duration::from_secs(5)).build()?;
-    /// assert_eq!(options.pool_timeout(), Duration::from_secs(5));
-    /// assert!(EngineOptions::builder(url).pool_timeout(Duration::ZERO).build().is_err());
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn pool_timeout(mut self, timeout: Duration) -> Self {
-        self.options.pool_timeout = timeout;
-        self
-    }
-
-    /// How long an idle connection is kept (r2d2 `idle_timeout`); `None` keeps it forever.
-    /// Default: 600 s. Must not be zero.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{DatabaseUrl, EngineOptions};
-    /// use std::time::Duration;
-    ///
-    /// let url = DatabaseUrl::parse("sqlite://")?;
-    /// let options = EngineOptions::builder(url.clone()).pool_idle_timeout(None).build()?;
-    /// assert_eq!(options.pool_idle_timeout(), None);
-    /// let zero = EngineOptions::builder(url).pool_idle_timeout(Some(Duration::ZERO));
-    /// assert!(zero.build().is_err());
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.options.pool_idle_timeout = timeout;
-        self
-    }
-
-    /// How long a connection lives before it is replaced (r2d2 `max_lifetime`); `None`
-    /// keeps it forever. Default: 1800 s. Must not be zero.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{DatabaseUrl, EngineOptions};
-    /// use std::time::Duration;
-    ///
-    /// let url = DatabaseUrl::parse("sqlite://")?;
-    /// let options = EngineOptions::builder(url)
-    ///     .pool_recycle(Some(Duration::from_secs(300)))
-    ///     .build()?;
-    /// assert_eq!(options.pool_recycle(), Some(Duration::from_secs(300)));
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn pool_recycle(mut self, lifetime: Option<Duration>) -> Self {
-        self.options.pool_recycle = lifetime;
-        self
-    }
-
-    /// Whether a connection is tested before each checkout (r2d2 `test_on_check_out`).
-    /// Default: true.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{DatabaseUrl, EngineOptions};
-    ///
-    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
-    ///     .pool_pre_ping(false)
-    ///     .build()?;
-    /// assert!(!options.pool_pre_ping());
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn pool_pre_ping(mut self, pre_ping: bool) -> Self {
-        self.options.pool_pre_ping = pre_ping;
-        self
-    }
-
-    /// Skips the checkout test for a connection used within `window`. Default: 500 ms;
-    /// zero tests every checkout.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{DatabaseUrl, EngineOptions};
-    /// use std::time::Duration;
-    ///
-    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
-    ///     .pool_pre_ping_window(Duration::ZERO)
-    ///     .build()?;
-    /// assert_eq!(options.pool_pre_ping_window(), Duration::ZERO);
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn pool_pre_ping_window(mut self, window: Duration) -> Self {
-        self.options.pool_pre_ping_window = window;
-        self
-    }
-
-    /// Keeps a session's connection after its transaction ends. Default: false (the
-    /// connection goes back to the pool at every commit and abort).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{DatabaseUrl, EngineOptions};
-    ///
-    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
-    ///     .keep_session(true)
-    ///     .build()?;
-    /// assert!(options.keep_session());
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn keep_session(mut self, keep: bool) -> Self {
-        self.options.keep_session = keep;
-        self
-    }
-
     /// Whether the engine is read-only. Default: false.
     ///
     /// # Examples
@@ -890,7 +891,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn read_only(mut self, read_only: bool) -> Self {
-        self.options.read_only = read_only;
+        self.options.values.read_only = read_only;
         self
     }
 
@@ -908,26 +909,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
-        self.options.isolation_level = Some(level);
-        self
-    }
-
-    /// The per-statement time limit; `None` leaves the server's. Default: `None`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{DatabaseUrl, EngineOptions};
-    /// use std::time::Duration;
-    ///
-    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
-    ///     .statement_timeout(Some(Duration::from_secs(5)))
-    ///     .build()?;
-    /// assert_eq!(options.statement_timeout(), Some(Duration::from_secs(5)));
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.options.statement_timeout = timeout;
+        self.options.values.isolation_level = Some(level);
         self
     }
 
@@ -945,42 +927,7 @@ impl EngineOptionsBuilder {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn application_name(mut self, name: impl Into<String>) -> Self {
-        self.options.application_name = Some(name.into());
-        self
-    }
-
-    /// SQLite: how long a connection waits for a lock. Default: 5000 ms.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{DatabaseUrl, EngineOptions};
-    /// use std::time::Duration;
-    ///
-    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?)
-    ///     .busy_timeout(Duration::from_millis(250))
-    ///     .build()?;
-    /// assert_eq!(options.busy_timeout(), Duration::from_millis(250));
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
-        self.options.busy_timeout = timeout;
-        self
-    }
-
-    /// Whether every SQL statement is logged at `debug` level. Default: false.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sqlassist::{DatabaseUrl, EngineOptions};
-    ///
-    /// let options = EngineOptions::builder(DatabaseUrl::parse("sqlite://")?).echo(true).build()?;
-    /// assert!(options.echo());
-    /// # Ok::<(), sqlassist::Error>(())
-    /// ```
-    pub fn echo(mut self, echo: bool) -> Self {
-        self.options.echo = echo;
+        self.options.values.application_name = Some(name.into());
         self
     }
 
@@ -1010,193 +957,256 @@ impl EngineOptionsBuilder {
     }
 }
 
-/// The unit of a duration written as a bare number.
-#[derive(Clone, Copy)]
-enum Unit {
-    Seconds,
-    Millis,
+/// One setting's text, deserialized into a field of [`Values`]; a failure names its key.
+struct Setting<'a> {
+    name: &'a str,
+    value: &'a str,
 }
 
-impl Unit {
-    fn expected(self) -> &'static str {
+impl<'de> Deserializer<'de> for Setting<'de> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> std::result::Result<V::Value, DeError> {
+        visitor
+            .visit_borrowed_str(self.value.trim())
+            .map_err(|e| match e {
+                DeError::Custom(expected) => DeError::Invalid {
+                    name: self.name.to_owned(),
+                    value: self.value.trim().to_owned(),
+                    expected: EXPECTATIONS
+                        .iter()
+                        .find(|e| **e == expected)
+                        .copied()
+                        .unwrap_or("a valid value"),
+                },
+                other => other,
+            })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+impl<'de> IntoDeserializer<'de, DeError> for Setting<'de> {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+/// Why the keys under a prefix do not deserialize; made an [`Error`] naming the full key.
+#[derive(Debug)]
+enum DeError {
+    Invalid {
+        name: String,
+        value: String,
+        expected: &'static str,
+    },
+    Unknown {
+        name: String,
+        known: &'static [&'static str],
+    },
+    Custom(String),
+}
+
+impl DeError {
+    fn into_error(self, prefix: &str) -> Error {
         match self {
-            Unit::Seconds => "a duration in seconds, such as 30, 2.5 or 500ms",
-            Unit::Millis => "a duration in milliseconds, such as 5000, 250ms or 5s",
+            DeError::Invalid {
+                name,
+                value,
+                expected,
+            } => Error::invalid_setting(format!("{prefix}{name}"), &value, expected),
+            DeError::Unknown { name, known } => Error::UnknownSetting {
+                key: format!("{prefix}{name}"),
+                known: std::iter::once(&"url")
+                    .chain(known)
+                    .chain(REGISTRY_KEYS)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+            // Only serde's own messages get here (every value is text, every key is
+            // unique); they may quote a value, so say less.
+            DeError::Custom(_) => Error::Settings {
+                source: config::ConfigError::Message(format!(
+                    "the options under `{prefix}` do not deserialize"
+                )),
+            },
         }
     }
 }
 
+impl fmt::Display for DeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeError::Invalid { name, expected, .. } => write!(f, "`{name}`: expected {expected}"),
+            DeError::Unknown { name, .. } => write!(f, "unknown setting `{name}`"),
+            DeError::Custom(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for DeError {}
+
+impl de::Error for DeError {
+    fn custom<T: fmt::Display>(message: T) -> Self {
+        DeError::Custom(message.to_string())
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        DeError::Unknown {
+            name: field.to_owned(),
+            known: expected,
+        }
+    }
+}
+
+/// What the deserializers below can expect, so that an error keeps the `'static` text.
+const EXPECTATIONS: &[&str] = &[
+    EXPECTED_BOOL,
+    EXPECTED_ECHO,
+    EXPECTED_SECONDS,
+    EXPECTED_MILLIS,
+    EXPECTED_ISOLATION,
+    EXPECTED_ISOLATION_NOT_AUTOCOMMIT,
+    RANGE_POOL_SIZE,
+    RANGE_MAX_OVERFLOW,
+    RANGE_MIN_IDLE,
+    RANGE_POOL_LIFETIME,
+];
+
+/// Deserializes a setting's text with `parse`, whose error is what the key expects.
+fn parsed<'de, D, T>(
+    d: D,
+    parse: impl FnOnce(&str) -> std::result::Result<T, &'static str>,
+) -> std::result::Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    d.deserialize_str(Parse(parse))
+}
+
+/// Parses inside the visitor, so that [`Setting`] sees the error and names its key.
+struct Parse<F>(F);
+
+impl<'de, T, F> Visitor<'de> for Parse<F>
+where
+    F: FnOnce(&str) -> std::result::Result<T, &'static str>,
+{
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a setting's text")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> std::result::Result<T, E> {
+        (self.0)(text).map_err(E::custom)
+    }
+}
+
+macro_rules! deserializers {
+    ($($(#[$doc:meta])* $name:ident -> $ty:ty = $parse:expr;)*) => {$(
+        $(#[$doc])*
+        fn $name<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<$ty, D::Error> {
+            parsed(d, $parse)
+        }
+    )*};
+}
+
+deserializers! {
+    pool_size -> u32 = |s| s.parse().map_err(|_| RANGE_POOL_SIZE);
+    max_overflow -> u32 = |s| s.parse().map_err(|_| RANGE_MAX_OVERFLOW);
+    pool_min_idle -> u32 = |s| s.parse().map_err(|_| RANGE_MIN_IDLE);
+    /// Pyramid's `asbool`.
+    pyramid_bool -> bool = |s| parse_bool_text(s).ok_or(EXPECTED_BOOL);
+    /// SQLAlchemy's `echo = debug` also logs result rows; statements are what is logged here.
+    echo -> bool = |s| {
+        if s.eq_ignore_ascii_case("debug") {
+            Ok(true)
+        } else {
+            parse_bool_text(s).ok_or(EXPECTED_ECHO)
+        }
+    };
+    seconds -> Duration = |s| parse_duration(s, 1000).ok_or(EXPECTED_SECONDS);
+    millis -> Duration = |s| parse_duration(s, 1).ok_or(EXPECTED_MILLIS);
+    /// SQLAlchemy disables a pool duration with `-1`; `none` and `off` say the same.
+    seconds_or_none -> Option<Duration> = |s| {
+        if ["none", "off", "-1"].iter().any(|v| s.eq_ignore_ascii_case(v)) {
+            return Ok(None);
+        }
+        parse_duration(s, 1000).map(Some).ok_or(RANGE_POOL_LIFETIME)
+    };
+    millis_or_none -> Option<Duration> = |s| {
+        if s.eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        parse_duration(s, 1).map(Some).ok_or(EXPECTED_MILLIS)
+    };
+    isolation_level -> Option<IsolationLevel> = |s| IsolationLevel::parse_setting(s).map(Some);
+    /// An empty value is no value.
+    text_or_none -> Option<String> = |s| Ok(Some(s.to_owned()).filter(|s| !s.is_empty()));
+}
+
 /// Pyramid's `asbool`: `true/false`, `yes/no`, `on/off`, `t/f`, `y/n`, `1/0`, any case.
+fn parse_bool_text(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "t" | "yes" | "y" | "on" | "1" => Some(true),
+        "false" | "f" | "no" | "n" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Pyramid's `asbool` for the setting `key`.
 ///
 /// # Errors
 ///
 /// [`Error::InvalidSetting`] naming `key` for anything else.
 pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "t" | "yes" | "y" | "on" | "1" => Ok(true),
-        "false" | "f" | "no" | "n" | "off" | "0" => Ok(false),
-        _ => Err(Error::invalid_setting(key, value, EXPECTED_BOOL)),
-    }
+    parse_bool_text(value).ok_or_else(|| Error::invalid_setting(key, value, EXPECTED_BOOL))
 }
 
-fn parse_count(key: &str, value: &str, expected: &'static str) -> Result<u32> {
-    value
-        .parse()
-        .map_err(|_| Error::invalid_setting(key, value, expected))
-}
-
-/// A duration, or `None` for `none`, `off` or `-1` (SQLAlchemy's "disabled").
-fn parse_disableable(key: &str, value: &str, unit: Unit) -> Result<Option<Duration>> {
-    if ["none", "off", "-1"]
-        .iter()
-        .any(|v| value.eq_ignore_ascii_case(v))
-    {
-        return Ok(None);
-    }
-    parse_duration(key, value, unit).map(Some).map_err(|_| {
-        Error::invalid_setting(key, value, "a positive duration, or `none` to disable")
-    })
-}
-
-/// `30`, `2.5`, `250ms`, `5 s`, `1m`, `1h`; a bare number is in `unit`.
-fn parse_duration(key: &str, value: &str, unit: Unit) -> Result<Duration> {
-    let invalid = || Error::invalid_setting(key, value, unit.expected());
+/// `30`, `2.5`, `250ms`, `5 s`, `1m`, `1h`, `1d`; a bare number counts `bare_millis`
+/// milliseconds. Whole milliseconds, a fraction rounded up: `0.4ms` is 1 ms, never 0
+/// (which a server reads as "no limit").
+fn parse_duration(value: &str, bare_millis: u64) -> Option<Duration> {
     let split = value
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(value.len());
     let (number, suffix) = (&value[..split], value[split..].trim());
-    if number.is_empty() {
-        return Err(invalid());
-    }
     let millis_per_unit: u64 = match suffix.to_ascii_lowercase().as_str() {
-        "" => match unit {
-            Unit::Seconds => 1000,
-            Unit::Millis => 1,
-        },
+        "" => bare_millis,
         "ms" | "msec" | "millis" | "milliseconds" => 1,
         "s" | "sec" | "secs" | "second" | "seconds" => 1000,
         "m" | "min" | "mins" | "minute" | "minutes" => 60_000,
         "h" | "hour" | "hours" => 3_600_000,
-        _ => return Err(invalid()),
+        "d" | "day" | "days" => 86_400_000,
+        _ => return None,
     };
     if let Ok(whole) = number.parse::<u64>() {
         return whole
             .checked_mul(millis_per_unit)
-            .map(Duration::from_millis)
-            .ok_or_else(invalid);
+            .map(Duration::from_millis);
     }
-    let fractional: f64 = number.parse().map_err(|_| invalid())?;
-    // `millis_per_unit` is at most 3.6e6: exact as an f64.
-    let seconds = fractional * millis_per_unit as f64 / 1000.0;
-    Duration::try_from_secs_f64(seconds).map_err(|_| invalid())
+    // `millis_per_unit` is at most 8.64e7: exact as an f64.
+    let millis = (number.parse::<f64>().ok()? * millis_per_unit as f64).ceil();
+    // At most 1e15 after this check: exact as a u64.
+    (0.0..=1e15)
+        .contains(&millis)
+        .then(|| Duration::from_millis(millis as u64))
 }
 
 // The tests parse SQLite URLs, which need the (default) `sqlite` feature.
-#[cfg(all(test, feature = "sqlite"))]
+#[cfg(test)]
 mod tests {
     use super::*;
-
-    const PREFIX: &str = "sqlalchemy_reader.";
-
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
-        Settings::builder()
-            .pairs(
-                std::iter::once(("sqlalchemy_reader.url", "sqlite:///app.db"))
-                    .chain(pairs.iter().copied()),
-            )
-            .here("/srv/myapp")
-            .build()
-            .expect("pairs always build")
-    }
-
-    fn options(pairs: &[(&str, &str)]) -> Result<EngineOptions> {
-        EngineOptions::from_settings(&settings(pairs), PREFIX)
-    }
-
-    fn invalid_key(e: &Error) -> &str {
-        match e {
-            Error::InvalidSetting { key, .. } => key,
-            other => panic!("expected InvalidSetting, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn defaults_match_the_documented_values() -> Result<()> {
-        let o = options(&[])?;
-        assert_eq!(
-            o.url().sqlite_path(),
-            Some(std::path::Path::new("/srv/myapp/app.db"))
-        );
-        assert_eq!(o.pool_size(), 10);
-        assert_eq!(o.pool_min_idle(), 0);
-        assert_eq!(o.pool_timeout(), Duration::from_secs(30));
-        assert_eq!(o.pool_idle_timeout(), Some(Duration::from_secs(600)));
-        assert_eq!(o.pool_recycle(), Some(Duration::from_secs(1800)));
-        assert!(o.pool_pre_ping());
-        assert!(!o.is_read_only());
-        assert_eq!(o.isolation_level(), None);
-        assert_eq!(o.statement_timeout(), None);
-        assert_eq!(o.application_name(), None);
-        assert_eq!(o.busy_timeout(), Duration::from_millis(5000));
-        assert!(!o.echo());
-        assert_eq!(o, EngineOptions::new(o.url().clone()));
-        Ok(())
-    }
-
-    #[test]
-    fn every_key_is_parsed() -> Result<()> {
-        let o = options(&[
-            ("sqlalchemy_reader.pool_size", "20"),
-            ("sqlalchemy_reader.pool_min_idle", " 2 "),
-            ("sqlalchemy_reader.pool_timeout", "2.5"),
-            ("sqlalchemy_reader.pool_idle_timeout", "none"),
-            ("sqlalchemy_reader.pool_recycle", "3600"),
-            ("sqlalchemy_reader.pool_pre_ping", "off"),
-            ("sqlalchemy_reader.read_only", "Yes"),
-            ("sqlalchemy_reader.isolation_level", "repeatable_read"),
-            ("sqlalchemy_reader.statement_timeout", "250ms"),
-            ("sqlalchemy_reader.application_name", "myapp-reader"),
-            ("sqlalchemy_reader.busy_timeout", "2s"),
-            ("sqlalchemy_reader.echo", "1"),
-        ])?;
-        assert_eq!(o.pool_size(), 20);
-        assert_eq!(o.pool_min_idle(), 2);
-        assert_eq!(o.pool_timeout(), Duration::from_millis(2500));
-        assert_eq!(o.pool_idle_timeout(), None);
-        assert_eq!(o.pool_recycle(), Some(Duration::from_secs(3600)));
-        assert!(!o.pool_pre_ping());
-        assert!(o.is_read_only());
-        assert_eq!(o.isolation_level(), Some(IsolationLevel::RepeatableRead));
-        assert_eq!(o.statement_timeout(), Some(Duration::from_millis(250)));
-        assert_eq!(o.application_name(), Some("myapp-reader"));
-        assert_eq!(o.busy_timeout(), Duration::from_secs(2));
-        assert!(o.echo());
-        Ok(())
-    }
-
-    #[test]
-    fn prefix_without_trailing_dot_is_accepted() -> Result<()> {
-        let s = settings(&[
-            ("sqlalchemy_reader.pool_size", "3"),
-            ("sqlalchemy_reader2.url", "x"),
-        ]);
-        assert_eq!(
-            EngineOptions::from_settings(&s, "sqlalchemy_reader")?.pool_size(),
-            3
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn other_prefixes_are_ignored() -> Result<()> {
-        let o = options(&[
-            ("sqlalchemy_writer.url", "not even a url"),
-            ("sqlalchemy_writer.pool_sise", "3"),
-            ("sqlalchemy.echo", "maybe"),
-        ])?;
-        assert_eq!(o.pool_size(), 10);
-        Ok(())
-    }
 
     #[test]
     fn booleans_accept_pyramid_asbool_spellings() {
@@ -1206,34 +1216,13 @@ mod tests {
         for no in ["false", "F", "no", "n", "OFF", "0"] {
             assert_eq!(parse_bool("k", no).ok(), Some(false), "{no}");
         }
-        let e = options(&[("sqlalchemy_reader.echo", "maybe")]).expect_err("not a bool");
-        assert_eq!(invalid_key(&e), "sqlalchemy_reader.echo");
-        assert!(e.to_string().contains("\"maybe\""), "{e}");
-    }
-
-    #[test]
-    fn isolation_level_accepts_sqlalchemy_spellings() {
-        for (text, level) in [
-            ("SERIALIZABLE", IsolationLevel::Serializable),
-            ("serializable", IsolationLevel::Serializable),
-            ("READ COMMITTED", IsolationLevel::ReadCommitted),
-            ("read_committed", IsolationLevel::ReadCommitted),
-            ("Read-Uncommitted", IsolationLevel::ReadUncommitted),
-            ("  repeatable   read ", IsolationLevel::RepeatableRead),
-        ] {
-            assert_eq!(text.parse::<IsolationLevel>().ok(), Some(level), "{text}");
-        }
-        let e = options(&[("sqlalchemy_reader.isolation_level", "AUTOCOMMIT")])
-            .expect_err("not a level");
-        assert_eq!(invalid_key(&e), "sqlalchemy_reader.isolation_level");
-        assert!(e.to_string().contains("SERIALIZABLE"), "{e}");
-        assert_eq!(IsolationLevel::ReadCommitted.to_string(), "READ COMMITTED");
+        assert!(parse_bool("k", "maybe").is_err());
     }
 
     #[test]
     fn durations_accept_units_and_fractions() {
-        let ms = |v: &str| parse_duration("k", v, Unit::Millis).ok();
-        let s = |v: &str| parse_duration("k", v, Unit::Seconds).ok();
+        let ms = |v: &str| parse_duration(v, 1);
+        let s = |v: &str| parse_duration(v, 1000);
         assert_eq!(ms("1234"), Some(Duration::from_millis(1234)));
         assert_eq!(ms("0"), Some(Duration::ZERO));
         assert_eq!(ms("5s"), Some(Duration::from_secs(5)));
@@ -1246,143 +1235,5 @@ mod tests {
         for bad in ["", "ms", "-5", "5 parsecs", "1.2.3", "99999999999999999999"] {
             assert_eq!(s(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn statement_timeout_none_and_zero() -> Result<()> {
-        let o = options(&[("sqlalchemy_reader.statement_timeout", "none")])?;
-        assert_eq!(o.statement_timeout(), None);
-        let o = options(&[("sqlalchemy_reader.statement_timeout", "0")])?;
-        assert_eq!(o.statement_timeout(), Some(Duration::ZERO));
-        Ok(())
-    }
-
-    #[test]
-    fn pool_recycle_minus_one_disables_like_sqlalchemy() -> Result<()> {
-        let o = options(&[("sqlalchemy_reader.pool_recycle", "-1")])?;
-        assert_eq!(o.pool_recycle(), None);
-        Ok(())
-    }
-
-    #[test]
-    fn bad_integer_names_the_full_key() {
-        for (key, value) in [
-            ("sqlalchemy_reader.pool_size", "ten"),
-            ("sqlalchemy_reader.pool_size", "-1"),
-            ("sqlalchemy_reader.pool_min_idle", "1.5"),
-            ("sqlalchemy_reader.pool_timeout", "soon"),
-            ("sqlalchemy_reader.pool_recycle", "never"),
-            ("sqlalchemy_reader.busy_timeout", "5 parsecs"),
-        ] {
-            let e = options(&[(key, value)]).expect_err(value);
-            assert_eq!(invalid_key(&e), key, "{e}");
-            assert!(e.to_string().contains(&format!("{value:?}")), "{e}");
-        }
-    }
-
-    #[test]
-    fn values_r2d2_would_panic_on_are_rejected() {
-        for (key, value) in [
-            ("sqlalchemy_reader.pool_size", "0"),
-            ("sqlalchemy_reader.pool_min_idle", "11"),
-            ("sqlalchemy_reader.pool_timeout", "0"),
-            ("sqlalchemy_reader.pool_idle_timeout", "0"),
-            ("sqlalchemy_reader.pool_recycle", "0ms"),
-        ] {
-            let e = options(&[(key, value)]).expect_err(value);
-            assert_eq!(invalid_key(&e), key, "{e}");
-        }
-    }
-
-    #[test]
-    fn unknown_key_names_it_and_lists_the_known_ones() {
-        let e = options(&[("sqlalchemy_reader.pool_sise", "3")]).expect_err("typo");
-        match &e {
-            Error::UnknownSetting { key, known } => {
-                assert_eq!(key, "sqlalchemy_reader.pool_sise");
-                assert!(known.contains("pool_size"));
-                assert!(known.contains("busy_timeout"));
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        let e = options(&[("sqlalchemy_reader.max_overflow", "5")]).expect_err("no r2d2 twin");
-        assert!(
-            e.to_string().contains("`sqlalchemy_reader.max_overflow`"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn registry_keys_under_the_prefix_are_accepted_and_ignored() -> Result<()> {
-        let o = options(&[
-            ("sqlalchemy_reader.managed", "true"),
-            ("sqlalchemy_reader.use_zope", "false"),
-            ("sqlalchemy_reader.default", "yes"),
-        ])?;
-        assert_eq!(o, EngineOptions::new(o.url().clone()));
-        let e = options(&[("sqlalchemy_reader.managd", "true")]).expect_err("typo");
-        assert!(e.to_string().contains("managed"), "{e}");
-        Ok(())
-    }
-
-    #[test]
-    fn missing_url_names_the_key() {
-        let s = Settings::from_pairs([("sqlalchemy_writer.pool_size", "1")]);
-        let e = EngineOptions::from_settings(&s, "sqlalchemy_writer.").expect_err("no url");
-        assert_eq!(e.to_string(), "missing setting `sqlalchemy_writer.url`");
-    }
-
-    #[test]
-    fn bad_url_error_does_not_leak_the_password() {
-        let s = Settings::from_pairs([("db.url", "postgresql://u:s3cr3t-PW@h:port/db")]);
-        let e = EngineOptions::from_settings(&s, "db.").expect_err("bad port");
-        assert!(matches!(e, Error::InvalidUrl { .. }));
-        assert!(!e.to_string().contains("s3cr3t"), "{e}");
-        assert!(!format!("{e:?}").contains("s3cr3t"), "{e:?}");
-    }
-
-    #[test]
-    fn builder_sets_every_option_and_checks_pool_values() -> Result<()> {
-        let url = DatabaseUrl::parse("sqlite://")?;
-        let o = EngineOptions::builder(url.clone())
-            .pool_size(3)
-            .pool_min_idle(1)
-            .pool_timeout(Duration::from_secs(1))
-            .pool_idle_timeout(None)
-            .pool_recycle(Some(Duration::from_secs(60)))
-            .pool_pre_ping(false)
-            .read_only(true)
-            .isolation_level(IsolationLevel::Serializable)
-            .statement_timeout(Some(Duration::from_millis(100)))
-            .application_name("job")
-            .busy_timeout(Duration::from_millis(10))
-            .echo(true)
-            .build()?;
-        assert_eq!(o.pool_size(), 3);
-        assert_eq!(o.pool_min_idle(), 1);
-        assert_eq!(o.pool_timeout(), Duration::from_secs(1));
-        assert_eq!(o.pool_idle_timeout(), None);
-        assert_eq!(o.pool_recycle(), Some(Duration::from_secs(60)));
-        assert!(!o.pool_pre_ping());
-        assert!(o.is_read_only());
-        assert_eq!(o.isolation_level(), Some(IsolationLevel::Serializable));
-        assert_eq!(o.statement_timeout(), Some(Duration::from_millis(100)));
-        assert_eq!(o.application_name(), Some("job"));
-        assert_eq!(o.busy_timeout(), Duration::from_millis(10));
-        assert!(o.echo());
-        assert_eq!(o.to_builder().build()?, o);
-
-        let e = EngineOptions::builder(url.clone())
-            .pool_size(0)
-            .build()
-            .expect_err("zero pool");
-        assert_eq!(invalid_key(&e), "pool_size");
-        let e = EngineOptions::builder(url)
-            .pool_size(2)
-            .pool_min_idle(3)
-            .build()
-            .expect_err("min_idle > size");
-        assert_eq!(invalid_key(&e), "pool_min_idle");
-        Ok(())
     }
 }

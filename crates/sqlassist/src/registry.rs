@@ -1,6 +1,6 @@
 //! The registry of named engines, and its process-wide install.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -8,13 +8,14 @@ use std::sync::OnceLock;
 use crate::branch::{Identity, NodeId};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::options::{IsolationLevel, EXPECTED_ISOLATION_MANAGED};
 use crate::session::Session;
 use crate::settings::Settings;
 
 static NEXT_REGISTRY: AtomicU64 = AtomicU64::new(1);
 static INSTALLED: OnceLock<Registry> = OnceLock::new();
 
-/// How an engine takes part in transactions (the seed's `init_engine` keywords).
+/// How an engine takes part in transactions (pyramid_sqlassist's `init_engine` keywords).
 ///
 /// # Examples
 ///
@@ -30,7 +31,7 @@ pub struct InitOptions {
 }
 
 impl InitOptions {
-    /// Unmanaged, not the default: the seed's `init_engine(name, engine)`.
+    /// Unmanaged, not the default: pyramid_sqlassist's `init_engine(name, engine)`.
     ///
     /// # Examples
     ///
@@ -67,7 +68,7 @@ impl InitOptions {
     }
 
     /// Makes sessions join the thread's transaction and commit only through
-    /// `transaction::commit()` (the seed's `use_zope=True`). Default: `false`.
+    /// `transaction::commit()` (pyramid_sqlassist's `use_zope=True`). Default: `false`.
     ///
     /// # Examples
     ///
@@ -114,7 +115,7 @@ struct Registered {
     options: InitOptions,
 }
 
-/// Named engines (reader, writer, log, ...): the seed's engine registry.
+/// Named engines (reader, writer, log, ...), as pyramid_sqlassist's engine registry holds them.
 ///
 /// The registry is a value the application owns. Sessions come from
 /// [`session`](Self::session); [`install`](Self::install) makes it the process-wide
@@ -184,16 +185,24 @@ impl Registry {
         }
     }
 
-    /// Registers every engine found in the settings: each prefix `P.` with a `P.url` key
-    /// becomes an engine named after `P` without a leading `sqlalchemy_`
-    /// (`sqlalchemy_reader.url` gives `reader`). `P.managed` (or the seed's `P.use_zope`)
-    /// and `P.default` set the [`InitOptions`]; every other `P.` key is an engine option.
+    /// Registers every engine the settings describe, as SQLAlchemy applications name them:
+    /// `sqlalchemy.` (SQLAlchemy's own prefix; the engine is named `sqlalchemy`) and every
+    /// `sqlalchemy_<name>.` (the engine is named `<name>`: `sqlalchemy_reader.url` gives
+    /// `reader`). Keys under other prefixes (`redis.url`, `session.url`, `cache.url`)
+    /// belong to other services and are ignored; name more engine prefixes with
+    /// [`from_settings_with_prefixes`](Self::from_settings_with_prefixes).
+    ///
+    /// Under an engine prefix `P.`, `P.managed` (or `P.use_zope`) and `P.default` set the
+    /// [`InitOptions`]; every other key is an engine option (see [`EngineOptions`](crate::EngineOptions)).
     ///
     /// # Errors
     ///
-    /// Those of [`Engine::from_settings`] and [`init_engine`](Self::init_engine);
-    /// [`Error::InvalidSetting`] when `P.managed`, `P.use_zope` or `P.default` is not a
-    /// boolean.
+    /// Those of [`Engine::from_settings`] and [`init_engine`](Self::init_engine): an engine
+    /// prefix without its `url` ([`Error::MissingSetting`]) or with a key that is no
+    /// option, such as a misspelt `url` ([`Error::UnknownSetting`]), a value that does not
+    /// parse or is out of range ([`Error::InvalidSetting`]); [`Error::InvalidSetting`]
+    /// when `P.managed`, `P.use_zope` or `P.default` is not a boolean, or when a managed
+    /// engine asks for `isolation_level = AUTOCOMMIT`.
     ///
     /// # Examples
     ///
@@ -202,24 +211,61 @@ impl Registry {
     ///
     /// let settings = Settings::from_pairs([
     ///     ("sqlalchemy_writer.url", "sqlite://"),
-    ///     ("sqlalchemy_writer.use_zope", "true"), // the seed's spelling of `managed`
-    ///     ("log.url", "sqlite://"),               // no `sqlalchemy_` to strip
+    ///     ("sqlalchemy_writer.use_zope", "true"), // pyramid_sqlassist's spelling of `managed`
+    ///     ("sqlalchemy.url", "sqlite://"),
+    ///     ("cache.url", "memcached://127.0.0.1:11211"), // another service's: ignored
     /// ]);
     /// let registry = Registry::from_settings(&settings)?;
-    /// assert_eq!(registry.names().collect::<Vec<_>>(), ["log", "writer"]);
+    /// assert_eq!(registry.names().collect::<Vec<_>>(), ["sqlalchemy", "writer"]);
     /// assert!(registry.is_managed("writer")?);
-    /// assert!(!registry.is_managed("log")?);
+    /// assert!(!registry.is_managed("sqlalchemy")?);
     ///
-    /// let bad = Settings::from_pairs([("db.url", "sqlite://"), ("db.managed", "maybe")]);
+    /// let bad = Settings::from_pairs([("sqlalchemy_db.url", "sqlite://"), ("sqlalchemy_db.managed", "maybe")]);
     /// assert!(matches!(
     ///     Registry::from_settings(&bad),
-    ///     Err(Error::InvalidSetting { key, .. }) if key == "db.managed"
+    ///     Err(Error::InvalidSetting { key, .. }) if key == "sqlalchemy_db.managed"
+    /// ));
+    /// let misspelt = Settings::from_pairs([("sqlalchemy.uri", "sqlite://")]);
+    /// assert!(matches!(
+    ///     Registry::from_settings(&misspelt),
+    ///     Err(Error::UnknownSetting { key, .. }) if key == "sqlalchemy.uri"
     /// ));
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn from_settings(settings: &Settings) -> Result<Self> {
+        Self::from_settings_with_prefixes(settings, &[])
+    }
+
+    /// Like [`from_settings`](Self::from_settings), with more engine prefixes that the
+    /// application names (`"log."` or `"log"`): each becomes an engine named after the
+    /// prefix (`log`), and must have its `url`.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`from_settings`](Self::from_settings); [`Error::MissingSetting`] for a
+    /// named prefix without its `url`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Error, Registry, Settings};
+    ///
+    /// let settings = Settings::from_pairs([
+    ///     ("sqlalchemy_writer.url", "sqlite://"),
+    ///     ("log.url", "sqlite://"),
+    ///     ("redis.url", "redis://localhost"),
+    /// ]);
+    /// let registry = Registry::from_settings_with_prefixes(&settings, &["log."])?;
+    /// assert_eq!(registry.names().collect::<Vec<_>>(), ["log", "writer"]);
+    /// assert!(matches!(
+    ///     Registry::from_settings_with_prefixes(&settings, &["audit"]),
+    ///     Err(Error::MissingSetting { key }) if key == "audit.url"
+    /// ));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn from_settings_with_prefixes(settings: &Settings, prefixes: &[&str]) -> Result<Self> {
         let mut registry = Self::new();
-        for prefix in settings.engine_prefixes() {
+        for prefix in engine_prefixes(settings, prefixes) {
             let name = prefix.trim_end_matches('.');
             let name = name.strip_prefix("sqlalchemy_").unwrap_or(name);
             let flag = |key: &str| -> Result<Option<bool>> {
@@ -230,6 +276,16 @@ impl Registry {
             };
             let managed = flag("managed")?.or(flag("use_zope")?).unwrap_or(false);
             let default = flag("default")?.unwrap_or(false);
+            let isolation_key = format!("{prefix}isolation_level");
+            if let Some(level) = settings.get(&isolation_key) {
+                if managed && IsolationLevel::is_autocommit(level) {
+                    return Err(Error::invalid_setting(
+                        isolation_key,
+                        level,
+                        EXPECTED_ISOLATION_MANAGED,
+                    ));
+                }
+            }
             let engine = Engine::from_settings(settings, &prefix)?;
             registry.init_engine(
                 name,
@@ -313,7 +369,7 @@ impl Registry {
         std::sync::Arc::make_mut(&mut self.identity).incarnation = incarnation;
     }
 
-    /// Registers `engine` under `name` (the seed's `init_engine`).
+    /// Registers `engine` under `name` (pyramid_sqlassist's `init_engine`).
     ///
     /// # Errors
     ///
@@ -567,6 +623,33 @@ impl Registry {
     }
 }
 
+/// The engine prefixes of `settings`, sorted: `sqlalchemy.` and every `sqlalchemy_<name>.`
+/// under which some key is set, and each of `named` (a missing trailing `.` added).
+pub(crate) fn engine_prefixes(settings: &Settings, named: &[&str]) -> Vec<String> {
+    let mut prefixes: BTreeSet<String> = named
+        .iter()
+        .map(|p| {
+            if p.ends_with('.') {
+                (*p).to_owned()
+            } else {
+                format!("{p}.")
+            }
+        })
+        .collect();
+    for (key, _) in settings.keys_with_prefix("sqlalchemy") {
+        let prefix_len = match key.strip_prefix('_') {
+            // `sqlalchemy_<name>.`: up to the first dot.
+            Some(rest) => rest.find('.').map(|dot| dot + 2),
+            // `sqlalchemy.`
+            None => key.starts_with('.').then_some(1),
+        };
+        if let Some(len) = prefix_len {
+            prefixes.insert(format!("sqlalchemy{}", &key[..len]));
+        }
+    }
+    prefixes.into_iter().collect()
+}
+
 /// The process-wide registry set by [`Registry::install`].
 ///
 /// # Errors
@@ -587,7 +670,7 @@ pub fn registry() -> Result<&'static Registry> {
     INSTALLED.get().ok_or(Error::NoRegistry)
 }
 
-/// This thread's session for the engine `name` of the installed registry: the seed's
+/// This thread's session for the engine `name` of the installed registry: pyramid_sqlassist's
 /// `dbSession("writer")`.
 ///
 /// # Errors

@@ -280,3 +280,179 @@ mod postgres {
         common::reset_thread();
     }
 }
+
+/// A Pyramid `[app:main]` section as applications have it: engines beside other services'
+/// URLs.
+const PYRAMID_SERVICES_INI: &str = "\
+[app:main]
+use = egg:myapp
+sqlalchemy.url = sqlite://
+sqlalchemy_reader.url = sqlite://
+sqlalchemy_reader.read_only = true
+redis.url = redis://localhost:6379/0
+session.url = redis://localhost:6379/1
+mail.url = smtp://mail.example:25
+cache.url = memcached://127.0.0.1:11211
+cache.backend = dogpile.cache.memcached
+";
+
+#[test]
+fn only_engine_prefixes_become_engines_other_services_urls_are_ignored() {
+    let settings = Settings::from_ini_str(PYRAMID_SERVICES_INI, "app:main", "/srv/myapp")
+        .expect("the section reads");
+    let registry =
+        Registry::from_settings(&settings).expect("redis, mail and cache are no engines");
+    assert_eq!(
+        registry.names().collect::<Vec<_>>(),
+        ["reader", "sqlalchemy"]
+    );
+    assert_eq!(
+        settings.engine_prefixes(),
+        ["sqlalchemy.", "sqlalchemy_reader."]
+    );
+}
+
+#[test]
+fn an_engine_prefix_without_its_url_is_an_error_naming_the_key() {
+    // Options but no url.
+    let settings = Settings::from_pairs([
+        ("sqlalchemy_writer.pool_size", "5"),
+        ("sqlalchemy_writer.managed", "true"),
+    ]);
+    let err = Registry::from_settings(&settings).expect_err("no url for the writer");
+    assert!(
+        matches!(&err, Error::MissingSetting { key } if key == "sqlalchemy_writer.url"),
+        "{err:?}"
+    );
+    // A misspelt url key, alone or beside other engines.
+    for (key, others) in [
+        ("sqlalchemy.uri", vec![]),
+        (
+            "sqlalchemy_writer.ulr",
+            vec![("sqlalchemy_reader.url", "sqlite://")],
+        ),
+    ] {
+        let mut pairs = others;
+        let value = format!("postgresql://app:{SECRET}@db.example/app");
+        pairs.push((key, value.as_str()));
+        let settings = Settings::from_pairs(pairs);
+        let err = Registry::from_settings(&settings).expect_err("a misspelt url key");
+        assert!(err.to_string().contains(&format!("`{key}`")), "{err}");
+        check_no_secret(&err);
+    }
+}
+
+#[test]
+fn a_managed_engine_refuses_autocommit_saying_why() {
+    let settings = Settings::from_pairs([
+        ("sqlalchemy_writer.url", "sqlite://"),
+        ("sqlalchemy_writer.managed", "true"),
+        ("sqlalchemy_writer.isolation_level", "AUTOCOMMIT"),
+    ]);
+    let err = Registry::from_settings(&settings).expect_err("managed and autocommit");
+    let message = err.to_string();
+    assert!(
+        message.contains("`sqlalchemy_writer.isolation_level`")
+            && message.contains("AUTOCOMMIT")
+            && message.contains("managed"),
+        "{message}"
+    );
+    // Unmanaged sessions are transactional too: refused, with the same key named.
+    let settings = Settings::from_pairs([
+        ("sqlalchemy_log.url", "sqlite://"),
+        ("sqlalchemy_log.isolation_level", "autocommit"),
+    ]);
+    let err = Registry::from_settings(&settings).expect_err("unmanaged and autocommit");
+    assert!(
+        err.to_string().contains("`sqlalchemy_log.isolation_level`")
+            && err.to_string().contains("AUTOCOMMIT"),
+        "{err}"
+    );
+}
+
+#[test]
+fn max_overflow_adds_connections_to_the_pool_as_sqlalchemy_queue_pool_does() {
+    let dir = std::env::temp_dir().join(common::unique("sqlassist-overflow"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // An empty file is an empty database; read-only sessions take no write lock.
+    std::fs::File::create(dir.join("app.db")).expect("a database file");
+    let settings = Settings::builder()
+        .pairs([
+            ("sqlalchemy_w.url", "sqlite:///app.db"),
+            ("sqlalchemy_w.read_only", "true"),
+            ("sqlalchemy_w.pool_size", "1"),
+            ("sqlalchemy_w.max_overflow", "1"),
+            ("sqlalchemy_w.pool_timeout", "300ms"),
+        ])
+        .here(&dir)
+        .build()
+        .expect("pairs build");
+    let registry = Registry::from_settings(&settings).expect("max_overflow is accepted");
+    let barrier = std::sync::Barrier::new(2);
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| {
+            let session = registry.session("w").unwrap();
+            session.query_i64("SELECT 1").expect("a connection");
+            barrier.wait();
+            barrier.wait();
+            session.rollback().unwrap();
+        });
+        let session = registry.session("w").unwrap();
+        barrier.wait();
+        // The other thread holds one connection: this one is the overflow.
+        let got = session.query_i64("SELECT 1");
+        barrier.wait();
+        other.join().unwrap();
+        got.expect("pool_size 1 + max_overflow 1 allows two connections");
+        assert_eq!(registry.engine("w").unwrap().pool_state().connections, 2);
+        session.rollback().unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_pool_size_beyond_the_range_is_refused_before_any_pool_is_built() {
+    for (key, value) in [
+        ("sqlalchemy_w.pool_size", "4294967295"),
+        ("sqlalchemy_w.pool_size", "100000"),
+        ("sqlalchemy_w.max_overflow", "4294967295"),
+        ("sqlalchemy_w.statement_timeout", "2147483648"),
+        ("sqlalchemy_w.busy_timeout", "2147483648"),
+        ("sqlalchemy_w.pool_timeout", "100000000000"),
+    ] {
+        let settings = Settings::from_pairs([("sqlalchemy_w.url", "sqlite://"), (key, value)]);
+        let err = Registry::from_settings(&settings).expect_err(value);
+        match &err {
+            Error::InvalidSetting {
+                key: k, expected, ..
+            } => {
+                assert_eq!(k, key);
+                assert!(expected.contains(" to "), "the range is named: {err}");
+            }
+            other => panic!("expected InvalidSetting for {key}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn prefixes_the_application_names_become_engines_and_need_their_url() {
+    let settings = Settings::from_ini_str(
+        &format!("{PYRAMID_SERVICES_INI}audit.url = sqlite://\naudit.read_only = true\n"),
+        "app:main",
+        "/srv/myapp",
+    )
+    .expect("the section reads");
+    let registry = Registry::from_settings_with_prefixes(&settings, &["audit"])
+        .expect("audit is an engine, cache and redis are not");
+    assert_eq!(
+        registry.names().collect::<Vec<_>>(),
+        ["audit", "reader", "sqlalchemy"]
+    );
+    assert!(registry.engine("audit").unwrap().is_read_only());
+    let err = Registry::from_settings_with_prefixes(&settings, &["billing."])
+        .expect_err("the application named an engine the settings lack");
+    assert!(
+        matches!(&err, Error::MissingSetting { key } if key == "billing.url"),
+        "{err:?}"
+    );
+}

@@ -41,11 +41,17 @@
 //! [`WriteState`]).
 //!
 //! A failure before the decision rolls every resource back and puts the transaction in
-//! [`Status::CommitFailed`]: only [`abort`] is accepted until it ends. A failure after the
-//! decision, or after a resource has already committed in its vote (a one-phase
-//! resource), is a heuristic outcome ([`Error::Heuristic`]) that lists which resources
-//! committed and which did not. `docs/design.md` in the repository has the state diagram,
-//! the invariants and the failure matrix.
+//! [`Status::CommitFailed`]: only [`abort`] is accepted until it ends, and it asks every
+//! joined resource to abort once more, as zope does. A failure after the decision, or
+//! after a resource has already committed in its vote (a one-phase resource), is a
+//! heuristic outcome ([`Error::Heuristic`]) that lists which resources committed and which
+//! did not.
+//!
+//! [`Transaction::abort`] runs before-abort hooks, synchronizers' `before_completion`,
+//! `abort` on every joined resource, after-abort hooks, then synchronizers'
+//! `after_completion`. Every step runs even when an earlier one failed; failures are
+//! logged at error level and the first is returned. `docs/design.md` in the repository has
+//! the state diagram, the invariants and the failure matrix.
 //!
 //! # Threads
 //!
@@ -64,6 +70,7 @@
 mod current;
 mod data_manager;
 mod error;
+mod file_log;
 mod id;
 mod log;
 mod manager;
@@ -78,6 +85,10 @@ pub use crate::current::{
 };
 pub use crate::data_manager::{DataManager, ResourceSavepoint, Vote, WriteState};
 pub use crate::error::{BoxError, Error, HeuristicError, Phase, ResourceError, Result, Transient};
+pub use crate::file_log::{
+    BatchInfo, DataSync, FileDecisionLog, FileLogError, FileLogOptions, LogInspection, LogPosition,
+    LogStats,
+};
 pub use crate::id::{coordinator_id, TransactionId};
 pub use crate::log::{Branch, DecisionLog, DecisionRecord, MemoryDecisionLog, NopDecisionLog};
 pub use crate::manager::{

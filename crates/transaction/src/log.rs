@@ -77,9 +77,57 @@ pub trait DecisionLog {
     ///
     /// A failure is logged; the commit has happened regardless.
     fn forget(&self, txn: TransactionId) -> Result<(), BoxError>;
+
+    /// The decisions recorded and not forgotten: what recovery must commit. Default:
+    /// none (a log that keeps nothing has nothing to give back).
+    ///
+    /// # Errors
+    ///
+    /// A log that cannot read its decisions back; recovery must then not presume abort.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::{DecisionLog, MemoryDecisionLog, NopDecisionLog, TransactionId};
+    ///
+    /// let log = MemoryDecisionLog::new();
+    /// let txn = TransactionId::next();
+    /// log.record_commit(txn, &[])?;
+    /// assert_eq!(DecisionLog::open_decisions(&log)?[0].transaction, txn);
+    /// assert!(NopDecisionLog.open_decisions()?.is_empty());
+    /// # Ok::<(), transaction::BoxError>(())
+    /// ```
+    fn open_decisions(&self) -> Result<Vec<DecisionRecord>, BoxError> {
+        Ok(Vec::new())
+    }
+
+    /// Whether recovery may roll back a prepared branch that has no open decision
+    /// (presumed abort). A log that found damage that may have destroyed a decision
+    /// answers `false` until an operator accepts the loss. Default: `true`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::{DecisionLog, NopDecisionLog};
+    ///
+    /// assert!(NopDecisionLog.may_presume_abort());
+    /// ```
+    fn may_presume_abort(&self) -> bool {
+        true
+    }
 }
 
 /// A decision log that records nothing: the default.
+///
+/// What it risks: the commit decision lives only in the coordinator's memory. If the
+/// process dies (crash, `kill -9`, power loss, a panic that aborts) after every resource
+/// prepared and before every one finished, the prepared branches stay behind on their
+/// databases, holding their locks, and nothing knows whether they should commit: a restart
+/// finds no record, so recovery can only presume abort and roll back branches of a
+/// transaction that may already have committed on another database (a mixed outcome), or
+/// an operator must decide by hand. Use it only where every transaction has at most one
+/// writing resource, or where that risk is accepted; [`FileDecisionLog`](crate::FileDecisionLog)
+/// records decisions durably.
 ///
 /// # Examples
 ///
@@ -255,5 +303,9 @@ impl DecisionLog for MemoryDecisionLog {
         self.pending.borrow_mut().retain(|r| r.transaction != txn);
         self.forgotten.borrow_mut().push(txn);
         Ok(())
+    }
+
+    fn open_decisions(&self) -> Result<Vec<DecisionRecord>, BoxError> {
+        Ok(self.pending())
     }
 }

@@ -2,6 +2,7 @@
 
 use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::rc::{Rc, Weak};
@@ -93,6 +94,14 @@ impl fmt::Display for Status {
 type BeforeCommitHook = Box<dyn FnOnce(&Transaction) -> std::result::Result<(), BoxError>>;
 type AfterCommitHook = Box<dyn FnOnce(&Transaction, bool) -> std::result::Result<(), BoxError>>;
 type AbortHook = Box<dyn FnOnce(&Transaction) -> std::result::Result<(), BoxError>>;
+
+/// The commit order: two-phase resources first, then one-phase ones; each group by sort
+/// key.
+fn commit_order(a: &Rc<dyn DataManager>, b: &Rc<dyn DataManager>) -> Ordering {
+    a.is_one_phase()
+        .cmp(&b.is_one_phase())
+        .then_with(|| a.sort_key().cmp(b.sort_key()))
+}
 
 #[derive(Default)]
 struct Meta {
@@ -804,20 +813,38 @@ impl Transaction {
         self.check_committable()?;
 
         let result = {
-            // The resources stay joined until the transaction ends: after a failed commit,
-            // abort() asks each of them once more, as zope does.
             let mut resources = {
                 let mut st = self.inner.state.borrow_mut();
                 st.status = Status::Committing;
-                st.resources.clone()
+                std::mem::take(&mut st.resources)
             };
+            // The join order is remembered (on the stack for up to 16 resources) so that a
+            // failed commit can put it back.
+            let mut inline = [std::ptr::null::<()>(); 16];
+            let mut spilled = Vec::new();
+            let join_order: &mut [*const ()] = if resources.len() <= inline.len() {
+                &mut inline[..resources.len()]
+            } else {
+                spilled.resize(resources.len(), std::ptr::null());
+                &mut spilled[..]
+            };
+            for (slot, r) in join_order.iter_mut().zip(&resources) {
+                *slot = Rc::as_ptr(r).cast::<()>();
+            }
             // Two-phase resources first, then one-phase ones; each group by sort key.
-            resources.sort_by(|a, b| {
-                a.is_one_phase()
-                    .cmp(&b.is_one_phase())
-                    .then_with(|| a.sort_key().cmp(b.sort_key()))
-            });
-            self.commit_resources(&resources)
+            resources.sort_by(commit_order);
+            let result = self.commit_resources(&resources);
+            if result.is_err() {
+                // The resources stay joined until the transaction ends: abort() asks each
+                // of them once more, in join order, as zope does. (Nothing joined
+                // meanwhile: joining is refused while committing.)
+                resources.sort_by_key(|r| {
+                    let ptr = Rc::as_ptr(r).cast::<()>();
+                    join_order.iter().position(|p| *p == ptr)
+                });
+                self.inner.state.borrow_mut().resources = resources;
+            }
+            result
         };
         let ok = result.is_ok();
         self.set_status(if ok {
@@ -841,18 +868,31 @@ impl Transaction {
     /// stay, for code that reports on the transaction afterwards.
     fn forget_everything(&self) {
         let dropped = {
-            let mut st = self.inner.state.borrow_mut();
-            st.meta.extension.clear();
+            let mut guard = self.inner.state.borrow_mut();
+            let st = &mut *guard;
+            // After a commit almost everything is empty already: take only what is not.
+            if st.resources.is_empty()
+                && st.before_commit.is_empty()
+                && st.after_commit.is_empty()
+                && st.before_abort.is_empty()
+                && st.after_abort.is_empty()
+                && st.data.is_empty()
+                && st.meta.extension.is_empty()
+            {
+                return;
+            }
             (
                 std::mem::take(&mut st.resources),
                 std::mem::take(&mut st.before_commit),
                 std::mem::take(&mut st.after_commit),
                 std::mem::take(&mut st.before_abort),
                 std::mem::take(&mut st.after_abort),
-                std::mem::take(&mut st.data),
+                (!st.data.is_empty()).then(|| std::mem::take(&mut st.data)),
+                std::mem::take(&mut st.meta.extension),
             )
         };
-        // Dropped outside the borrow: a resource's or a hook's Drop may call back.
+        // Dropped outside the borrow: a resource's, a hook's or a value's Drop may call
+        // back into the transaction.
         drop(dropped);
     }
 
@@ -954,7 +994,8 @@ impl Transaction {
 
         // From the votes on, resources go in vote order: every resource has seen
         // `tpc_begin` and `commit`, so cleanup needs no other order.
-        let resources = &self.vote_order(resources);
+        let reordered = self.vote_order(resources);
+        let resources = reordered.as_deref().unwrap_or(resources);
         let mut votes: Vec<Vote> = Vec::with_capacity(resources.len());
         let last = resources.len().wrapping_sub(1);
         for (i, r) in resources.iter().enumerate() {
@@ -1045,21 +1086,34 @@ impl Transaction {
     /// is the one that may commit in one phase, so the resource most likely to be the only
     /// writer goes there, and every resource that may have written before it is asked
     /// through `tpc_vote` rather than assumed read-only.
-    fn vote_order(&self, resources: &[Rc<dyn DataManager>]) -> Vec<Rc<dyn DataManager>> {
-        let mut ranked: Vec<(bool, u8, Rc<dyn DataManager>)> = resources
-            .iter()
-            .map(|r| {
-                let rank = match r.write_state(self) {
-                    WriteState::Clean => 0,
-                    WriteState::Unknown => 1,
-                    WriteState::Dirty => 2,
-                };
-                (r.is_one_phase(), rank, r.clone())
-            })
-            .collect();
+    ///
+    /// `None` when that is the commit order already (every resource reports the same
+    /// state, as when none says anything): the common case allocates nothing.
+    fn vote_order(&self, resources: &[Rc<dyn DataManager>]) -> Option<Vec<Rc<dyn DataManager>>> {
+        const INLINE: usize = 16;
+        let mut inline = [(false, 0u8); INLINE];
+        let mut spilled = Vec::new();
+        let keys: &mut [(bool, u8)] = if resources.len() <= INLINE {
+            &mut inline[..resources.len()]
+        } else {
+            spilled.resize(resources.len(), (false, 0u8));
+            &mut spilled
+        };
+        for (key, r) in keys.iter_mut().zip(resources) {
+            let rank = match r.write_state(self) {
+                WriteState::Clean => 0,
+                WriteState::Unknown => 1,
+                WriteState::Dirty => 2,
+            };
+            *key = (r.is_one_phase(), rank);
+        }
+        if keys.windows(2).all(|w| w[0] <= w[1]) {
+            return None;
+        }
+        let mut order: Vec<usize> = (0..resources.len()).collect();
         // Stable: within a group, the commit order (`sort_key`) is kept.
-        ranked.sort_by_key(|(one_phase, rank, _)| (*one_phase, *rank));
-        ranked.into_iter().map(|(_, _, r)| r).collect()
+        order.sort_by_key(|&i| keys[i]);
+        Some(order.into_iter().map(|i| resources[i].clone()).collect())
     }
 
     /// A failure before the decision: roll everything back and describe it.
@@ -1618,6 +1672,55 @@ mod tests {
                 ("c".to_owned(), Call::TpcVote)
             ]
         );
+    }
+
+    #[test]
+    fn a_lone_writer_among_many_clean_resources_commits_in_one_phase() {
+        // More resources than the vote order keeps inline.
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let writer = ScriptedDataManager::new("a00", Kind::TwoPhase, &journal)
+            .with_one_phase_commit()
+            .with_write_state(WriteState::Dirty);
+        let mut resources = vec![writer.clone()];
+        for i in 1..20 {
+            resources.push(
+                ScriptedDataManager::new(&format!("a{i:02}"), Kind::ReadOnly, &journal)
+                    .with_write_state(WriteState::Clean),
+            );
+        }
+        let refs: Vec<&Rc<ScriptedDataManager>> = resources.iter().rev().collect();
+        joined(&manager, &refs).commit().expect("commit");
+        let order = votes(&journal);
+        assert_eq!(order.len(), 20);
+        assert_eq!(order[0], ("a01".to_owned(), Call::TpcVote));
+        assert_eq!(order[19], ("a00".to_owned(), Call::CommitOnePhase));
+        assert!(writer.committed());
+    }
+
+    #[test]
+    fn abort_after_a_failed_commit_of_many_resources_keeps_their_join_order() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let keys: Vec<String> = (0..20).rev().map(|i| format!("r{i:02}")).collect();
+        let resources: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let r = ScriptedDataManager::new(k, Kind::TwoPhase, &journal);
+                if k == "r07" {
+                    r.fail_on(Call::TpcVote)
+                } else {
+                    r
+                }
+            })
+            .collect();
+        let refs: Vec<&Rc<ScriptedDataManager>> = resources.iter().collect();
+        let txn = joined(&manager, &refs);
+        txn.commit().expect_err("r07 fails its vote");
+        journal.clear();
+        txn.abort().expect("abort");
+        let aborted: Vec<String> = journal.calls().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(aborted, keys, "join order, not commit order");
     }
 
     #[test]

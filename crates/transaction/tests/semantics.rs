@@ -2170,6 +2170,23 @@ fn a_committed_transaction_keeps_no_data_and_no_extensions() {
 }
 
 #[test]
+fn data_dropped_at_the_end_of_a_transaction_may_read_the_transaction() {
+    struct ReadsOnDrop(Transaction, Rc<RefCell<Option<String>>>);
+    impl Drop for ReadsOnDrop {
+        fn drop(&mut self) {
+            *self.1.borrow_mut() = Some(self.0.description());
+        }
+    }
+    let seen = Rc::new(RefCell::new(None));
+    let manager = TransactionManager::new();
+    let txn = manager.begin().unwrap();
+    txn.note("checkout").unwrap();
+    txn.set_data(ReadsOnDrop(txn.clone(), seen.clone()));
+    manager.commit().unwrap();
+    assert_eq!(seen.borrow().as_deref(), Some("checkout"));
+}
+
+#[test]
 fn after_commit_hook_error_is_logged_and_never_changes_the_outcome() {
     let manager = TransactionManager::new();
     let txn = manager.begin().unwrap();
