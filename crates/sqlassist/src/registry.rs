@@ -12,6 +12,10 @@ use crate::options::{IsolationLevel, EXPECTED_ISOLATION_MANAGED};
 use crate::session::Session;
 use crate::settings::Settings;
 
+/// The settings key of the registry's node id.
+const NODE_ID_KEY: &str = "sqlassist.node_id";
+const EXPECTED_NODE_ID: &str = "1 to 24 characters of a-z, 0-9 and -";
+
 static NEXT_REGISTRY: AtomicU64 = AtomicU64::new(1);
 static INSTALLED: OnceLock<Registry> = OnceLock::new();
 
@@ -194,10 +198,12 @@ impl Registry {
     ///
     /// Under an engine prefix `P.`, `P.managed` (or `P.use_zope`) and `P.default` set the
     /// [`InitOptions`]; every other key is an engine option (see [`EngineOptions`](crate::EngineOptions)).
+    /// `sqlassist.node_id` sets the [`node_id`](Self::node_id) its branches carry.
     ///
     /// # Errors
     ///
-    /// Those of [`Engine::from_settings`] and [`init_engine`](Self::init_engine): an engine
+    /// [`Error::InvalidSetting`] when `sqlassist.node_id` is not a valid [`NodeId`]. Those
+    /// of [`Engine::from_settings`] and [`init_engine`](Self::init_engine): an engine
     /// prefix without its `url` ([`Error::MissingSetting`]) or with a key that is no
     /// option, such as a misspelt `url` ([`Error::UnknownSetting`]), a value that does not
     /// parse or is out of range ([`Error::InvalidSetting`]); [`Error::InvalidSetting`]
@@ -265,6 +271,11 @@ impl Registry {
     /// ```
     pub fn from_settings_with_prefixes(settings: &Settings, prefixes: &[&str]) -> Result<Self> {
         let mut registry = Self::new();
+        if let Some(node) = settings.get(NODE_ID_KEY) {
+            let node = NodeId::new(node)
+                .map_err(|_| Error::invalid_setting(NODE_ID_KEY, node, EXPECTED_NODE_ID))?;
+            registry.set_node_id(node);
+        }
         for prefix in engine_prefixes(settings, prefixes) {
             let name = prefix.trim_end_matches('.');
             let name = name.strip_prefix("sqlalchemy_").unwrap_or(name);
