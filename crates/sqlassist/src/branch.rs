@@ -895,6 +895,46 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_valid_parts_round_trip(
+            n in "[a-z0-9-]{1,24}",
+            inc in proptest::prelude::any::<u32>(),
+            seq in proptest::prelude::any::<u64>(),
+            engine in "[A-Za-z0-9_.-]{1,64}",
+        ) {
+            let id = BranchId::new(node(&n), inc, seq, &engine).expect("valid parts");
+            let gid = id.to_string();
+            proptest::prop_assert_eq!(BranchId::parse(&gid).expect("parses"), id.clone());
+            let name = BranchName { node: id.node(), incarnation: inc, sequence: seq, engine: &engine };
+            proptest::prop_assert_eq!(name.to_gid(), gid);
+            let gtrid = name.gtrid().to_string();
+            proptest::prop_assert!(gtrid.len() <= 64);
+            proptest::prop_assert_eq!(
+                BranchId::parse_xa(1, gtrid.as_bytes(), engine.as_bytes()).expect("parses"),
+                id
+            );
+        }
+
+        #[test]
+        fn whatever_parses_prints_back_to_the_same_text(
+            // Near-valid fields: many parse, many fail in one field.
+            n in "[a-z0-9A-Z_-]{0,26}",
+            inc in "[0-9a-gA-F]{7,9}",
+            seq in "[0-9a-gA-F]{15,17}",
+            engine in "[A-Za-z0-9_. -]{0,66}",
+        ) {
+            let text = format!("sqlassist_{n}_{inc}_{seq}_{engine}");
+            match BranchId::parse(&text) {
+                Ok(id) => proptest::prop_assert_eq!(id.to_string(), text),
+                Err(e) => proptest::prop_assert!(
+                    matches!(e, Error::MalformedBranchId { .. }),
+                    "{e:?}"
+                ),
+            }
+        }
+    }
+
     #[test]
     fn parse_accepts_only_what_display_produces() {
         // A cheap exhaustive-ish property: mutate every byte of a valid gid; whatever still
