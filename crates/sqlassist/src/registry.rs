@@ -371,10 +371,21 @@ impl Registry {
     ///
     /// # Examples
     ///
+    /// The incarnation of a file decision log, which counts its openings:
+    ///
     /// ```
+    /// use transaction::FileDecisionLog;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("sqlassist-doc-inc-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let log = FileDecisionLog::open(&dir)?;
     /// let mut registry = sqlassist::Registry::new();
-    /// registry.set_incarnation(3);
-    /// assert_eq!(registry.incarnation(), 3);
+    /// registry.set_node_id("orders-0".parse()?);
+    /// registry.set_incarnation(log.incarnation());
+    /// assert_eq!(registry.incarnation(), 1); // a new directory
+    /// # drop(log);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_incarnation(&mut self, incarnation: u32) {
         std::sync::Arc::make_mut(&mut self.identity).incarnation = incarnation;
