@@ -371,4 +371,32 @@ mod tests {
         );
         assert_eq!(setting("a.broker", "→://x:s3cr3t@h"), "→://x:***@h");
     }
+
+    #[test]
+    fn settings_debug_shows_no_secret_of_any_form() {
+        let settings = crate::Settings::from_pairs([
+            (
+                "sqlalchemy.url",
+                "postgresql://app@db/app?sslcert=/home/me@corp/c.crt&sslpassword=s3cr3t",
+            ),
+            (
+                "sqlalchemy_azure.url",
+                "postgresql://user@server:s3cr3t@host/db",
+            ),
+            ("sqlalchemy_slash.url", "postgresql://u/x:s3cr3t@host/db"),
+            ("sqlalchemy_lite.url", "sqlite://?password=s3cr3t"),
+            ("session.secret", "s3cr3t"),
+            ("github.token", "s3cr3t"),
+            ("stripe.api_key", "s3cr3t"),
+            ("sentry.dsn", "https://public:s3cr3t@sentry.example/1"),
+            ("celery.broker", "amqp://guest:s3cr3t@rabbit:5672//"),
+            ("pyramid.reload_templates", "true"),
+        ]);
+        let debug = format!("{settings:?}");
+        assert_hidden(&debug);
+        assert!(
+            debug.contains("\"pyramid.reload_templates\": \"true\""),
+            "{debug}"
+        );
+    }
 }

@@ -65,7 +65,7 @@ pub(crate) fn quote_literal(value: &str) -> Result<String> {
     if value.chars().any(|c| c.is_control()) {
         return Err(Error::InvalidSetting {
             key: "application_name".into(),
-            value: value.escape_debug().to_string(),
+            value: crate::redact::setting("application_name", &value.escape_debug().to_string()),
             expected: "text without control characters",
         });
     }
@@ -84,7 +84,7 @@ pub(crate) fn check_two_phase(conn: &mut PgConnection, url: &DatabaseUrl) -> Res
         .get_result(conn)
         .map_err(|source| Error::Connect {
             url: url.redacted().to_owned(),
-            reason: source.to_string(),
+            reason: crate::redact::message(&source.to_string(), url),
         })?;
     if setting.max_prepared_transactions.trim() == "0" {
         return Err(Error::PreparedTransactionsDisabled {
