@@ -397,6 +397,8 @@ pub(crate) struct BranchName<'a> {
     pub engine: &'a str,
 }
 
+// Which of these a build uses depends on the backends compiled in.
+#[cfg_attr(not(all(feature = "postgres", feature = "mysql")), allow(dead_code))]
 impl BranchName<'_> {
     /// The XA gtrid: the gid without the engine.
     pub(crate) fn gtrid(&self) -> Gtrid<'_> {
@@ -625,6 +627,8 @@ pub(crate) struct Identity {
 }
 
 /// A branch as a backend lists it.
+// Which of these a build uses depends on the backends compiled in.
+#[cfg_attr(not(all(feature = "postgres", feature = "mysql")), allow(dead_code))]
 pub(crate) struct Listed {
     /// The id phase two takes.
     pub id: String,
@@ -634,6 +638,8 @@ pub(crate) struct Listed {
     pub xa: Option<(i64, Vec<u8>, Vec<u8>)>,
 }
 
+// Which of these a build uses depends on the backends compiled in.
+#[cfg_attr(not(all(feature = "postgres", feature = "mysql")), allow(dead_code))]
 impl Listed {
     /// A PostgreSQL gid.
     pub(crate) fn gid(gid: String) -> Self {
