@@ -175,6 +175,24 @@ pub enum Error {
         name: String,
     },
 
+    /// A node id that branch ids cannot carry (see [`NodeId`](crate::NodeId)).
+    #[error("invalid node id `{value}`: use 1 to 24 characters of `a-z`, `0-9` and `-`")]
+    InvalidNodeId {
+        /// The id, escaped.
+        value: String,
+    },
+
+    /// A branch id that does not parse as sqlassist's (see
+    /// [`BranchId::parse`](crate::BranchId::parse)).
+    #[error("malformed branch id `{id}`: bad {field}")]
+    MalformedBranchId {
+        /// The id, escaped.
+        id: String,
+        /// The first field that does not parse: `prefix`, `format id`, `node`,
+        /// `incarnation`, `sequence` or `engine`.
+        field: &'static str,
+    },
+
     /// [`Registry::install`](crate::Registry::install) was called a second time.
     #[error("a registry is already installed for this process; install it once, at start-up")]
     RegistryAlreadyInstalled,

@@ -42,6 +42,7 @@
 compile_error!("enable at least one backend feature of sqlassist: `sqlite`, `postgres` or `mysql`");
 
 mod backend;
+mod branch;
 mod conn;
 mod engine;
 mod error;
@@ -51,22 +52,17 @@ pub mod fault;
 mod ini;
 mod initialize;
 mod instrument;
-#[cfg(feature = "mysql")]
-mod mysql;
 mod options;
 mod pool;
-#[cfg(feature = "postgres")]
-mod postgres;
 mod redact;
 mod reflect;
 mod registry;
 mod session;
 mod settings;
-#[cfg(feature = "sqlite")]
-mod sqlite;
 mod url;
 
 pub use backend::Backend;
+pub use branch::{BranchId, Finished, NodeId, Owner, PreparedBranch, MAX_NODE_ID_LEN};
 pub use conn::BackendConnection;
 pub use engine::{Engine, PoolState};
 pub use error::{Error, Result};
