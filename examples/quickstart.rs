@@ -1,4 +1,5 @@
-//! The seed's handler flow: a read-only reader, a managed writer and an unmanaged log.
+//! A web handler's flow in pyramid_sqlassist's style: a read-only reader, a managed writer
+//! and an unmanaged log.
 //!
 //! ```text
 //! cargo run --example quickstart                       # SQLite files, no server needed

@@ -378,7 +378,7 @@ impl Engine {
                     .apply(&mut conn)
                     .map_err(|e| self.connect_error(e))?;
                 if two_phase {
-                    crate::postgres::check_two_phase(&mut conn, self.url())?;
+                    crate::backend::postgres::check_two_phase(&mut conn, self.url())?;
                 }
                 Ok(())
             }
@@ -530,11 +530,11 @@ impl Setup {
     fn new(options: &EngineOptions) -> Result<Self> {
         let sql = match options.url().backend() {
             #[cfg(feature = "postgres")]
-            Backend::Postgres => crate::postgres::setup_sql(options)?,
+            Backend::Postgres => crate::backend::postgres::setup_sql(options)?,
             #[cfg(feature = "sqlite")]
-            Backend::Sqlite => crate::sqlite::setup_sql(options),
+            Backend::Sqlite => crate::backend::sqlite::setup_sql(options),
             #[cfg(feature = "mysql")]
-            Backend::Mysql => crate::mysql::setup_sql(options)?,
+            Backend::Mysql => crate::backend::mysql::setup_sql(options)?,
             #[allow(unreachable_patterns)]
             _ => String::new(),
         };

@@ -175,6 +175,24 @@ pub enum Error {
         name: String,
     },
 
+    /// A node id that branch ids cannot carry (see [`NodeId`](crate::NodeId)).
+    #[error("invalid node id `{value}`: use 1 to 24 characters of `a-z`, `0-9` and `-`")]
+    InvalidNodeId {
+        /// The id, escaped.
+        value: String,
+    },
+
+    /// A branch id that does not parse as sqlassist's (see
+    /// [`BranchId::parse`](crate::BranchId::parse)).
+    #[error("malformed branch id `{id}`: bad {field}")]
+    MalformedBranchId {
+        /// The id, escaped.
+        id: String,
+        /// The first field that does not parse: `prefix`, `format id`, `node`,
+        /// `incarnation`, `sequence` or `engine`.
+        field: &'static str,
+    },
+
     /// [`Registry::install`](crate::Registry::install) was called a second time.
     #[error("a registry is already installed for this process; install it once, at start-up")]
     RegistryAlreadyInstalled,
@@ -216,7 +234,7 @@ pub enum Error {
     #[error(transparent)]
     Transaction(#[from] transaction::Error),
 
-    /// `commit()` was called on a managed session: the seed's `AssertionError`. The work is
+    /// `commit()` was called on a managed session: zope.sqlalchemy's `AssertionError`. The work is
     /// still pending; `transaction::commit()` commits it, `session.rollback()` discards it.
     #[error("engine `{engine}` is managed: commit it with transaction::commit(), or call rollback() on the session to discard its work")]
     CommitThroughTransactionManager {
@@ -314,6 +332,58 @@ pub enum Error {
         engine: String,
         /// The branch's gid (PostgreSQL) or xid (MariaDB, MySQL).
         gid: String,
+    },
+
+    /// Reflection named a table or view the database does not have.
+    #[error("no table or view `{table}` in the database (unqualified names are looked up in schema `{schema}`)")]
+    UnknownTable {
+        /// The name as given.
+        table: String,
+        /// The schema unqualified names are looked up in.
+        schema: String,
+    },
+
+    /// A reflected table has no column of this name.
+    #[error("table `{table}` has no column `{column}`")]
+    UnknownColumn {
+        /// The table, as `schema.name`.
+        table: String,
+        /// The column asked for.
+        column: String,
+    },
+
+    /// A reflected column's SQL type is one the library does not understand.
+    #[error("column `{column}` of table `{table}` has type `{type_name}`, which sqlassist does not support")]
+    UnsupportedType {
+        /// The table, as `schema.name`.
+        table: String,
+        /// The column.
+        column: String,
+        /// The type as the catalog names it.
+        type_name: String,
+    },
+
+    /// A catalog query failed while reflecting a database.
+    #[error("cannot reflect the schema of {url}: {source}")]
+    Reflect {
+        /// The URL with its password redacted.
+        url: String,
+        /// Diesel's error.
+        #[source]
+        source: diesel::result::Error,
+    },
+
+    /// An application's setup routine ([`initialize_sql`](crate::initialize_sql)) failed,
+    /// or its commit did: nothing of it was committed.
+    #[error(
+        "the setup routine of engine `{engine}` failed and nothing of it was applied: {source}"
+    )]
+    InitializeSql {
+        /// The engine's name.
+        engine: String,
+        /// The routine's error, or the commit's.
+        #[source]
+        source: transaction::BoxError,
     },
 
     /// The engine's backend cannot do what was asked.

@@ -42,6 +42,7 @@
 compile_error!("enable at least one backend feature of sqlassist: `sqlite`, `postgres` or `mysql`");
 
 mod backend;
+mod branch;
 mod conn;
 mod engine;
 mod error;
@@ -49,26 +50,28 @@ mod error;
 #[doc(hidden)]
 pub mod fault;
 mod ini;
+mod initialize;
 mod instrument;
-#[cfg(feature = "mysql")]
-mod mysql;
 mod options;
 mod pool;
-#[cfg(feature = "postgres")]
-mod postgres;
 mod redact;
+mod reflect;
 mod registry;
 mod session;
 mod settings;
-#[cfg(feature = "sqlite")]
-mod sqlite;
 mod url;
 
 pub use backend::Backend;
+pub use branch::{BranchId, Finished, NodeId, Owner, PreparedBranch, MAX_NODE_ID_LEN};
 pub use conn::BackendConnection;
 pub use engine::{Engine, PoolState};
 pub use error::{Error, Result};
+pub use initialize::initialize_sql;
 pub use options::{EngineOptions, EngineOptionsBuilder, IsolationLevel};
+pub use reflect::{
+    Column, ColumnKind, ForeignKey, Schema, SchemaCache, Table, TableKind, TableName,
+    UniqueConstraint,
+};
 pub use registry::{db_session, registry, InitOptions, Registry};
 pub use session::{close_sessions, open_sessions, ConnectionGuard, Session};
 pub use settings::{Settings, SettingsBuilder};

@@ -5,11 +5,16 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+use crate::branch::{Identity, NodeId};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::options::{IsolationLevel, EXPECTED_ISOLATION_MANAGED};
 use crate::session::Session;
 use crate::settings::Settings;
+
+/// The settings key of the registry's node id.
+const NODE_ID_KEY: &str = "sqlassist.node_id";
+const EXPECTED_NODE_ID: &str = "1 to 24 characters of a-z, 0-9 and -";
 
 static NEXT_REGISTRY: AtomicU64 = AtomicU64::new(1);
 static INSTALLED: OnceLock<Registry> = OnceLock::new();
@@ -139,6 +144,7 @@ struct Registered {
 /// ```
 pub struct Registry {
     id: u64,
+    identity: std::sync::Arc<Identity>,
     engines: BTreeMap<String, Registered>,
     default: Option<String>,
 }
@@ -174,6 +180,10 @@ impl Registry {
     pub fn new() -> Self {
         Self {
             id: NEXT_REGISTRY.fetch_add(1, Ordering::Relaxed),
+            identity: std::sync::Arc::new(Identity {
+                node: NodeId::per_process(),
+                incarnation: 0,
+            }),
             engines: BTreeMap::new(),
             default: None,
         }
@@ -188,10 +198,12 @@ impl Registry {
     ///
     /// Under an engine prefix `P.`, `P.managed` (or `P.use_zope`) and `P.default` set the
     /// [`InitOptions`]; every other key is an engine option (see [`EngineOptions`](crate::EngineOptions)).
+    /// `sqlassist.node_id` sets the [`node_id`](Self::node_id) its branches carry.
     ///
     /// # Errors
     ///
-    /// Those of [`Engine::from_settings`] and [`init_engine`](Self::init_engine): an engine
+    /// [`Error::InvalidSetting`] when `sqlassist.node_id` is not a valid [`NodeId`]. Those
+    /// of [`Engine::from_settings`] and [`init_engine`](Self::init_engine): an engine
     /// prefix without its `url` ([`Error::MissingSetting`]) or with a key that is no
     /// option, such as a misspelt `url` ([`Error::UnknownSetting`]), a value that does not
     /// parse or is out of range ([`Error::InvalidSetting`]); [`Error::InvalidSetting`]
@@ -259,6 +271,11 @@ impl Registry {
     /// ```
     pub fn from_settings_with_prefixes(settings: &Settings, prefixes: &[&str]) -> Result<Self> {
         let mut registry = Self::new();
+        if let Some(node) = settings.get(NODE_ID_KEY) {
+            let node = NodeId::new(node)
+                .map_err(|_| Error::invalid_setting(NODE_ID_KEY, node, EXPECTED_NODE_ID))?;
+            registry.set_node_id(node);
+        }
         for prefix in engine_prefixes(settings, prefixes) {
             let name = prefix.trim_end_matches('.');
             let name = name.strip_prefix("sqlalchemy_").unwrap_or(name);
@@ -288,6 +305,90 @@ impl Registry {
             )?;
         }
         Ok(registry)
+    }
+
+    /// The node id every branch prepared through this registry carries. Default:
+    /// [`NodeId::per_process`], drawn at random once per process, so that no two processes
+    /// ever share one; set a stable id ([`set_node_id`](Self::set_node_id)) for a restarted
+    /// process to recognise the branches its predecessor left prepared.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{NodeId, Registry};
+    ///
+    /// let mut registry = Registry::new();
+    /// assert_eq!(registry.node_id(), &NodeId::per_process());
+    /// registry.set_node_id(NodeId::new("orders-0")?);
+    /// assert_eq!(registry.node_id().as_str(), "orders-0");
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn node_id(&self) -> &NodeId {
+        &self.identity.node
+    }
+
+    /// Sets the node id (see [`node_id`](Self::node_id)). Set it before the first session:
+    /// a session already open on a thread keeps the identity it was opened with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{NodeId, Registry};
+    ///
+    /// let mut registry = Registry::new();
+    /// registry.set_node_id("web-1".parse()?);
+    /// assert_eq!(registry.node_id().to_string(), "web-1");
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn set_node_id(&mut self, node: NodeId) {
+        std::sync::Arc::make_mut(&mut self.identity).node = node;
+    }
+
+    /// This start's incarnation of the node: every branch id carries it, beside the
+    /// transaction's sequence number, which restarts at every process start. Default: 0.
+    ///
+    /// A durable incarnation, bumped at every start under exclusive ownership (a decision
+    /// log supplies one), makes branch ids unique across restarts of one node, and lets
+    /// recovery tell the branches of a dead incarnation (finish them) from those of the
+    /// running one (in flight). With the default, a restarted process may reuse the ids of
+    /// branches its predecessor left prepared (such a `PREPARE` fails and the transaction
+    /// aborts).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut registry = sqlassist::Registry::new();
+    /// assert_eq!(registry.incarnation(), 0);
+    /// registry.set_incarnation(7);
+    /// assert_eq!(registry.incarnation(), 7);
+    /// ```
+    pub fn incarnation(&self) -> u32 {
+        self.identity.incarnation
+    }
+
+    /// Sets the incarnation (see [`incarnation`](Self::incarnation)). Set it before the
+    /// first session, as [`set_node_id`](Self::set_node_id).
+    ///
+    /// # Examples
+    ///
+    /// The incarnation of a file decision log, which counts its openings:
+    ///
+    /// ```
+    /// use transaction::FileDecisionLog;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("sqlassist-doc-inc-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let log = FileDecisionLog::open(&dir)?;
+    /// let mut registry = sqlassist::Registry::new();
+    /// registry.set_node_id("orders-0".parse()?);
+    /// registry.set_incarnation(log.incarnation());
+    /// assert_eq!(registry.incarnation(), 1); // a new directory
+    /// # drop(log);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_incarnation(&mut self, incarnation: u32) {
+        std::sync::Arc::make_mut(&mut self.identity).incarnation = incarnation;
     }
 
     /// Registers `engine` under `name` (pyramid_sqlassist's `init_engine`).
@@ -456,6 +557,7 @@ impl Registry {
         let registered = self.registered(name)?;
         Ok(Session::lookup_or_open(
             self.id,
+            &self.identity,
             name,
             &registered.engine,
             registered.options.is_managed(),

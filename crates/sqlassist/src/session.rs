@@ -10,7 +10,8 @@ use transaction::{
     DataManager, ResourceError, ResourceSavepoint, Transaction, TransactionId, Vote, WriteState,
 };
 
-use crate::backend::Backend;
+use crate::backend::{dispatch, AfterFailure, Ctx, Failed, Left, PhaseTwo, Protocol, Voted};
+use crate::branch::{BranchName, Identity};
 use crate::conn::{BackendConnection, Conn};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -81,6 +82,8 @@ impl fmt::Debug for Session {
 
 pub(crate) struct SessionInner {
     registry: u64,
+    /// Who names the branches this session prepares.
+    identity: std::sync::Arc<Identity>,
     name: String,
     engine: Engine,
     managed: bool,
@@ -100,9 +103,9 @@ struct State {
     /// Raw SQL (`COMMIT`, `ROLLBACK`) ended the open transaction: every statement is
     /// refused until the session is rolled back or the transaction aborted.
     ended_outside: bool,
-    /// The xid of the open XA branch of a managed MariaDB/MySQL session.
-    #[cfg(feature = "mysql")]
-    xa: Option<String>,
+    /// The id of the open branch, when the backend names it as it begins (the xid of a
+    /// managed MariaDB/MySQL session's XA branch).
+    branch: Option<String>,
     next_savepoint: u32,
 }
 
@@ -172,6 +175,7 @@ fn unreachable_conn<T>(conn: Option<T>) -> T {
 impl Session {
     pub(crate) fn lookup_or_open(
         registry: u64,
+        identity: &std::sync::Arc<Identity>,
         name: &str,
         engine: &Engine,
         managed: bool,
@@ -187,6 +191,7 @@ impl Session {
             let session = Session {
                 inner: Rc::new_cyclic(|me| SessionInner {
                     registry,
+                    identity: identity.clone(),
                     name: name.to_owned(),
                     engine: engine.clone(),
                     managed,
@@ -435,10 +440,7 @@ impl Session {
         self.inner.ensure_begun()?;
         let mut st = self.inner.borrow_state()?;
         let conn = st.conn.as_mut().ok_or_else(|| self.inner.no_connection())?;
-        let wrapped = match conn.backend() {
-            Backend::Mysql => format!("SELECT CAST(({sql}) AS SIGNED) AS value"),
-            _ => format!("SELECT CAST(({sql}) AS BIGINT) AS value"),
-        };
+        let wrapped = dispatch!(conn, B => B::select_i64(sql));
         let outcome =
             crate::conn::with_conn!(conn, c => diesel::sql_query(&wrapped).get_result::<Value>(c))
                 .map(|v| v.value)
@@ -494,18 +496,7 @@ impl Session {
         }
         self.inner.check_committable(&mut st)?;
         st.open = false;
-        let conn = st.conn.as_mut().ok_or_else(|| self.inner.no_connection())?;
-        #[cfg(feature = "postgres")]
-        if self.inner.engine.backend() == Backend::Postgres && self.inner.engine.is_read_only() {
-            return self.inner.end_read_only(conn);
-        }
-        // The check above refused a failed transaction, which PostgreSQL would otherwise
-        // answer with a silent rollback: a plain COMMIT is safe here.
-        conn.commit().map_err(|e| {
-            let err = self.inner.statement_error(Some(conn), e);
-            let _ = conn.rollback();
-            err
-        })
+        self.inner.commit_open(&mut st).map_err(|f| f.error)
     }
 
     /// Rolls back this session's work only. A managed session stays joined to the current
@@ -649,23 +640,61 @@ impl SessionInner {
     /// failures, deadlocks and lock timeouts may succeed when retried in a new transaction.
     /// MariaDB/MySQL asks the connection for the error number (Diesel keeps only the
     /// message of most errors, in the server's language).
-    #[cfg_attr(not(feature = "mysql"), allow(unused_variables))]
     fn statement_error(&self, conn: Option<&mut Conn>, source: diesel::result::Error) -> Error {
-        let transient = match self.engine.backend() {
-            #[cfg(feature = "postgres")]
-            Backend::Postgres => crate::postgres::is_transient(&source),
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite => crate::sqlite::is_transient(&source),
-            #[cfg(feature = "mysql")]
-            Backend::Mysql => crate::mysql::is_transient(conn, &source),
-            #[allow(unreachable_patterns)]
-            _ => false,
-        };
-        Error::Database {
-            engine: self.name.clone(),
-            transient,
-            source,
+        dispatch!(self.engine, B => self.ctx().db_error::<B>(conn, source))
+    }
+
+    /// The name of this session's branch of transaction `txn`.
+    fn branch_name(&self, txn: TransactionId) -> BranchName<'_> {
+        BranchName {
+            node: &self.identity.node,
+            incarnation: self.identity.incarnation,
+            sequence: txn.sequence(),
+            engine: &self.name,
         }
+    }
+
+    /// What a backend needs to know of the session.
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            name: &self.name,
+            engine: &self.engine,
+        }
+    }
+
+    /// A failed vote or one-phase commit, for the transaction manager, after applying
+    /// what it left to the session's state.
+    fn failed(&self, st: &mut State, failed: Failed) -> ResourceError {
+        if failed.left != Left::Open {
+            st.open = false;
+            st.branch = None;
+        }
+        if failed.left == Left::Discard {
+            st.conn = None;
+        }
+        if failed.transient {
+            ResourceError::transient(failed.error)
+        } else {
+            ResourceError::new(failed.error)
+        }
+    }
+
+    /// Commits the open transaction in one phase (the caller has checked it may, and marked
+    /// it closed).
+    fn commit_open(&self, st: &mut State) -> std::result::Result<(), Failed> {
+        let branch = st.branch.take();
+        let Some(conn) = st.conn.as_mut() else {
+            return Err(Failed::lasting(Left::Ended, self.no_connection()));
+        };
+        let outcome = dispatch!(conn, B => B::commit(conn, &self.ctx(), branch.as_deref()));
+        if let Err(Failed {
+            left: Left::Discard,
+            ..
+        }) = outcome
+        {
+            st.conn = None;
+        }
+        outcome
     }
 
     fn resource_error(&self, source: diesel::result::Error) -> ResourceError {
@@ -686,21 +715,6 @@ impl SessionInner {
         }
     }
 
-    /// A database error already classified (by the backend module, before it sent more).
-    #[cfg(feature = "mysql")]
-    fn resource_error_as(&self, source: diesel::result::Error, transient: bool) -> ResourceError {
-        let err = Error::Database {
-            engine: self.name.clone(),
-            transient,
-            source,
-        };
-        if transient {
-            ResourceError::transient(err)
-        } else {
-            ResourceError::new(err)
-        }
-    }
-
     /// The session's state does not allow the operation any more (`what` says why).
     fn lost(&self, what: &'static str) -> Error {
         Error::SessionStateLost {
@@ -711,16 +725,6 @@ impl SessionInner {
 
     fn no_connection(&self) -> Error {
         self.lost("its connection was discarded after an earlier failure")
-    }
-
-    fn begin_sql(&self) -> &'static str {
-        match self.engine.backend() {
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite => crate::sqlite::begin_sql(self.engine.is_read_only()),
-            #[cfg(feature = "mysql")]
-            Backend::Mysql => crate::mysql::begin_unmanaged_sql(self.engine.is_read_only()),
-            _ => "BEGIN",
-        }
     }
 
     fn ensure_begun(&self) -> Result<()> {
@@ -747,29 +751,22 @@ impl SessionInner {
             st.conn = Some(self.engine.checkout()?);
         }
         if !st.open {
-            #[cfg(feature = "mysql")]
-            let xa = self.xa_branch(&st);
-            #[cfg(feature = "mysql")]
-            let xa_start = xa
-                .as_deref()
-                .map(|xid| crate::mysql::begin_sql(xid, self.engine.is_read_only()));
-            #[cfg(feature = "mysql")]
-            let sql = xa_start.as_deref().unwrap_or_else(|| self.begin_sql());
-            #[cfg(not(feature = "mysql"))]
-            let sql = self.begin_sql();
+            // A managed session's branch belongs to the transaction it joined.
+            let txn = if self.managed { st.joined } else { None };
+            let branch = txn.map(|txn| self.branch_name(txn));
             let conn = st.conn.as_mut().ok_or_else(|| self.no_connection())?;
-            if let Err(e) = conn.begin_with(sql) {
-                // A connection that cannot begin is not worth keeping.
-                st.conn = None;
-                return Err(self.db_error(e));
-            }
+            let branch = match dispatch!(conn, B => B::begin(conn, &self.ctx(), branch)) {
+                Ok(branch) => branch,
+                Err(e) => {
+                    // A connection that cannot begin is not worth keeping.
+                    st.conn = None;
+                    return Err(self.db_error(e));
+                }
+            };
             if let Some(tracker) = conn.tracker() {
                 tracker.reset();
             }
-            #[cfg(feature = "mysql")]
-            {
-                st.xa = xa;
-            }
+            st.branch = branch;
             st.open = true;
         }
         Ok(())
@@ -781,7 +778,7 @@ impl SessionInner {
     /// Diesel records libpq's transaction status after every statement and resets its depth
     /// when the server reports the session idle. SQLite connections are asked in process,
     /// only after a statement that may have ended the transaction ran (see
-    /// [`crate::sqlite::refresh_transaction_status`]); MariaDB refuses a raw `COMMIT` inside
+    /// `Protocol::refresh_status`); MariaDB refuses a raw `COMMIT` inside
     /// an XA branch, so a managed MariaDB session never gets here.
     ///
     /// The transaction a managed session joined is doomed at once (what ran before the
@@ -795,12 +792,7 @@ impl SessionInner {
         let Some(conn) = st.conn.as_mut() else {
             return;
         };
-        #[cfg(feature = "sqlite")]
-        if conn.backend() == Backend::Sqlite
-            && conn.tracker().is_some_and(|t| t.take_may_have_ended())
-        {
-            crate::sqlite::refresh_transaction_status(conn);
-        }
+        dispatch!(conn, B => B::refresh_status(conn));
         if !matches!(conn.depth(), Ok(0)) {
             return;
         }
@@ -842,86 +834,22 @@ impl SessionInner {
         outcome
     }
 
-    /// Ends the transaction of a PostgreSQL engine declared read-only: rolls it back, and
-    /// fails with [`Error::ReadOnlyEngineWrote`] when the server says it wrote.
-    #[cfg(feature = "postgres")]
-    fn end_read_only(&self, conn: &mut Conn) -> Result<()> {
-        match crate::postgres::end_read_only(conn) {
-            Ok(false) => Ok(()),
-            Ok(true) => {
-                tracing::error!(engine = %self.name, "a read-only engine wrote (SET TRANSACTION READ WRITE?): rolled back");
-                Err(Error::ReadOnlyEngineWrote {
-                    engine: self.name.clone(),
-                })
-            }
-            Err(e) => Err(self.db_error(e)),
-        }
-    }
-
-    /// The xid a managed MariaDB/MySQL session's next branch starts with.
-    #[cfg(feature = "mysql")]
-    fn xa_branch(&self, st: &State) -> Option<String> {
-        match (self.managed, self.engine.backend(), st.joined) {
-            (true, Backend::Mysql, Some(txn)) => Some(crate::mysql::xid(txn, &self.name)),
-            _ => None,
-        }
-    }
-
-    /// One-phase commit of a managed MariaDB/MySQL session's branch.
-    #[cfg(feature = "mysql")]
-    fn commit_one_phase_xa(
-        &self,
-        st: &mut State,
-        xid: &str,
-    ) -> std::result::Result<(), ResourceError> {
-        let conn = st
-            .conn
-            .as_mut()
-            .ok_or_else(|| ResourceError::new(self.no_connection()))?;
-        let outcome = crate::mysql::commit_one_phase(conn, xid);
-        if outcome.is_err() && conn.depth().is_err() {
-            st.conn = None; // marked broken: closing it rolls the branch back
-        }
-        outcome.map_err(|(e, transient)| self.resource_error_as(e, transient))
-    }
-
     fn rollback_open(&self, st: &mut State) -> diesel::QueryResult<()> {
         st.ended_outside = false;
         if !st.open {
             return Ok(());
         }
         st.open = false;
-        #[cfg(feature = "mysql")]
-        let xa = st.xa.take();
+        let branch = st.branch.take();
         let Some(conn) = st.conn.as_mut() else {
             return Ok(());
         };
-        // Inside an XA branch MariaDB refuses ROLLBACK (XAER_RMFAIL): end it with XA.
-        #[cfg(feature = "mysql")]
-        if let Some(xid) = xa {
-            let outcome = crate::mysql::rollback_active(conn, &xid);
-            if outcome.is_err() {
-                // Closing the connection rolls the branch back; never pool it.
-                conn.mark_broken();
-                st.conn = None;
-            }
-            return outcome;
+        let outcome = dispatch!(conn, B => B::rollback(conn, branch.as_deref()));
+        if outcome.is_err() {
+            // Never hand a connection with an open transaction back to the pool.
+            st.conn = None;
         }
-        match conn.depth() {
-            Ok(0) => Ok(()),
-            Ok(_) => match conn.rollback() {
-                Ok(()) | Err(diesel::result::Error::NotInTransaction) => Ok(()),
-                Err(e) => {
-                    // Never hand a connection with an open transaction back to the pool.
-                    st.conn = None;
-                    Err(e)
-                }
-            },
-            Err(e) => {
-                st.conn = None;
-                Err(e)
-            }
-        }
+        outcome
     }
 
     /// A borrow of the state for an operation that ends the session's transaction (a
@@ -969,12 +897,11 @@ impl SessionInner {
 
     /// Runs phase two (`op`) for a prepared branch: on the session's connection, or, if
     /// that connection is gone or broken, on a fresh one from the pool.
-    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
     fn finish_prepared(
         &self,
         st: &mut State,
         gid: &str,
-        op: fn(&mut Conn, &str) -> diesel::QueryResult<()>,
+        op: PhaseTwo,
     ) -> std::result::Result<(), ResourceError> {
         let first = match st.conn.as_mut() {
             Some(conn) => op(conn, gid),
@@ -1001,12 +928,7 @@ impl SessionInner {
             .map_err(|e| e.to_string())
             .and_then(|mut conn| {
                 let outcome = op(&mut conn, gid);
-                #[cfg(feature = "mysql")]
-                let outcome = if self.engine.backend() == Backend::Mysql {
-                    crate::mysql::retry_until_detached(&mut conn, gid, outcome, op)
-                } else {
-                    outcome
-                };
+                let outcome = dispatch!(conn, B => B::retry_on_fresh(&mut conn, gid, outcome, op));
                 let outcome = outcome.map_err(|e| e.to_string());
                 st.conn = Some(conn);
                 outcome
@@ -1030,10 +952,6 @@ impl SessionInner {
     /// number, never from its message: PostgreSQL is asked whether the branch is still
     /// prepared (one round trip, on this failure path only); MariaDB answers `XAER_NOTA`
     /// (1397) on the connection that owns the branch only when the branch is gone.
-    #[cfg_attr(
-        not(any(feature = "postgres", feature = "mysql")),
-        allow(unused_variables)
-    )]
     fn definitive_phase_two_failure(
         &self,
         st: &mut State,
@@ -1050,25 +968,13 @@ impl SessionInner {
             engine: self.name.clone(),
             gid: gid.to_owned(),
         };
-        match self.engine.backend() {
-            #[cfg(feature = "postgres")]
-            Backend::Postgres => match crate::postgres::is_prepared(conn, gid) {
-                Ok(false) => Some(resolved()),
-                // Still prepared, on a working connection: a fresh one would get the same
-                // answer. The branch waits for recovery.
-                Ok(true) => Some(Error::InDoubt {
-                    engine: self.name.clone(),
-                    gid: gid.to_owned(),
-                    reason: error.to_string(),
-                }),
-                Err(_) => None,
-            },
-            #[cfg(feature = "mysql")]
-            Backend::Mysql => {
-                (crate::mysql::error_number(conn) == Some(crate::mysql::XAER_NOTA)).then(resolved)
-            }
-            #[allow(unreachable_patterns)]
-            _ => None,
+        match dispatch!(conn, B => B::after_failure(conn, gid))? {
+            AfterFailure::Resolved => Some(resolved()),
+            AfterFailure::StillPrepared => Some(Error::InDoubt {
+                engine: self.name.clone(),
+                gid: gid.to_owned(),
+                reason: error.to_string(),
+            }),
         }
     }
 }
@@ -1100,8 +1006,7 @@ impl DerefMut for Ending<'_> {
 impl Drop for Ending<'_> {
     fn drop(&mut self) {
         let st = &mut *self.state;
-        #[cfg(feature = "mysql")]
-        if st.xa.is_some() {
+        if st.branch.is_some() {
             return;
         }
         if !st.open && st.prepared.is_none() && !self.session.engine.options().keep_session() {
@@ -1112,21 +1017,13 @@ impl Drop for Ending<'_> {
     }
 }
 
-/// The branch name of a session in a transaction: `sqlassist_<transaction id>_<engine>`.
-/// Engine names are restricted to `[A-Za-z0-9_.-]` by the registry, transaction ids to
-/// `[0-9a-f-]`, so the gid needs no quoting and stays under PostgreSQL's 200 bytes.
-#[cfg(feature = "postgres")]
-pub(crate) fn gid(txn: TransactionId, engine: &str) -> String {
-    format!("sqlassist_{txn}_{engine}")
-}
-
 impl DataManager for SessionInner {
     fn sort_key(&self) -> &str {
         &self.name
     }
 
     fn is_one_phase(&self) -> bool {
-        self.engine.backend() == Backend::Sqlite && !self.engine.is_read_only()
+        !self.engine.backend().can_prepare() && !self.engine.is_read_only()
     }
 
     /// What the session knows before the votes, so that a lone writer votes last and
@@ -1147,7 +1044,7 @@ impl DataManager for SessionInner {
             return WriteState::Clean;
         }
         let read_only = self.engine.is_read_only();
-        if read_only && self.engine.backend() != Backend::Postgres {
+        if read_only && self.engine.backend().enforces_read_only() {
             return WriteState::Clean;
         }
         let may_have_written = st
@@ -1167,23 +1064,14 @@ impl DataManager for SessionInner {
         st.joined = None;
         st.ended_outside = false;
         if let Some(gid) = st.prepared.take() {
-            #[cfg(feature = "mysql")]
-            if self.engine.backend() == Backend::Mysql {
-                return self.finish_prepared(&mut st, &gid, crate::mysql::rollback_prepared);
-            }
-            #[cfg(feature = "postgres")]
-            return self.finish_prepared(&mut st, &gid, crate::postgres::rollback_prepared);
-            #[cfg(not(feature = "postgres"))]
-            let _ = gid;
+            let op: PhaseTwo = dispatch!(self.engine, B => B::rollback_prepared);
+            return self.finish_prepared(&mut st, &gid, op);
         }
         self.rollback_open(&mut st)
             .map_err(|e| self.resource_error(e))
     }
 
     fn tpc_vote(&self, txn: &Transaction) -> std::result::Result<Vote, ResourceError> {
-        // Only PostgreSQL names its branch here (MariaDB named it at XA START).
-        #[cfg(not(feature = "postgres"))]
-        let _ = txn;
         let mut guard = self.ending_resource_state()?; // releases the connection once done
         let st = &mut *guard;
         if !st.open {
@@ -1197,94 +1085,22 @@ impl DataManager for SessionInner {
             .conn
             .as_mut()
             .ok_or_else(|| ResourceError::new(self.no_connection()))?;
-        match self.engine.backend() {
-            #[cfg(feature = "mysql")]
-            Backend::Mysql => {
-                let xid = st
-                    .xa
-                    .clone()
-                    .ok_or_else(|| ResourceError::new(self.lost("it has no XA branch open")))?;
-                if self.engine.is_read_only() {
-                    // The server refuses this engine's writes: committing now releases
-                    // the branch without a prepared state, and drops nothing.
-                    st.open = false;
-                    st.xa = None;
-                    return match crate::mysql::commit_one_phase(conn, &xid) {
-                        Ok(()) => Ok(Vote::ReadOnly),
-                        Err((e, transient)) => {
-                            if conn.depth().is_err() {
-                                st.conn = None;
-                            }
-                            Err(self.resource_error_as(e, transient))
-                        }
-                    };
-                }
-                // MariaDB cannot tell whether the branch wrote anything: always prepare.
-                match crate::mysql::prepare(conn, &xid) {
-                    Ok(()) => {
-                        st.open = false;
-                        st.xa = None;
-                        st.prepared = Some(xid);
-                        Ok(Vote::Prepared)
-                    }
-                    // The branch stays open (active or idle): abort rolls it back.
-                    Err(e) => Err(self.resource_error_on(Some(conn), e)),
-                }
-            }
-            #[cfg(feature = "postgres")]
-            Backend::Postgres if self.engine.is_read_only() => {
+        let ctx = self.ctx();
+        let voted = dispatch!(conn, B => B::vote(conn, &ctx, st.branch.as_deref(), self.branch_name(txn.id())));
+        match voted {
+            Ok(voted) => {
                 st.open = false;
-                self.end_read_only(conn).map_err(ResourceError::new)?;
-                Ok(Vote::ReadOnly)
-            }
-            #[cfg(feature = "postgres")]
-            Backend::Postgres => {
-                match crate::postgres::rolled_back_read_only(conn) {
-                    Ok(true) => {
-                        st.open = false;
-                        return Ok(Vote::ReadOnly);
-                    }
-                    Ok(false) => {}
-                    Err(e) => return Err(self.resource_error(e)),
-                }
-                // Only now is the server's setting needed (once per engine): a lone
-                // session, or one that wrote nothing, commits on a server without prepared
-                // transactions. The transaction stays open; abort rolls it back.
-                if !self.engine.is_two_phase_verified() {
-                    crate::postgres::check_two_phase_conn(conn, self.engine.url())
-                        .map_err(ResourceError::new)?;
-                    self.engine.set_two_phase_verified();
-                }
-                let gid = gid(txn.id(), &self.name);
-                match crate::postgres::prepare(conn, &gid) {
-                    Ok(()) => {
-                        st.open = false;
+                st.branch = None;
+                Ok(match voted {
+                    Voted::ReadOnly => Vote::ReadOnly,
+                    Voted::Committed => Vote::Committed,
+                    Voted::Prepared(gid) => {
                         st.prepared = Some(gid);
-                        Ok(Vote::Prepared)
+                        Vote::Prepared
                     }
-                    Err(e) => Err(self.resource_error(e)),
-                }
+                })
             }
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite => {
-                st.open = false;
-                if self.engine.is_read_only() {
-                    conn.rollback().map_err(|e| self.resource_error(e))?;
-                    return Ok(Vote::ReadOnly);
-                }
-                match conn.commit() {
-                    Ok(()) => Ok(Vote::Committed),
-                    Err(e) => {
-                        let _ = conn.rollback();
-                        Err(self.resource_error(e))
-                    }
-                }
-            }
-            #[allow(unreachable_patterns)]
-            backend => Err(ResourceError::new(Error::Unsupported {
-                engine: self.name.clone(),
-                what: format!("two-phase commit on {backend}"),
-            })),
+            Err(failed) => Err(self.failed(st, failed)),
         }
     }
 
@@ -1297,18 +1113,8 @@ impl DataManager for SessionInner {
         if crate::fault::is_set(&self.name, crate::fault::Phase::Finish) {
             return self.finish_prepared(&mut st, &gid, crate::fault::fail_finish);
         }
-        #[cfg(feature = "mysql")]
-        if self.engine.backend() == Backend::Mysql {
-            return self.finish_prepared(&mut st, &gid, crate::mysql::commit_prepared);
-        }
-        #[cfg(feature = "postgres")]
-        return self.finish_prepared(&mut st, &gid, crate::postgres::commit_prepared);
-        #[cfg(not(feature = "postgres"))]
-        Err(ResourceError::new(Error::InDoubt {
-            engine: self.name.clone(),
-            gid,
-            reason: "no backend to finish it".into(),
-        }))
+        let op: PhaseTwo = dispatch!(self.engine, B => B::commit_prepared);
+        self.finish_prepared(&mut st, &gid, op)
     }
 
     fn tpc_abort(&self, txn: &Transaction) -> std::result::Result<(), ResourceError> {
@@ -1322,7 +1128,7 @@ impl DataManager for SessionInner {
     }
 
     fn supports_one_phase_commit(&self) -> bool {
-        matches!(self.engine.backend(), Backend::Postgres | Backend::Mysql)
+        self.engine.backend().can_prepare()
     }
 
     fn commit_one_phase(&self, _txn: &Transaction) -> std::result::Result<(), ResourceError> {
@@ -1336,22 +1142,8 @@ impl DataManager for SessionInner {
         crate::fault::check(&self.name, crate::fault::Phase::Vote)
             .map_err(|e| self.resource_error(e))?;
         st.open = false;
-        #[cfg(feature = "mysql")]
-        if let Some(xid) = st.xa.take() {
-            return self.commit_one_phase_xa(&mut st, &xid);
-        }
-        let conn = st
-            .conn
-            .as_mut()
-            .ok_or_else(|| ResourceError::new(self.no_connection()))?;
-        #[cfg(feature = "postgres")]
-        if self.engine.backend() == Backend::Postgres && self.engine.is_read_only() {
-            return self.end_read_only(conn).map_err(ResourceError::new);
-        }
-        conn.commit().map_err(|e| {
-            let _ = conn.rollback();
-            self.resource_error(e)
-        })
+        self.commit_open(&mut st)
+            .map_err(|failed| self.failed(&mut st, failed))
     }
 
     fn branch_id(&self, _txn: &Transaction) -> Option<String> {

@@ -13,7 +13,9 @@
 
 mod common;
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 use std::cell::RefCell;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 use std::rc::Rc;
 use std::sync::Barrier;
 use std::time::Duration;
@@ -21,6 +23,7 @@ use std::time::Duration;
 use sqlassist::{
     DatabaseUrl, Engine, EngineOptions, EngineOptionsBuilder, InitOptions, PoolState, Registry,
 };
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 use transaction::{BoxError, Branch, DecisionLog, TransactionId, TransactionManager};
 
 use common::{reset_thread, unique, TempDir};
@@ -36,51 +39,66 @@ fn engine_with(url: &str, f: impl FnOnce(EngineOptionsBuilder) -> EngineOptionsB
     Engine::new(options).expect("an engine")
 }
 
-/// Runs `sql` through a fresh unmanaged engine and commits it.
-fn ddl(url: &str, sql: &str) {
-    let mut registry = Registry::new();
-    registry
-        .init_engine("ddl", engine_with(url, |b| b), InitOptions::new())
-        .expect("register the ddl engine");
-    let session = registry.session("ddl").expect("a ddl session");
-    session.execute(sql).expect("ddl statement");
-    session.commit().expect("ddl commit");
-    session.close().expect("close the ddl session");
-}
-
-/// The integer `sql` returns, read through a fresh unmanaged engine.
-fn scalar(url: &str, sql: &str) -> i64 {
-    let mut registry = Registry::new();
-    registry
-        .init_engine("probe", engine_with(url, |b| b), InitOptions::new())
-        .expect("register the probe engine");
-    let session = registry.session("probe").expect("a probe session");
-    let value = session.query_i64(sql).expect("probe query");
-    session.close().expect("close the probe session");
-    value
-}
-
-/// A table with one integer column `v`, dropped on drop.
+/// A uniquely named table with one integer column `v`, created and counted on plain
+/// connections outside sqlassist. Server tables drop themselves; a SQLite table goes with
+/// its test's directory.
 struct Table {
     url: String,
     name: String,
+    _drop: Option<common::Table>,
+}
+
+/// The file of a `sqlite:///<absolute path>` URL.
+fn sqlite_file(url: &str) -> Option<&std::path::Path> {
+    url.strip_prefix("sqlite:///").map(std::path::Path::new)
 }
 
 impl Table {
-    fn create(url: &str, engine_clause: &str) -> Self {
-        let name = unique("pool");
-        ddl(
-            url,
-            &format!("CREATE TABLE {name} (v INTEGER NOT NULL){engine_clause}"),
-        );
+    fn create(url: &str) -> Self {
+        let columns = "v INTEGER NOT NULL";
+        let (name, drop) = if let Some(file) = sqlite_file(url) {
+            let name = unique("pool");
+            common::lite::exec(file, &format!("CREATE TABLE {name} ({columns})"));
+            (name, None)
+        } else {
+            let table = server_table(url, columns);
+            (table.to_string(), Some(table))
+        };
         Self {
             url: url.to_owned(),
             name,
+            _drop: drop,
         }
     }
 
     fn rows(&self) -> i64 {
-        scalar(&self.url, &format!("SELECT COUNT(*) FROM {}", self.name))
+        if let Some(file) = sqlite_file(&self.url) {
+            return common::lite::count(file, &self.name);
+        }
+        #[cfg(feature = "mysql")]
+        if self.url.starts_with("mysql") {
+            return common::my::count(&self.url, &self.name);
+        }
+        #[cfg(feature = "postgres")]
+        return common::pg::count(&self.url, &self.name);
+        #[allow(unreachable_code)]
+        {
+            panic!("no backend for {}", self.url)
+        }
+    }
+}
+
+#[allow(unused_variables)]
+fn server_table(url: &str, columns: &str) -> common::Table {
+    #[cfg(feature = "mysql")]
+    if url.starts_with("mysql") {
+        return common::Table::mysql(url, "pool", columns);
+    }
+    #[cfg(feature = "postgres")]
+    return common::Table::pg(url, "pool", columns);
+    #[allow(unreachable_code)]
+    {
+        panic!("no backend for {url}")
     }
 }
 
@@ -88,27 +106,6 @@ impl std::ops::Deref for Table {
     type Target = str;
     fn deref(&self) -> &str {
         &self.name
-    }
-}
-
-impl Drop for Table {
-    fn drop(&mut self) {
-        reset_thread();
-        let mut registry = Registry::new();
-        if let Ok(engine) = Engine::new(EngineOptions::new(
-            DatabaseUrl::parse(&self.url).expect("a valid url"),
-        )) {
-            if registry
-                .init_engine("drop", engine, InitOptions::new())
-                .is_ok()
-            {
-                if let Ok(s) = registry.session("drop") {
-                    let _ = s.execute(&format!("DROP TABLE IF EXISTS {}", self.name));
-                    let _ = s.commit();
-                    let _ = s.close();
-                }
-            }
-        }
     }
 }
 
@@ -144,12 +141,11 @@ type MakeCommitFail<'a> = dyn Fn(&sqlassist::Session) -> Box<dyn std::any::Any> 
 /// commit each return the connection; the session stays open.
 fn every_end_returns_the_connection(
     url: &str,
-    engine_clause: &str,
     configure: fn(EngineOptionsBuilder) -> EngineOptionsBuilder,
     fail: Option<&MakeCommitFail<'_>>,
 ) {
     reset_thread();
-    let table = Table::create(url, engine_clause);
+    let table = Table::create(url);
     let engine = engine_with(url, configure);
     let mut registry = Registry::new();
     registry
@@ -203,9 +199,9 @@ fn every_end_returns_the_connection(
 
 /// `keep_session = true`: the session keeps its connection across transactions until
 /// `close_sessions()`.
-fn keep_session_keeps_the_connection(url: &str, engine_clause: &str) {
+fn keep_session_keeps_the_connection(url: &str) {
     reset_thread();
-    let table = Table::create(url, engine_clause);
+    let table = Table::create(url);
     let engine = engine_with(url, |b| b.keep_session(true));
     let mut registry = Registry::new();
     registry
@@ -227,9 +223,9 @@ fn keep_session_keeps_the_connection(url: &str, engine_clause: &str) {
 
 /// An unmanaged session's own `commit()` and `rollback()` end its transaction and return
 /// the connection.
-fn unmanaged_commit_and_rollback_return_the_connection(url: &str, engine_clause: &str) {
+fn unmanaged_commit_and_rollback_return_the_connection(url: &str) {
     reset_thread();
-    let table = Table::create(url, engine_clause);
+    let table = Table::create(url);
     let engine = engine_with(url, |b| b);
     let mut registry = Registry::new();
     registry
@@ -301,6 +297,7 @@ fn eight_workers_without_close_sessions(url: &str, table: &str) -> i64 {
     outcomes.into_iter().map(|o| o.unwrap_or(0)).sum()
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 /// A decision log that notes, when the coordinator records its decision (every branch
 /// prepared, none finished), how many connections each engine's pool has idle.
 struct IdleAtDecision {
@@ -308,6 +305,7 @@ struct IdleAtDecision {
     seen: RefCell<Vec<Vec<PoolState>>>,
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 impl DecisionLog for IdleAtDecision {
     fn record_commit(&self, _txn: TransactionId, _branches: &[Branch]) -> Result<(), BoxError> {
         self.seen
@@ -321,12 +319,13 @@ impl DecisionLog for IdleAtDecision {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 /// Two managed engines that both write: the connections stay with their prepared branches
 /// until phase two, then both go back.
-fn two_phase_returns_connections_only_after_phase_two(url1: &str, url2: &str, engine_clause: &str) {
+fn two_phase_returns_connections_only_after_phase_two(url1: &str, url2: &str) {
     reset_thread();
-    let t1 = Table::create(url1, engine_clause);
-    let t2 = Table::create(url2, engine_clause);
+    let t1 = Table::create(url1);
+    let t2 = Table::create(url2);
     let (e1, e2) = (engine_with(url1, |b| b), engine_with(url2, |b| b));
     let mut registry = Registry::new();
     registry
@@ -394,7 +393,6 @@ fn sqlite_every_end_of_a_managed_transaction_returns_the_connection() {
     };
     every_end_returns_the_connection(
         &sqlite_url(&dir, "db.sqlite"),
-        "",
         |b| b.busy_timeout(Duration::from_millis(100)),
         Some(&block_commit),
     );
@@ -403,20 +401,20 @@ fn sqlite_every_end_of_a_managed_transaction_returns_the_connection() {
 #[test]
 fn sqlite_keep_session_keeps_the_connection_until_close_sessions() {
     let dir = TempDir::new("pool");
-    keep_session_keeps_the_connection(&sqlite_url(&dir, "db.sqlite"), "");
+    keep_session_keeps_the_connection(&sqlite_url(&dir, "db.sqlite"));
 }
 
 #[test]
 fn sqlite_unmanaged_commit_and_rollback_return_the_connection() {
     let dir = TempDir::new("pool");
-    unmanaged_commit_and_rollback_return_the_connection(&sqlite_url(&dir, "db.sqlite"), "");
+    unmanaged_commit_and_rollback_return_the_connection(&sqlite_url(&dir, "db.sqlite"));
 }
 
 #[test]
 fn sqlite_eight_workers_on_a_pool_of_three_without_close_sessions_never_time_out() {
     let dir = TempDir::new("pool");
     let url = sqlite_url(&dir, "db.sqlite");
-    let table = Table::create(&url, "");
+    let table = Table::create(&url);
     let committed = eight_workers_without_close_sessions(&url, &table);
     assert_eq!(committed, 8 * 7);
     assert_eq!(table.rows(), committed);
@@ -436,7 +434,7 @@ fn postgres_every_end_of_a_managed_transaction_returns_the_connection() {
         assert!(w.execute("SELECT no_such_column_anywhere").is_err());
         Box::new(())
     };
-    every_end_returns_the_connection(&url, "", |b| b, Some(&fail_a_statement));
+    every_end_returns_the_connection(&url, |b| b, Some(&fail_a_statement));
 }
 
 #[cfg(feature = "postgres")]
@@ -445,7 +443,7 @@ fn postgres_keep_session_keeps_the_connection_until_close_sessions() {
     let Some(url) = common::pg_url("SQLASSIST_TEST_PG_URL") else {
         return;
     };
-    keep_session_keeps_the_connection(&url, "");
+    keep_session_keeps_the_connection(&url);
 }
 
 #[cfg(feature = "postgres")]
@@ -454,7 +452,7 @@ fn postgres_unmanaged_commit_and_rollback_return_the_connection() {
     let Some(url) = common::pg_url("SQLASSIST_TEST_PG_URL") else {
         return;
     };
-    unmanaged_commit_and_rollback_return_the_connection(&url, "");
+    unmanaged_commit_and_rollback_return_the_connection(&url);
 }
 
 #[cfg(feature = "postgres")]
@@ -463,7 +461,7 @@ fn postgres_eight_workers_on_a_pool_of_three_without_close_sessions_never_time_o
     let Some(url) = common::pg_url("SQLASSIST_TEST_PG_URL") else {
         return;
     };
-    let table = Table::create(&url, "");
+    let table = Table::create(&url);
     let committed = eight_workers_without_close_sessions(&url, &table);
     assert_eq!(committed, 8 * 7);
     assert_eq!(table.rows(), committed);
@@ -478,14 +476,11 @@ fn postgres_two_phase_commit_returns_connections_only_after_phase_two() {
     ) else {
         return;
     };
-    two_phase_returns_connections_only_after_phase_two(&url1, &url2, "");
+    two_phase_returns_connections_only_after_phase_two(&url1, &url2);
 }
 
 // ---------------------------------------------------------------------------------------
 // MariaDB
-
-#[cfg(feature = "mysql")]
-const INNODB: &str = " ENGINE=InnoDB";
 
 #[cfg(feature = "mysql")]
 #[test]
@@ -493,7 +488,7 @@ fn mariadb_every_end_of_a_managed_transaction_returns_the_connection() {
     let Some(url) = common::mysql_url("SQLASSIST_TEST_MYSQL_URL") else {
         return;
     };
-    every_end_returns_the_connection(&url, INNODB, |b| b, None);
+    every_end_returns_the_connection(&url, |b| b, None);
 }
 
 #[cfg(feature = "mysql")]
@@ -502,7 +497,7 @@ fn mariadb_keep_session_keeps_the_connection_until_close_sessions() {
     let Some(url) = common::mysql_url("SQLASSIST_TEST_MYSQL_URL") else {
         return;
     };
-    keep_session_keeps_the_connection(&url, INNODB);
+    keep_session_keeps_the_connection(&url);
 }
 
 #[cfg(feature = "mysql")]
@@ -511,7 +506,7 @@ fn mariadb_unmanaged_commit_and_rollback_return_the_connection() {
     let Some(url) = common::mysql_url("SQLASSIST_TEST_MYSQL_URL") else {
         return;
     };
-    unmanaged_commit_and_rollback_return_the_connection(&url, INNODB);
+    unmanaged_commit_and_rollback_return_the_connection(&url);
 }
 
 #[cfg(feature = "mysql")]
@@ -520,7 +515,7 @@ fn mariadb_eight_workers_on_a_pool_of_three_without_close_sessions_never_time_ou
     let Some(url) = common::mysql_url("SQLASSIST_TEST_MYSQL_URL") else {
         return;
     };
-    let table = Table::create(&url, INNODB);
+    let table = Table::create(&url);
     let committed = eight_workers_without_close_sessions(&url, &table);
     assert_eq!(committed, 8 * 7);
     assert_eq!(table.rows(), committed);
@@ -535,7 +530,7 @@ fn mariadb_xa_branches_keep_their_connections_until_phase_two() {
     ) else {
         return;
     };
-    two_phase_returns_connections_only_after_phase_two(&url1, &url2, INNODB);
+    two_phase_returns_connections_only_after_phase_two(&url1, &url2);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -558,9 +553,9 @@ fn transactions(engine: &Engine, table: &str, n: usize) {
 
 /// A connection returned just now is handed out untested; with a zero window every
 /// checkout is tested; a connection idle past the window is tested once.
-fn checkout_tests_follow_the_window(url: &str, engine_clause: &str) {
+fn checkout_tests_follow_the_window(url: &str) {
     reset_thread();
-    let table = Table::create(url, engine_clause);
+    let table = Table::create(url);
 
     let hot = engine_with(url, |b| b.pool_pre_ping_window(Duration::from_secs(3600)));
     transactions(&hot, &table, 5);
@@ -607,7 +602,7 @@ fn checkout_tests_follow_the_window(url: &str, engine_clause: &str) {
 #[test]
 fn sqlite_checkout_tests_are_skipped_for_a_connection_used_within_the_window() {
     let dir = TempDir::new("pool");
-    checkout_tests_follow_the_window(&sqlite_url(&dir, "db.sqlite"), "");
+    checkout_tests_follow_the_window(&sqlite_url(&dir, "db.sqlite"));
 }
 
 #[cfg(feature = "postgres")]
@@ -616,7 +611,7 @@ fn postgres_checkout_tests_are_skipped_for_a_connection_used_within_the_window()
     let Some(url) = common::pg_url("SQLASSIST_TEST_PG_URL") else {
         return;
     };
-    checkout_tests_follow_the_window(&url, "");
+    checkout_tests_follow_the_window(&url);
 }
 
 /// A PostgreSQL connection killed while idle in the pool, past the window: the checkout
@@ -642,13 +637,13 @@ fn postgres_a_dead_connection_idle_past_the_window_is_replaced_at_checkout() {
     transaction::commit().unwrap();
     assert_all_idle(&engine, "after the first transaction");
 
-    let killed = scalar(
+    let killed = common::pg::scalar(
         &admin,
         &format!("SELECT CASE WHEN pg_terminate_backend({first}) THEN 1 ELSE 0 END"),
     );
     assert_eq!(killed, 1, "the idle pooled connection was terminated");
     for _ in 0..50 {
-        let alive = scalar(
+        let alive = common::pg::scalar(
             &admin,
             &format!("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = {first}"),
         );

@@ -883,3 +883,38 @@ mod engine_options {
         assert!(e.to_string().contains("\"maybe\""), "{e}");
     }
 }
+
+mod node_id {
+    use sqlassist::{Error, NodeId, Registry, Settings};
+
+    #[test]
+    fn the_node_id_setting_names_every_branch_the_registry_prepares() {
+        let settings = Settings::from_ini_str(
+            "[app:main]\nsqlassist.node_id = orders-0\nsqlalchemy.url = sqlite://\n",
+            "app:main",
+            "/srv/myapp",
+        )
+        .expect("valid settings");
+        let registry = Registry::from_settings(&settings).expect("a registry");
+        assert_eq!(registry.node_id().as_str(), "orders-0");
+        assert_eq!(registry.names().collect::<Vec<_>>(), ["sqlalchemy"]);
+    }
+
+    #[test]
+    fn without_the_setting_the_node_id_is_the_process_default() {
+        let settings = Settings::from_pairs([("sqlalchemy.url", "sqlite://")]);
+        let registry = Registry::from_settings(&settings).expect("a registry");
+        assert_eq!(registry.node_id(), &NodeId::per_process());
+    }
+
+    #[test]
+    fn an_invalid_node_id_setting_is_refused_naming_the_key() {
+        for bad in ["Orders_0", "", "a-node-id-longer-than-24-chars"] {
+            let settings = Settings::from_pairs([("sqlassist.node_id", bad)]);
+            match Registry::from_settings(&settings) {
+                Err(Error::InvalidSetting { key, .. }) => assert_eq!(key, "sqlassist.node_id"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+}

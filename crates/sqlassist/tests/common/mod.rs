@@ -212,7 +212,7 @@ pub mod pg {
     }
 
     /// Prepared transactions whose gid contains `needle` (an engine name: gids are
-    /// `sqlassist_<txn>_<engine>`).
+    /// `sqlassist_<node>_<incarnation>_<sequence>_<engine>`).
     pub fn prepared(admin: &str, needle: &str) -> i64 {
         scalar(
             admin,

@@ -32,6 +32,8 @@
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::{PgConnection, QueryableByName, RunQueryDsl};
 
+use crate::backend::{AfterFailure, Ctx, Failed, Left, Protocol, Voted};
+use crate::branch::{BranchName, Listed};
 use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::options::EngineOptions;
@@ -204,5 +206,126 @@ pub(crate) fn is_transient(error: &DieselError) -> bool {
         DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
         DieselError::DatabaseError(_, info) => info.message().starts_with("deadlock detected"),
         _ => false,
+    }
+}
+
+/// Ends the transaction of an engine declared read-only: rolls it back, and fails with
+/// [`Error::ReadOnlyEngineWrote`] when the server says it wrote.
+fn end_read_only_checked(conn: &mut Conn, ctx: &Ctx<'_>) -> Result<()> {
+    match end_read_only(conn) {
+        Ok(false) => Ok(()),
+        Ok(true) => {
+            tracing::error!(engine = %ctx.name, "a read-only engine wrote (SET TRANSACTION READ WRITE?): rolled back");
+            Err(Error::ReadOnlyEngineWrote {
+                engine: ctx.name.to_owned(),
+            })
+        }
+        Err(e) => Err(ctx.db_error::<Postgres>(None, e)),
+    }
+}
+
+/// PostgreSQL's [`Protocol`]: `PREPARE TRANSACTION` (see the module docs).
+pub(crate) struct Postgres;
+
+impl Protocol for Postgres {
+    const CAN_PREPARE: bool = true;
+    const ENFORCES_READ_ONLY: bool = false;
+
+    fn begin(
+        conn: &mut Conn,
+        _ctx: &Ctx<'_>,
+        _branch: Option<BranchName<'_>>,
+    ) -> diesel::QueryResult<Option<String>> {
+        // The branch is named at the vote, by PREPARE TRANSACTION.
+        conn.begin_with("BEGIN").map(|()| None)
+    }
+
+    fn vote(
+        conn: &mut Conn,
+        ctx: &Ctx<'_>,
+        _open: Option<&str>,
+        branch: BranchName<'_>,
+    ) -> std::result::Result<Voted, Failed> {
+        if ctx.engine.is_read_only() {
+            return end_read_only_checked(conn, ctx)
+                .map(|()| Voted::ReadOnly)
+                .map_err(|e| Failed::lasting(Left::Ended, e));
+        }
+        match rolled_back_read_only(conn) {
+            Ok(true) => return Ok(Voted::ReadOnly),
+            Ok(false) => {}
+            Err(e) => return Err(Failed::new(Left::Open, ctx.db_error::<Self>(None, e))),
+        }
+        // Only now is the server's setting needed (once per engine): a lone session, or one
+        // that wrote nothing, commits on a server without prepared transactions. The
+        // transaction stays open; abort rolls it back.
+        if !ctx.engine.is_two_phase_verified() {
+            check_two_phase_conn(conn, ctx.engine.url())
+                .map_err(|e| Failed::lasting(Left::Open, e))?;
+            ctx.engine.set_two_phase_verified();
+        }
+        // The gid (see `crate::branch`) needs no quoting and stays under 200 bytes.
+        let gid = branch.to_gid();
+        match prepare(conn, &gid) {
+            Ok(()) => Ok(Voted::Prepared(gid)),
+            Err(e) => Err(Failed::new(Left::Open, ctx.db_error::<Self>(None, e))),
+        }
+    }
+
+    fn commit(
+        conn: &mut Conn,
+        ctx: &Ctx<'_>,
+        _open: Option<&str>,
+    ) -> std::result::Result<(), Failed> {
+        if ctx.engine.is_read_only() {
+            return end_read_only_checked(conn, ctx).map_err(|e| Failed::lasting(Left::Ended, e));
+        }
+        // The session refused a failed transaction, which PostgreSQL would otherwise answer
+        // with a silent rollback: a plain COMMIT is safe here.
+        conn.commit().map_err(|e| {
+            let err = ctx.db_error::<Self>(Some(conn), e);
+            let _ = conn.rollback();
+            Failed::new(Left::Ended, err)
+        })
+    }
+
+    fn commit_prepared(conn: &mut Conn, id: &str) -> diesel::QueryResult<()> {
+        commit_prepared(conn, id)
+    }
+
+    fn rollback_prepared(conn: &mut Conn, id: &str) -> diesel::QueryResult<()> {
+        rollback_prepared(conn, id)
+    }
+
+    fn after_failure(conn: &mut Conn, id: &str) -> Option<AfterFailure> {
+        match is_prepared(conn, id) {
+            Ok(false) => Some(AfterFailure::Resolved),
+            // Still prepared, on a working connection: a fresh one would get the same
+            // answer. The branch waits for recovery.
+            Ok(true) => Some(AfterFailure::StillPrepared),
+            Err(_) => None,
+        }
+    }
+
+    fn is_transient(_conn: Option<&mut Conn>, error: &DieselError) -> bool {
+        is_transient(error)
+    }
+
+    fn list_prepared(conn: &mut Conn) -> diesel::QueryResult<Vec<Listed>> {
+        #[derive(QueryableByName)]
+        struct Gid {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            gid: String,
+        }
+        let Some(pg) = <PgConnection as crate::conn::sealed::Sealed>::from_conn(conn) else {
+            return Ok(Vec::new());
+        };
+        // The view is cluster-wide; a branch of another database can be finished only from
+        // a connection to that database.
+        diesel::sql_query(
+            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() ORDER BY prepared, gid",
+        )
+        .load::<Gid>(pg)
+        .map(|rows| rows.into_iter().map(|r| Listed::gid(r.gid)).collect())
     }
 }

@@ -44,12 +44,12 @@
 //! only): deadlocks (1213), lock wait timeouts (1205) and their XA forms (1613, 1614) are
 //! transient; `XAER_NOTA` (1397) means an unknown branch. Messages are never read.
 
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use transaction::TransactionId;
-
+use crate::backend::{AfterFailure, Ctx, Failed, Left, PhaseTwo, Protocol, Voted};
+use crate::branch::{BranchName, Listed, Owner};
 use crate::conn::Conn;
 use crate::error::Result;
 use crate::options::EngineOptions;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 /// SQL run on every new connection.
 pub(crate) fn setup_sql(options: &EngineOptions) -> Result<String> {
@@ -72,15 +72,17 @@ pub(crate) fn setup_sql(options: &EngineOptions) -> Result<String> {
     Ok(sql)
 }
 
-/// The XA xid of a session's branch, as SQL: `'sqlassist_<transaction id>','<engine>'`.
+/// The XA xid of a session's branch, as SQL: `'<gtrid>','<engine>'` (format id 1, the
+/// server's default).
 ///
 /// The gtrid names the coordinator's transaction (every branch of one transaction shares
-/// it) and the bqual names the engine. Transaction ids are `[0-9a-f-]` and at most 33
-/// bytes, engine names `[A-Za-z0-9_.-]` and at most 64 bytes (checked by the registry), so
-/// both parts fit XA's 64-byte limits and need no quoting; nothing comes from user input.
-pub(crate) fn xid(txn: TransactionId, engine: &str) -> String {
-    debug_assert!(engine.len() <= 64 && !engine.contains('\''));
-    format!("'sqlassist_{txn}','{engine}'")
+/// it: `sqlassist_<node>_<incarnation>_<sequence>`, at most 60 bytes) and the bqual names
+/// the engine. Node ids are `[a-z0-9-]`, engine names `[A-Za-z0-9_.-]` and at most 64 bytes
+/// (checked by the registry), so both parts fit XA's 64-byte limits and need no quoting;
+/// nothing comes from user input (see `crate::branch`).
+pub(crate) fn xid(branch: BranchName<'_>) -> String {
+    debug_assert!(branch.engine.len() <= 64 && !branch.engine.contains('\''));
+    branch.to_xid_sql()
 }
 
 /// How a managed session opens its branch. A read-only engine's branch is made read-only
@@ -254,24 +256,219 @@ pub(crate) fn is_transient(conn: Option<&mut Conn>, error: &DieselError) -> bool
     }
 }
 
+/// MariaDB's and MySQL's [`Protocol`]: XA (see the module docs).
+pub(crate) struct Mysql;
+
+impl Protocol for Mysql {
+    const CAN_PREPARE: bool = true;
+    const ENFORCES_READ_ONLY: bool = true;
+
+    fn begin(
+        conn: &mut Conn,
+        ctx: &Ctx<'_>,
+        branch: Option<BranchName<'_>>,
+    ) -> diesel::QueryResult<Option<String>> {
+        let read_only = ctx.engine.is_read_only();
+        match branch {
+            Some(branch) => {
+                let xid = xid(branch);
+                conn.begin_with(&begin_sql(&xid, read_only))?;
+                Ok(Some(xid))
+            }
+            None => conn
+                .begin_with(begin_unmanaged_sql(read_only))
+                .map(|()| None),
+        }
+    }
+
+    fn vote(
+        conn: &mut Conn,
+        ctx: &Ctx<'_>,
+        open: Option<&str>,
+        _branch: BranchName<'_>,
+    ) -> std::result::Result<Voted, Failed> {
+        let xid =
+            open.ok_or_else(|| Failed::lasting(Left::Open, ctx.lost("it has no XA branch open")))?;
+        if ctx.engine.is_read_only() {
+            // The server refuses this engine's writes: committing now releases the branch
+            // without a prepared state, and drops nothing.
+            return commit_branch(conn, ctx, xid).map(|()| Voted::ReadOnly);
+        }
+        // MariaDB cannot tell whether the branch wrote anything: always prepare.
+        match prepare(conn, xid) {
+            Ok(()) => Ok(Voted::Prepared(xid.to_owned())),
+            // The branch stays open (active or idle): abort rolls it back.
+            Err(e) => Err(Failed::new(Left::Open, ctx.db_error::<Self>(Some(conn), e))),
+        }
+    }
+
+    fn commit(
+        conn: &mut Conn,
+        ctx: &Ctx<'_>,
+        open: Option<&str>,
+    ) -> std::result::Result<(), Failed> {
+        if let Some(xid) = open {
+            return commit_branch(conn, ctx, xid);
+        }
+        conn.commit().map_err(|e| {
+            let err = ctx.db_error::<Self>(Some(conn), e);
+            let _ = conn.rollback();
+            Failed::new(Left::Ended, err)
+        })
+    }
+
+    fn rollback(conn: &mut Conn, open: Option<&str>) -> diesel::QueryResult<()> {
+        let Some(xid) = open else {
+            return crate::backend::generic_rollback(conn);
+        };
+        // Inside an XA branch MariaDB refuses ROLLBACK (XAER_RMFAIL): end it with XA.
+        let outcome = rollback_active(conn, xid);
+        if outcome.is_err() {
+            // Closing the connection rolls the branch back; never pool it.
+            conn.mark_broken();
+        }
+        outcome
+    }
+
+    fn commit_prepared(conn: &mut Conn, id: &str) -> diesel::QueryResult<()> {
+        commit_prepared(conn, id)
+    }
+
+    fn rollback_prepared(conn: &mut Conn, id: &str) -> diesel::QueryResult<()> {
+        rollback_prepared(conn, id)
+    }
+
+    fn retry_on_fresh(
+        conn: &mut Conn,
+        id: &str,
+        outcome: diesel::QueryResult<()>,
+        op: PhaseTwo,
+    ) -> diesel::QueryResult<()> {
+        retry_until_detached(conn, id, outcome, op)
+    }
+
+    fn after_failure(conn: &mut Conn, _id: &str) -> Option<AfterFailure> {
+        // On the connection that owns the branch, XAER_NOTA means the branch is gone.
+        (error_number(conn) == Some(XAER_NOTA)).then_some(AfterFailure::Resolved)
+    }
+
+    fn is_transient(conn: Option<&mut Conn>, error: &DieselError) -> bool {
+        is_transient(conn, error)
+    }
+
+    fn select_i64(sql: &str) -> String {
+        format!("SELECT CAST(({sql}) AS SIGNED) AS value")
+    }
+
+    fn list_prepared(conn: &mut Conn) -> diesel::QueryResult<Vec<Listed>> {
+        recover(conn).map(|xids| {
+            xids.into_iter()
+                .map(|x| Listed {
+                    id: x.id,
+                    owner: |l, me| match &l.xa {
+                        Some((format_id, gtrid, bqual)) => {
+                            Owner::of_xa(*format_id, gtrid, bqual, me)
+                        }
+                        None => Owner::Foreign,
+                    },
+                    xa: Some((x.format_id, x.gtrid, x.bqual)),
+                })
+                .collect()
+        })
+    }
+}
+
+/// The one-phase commit of an XA branch (a lone writer, or a read-only engine's vote).
+fn commit_branch(conn: &mut Conn, ctx: &Ctx<'_>, xid: &str) -> std::result::Result<(), Failed> {
+    commit_one_phase(conn, xid).map_err(|(e, transient)| {
+        let left = if conn.depth().is_err() {
+            Left::Discard // marked broken: closing it rolls the branch back
+        } else {
+            Left::Ended
+        };
+        let error = crate::error::Error::Database {
+            engine: ctx.name.to_owned(),
+            transient,
+            source: e,
+        };
+        Failed::new(left, error)
+    })
+}
+
+/// One row of `XA RECOVER`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RecoveredXid {
+    /// The xid as SQL (`X'<gtrid hex>',X'<bqual hex>',<formatID>`): the id
+    /// [`Protocol::commit_prepared`] takes, whatever bytes the parts hold.
+    pub id: String,
+    /// The format id.
+    pub format_id: i64,
+    /// The global transaction id.
+    pub gtrid: Vec<u8>,
+    /// The branch qualifier.
+    pub bqual: Vec<u8>,
+}
+
+/// The prepared XA branches the server lists (`XA RECOVER`: every user's for a user with
+/// `XA_RECOVER_ADMIN` or, on MariaDB, `SUPER`; otherwise the user's own).
+pub(crate) fn recover(conn: &mut Conn) -> diesel::QueryResult<Vec<RecoveredXid>> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        #[diesel(column_name = formatID)]
+        format_id: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        gtrid_length: i64,
+        #[diesel(sql_type = diesel::sql_types::Binary)]
+        data: Vec<u8>,
+    }
+    let Some(my) = <diesel::MysqlConnection as crate::conn::sealed::Sealed>::from_conn(conn) else {
+        return Ok(Vec::new());
+    };
+    let rows: Vec<Row> = diesel::RunQueryDsl::load(diesel::sql_query("XA RECOVER"), my)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let split = usize::try_from(row.gtrid_length).ok()?;
+            let gtrid = row.data.get(..split)?.to_vec();
+            let bqual = row.data.get(split..)?.to_vec();
+            Some(RecoveredXid {
+                id: format!("X'{}',X'{}',{}", hex(&gtrid), hex(&bqual), row.format_id),
+                format_id: row.format_id,
+                gtrid,
+                bqual,
+            })
+        })
+        .collect())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn xids_fit_xa_limits_for_the_longest_engine_name_and_transaction_id() {
-        let txn = transaction::TransactionManager::new()
-            .begin()
-            .expect("a transaction")
-            .id();
+    fn xids_fit_xa_limits_for_the_longest_node_and_engine_name() {
+        let node = crate::NodeId::new(&"n".repeat(crate::MAX_NODE_ID_LEN)).expect("valid");
         let engine = "e".repeat(64);
-        let x = xid(txn, &engine);
+        let x = xid(BranchName {
+            node: &node,
+            incarnation: u32::MAX,
+            sequence: u64::MAX,
+            engine: &engine,
+        });
         let parts: Vec<&str> = x.split(',').map(|p| p.trim_matches('\'')).collect();
         assert_eq!(parts.len(), 2);
         assert!(parts[0].len() <= 64 && parts[0].starts_with("sqlassist_"));
         assert!(parts[1].len() <= 64);
-        // The longest transaction id: 16 hex digits, `-`, 16 hex digits.
-        assert!("sqlassist_".len() + 33 <= 64);
         assert_eq!(begin_sql(&x, false), format!("XA START {x}"));
     }
 
