@@ -270,9 +270,15 @@ fn main() -> Res<()> {
         .as_deref()
         .map(MysqlConnection::establish)
         .transpose()?;
+    // Table names carry the process id: two runs on the same servers do not collide.
+    let tn: std::collections::HashMap<&str, String> = scenarios
+        .iter()
+        .flat_map(|s| std::iter::once(s.tables.0).chain(s.tables.1))
+        .map(|t| (t, format!("{t}_{}", std::process::id())))
+        .collect();
     for s in &scenarios {
-        reset(&mut a, s.tables.0)?;
-        match (s.tables.1, s.maria) {
+        reset(&mut a, &tn[s.tables.0])?;
+        match (s.tables.1.map(|t| &tn[t]), s.maria) {
             (Some(t), false) => reset(&mut b, t)?,
             #[cfg(feature = "mysql")]
             (Some(t), true) => m.as_mut().ok_or("no MariaDB")?.batch_execute(&format!(
@@ -332,7 +338,7 @@ fn main() -> Res<()> {
                 match s.name {
                     // BEGIN / INSERT / COMMIT through Diesel.
                     "raw_1pc_one_db" => {
-                        a.transaction(|c| insert(c, "bench_raw1", v))?;
+                        a.transaction(|c| insert(c, &tn["bench_raw1"], v))?;
                     }
                     // BEGIN / INSERT / PREPARE TRANSACTION on each, COMMIT PREPARED on each.
                     "raw_2pc_two_db" => {
@@ -342,7 +348,7 @@ fn main() -> Res<()> {
                         // TRANSACTION on each, then COMMIT PREPARED on each.
                         for c in [&mut a, &mut b] {
                             c.batch_execute("BEGIN")?;
-                            insert(c, "bench_raw2", v)?;
+                            insert(c, &tn["bench_raw2"], v)?;
                         }
                         for (db, c) in [("a", &mut a), ("b", &mut b)] {
                             c.batch_execute(&format!("PREPARE TRANSACTION '{gid}_{db}'"))?;
@@ -359,7 +365,7 @@ fn main() -> Res<()> {
                         let gid = format!("bench_raws_{pid}_{round}_{i}");
                         for (db, c) in [("a", &mut a), ("b", &mut b)] {
                             c.batch_execute("BEGIN")?;
-                            insert(c, "bench_raw2s", v)?;
+                            insert(c, &tn["bench_raw2s"], v)?;
                             c.batch_execute(&format!("PREPARE TRANSACTION '{gid}_{db}'"))?;
                         }
                         for (db, c) in [("a", &mut a), ("b", &mut b)] {
@@ -368,25 +374,25 @@ fn main() -> Res<()> {
                     }
                     // One managed engine: the coordinator commits it in one phase.
                     "sqlassist_1pc_one_db" => {
-                        insert(&mut *sa.conn::<PgConnection>()?, "bench_sa1", v)?;
+                        insert(&mut *sa.conn::<PgConnection>()?, &tn["bench_sa1"], v)?;
                         transaction::commit()?;
                     }
                     // A session kept across transactions with its connection.
                     "sqlassist_1pc_reuse" => {
-                        insert(&mut *kept.conn::<PgConnection>()?, "bench_sru", v)?;
+                        insert(&mut *kept.conn::<PgConnection>()?, &tn["bench_sru"], v)?;
                         transaction::commit()?;
                     }
                     // A request: open the session, insert, commit, close the session.
                     "sqlassist_1pc_per_request" => {
                         let session = registry.session("request")?;
-                        insert(&mut *session.conn::<PgConnection>()?, "bench_spr", v)?;
+                        insert(&mut *session.conn::<PgConnection>()?, &tn["bench_spr"], v)?;
                         transaction::commit()?;
                         session.close()?;
                     }
                     // Two managed engines, one transaction::commit().
                     "sqlassist_2pc_two_db" => {
-                        insert(&mut *sa.conn::<PgConnection>()?, "bench_sa2", v)?;
-                        insert(&mut *sb.conn::<PgConnection>()?, "bench_sa2", v)?;
+                        insert(&mut *sa.conn::<PgConnection>()?, &tn["bench_sa2"], v)?;
+                        insert(&mut *sb.conn::<PgConnection>()?, &tn["bench_sa2"], v)?;
                         transaction::commit()?;
                     }
                     // Hand-written XA next to PREPARE TRANSACTION: the same statements
@@ -397,9 +403,9 @@ fn main() -> Res<()> {
                         let gid = format!("bench_rawm_{pid}_{round}_{i}");
                         let xid = format!("'{gid}','m'");
                         a.batch_execute("BEGIN")?;
-                        insert(&mut a, "bench_rawm", v)?;
+                        insert(&mut a, &tn["bench_rawm"], v)?;
                         m.batch_execute(&format!("XA START {xid}"))?;
-                        maria_insert(m, "bench_rawm", v)?;
+                        maria_insert(m, &tn["bench_rawm"], v)?;
                         a.batch_execute(&format!("PREPARE TRANSACTION '{gid}'"))?;
                         m.batch_execute(&format!("XA END {xid}; XA PREPARE {xid}"))?;
                         a.batch_execute(&format!("COMMIT PREPARED '{gid}'"))?;
@@ -408,14 +414,14 @@ fn main() -> Res<()> {
                     #[cfg(feature = "mysql")]
                     "sqlassist_2pc_pg_mariadb" => {
                         let sm = sm.as_ref().ok_or("no MariaDB")?;
-                        insert(&mut *sa.conn::<PgConnection>()?, "bench_sam", v)?;
-                        maria_insert(&mut *sm.conn::<MysqlConnection>()?, "bench_sam", v)?;
+                        insert(&mut *sa.conn::<PgConnection>()?, &tn["bench_sam"], v)?;
+                        maria_insert(&mut *sm.conn::<MysqlConnection>()?, &tn["bench_sam"], v)?;
                         transaction::commit()?;
                     }
                     // The same work, aborted.
                     _ => {
-                        insert(&mut *sa.conn::<PgConnection>()?, "bench_sa3", v)?;
-                        insert(&mut *sb.conn::<PgConnection>()?, "bench_sa3", v)?;
+                        insert(&mut *sa.conn::<PgConnection>()?, &tn["bench_sa3"], v)?;
+                        insert(&mut *sb.conn::<PgConnection>()?, &tn["bench_sa3"], v)?;
                         transaction::abort()?;
                     }
                 }
@@ -456,7 +462,7 @@ fn main() -> Res<()> {
 
     for (s, (_, _, written, _)) in scenarios.iter().zip(results) {
         let expected = if s.persists { written as i64 } else { 0 };
-        let got_a = count(&mut a, s.tables.0)?;
+        let got_a = count(&mut a, &tn[s.tables.0])?;
         if got_a != expected {
             return Err(format!(
                 "{}: database a has {got_a} rows, expected {expected}",
@@ -464,7 +470,7 @@ fn main() -> Res<()> {
             )
             .into());
         }
-        if let Some(t) = s.tables.1 {
+        if let Some(t) = s.tables.1.map(|t| &tn[t]) {
             #[cfg(feature = "mysql")]
             let got_b = if s.maria {
                 maria_count(m.as_mut().ok_or("no MariaDB")?, t)?
@@ -483,8 +489,8 @@ fn main() -> Res<()> {
         }
     }
     for s in &scenarios {
-        a.batch_execute(&format!("DROP TABLE IF EXISTS {}", s.tables.0))?;
-        match (s.tables.1, s.maria) {
+        a.batch_execute(&format!("DROP TABLE IF EXISTS {}", tn[s.tables.0]))?;
+        match (s.tables.1.map(|t| &tn[t]), s.maria) {
             (Some(t), false) => b.batch_execute(&format!("DROP TABLE IF EXISTS {t}"))?,
             #[cfg(feature = "mysql")]
             (Some(t), true) => m
