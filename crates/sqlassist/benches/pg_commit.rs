@@ -16,8 +16,10 @@
 //! names). Scenarios run interleaved, round by round (in reverse order every other round).
 //! Prints one JSON line per scenario: `{"scenario", "n", "seconds", "tx_per_s", "p50_ms",
 //! "p99_ms", "client_cpu_ms_per_tx"}`, then one per compared pair with the median, minimum
-//! and maximum of the per-round throughput ratios: `{"ratio", "of", "to", "median", "min",
-//! "max", "rounds"}`, and checks every scenario's row counts afterwards.
+//! and maximum of the per-round throughput ratios, and the median of the per-round ratios
+//! of median latencies (as a speed ratio): `{"ratio", "of", "to", "median", "min", "max",
+//! "p50_median", "rounds"}`, and checks every scenario's row counts afterwards. Its tables are
+//! named `bench_<scenario>_<process id>`, so runs on shared servers do not collide.
 //!
 //! The sqlassist scenarios use the default engine options: a session returns its connection
 //! to the pool when the transaction ends and checks one out at its next statement.
@@ -326,6 +328,9 @@ fn main() -> Res<()> {
         .collect();
     // Per round, each scenario's throughput (transactions per second).
     let mut per_round_tps: Vec<Vec<f64>> = vec![Vec::new(); scenarios.len()];
+    // Per round, each scenario's median latency (seconds): unlike throughput, not moved by
+    // the few transactions of a round that wait behind another process's fsync.
+    let mut per_round_p50: Vec<Vec<f64>> = vec![Vec::new(); scenarios.len()];
     for round in 0..rounds {
         let mut order: Vec<usize> = (0..scenarios.len()).collect();
         if round % 2 == 1 {
@@ -428,6 +433,7 @@ fn main() -> Res<()> {
                 Ok(())
             })?;
             per_round_tps[k].push(per_round as f64 / total.as_secs_f64());
+            per_round_p50[k].push(median(lat.iter().map(Duration::as_secs_f64).collect()));
             let r = &mut results[k];
             r.0.extend(lat);
             r.1 += total;
@@ -453,9 +459,16 @@ fn main() -> Res<()> {
         let (min, max) = ratios
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        // Speed ratio from the rounds' median latencies (the other's over this one's).
+        let p50_ratios: Vec<f64> = per_round_p50[i]
+            .iter()
+            .zip(&per_round_p50[j])
+            .map(|(a, b)| b / a)
+            .collect();
         println!(
-            "{{\"ratio\":\"{of}/{to}\",\"of\":\"{of}\",\"to\":\"{to}\",\"median\":{:.3},\"min\":{min:.3},\"max\":{max:.3},\"rounds\":{}}}",
+            "{{\"ratio\":\"{of}/{to}\",\"of\":\"{of}\",\"to\":\"{to}\",\"median\":{:.3},\"min\":{min:.3},\"max\":{max:.3},\"p50_median\":{:.3},\"rounds\":{}}}",
             median(ratios.clone()),
+            median(p50_ratios),
             ratios.len()
         );
     }
