@@ -16,8 +16,10 @@
 //! names). Scenarios run interleaved, round by round (in reverse order every other round).
 //! Prints one JSON line per scenario: `{"scenario", "n", "seconds", "tx_per_s", "p50_ms",
 //! "p99_ms", "client_cpu_ms_per_tx"}`, then one per compared pair with the median, minimum
-//! and maximum of the per-round throughput ratios: `{"ratio", "of", "to", "median", "min",
-//! "max", "rounds"}`, and checks every scenario's row counts afterwards.
+//! and maximum of the per-round throughput ratios, and the median of the per-round ratios
+//! of median latencies (as a speed ratio): `{"ratio", "of", "to", "median", "min", "max",
+//! "p50_median", "rounds"}`, and checks every scenario's row counts afterwards. Its tables are
+//! named `bench_<scenario>_<process id>`, so runs on shared servers do not collide.
 //!
 //! The sqlassist scenarios use the default engine options: a session returns its connection
 //! to the pool when the transaction ends and checks one out at its next statement.
@@ -270,9 +272,15 @@ fn main() -> Res<()> {
         .as_deref()
         .map(MysqlConnection::establish)
         .transpose()?;
+    // Table names carry the process id: two runs on the same servers do not collide.
+    let tn: std::collections::HashMap<&str, String> = scenarios
+        .iter()
+        .flat_map(|s| std::iter::once(s.tables.0).chain(s.tables.1))
+        .map(|t| (t, format!("{t}_{}", std::process::id())))
+        .collect();
     for s in &scenarios {
-        reset(&mut a, s.tables.0)?;
-        match (s.tables.1, s.maria) {
+        reset(&mut a, &tn[s.tables.0])?;
+        match (s.tables.1.map(|t| &tn[t]), s.maria) {
             (Some(t), false) => reset(&mut b, t)?,
             #[cfg(feature = "mysql")]
             (Some(t), true) => m.as_mut().ok_or("no MariaDB")?.batch_execute(&format!(
@@ -320,6 +328,9 @@ fn main() -> Res<()> {
         .collect();
     // Per round, each scenario's throughput (transactions per second).
     let mut per_round_tps: Vec<Vec<f64>> = vec![Vec::new(); scenarios.len()];
+    // Per round, each scenario's median latency (seconds): unlike throughput, not moved by
+    // the few transactions of a round that wait behind another process's fsync.
+    let mut per_round_p50: Vec<Vec<f64>> = vec![Vec::new(); scenarios.len()];
     for round in 0..rounds {
         let mut order: Vec<usize> = (0..scenarios.len()).collect();
         if round % 2 == 1 {
@@ -332,7 +343,7 @@ fn main() -> Res<()> {
                 match s.name {
                     // BEGIN / INSERT / COMMIT through Diesel.
                     "raw_1pc_one_db" => {
-                        a.transaction(|c| insert(c, "bench_raw1", v))?;
+                        a.transaction(|c| insert(c, &tn["bench_raw1"], v))?;
                     }
                     // BEGIN / INSERT / PREPARE TRANSACTION on each, COMMIT PREPARED on each.
                     "raw_2pc_two_db" => {
@@ -342,7 +353,7 @@ fn main() -> Res<()> {
                         // TRANSACTION on each, then COMMIT PREPARED on each.
                         for c in [&mut a, &mut b] {
                             c.batch_execute("BEGIN")?;
-                            insert(c, "bench_raw2", v)?;
+                            insert(c, &tn["bench_raw2"], v)?;
                         }
                         for (db, c) in [("a", &mut a), ("b", &mut b)] {
                             c.batch_execute(&format!("PREPARE TRANSACTION '{gid}_{db}'"))?;
@@ -359,7 +370,7 @@ fn main() -> Res<()> {
                         let gid = format!("bench_raws_{pid}_{round}_{i}");
                         for (db, c) in [("a", &mut a), ("b", &mut b)] {
                             c.batch_execute("BEGIN")?;
-                            insert(c, "bench_raw2s", v)?;
+                            insert(c, &tn["bench_raw2s"], v)?;
                             c.batch_execute(&format!("PREPARE TRANSACTION '{gid}_{db}'"))?;
                         }
                         for (db, c) in [("a", &mut a), ("b", &mut b)] {
@@ -368,25 +379,25 @@ fn main() -> Res<()> {
                     }
                     // One managed engine: the coordinator commits it in one phase.
                     "sqlassist_1pc_one_db" => {
-                        insert(&mut *sa.conn::<PgConnection>()?, "bench_sa1", v)?;
+                        insert(&mut *sa.conn::<PgConnection>()?, &tn["bench_sa1"], v)?;
                         transaction::commit()?;
                     }
                     // A session kept across transactions with its connection.
                     "sqlassist_1pc_reuse" => {
-                        insert(&mut *kept.conn::<PgConnection>()?, "bench_sru", v)?;
+                        insert(&mut *kept.conn::<PgConnection>()?, &tn["bench_sru"], v)?;
                         transaction::commit()?;
                     }
                     // A request: open the session, insert, commit, close the session.
                     "sqlassist_1pc_per_request" => {
                         let session = registry.session("request")?;
-                        insert(&mut *session.conn::<PgConnection>()?, "bench_spr", v)?;
+                        insert(&mut *session.conn::<PgConnection>()?, &tn["bench_spr"], v)?;
                         transaction::commit()?;
                         session.close()?;
                     }
                     // Two managed engines, one transaction::commit().
                     "sqlassist_2pc_two_db" => {
-                        insert(&mut *sa.conn::<PgConnection>()?, "bench_sa2", v)?;
-                        insert(&mut *sb.conn::<PgConnection>()?, "bench_sa2", v)?;
+                        insert(&mut *sa.conn::<PgConnection>()?, &tn["bench_sa2"], v)?;
+                        insert(&mut *sb.conn::<PgConnection>()?, &tn["bench_sa2"], v)?;
                         transaction::commit()?;
                     }
                     // Hand-written XA next to PREPARE TRANSACTION: the same statements
@@ -397,9 +408,9 @@ fn main() -> Res<()> {
                         let gid = format!("bench_rawm_{pid}_{round}_{i}");
                         let xid = format!("'{gid}','m'");
                         a.batch_execute("BEGIN")?;
-                        insert(&mut a, "bench_rawm", v)?;
+                        insert(&mut a, &tn["bench_rawm"], v)?;
                         m.batch_execute(&format!("XA START {xid}"))?;
-                        maria_insert(m, "bench_rawm", v)?;
+                        maria_insert(m, &tn["bench_rawm"], v)?;
                         a.batch_execute(&format!("PREPARE TRANSACTION '{gid}'"))?;
                         m.batch_execute(&format!("XA END {xid}; XA PREPARE {xid}"))?;
                         a.batch_execute(&format!("COMMIT PREPARED '{gid}'"))?;
@@ -408,20 +419,21 @@ fn main() -> Res<()> {
                     #[cfg(feature = "mysql")]
                     "sqlassist_2pc_pg_mariadb" => {
                         let sm = sm.as_ref().ok_or("no MariaDB")?;
-                        insert(&mut *sa.conn::<PgConnection>()?, "bench_sam", v)?;
-                        maria_insert(&mut *sm.conn::<MysqlConnection>()?, "bench_sam", v)?;
+                        insert(&mut *sa.conn::<PgConnection>()?, &tn["bench_sam"], v)?;
+                        maria_insert(&mut *sm.conn::<MysqlConnection>()?, &tn["bench_sam"], v)?;
                         transaction::commit()?;
                     }
                     // The same work, aborted.
                     _ => {
-                        insert(&mut *sa.conn::<PgConnection>()?, "bench_sa3", v)?;
-                        insert(&mut *sb.conn::<PgConnection>()?, "bench_sa3", v)?;
+                        insert(&mut *sa.conn::<PgConnection>()?, &tn["bench_sa3"], v)?;
+                        insert(&mut *sb.conn::<PgConnection>()?, &tn["bench_sa3"], v)?;
                         transaction::abort()?;
                     }
                 }
                 Ok(())
             })?;
             per_round_tps[k].push(per_round as f64 / total.as_secs_f64());
+            per_round_p50[k].push(median(lat.iter().map(Duration::as_secs_f64).collect()));
             let r = &mut results[k];
             r.0.extend(lat);
             r.1 += total;
@@ -447,16 +459,23 @@ fn main() -> Res<()> {
         let (min, max) = ratios
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        // Speed ratio from the rounds' median latencies (the other's over this one's).
+        let p50_ratios: Vec<f64> = per_round_p50[i]
+            .iter()
+            .zip(&per_round_p50[j])
+            .map(|(a, b)| b / a)
+            .collect();
         println!(
-            "{{\"ratio\":\"{of}/{to}\",\"of\":\"{of}\",\"to\":\"{to}\",\"median\":{:.3},\"min\":{min:.3},\"max\":{max:.3},\"rounds\":{}}}",
+            "{{\"ratio\":\"{of}/{to}\",\"of\":\"{of}\",\"to\":\"{to}\",\"median\":{:.3},\"min\":{min:.3},\"max\":{max:.3},\"p50_median\":{:.3},\"rounds\":{}}}",
             median(ratios.clone()),
+            median(p50_ratios),
             ratios.len()
         );
     }
 
     for (s, (_, _, written, _)) in scenarios.iter().zip(results) {
         let expected = if s.persists { written as i64 } else { 0 };
-        let got_a = count(&mut a, s.tables.0)?;
+        let got_a = count(&mut a, &tn[s.tables.0])?;
         if got_a != expected {
             return Err(format!(
                 "{}: database a has {got_a} rows, expected {expected}",
@@ -464,7 +483,7 @@ fn main() -> Res<()> {
             )
             .into());
         }
-        if let Some(t) = s.tables.1 {
+        if let Some(t) = s.tables.1.map(|t| &tn[t]) {
             #[cfg(feature = "mysql")]
             let got_b = if s.maria {
                 maria_count(m.as_mut().ok_or("no MariaDB")?, t)?
@@ -483,8 +502,8 @@ fn main() -> Res<()> {
         }
     }
     for s in &scenarios {
-        a.batch_execute(&format!("DROP TABLE IF EXISTS {}", s.tables.0))?;
-        match (s.tables.1, s.maria) {
+        a.batch_execute(&format!("DROP TABLE IF EXISTS {}", tn[s.tables.0]))?;
+        match (s.tables.1.map(|t| &tn[t]), s.maria) {
             (Some(t), false) => b.batch_execute(&format!("DROP TABLE IF EXISTS {t}"))?,
             #[cfg(feature = "mysql")]
             (Some(t), true) => m
