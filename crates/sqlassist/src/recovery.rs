@@ -14,7 +14,7 @@ use std::fmt;
 
 use transaction::{FileDecisionLog, TransactionId};
 
-use crate::branch::{Finished, Identity, Owner, PreparedBranch};
+use crate::branch::{BranchId, Finished, Identity, Owner, PreparedBranch, XA_FORMAT_ID};
 use crate::engine::Engine;
 use crate::error::Error;
 
@@ -83,6 +83,24 @@ pub struct RecoveredBranch {
     pub action: RecoveryAction,
     /// The error, for [`RecoveryAction::Failed`].
     pub error: Option<Error>,
+    /// The parsed id, for a branch of ours.
+    parsed: Option<BranchId>,
+}
+
+impl RecoveredBranch {
+    /// The parsed branch id, when the branch is ours.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn ours(report: &sqlassist::RecoveryReport) -> usize {
+    ///     report.branches.iter().filter(|b| b.branch_id().is_some()).count()
+    /// }
+    /// assert_eq!(ours(&sqlassist::RecoveryReport::default()), 0);
+    /// ```
+    pub fn branch_id(&self) -> Option<&BranchId> {
+        self.parsed.as_ref()
+    }
 }
 
 /// What one recovery pass did: see [`Registry::recover`](crate::Registry::recover).
@@ -179,12 +197,13 @@ pub(crate) fn pass(
     // 3. D: after A.
     let decisions = log.open_decisions();
     let presume_abort = log.may_presume_abort();
-    let decided: BTreeMap<&str, TransactionId> = decisions
+    let decided: BTreeMap<BranchId, TransactionId> = decisions
         .iter()
         .flat_map(|d| {
             d.branches
                 .iter()
-                .filter_map(move |b| b.branch_id.as_deref().map(|id| (id, d.transaction)))
+                .filter_map(|b| b.branch_id.as_deref().and_then(recorded_branch_id))
+                .map(|id| (id, d.transaction))
         })
         .collect();
 
@@ -226,7 +245,7 @@ pub(crate) fn pass(
     //    listed (a branch on an unreachable engine may still be prepared), and never for a
     //    transaction still in flight (its own commit forgets it).
     if report.unreachable.is_empty() {
-        let still_prepared: BTreeSet<&str> = report
+        let still_prepared: BTreeSet<&BranchId> = report
             .branches
             .iter()
             .filter(|b| {
@@ -235,17 +254,20 @@ pub(crate) fn pass(
                     RecoveryAction::Committed(_) | RecoveryAction::RolledBack(_)
                 )
             })
-            .map(|b| b.id.as_str())
+            .filter_map(|b| b.parsed.as_ref())
             .collect();
         for d in &decisions {
             if active.contains(&d.transaction) {
                 continue;
             }
-            let open = d.branches.iter().any(|b| {
-                b.branch_id
-                    .as_deref()
-                    .is_none_or(|id| still_prepared.contains(id))
-            });
+            let open =
+                d.branches
+                    .iter()
+                    .any(|b| match b.branch_id.as_deref().map(recorded_branch_id) {
+                        Some(Some(id)) => still_prepared.contains(&id),
+                        // An id recovery cannot read: keep the decision for an operator.
+                        _ => true,
+                    });
             if open {
                 continue;
             }
@@ -263,19 +285,41 @@ pub(crate) fn pass(
     report
 }
 
+/// The branch id a decision record holds, as the session reported it: a PostgreSQL gid
+/// (`sqlassist_…`) or a MariaDB/MySQL xid in SQL (`'<gtrid>','<engine>'`). A listed XA
+/// branch is named differently (`XA RECOVER CONVERT XID` gives hex), so decisions and
+/// listed branches are matched by the parsed id, never by text.
+fn recorded_branch_id(recorded: &str) -> Option<BranchId> {
+    match recorded
+        .strip_prefix('\'')
+        .and_then(|r| r.strip_suffix('\''))
+        .and_then(|r| r.split_once("','"))
+    {
+        Some((gtrid, bqual)) => {
+            BranchId::parse_xa(XA_FORMAT_ID, gtrid.as_bytes(), bqual.as_bytes()).ok()
+        }
+        None => BranchId::parse(recorded).ok(),
+    }
+}
+
 fn act(
     engine_name: &str,
     engine: &Engine,
     branch: &PreparedBranch,
     identity: &Identity,
     in_flight: &BTreeSet<u64>,
-    decided: &BTreeMap<&str, TransactionId>,
+    decided: &BTreeMap<BranchId, TransactionId>,
     presume_abort: bool,
 ) -> RecoveredBranch {
     let id = branch.id();
+    let parsed = match branch.owner() {
+        Owner::Ours(b) => Some(b.clone()),
+        _ => None,
+    };
     let done = |action: RecoveryAction, error: Option<Error>| RecoveredBranch {
         engine: engine_name.to_owned(),
         id: id.to_owned(),
+        parsed: parsed.clone(),
         action,
         error,
     };
@@ -305,7 +349,7 @@ fn act(
         Owner::Ours(b) => {
             if b.incarnation() == identity.incarnation && in_flight.contains(&b.sequence()) {
                 RecoveryAction::InFlight
-            } else if decided.contains_key(id) {
+            } else if decided.contains_key(b) {
                 return finish(true);
             } else if presume_abort {
                 return finish(false);
