@@ -23,7 +23,13 @@ const EXPECTED_NODE_ID: &str = "1 to 24 characters of a-z, 0-9 and -";
 const DECISION_LOG_KEY: &str = "sqlassist.decision_log";
 /// The settings key of the seconds between periodic recovery passes (0: none).
 const RECOVERY_INTERVAL_KEY: &str = "sqlassist.recovery_interval";
-/// The default seconds between periodic recovery passes.
+/// The default time between periodic recovery passes (`sqlassist.recovery_interval`).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(sqlassist::DEFAULT_RECOVERY_INTERVAL.as_secs(), 30);
+/// ```
 pub const DEFAULT_RECOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 static NEXT_REGISTRY: AtomicU64 = AtomicU64::new(1);
@@ -213,6 +219,11 @@ impl Registry {
     /// Under an engine prefix `P.`, `P.managed` (or `P.use_zope`) and `P.default` set the
     /// [`InitOptions`]; every other key is an engine option (see [`EngineOptions`](crate::EngineOptions)).
     /// `sqlassist.node_id` sets the [`node_id`](Self::node_id) its branches carry.
+    /// `sqlassist.decision_log = <dir>` (relative to the settings' `here`) opens that
+    /// file decision log ([`open_decision_log`](Self::open_decision_log): once per
+    /// process), runs a [`recover`](Self::recover) pass before returning, and starts
+    /// periodic passes every `sqlassist.recovery_interval` seconds (default 30, `0` for
+    /// none; see [`start_recovery`](Self::start_recovery)).
     ///
     /// # Errors
     ///
@@ -222,7 +233,10 @@ impl Registry {
     /// option, such as a misspelt `url` ([`Error::UnknownSetting`]), a value that does not
     /// parse or is out of range ([`Error::InvalidSetting`]); [`Error::InvalidSetting`]
     /// when `P.managed`, `P.use_zope` or `P.default` is not a boolean, or when a managed
-    /// engine asks for `isolation_level = AUTOCOMMIT`.
+    /// engine asks for `isolation_level = AUTOCOMMIT`. With `sqlassist.decision_log`:
+    /// those of [`open_decision_log`](Self::open_decision_log) and
+    /// [`start_recovery`](Self::start_recovery), and [`Error::InvalidSetting`] when
+    /// `sqlassist.recovery_interval` is not a whole number of seconds.
     ///
     /// # Examples
     ///
