@@ -54,6 +54,7 @@ mod initialize;
 mod instrument;
 mod options;
 mod pool;
+mod recovery;
 mod redact;
 mod reflect;
 mod registry;
@@ -68,11 +69,12 @@ pub use engine::{Engine, PoolState};
 pub use error::{Error, Result};
 pub use initialize::initialize_sql;
 pub use options::{EngineOptions, EngineOptionsBuilder, IsolationLevel};
+pub use recovery::{RecoveredBranch, RecoveryAction, RecoveryReport};
 pub use reflect::{
     Column, ColumnKind, ForeignKey, Schema, SchemaCache, Table, TableKind, TableName,
     UniqueConstraint,
 };
-pub use registry::{db_session, registry, InitOptions, Registry};
+pub use registry::{db_session, registry, InitOptions, Registry, DEFAULT_RECOVERY_INTERVAL};
 pub use session::{close_sessions, open_sessions, ConnectionGuard, Session};
 pub use settings::{Settings, SettingsBuilder};
 pub use url::DatabaseUrl;

@@ -2,19 +2,35 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+use transaction::{FileDecisionLog, TransactionManager};
 
 use crate::branch::{Identity, NodeId};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::options::{IsolationLevel, EXPECTED_ISOLATION_MANAGED};
+use crate::recovery::{RecoveryReport, RecoveryThread};
 use crate::session::Session;
 use crate::settings::Settings;
 
 /// The settings key of the registry's node id.
 const NODE_ID_KEY: &str = "sqlassist.node_id";
 const EXPECTED_NODE_ID: &str = "1 to 24 characters of a-z, 0-9 and -";
+/// The settings key of the decision log directory (relative to `here`).
+const DECISION_LOG_KEY: &str = "sqlassist.decision_log";
+/// The settings key of the seconds between periodic recovery passes (0: none).
+const RECOVERY_INTERVAL_KEY: &str = "sqlassist.recovery_interval";
+/// The default time between periodic recovery passes (`sqlassist.recovery_interval`).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(sqlassist::DEFAULT_RECOVERY_INTERVAL.as_secs(), 30);
+/// ```
+pub const DEFAULT_RECOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 static NEXT_REGISTRY: AtomicU64 = AtomicU64::new(1);
 static INSTALLED: OnceLock<Registry> = OnceLock::new();
@@ -147,6 +163,8 @@ pub struct Registry {
     identity: std::sync::Arc<Identity>,
     engines: BTreeMap<String, Registered>,
     default: Option<String>,
+    decision_log: Option<Arc<FileDecisionLog>>,
+    recovery: Option<RecoveryThread>,
 }
 
 impl fmt::Debug for Registry {
@@ -186,6 +204,8 @@ impl Registry {
             }),
             engines: BTreeMap::new(),
             default: None,
+            decision_log: None,
+            recovery: None,
         }
     }
 
@@ -199,6 +219,11 @@ impl Registry {
     /// Under an engine prefix `P.`, `P.managed` (or `P.use_zope`) and `P.default` set the
     /// [`InitOptions`]; every other key is an engine option (see [`EngineOptions`](crate::EngineOptions)).
     /// `sqlassist.node_id` sets the [`node_id`](Self::node_id) its branches carry.
+    /// `sqlassist.decision_log = <dir>` (relative to the settings' `here`) opens that
+    /// file decision log ([`open_decision_log`](Self::open_decision_log): once per
+    /// process), runs a [`recover`](Self::recover) pass before returning, and starts
+    /// periodic passes every `sqlassist.recovery_interval` seconds (default 30, `0` for
+    /// none; see [`start_recovery`](Self::start_recovery)).
     ///
     /// # Errors
     ///
@@ -208,7 +233,10 @@ impl Registry {
     /// option, such as a misspelt `url` ([`Error::UnknownSetting`]), a value that does not
     /// parse or is out of range ([`Error::InvalidSetting`]); [`Error::InvalidSetting`]
     /// when `P.managed`, `P.use_zope` or `P.default` is not a boolean, or when a managed
-    /// engine asks for `isolation_level = AUTOCOMMIT`.
+    /// engine asks for `isolation_level = AUTOCOMMIT`. With `sqlassist.decision_log`:
+    /// those of [`open_decision_log`](Self::open_decision_log) and
+    /// [`start_recovery`](Self::start_recovery), and [`Error::InvalidSetting`] when
+    /// `sqlassist.recovery_interval` is not a whole number of seconds.
     ///
     /// # Examples
     ///
@@ -270,6 +298,36 @@ impl Registry {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn from_settings_with_prefixes(settings: &Settings, prefixes: &[&str]) -> Result<Self> {
+        let mut registry = Self::new_from_settings(settings, prefixes)?;
+        let Some(dir) = settings.get(DECISION_LOG_KEY) else {
+            return Ok(registry);
+        };
+        let interval = match settings.get(RECOVERY_INTERVAL_KEY) {
+            None => DEFAULT_RECOVERY_INTERVAL,
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map(std::time::Duration::from_secs)
+                .map_err(|_| {
+                    Error::invalid_setting(RECOVERY_INTERVAL_KEY, v, "a whole number of seconds")
+                })?,
+        };
+        registry.open_decision_log(settings.here().join(dir))?;
+        // Start-up: finish what an earlier run left before the registry serves sessions.
+        let report = registry.recover()?;
+        tracing::info!(
+            branches = report.branches.len(),
+            unreachable = report.unreachable.len(),
+            forgotten = report.forgotten.len(),
+            "start-up recovery pass done"
+        );
+        if !interval.is_zero() {
+            registry.start_recovery(interval)?;
+        }
+        Ok(registry)
+    }
+
+    fn new_from_settings(settings: &Settings, prefixes: &[&str]) -> Result<Self> {
         let mut registry = Self::new();
         if let Some(node) = settings.get(NODE_ID_KEY) {
             let node = NodeId::new(node)
@@ -613,6 +671,208 @@ impl Registry {
             r.engine.check(r.options.is_managed())?;
         }
         Ok(())
+    }
+
+    /// Records this registry's commit decisions in `log` and takes its incarnation for
+    /// every branch id (see [`incarnation`](Self::incarnation)). Managers from
+    /// [`transaction_manager`](Self::transaction_manager) record in it; to make every
+    /// thread's default manager record in it too, also pass it to
+    /// [`transaction::set_default_decision_log`] (as
+    /// [`open_decision_log`](Self::open_decision_log) does). Set it before the first
+    /// session.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sqlassist::Registry;
+    /// use transaction::FileDecisionLog;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("sqlassist-doc-uselog-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let mut registry = Registry::new();
+    /// registry.use_decision_log(Arc::new(FileDecisionLog::open(&dir)?));
+    /// assert_eq!(registry.incarnation(), 1);
+    /// assert!(registry.decision_log().is_some());
+    /// # drop(registry);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn use_decision_log(&mut self, log: Arc<FileDecisionLog>) {
+        self.set_incarnation(log.incarnation());
+        self.decision_log = Some(log);
+    }
+
+    /// Opens the file decision log in `dir`, uses it for this registry
+    /// ([`use_decision_log`](Self::use_decision_log)) and makes it the decision log of
+    /// every thread's default transaction manager
+    /// ([`transaction::set_default_decision_log`]). Once per process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DecisionLog`] when the log cannot be opened (another process holds the
+    /// directory, an I/O error, a damaged incarnation file); [`Error::Transaction`] with
+    /// [`transaction::Error::DecisionLogAlreadySet`] when the process has a default log
+    /// already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Registry;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("sqlassist-doc-openlog-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let mut registry = Registry::new();
+    /// registry.open_decision_log(&dir)?;
+    /// assert!(transaction::default_decision_log().is_some());
+    /// # drop(registry);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_decision_log(&mut self, dir: impl AsRef<std::path::Path>) -> Result<()> {
+        let log =
+            Arc::new(FileDecisionLog::open(dir).map_err(|source| Error::DecisionLog { source })?);
+        transaction::set_default_decision_log(log.clone())?;
+        self.use_decision_log(log);
+        Ok(())
+    }
+
+    /// The decision log this registry records in and recovers from, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(sqlassist::Registry::new().decision_log().is_none());
+    /// ```
+    pub fn decision_log(&self) -> Option<&Arc<FileDecisionLog>> {
+        self.decision_log.as_ref()
+    }
+
+    /// A new explicit-mode transaction manager recording its decisions in this registry's
+    /// decision log (with none, in the process default, if any).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = sqlassist::Registry::new().transaction_manager();
+    /// assert!(manager.is_explicit());
+    /// ```
+    pub fn transaction_manager(&self) -> TransactionManager {
+        let builder = TransactionManager::builder().explicit(true);
+        match &self.decision_log {
+            Some(log) => builder.decision_log(Rc::new(log.clone())).build(),
+            None => builder.build(),
+        }
+    }
+
+    /// Runs one recovery pass now and says what it did.
+    ///
+    /// Per managed engine, in this order: list our prepared branches, then snapshot this
+    /// process's in-flight transactions ([`transaction::in_flight`]), then the decision
+    /// log's open decisions. A branch in flight is skipped; a branch with a decision is
+    /// committed; a branch of ours with neither is rolled back (presumed abort), unless the
+    /// log refuses presumed aborts. "Does not exist" counts as done. A decision whose every
+    /// branch is finished is forgotten (an END record). Branches of another node, foreign
+    /// and malformed ones are reported and left alone. An engine that cannot be reached is
+    /// reported in [`RecoveryReport::unreachable`] and delays no other engine. Each action
+    /// is also a `tracing` event.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoDecisionLog`] when the registry has no decision log: without one, no
+    /// branch can be told committed from undecided.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Error, Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy.url", "sqlite://")]))?;
+    /// assert!(matches!(registry.recover(), Err(Error::NoDecisionLog)));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn recover(&self) -> Result<RecoveryReport> {
+        let log = self.decision_log.as_ref().ok_or(Error::NoDecisionLog)?;
+        Ok(crate::recovery::pass(
+            &self.managed_engines(),
+            true,
+            &self.identity,
+            log,
+        ))
+    }
+
+    fn managed_engines(&self) -> Vec<(String, Engine)> {
+        self.engines
+            .iter()
+            .filter(|(_, r)| r.options.is_managed())
+            .map(|(name, r)| (name.clone(), r.engine.clone()))
+            .collect()
+    }
+
+    /// Starts periodic recovery passes every `interval`, jittered by +-20%, on a background
+    /// thread that stops when the registry is dropped (or on
+    /// [`stop_recovery`](Self::stop_recovery)). An engine that cannot be listed is skipped
+    /// for a doubling time, up to 5 minutes, so a down server delays no pass. The passes
+    /// cover the managed engines registered at this call; a running thread is replaced.
+    /// [`from_settings`](Self::from_settings) starts it when `sqlassist.decision_log` is
+    /// set (every `sqlassist.recovery_interval` seconds, default 30, 0 for none).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoDecisionLog`] without a decision log; [`Error::RecoveryThread`] when the
+    /// thread cannot be spawned.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use sqlassist::{Error, Registry};
+    /// use transaction::FileDecisionLog;
+    ///
+    /// let mut registry = Registry::new();
+    /// assert!(matches!(registry.start_recovery(Duration::from_secs(30)), Err(Error::NoDecisionLog)));
+    /// let dir = std::env::temp_dir().join(format!("sqlassist-doc-periodic-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// registry.use_decision_log(Arc::new(FileDecisionLog::open(&dir)?));
+    /// registry.start_recovery(Duration::from_secs(30))?;
+    /// assert!(registry.is_recovering());
+    /// drop(registry); // stops the thread
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_recovery(&mut self, interval: std::time::Duration) -> Result<()> {
+        let log = self.decision_log.clone().ok_or(Error::NoDecisionLog)?;
+        self.recovery = None;
+        let thread =
+            RecoveryThread::start(self.managed_engines(), self.identity.clone(), log, interval)
+                .map_err(|source| Error::RecoveryThread { source })?;
+        self.recovery = Some(thread);
+        Ok(())
+    }
+
+    /// Stops the periodic recovery passes, waiting for a running pass to end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut registry = sqlassist::Registry::new();
+    /// registry.stop_recovery();
+    /// assert!(!registry.is_recovering());
+    /// ```
+    pub fn stop_recovery(&mut self) {
+        self.recovery = None;
+    }
+
+    /// Whether periodic recovery passes are running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!sqlassist::Registry::new().is_recovering());
+    /// ```
+    pub fn is_recovering(&self) -> bool {
+        self.recovery.is_some()
     }
 
     /// Makes this registry the process-wide one, used by [`crate::db_session`].

@@ -992,6 +992,13 @@ impl Transaction {
             }
         }
 
+        // From before the first PREPARE until this function returns, a recovery pass must
+        // not roll back this transaction's branches: it may still record a decision.
+        let _in_flight = resources
+            .iter()
+            .any(|r| !r.is_one_phase())
+            .then(|| crate::in_flight::InFlight::enter(self.id()));
+
         // From the votes on, resources go in vote order: every resource has seen
         // `tpc_begin` and `commit`, so cleanup needs no other order.
         let reordered = self.vote_order(resources);
@@ -1036,6 +1043,19 @@ impl Transaction {
             let outcome = log.record_commit(self.id(), &branches);
             recorded = outcome.is_ok();
             if let Err(source) = outcome {
+                if log.is_outcome_unknown(&*source) && !votes.contains(&Vote::Committed) {
+                    // The decision may be durable: rolling back could contradict it.
+                    // Leave every prepared branch for recovery, which decides from the log.
+                    tracing::error!(transaction = %self.id(), error = %source, "the commit decision may or may not be durable: leaving every prepared branch for recovery");
+                    for (r, _) in resources
+                        .iter()
+                        .zip(&votes)
+                        .filter(|(_, v)| **v == Vote::Prepared)
+                    {
+                        r.leave_prepared(self);
+                    }
+                    return Err(Error::OutcomeUnknown { source });
+                }
                 if votes.contains(&Vote::Committed) {
                     // A one-phase resource already committed: the decision is made.
                     tracing::error!(transaction = %self.id(), error = %source, "could not record the commit decision after a one-phase resource committed; finishing the prepared resources anyway");
