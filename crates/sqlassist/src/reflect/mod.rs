@@ -985,7 +985,7 @@ impl Table {
 
 /// The number in the first parentheses of a type name: `VARCHAR(20)` gives 20,
 /// `NUMERIC(10, 2)` gives 10 and 2.
-#[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(crate) fn type_params(sql_type: &str) -> (Option<u32>, Option<u32>) {
     let Some(open) = sql_type.find('(') else {
         return (None, None);
