@@ -362,8 +362,8 @@ impl std::ops::Deref for Table {
 
 impl Drop for Table {
     fn drop(&mut self) {
-        use diesel::connection::SimpleConnection;
-        use diesel::Connection;
+        #[cfg(any(feature = "postgres", feature = "mysql"))]
+        use diesel::{connection::SimpleConnection, Connection};
         reset_thread();
         match self.server {
             #[cfg(feature = "postgres")]
