@@ -36,6 +36,7 @@ const CHILD: &str = "SQLASSIST_DRILL_CHILD";
 const SEGMENT_SIZE: u64 = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[allow(clippy::enum_variant_names)] // every mix includes PostgreSQL
 enum Mix {
     PgPg,
     PgMaria,

@@ -2,11 +2,11 @@
 //! for recovery drills.
 //!
 //! With the cargo feature `crash-points`, the environment variable
-//! `SQLASSIST_CRASH_POINT=<name>` arms one point, and `SQLASSIST_CRASH_COUNT=<n>` (default
-//! 1) says which hit kills: the n-th time the named point is reached in the process,
-//! [`crash_point`] calls [`std::process::abort`] (exit by `SIGABRT`, status 134 in a
-//! shell). The environment is read once, at the first point reached. Without the feature
-//! [`crash_point`] is an empty inline function.
+//! `SQLASSIST_CRASH_POINT=<name>` arms one point, and `SQLASSIST_CRASH_COUNT=<n>` says which
+//! hit kills (the first by default): the n-th time the named point is reached in the
+//! process, [`crash_point`] calls [`std::process::abort`] (the process dies of `SIGABRT`,
+//! exit status 134 in a shell). The environment is read once, at the first point reached.
+//! Without the feature, [`crash_point`] is an empty inline function.
 //!
 //! | point | where | outcome after recovery |
 //! |---|---|---|
