@@ -230,6 +230,19 @@ pub enum Error {
         source: diesel::result::Error,
     },
 
+    /// The decision log could not be opened or used.
+    #[error("decision log: {source}")]
+    DecisionLog {
+        /// The log's error.
+        #[source]
+        source: transaction::FileLogError,
+    },
+
+    /// Recovery needs a decision log: without one, no prepared branch can be told
+    /// committed from undecided.
+    #[error("no decision log is configured: set `sqlassist.decision_log` or call Registry::use_decision_log() before recovering")]
+    NoDecisionLog,
+
     /// The transaction manager refused or failed.
     #[error(transparent)]
     Transaction(#[from] transaction::Error),

@@ -54,6 +54,7 @@ mod initialize;
 mod instrument;
 mod options;
 mod pool;
+mod recovery;
 mod redact;
 mod reflect;
 mod registry;
@@ -68,6 +69,7 @@ pub use engine::{Engine, PoolState};
 pub use error::{Error, Result};
 pub use initialize::initialize_sql;
 pub use options::{EngineOptions, EngineOptionsBuilder, IsolationLevel};
+pub use recovery::{RecoveredBranch, RecoveryAction, RecoveryReport};
 pub use reflect::{
     Column, ColumnKind, ForeignKey, Schema, SchemaCache, Table, TableKind, TableName,
     UniqueConstraint,

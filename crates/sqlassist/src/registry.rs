@@ -2,13 +2,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+use transaction::{FileDecisionLog, TransactionManager};
 
 use crate::branch::{Identity, NodeId};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::options::{IsolationLevel, EXPECTED_ISOLATION_MANAGED};
+use crate::recovery::RecoveryReport;
 use crate::session::Session;
 use crate::settings::Settings;
 
@@ -147,6 +151,7 @@ pub struct Registry {
     identity: std::sync::Arc<Identity>,
     engines: BTreeMap<String, Registered>,
     default: Option<String>,
+    decision_log: Option<Arc<FileDecisionLog>>,
 }
 
 impl fmt::Debug for Registry {
@@ -186,6 +191,7 @@ impl Registry {
             }),
             engines: BTreeMap::new(),
             default: None,
+            decision_log: None,
         }
     }
 
@@ -613,6 +619,135 @@ impl Registry {
             r.engine.check(r.options.is_managed())?;
         }
         Ok(())
+    }
+
+    /// Records this registry's commit decisions in `log` and takes its incarnation for
+    /// every branch id (see [`incarnation`](Self::incarnation)). Managers from
+    /// [`transaction_manager`](Self::transaction_manager) record in it; to make every
+    /// thread's default manager record in it too, also pass it to
+    /// [`transaction::set_default_decision_log`] (as
+    /// [`open_decision_log`](Self::open_decision_log) does). Set it before the first
+    /// session.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sqlassist::Registry;
+    /// use transaction::FileDecisionLog;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("sqlassist-doc-uselog-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let mut registry = Registry::new();
+    /// registry.use_decision_log(Arc::new(FileDecisionLog::open(&dir)?));
+    /// assert_eq!(registry.incarnation(), 1);
+    /// assert!(registry.decision_log().is_some());
+    /// # drop(registry);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn use_decision_log(&mut self, log: Arc<FileDecisionLog>) {
+        self.set_incarnation(log.incarnation());
+        self.decision_log = Some(log);
+    }
+
+    /// Opens the file decision log in `dir`, uses it for this registry
+    /// ([`use_decision_log`](Self::use_decision_log)) and makes it the decision log of
+    /// every thread's default transaction manager
+    /// ([`transaction::set_default_decision_log`]). Once per process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DecisionLog`] when the log cannot be opened (another process holds the
+    /// directory, an I/O error, a damaged incarnation file); [`Error::Transaction`] with
+    /// [`transaction::Error::DecisionLogAlreadySet`] when the process has a default log
+    /// already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::Registry;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("sqlassist-doc-openlog-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let mut registry = Registry::new();
+    /// registry.open_decision_log(&dir)?;
+    /// assert!(transaction::default_decision_log().is_some());
+    /// # drop(registry);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_decision_log(&mut self, dir: impl AsRef<std::path::Path>) -> Result<()> {
+        let log =
+            Arc::new(FileDecisionLog::open(dir).map_err(|source| Error::DecisionLog { source })?);
+        transaction::set_default_decision_log(log.clone())?;
+        self.use_decision_log(log);
+        Ok(())
+    }
+
+    /// The decision log this registry records in and recovers from, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(sqlassist::Registry::new().decision_log().is_none());
+    /// ```
+    pub fn decision_log(&self) -> Option<&Arc<FileDecisionLog>> {
+        self.decision_log.as_ref()
+    }
+
+    /// A new explicit-mode transaction manager recording its decisions in this registry's
+    /// decision log (with none, in the process default, if any).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = sqlassist::Registry::new().transaction_manager();
+    /// assert!(manager.is_explicit());
+    /// ```
+    pub fn transaction_manager(&self) -> TransactionManager {
+        let builder = TransactionManager::builder().explicit(true);
+        match &self.decision_log {
+            Some(log) => builder.decision_log(Rc::new(log.clone())).build(),
+            None => builder.build(),
+        }
+    }
+
+    /// Runs one recovery pass now and says what it did.
+    ///
+    /// Per managed engine, in this order: list our prepared branches, then snapshot this
+    /// process's in-flight transactions ([`transaction::in_flight`]), then the decision
+    /// log's open decisions. A branch in flight is skipped; a branch with a decision is
+    /// committed; a branch of ours with neither is rolled back (presumed abort), unless the
+    /// log refuses presumed aborts. "Does not exist" counts as done. A decision whose every
+    /// branch is finished is forgotten (an END record). Branches of another node, foreign
+    /// and malformed ones are reported and left alone. An engine that cannot be reached is
+    /// reported in [`RecoveryReport::unreachable`] and delays no other engine. Each action
+    /// is also a `tracing` event.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoDecisionLog`] when the registry has no decision log: without one, no
+    /// branch can be told committed from undecided.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Error, Registry, Settings};
+    ///
+    /// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy.url", "sqlite://")]))?;
+    /// assert!(matches!(registry.recover(), Err(Error::NoDecisionLog)));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn recover(&self) -> Result<RecoveryReport> {
+        let log = self.decision_log.as_ref().ok_or(Error::NoDecisionLog)?;
+        let engines: Vec<(String, Engine)> = self
+            .engines
+            .iter()
+            .filter(|(_, r)| r.options.is_managed())
+            .map(|(name, r)| (name.clone(), r.engine.clone()))
+            .collect();
+        Ok(crate::recovery::pass(&engines, &self.identity, log))
     }
 
     /// Makes this registry the process-wide one, used by [`crate::db_session`].

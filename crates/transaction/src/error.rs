@@ -562,6 +562,22 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// Recording the commit decision failed in a way that may still have made it durable
+    /// (see [`DecisionLog::is_outcome_unknown`](crate::DecisionLog::is_outcome_unknown)).
+    /// The transaction may commit or roll back: every prepared branch was left prepared for
+    /// recovery, which decides from what the log holds. Nothing was rolled back.
+    #[error("could not tell whether the commit decision was recorded: the outcome is unknown until recovery finishes the prepared branches")]
+    OutcomeUnknown {
+        /// The log's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// [`set_default_decision_log`](crate::set_default_decision_log) was called a second
+    /// time; the first log stays.
+    #[error("a default decision log is already set for this process; set it once, at start-up")]
+    DecisionLogAlreadySet,
+
     /// More than one resource that can only commit in one phase joined the transaction.
     /// Committing them one after the other could commit one and not the other, so nothing
     /// was committed. Use a single one-phase resource per transaction, or accept the risk
@@ -649,7 +665,7 @@ impl Error {
     pub fn phase(&self) -> Option<Phase> {
         match self {
             Error::Resource { phase, .. } | Error::Hook { phase, .. } => Some(*phase),
-            Error::DecisionLog { .. } => Some(Phase::DecisionLog),
+            Error::DecisionLog { .. } | Error::OutcomeUnknown { .. } => Some(Phase::DecisionLog),
             Error::Heuristic(h) => Some(h.phase()),
             _ => None,
         }

@@ -75,6 +75,7 @@ mod data_manager;
 mod error;
 mod file_log;
 mod id;
+mod in_flight;
 mod log;
 mod manager;
 mod savepoint;
@@ -94,7 +95,11 @@ pub use crate::file_log::{
     LogStats,
 };
 pub use crate::id::{coordinator_id, TransactionId};
-pub use crate::log::{Branch, DecisionLog, DecisionRecord, MemoryDecisionLog, NopDecisionLog};
+pub use crate::in_flight::in_flight;
+pub use crate::log::{
+    default_decision_log, set_default_decision_log, Branch, DecisionLog, DecisionRecord,
+    MemoryDecisionLog, NopDecisionLog, SharedDecisionLog,
+};
 pub use crate::manager::{
     Synchronizer, SynchronizerId, TransactionManager, TransactionManagerBuilder,
 };

@@ -1,8 +1,9 @@
 //! The decision log: where the commit decision is recorded for recovery.
 
 use std::cell::RefCell;
+use std::sync::{Arc, OnceLock};
 
-use crate::{BoxError, TransactionId};
+use crate::{BoxError, Error, TransactionId};
 
 /// One resource's branch of a transaction, as recorded with the commit decision.
 ///
@@ -114,6 +115,151 @@ pub trait DecisionLog {
     /// ```
     fn may_presume_abort(&self) -> bool {
         true
+    }
+
+    /// Whether `error`, returned by this log's [`record_commit`](Self::record_commit), means
+    /// the decision may have become durable anyway (a write or sync failed midway). The
+    /// coordinator then leaves every prepared branch for recovery instead of rolling back,
+    /// and fails with [`Error::OutcomeUnknown`]. Default: `false` (a failed record is no
+    /// decision).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::{DecisionLog, FileLogError, NopDecisionLog};
+    ///
+    /// let err = FileLogError::Stopped { dir: "/tmp/txlog".into() };
+    /// assert!(!NopDecisionLog.is_outcome_unknown(&err));
+    /// ```
+    fn is_outcome_unknown(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        let _ = error;
+        false
+    }
+}
+
+/// A log shared through an [`Arc`] records in the log it points to, so one log can serve
+/// every thread's manager.
+///
+/// # Examples
+///
+/// ```
+/// use std::rc::Rc;
+/// use std::sync::Arc;
+/// use transaction::{DecisionLog, NopDecisionLog, TransactionManager};
+///
+/// let shared = Arc::new(NopDecisionLog);
+/// let manager = TransactionManager::builder().decision_log(Rc::new(shared.clone())).build();
+/// assert!(!shared.is_enabled());
+/// # drop(manager);
+/// ```
+impl<T: DecisionLog + ?Sized> DecisionLog for Arc<T> {
+    fn is_enabled(&self) -> bool {
+        (**self).is_enabled()
+    }
+
+    fn record_commit(&self, txn: TransactionId, branches: &[Branch]) -> Result<(), BoxError> {
+        (**self).record_commit(txn, branches)
+    }
+
+    fn forget(&self, txn: TransactionId) -> Result<(), BoxError> {
+        (**self).forget(txn)
+    }
+
+    fn open_decisions(&self) -> Result<Vec<DecisionRecord>, BoxError> {
+        (**self).open_decisions()
+    }
+
+    fn may_presume_abort(&self) -> bool {
+        (**self).may_presume_abort()
+    }
+
+    fn is_outcome_unknown(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        (**self).is_outcome_unknown(error)
+    }
+}
+
+/// A decision log every thread of the process can share.
+pub type SharedDecisionLog = Arc<dyn DecisionLog + Send + Sync>;
+
+static DEFAULT_LOG: OnceLock<SharedDecisionLog> = OnceLock::new();
+
+/// Sets the decision log of every manager built without one: each thread's default
+/// manager and [`TransactionManager::new`](crate::TransactionManager::new) /
+/// [`builder`](crate::TransactionManager::builder) managers, including those created
+/// before this call. Set it once, at start-up, before the first commit.
+///
+/// # Errors
+///
+/// [`Error::DecisionLogAlreadySet`] on a second call; the first log stays.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use transaction::{Error, NopDecisionLog};
+///
+/// transaction::set_default_decision_log(Arc::new(NopDecisionLog))?;
+/// assert!(transaction::default_decision_log().is_some());
+/// let again = transaction::set_default_decision_log(Arc::new(NopDecisionLog));
+/// assert!(matches!(again, Err(Error::DecisionLogAlreadySet)));
+/// # Ok::<(), transaction::Error>(())
+/// ```
+pub fn set_default_decision_log(log: SharedDecisionLog) -> Result<(), Error> {
+    DEFAULT_LOG
+        .set(log)
+        .map_err(|_| Error::DecisionLogAlreadySet)
+}
+
+/// The log set by [`set_default_decision_log`], if any.
+///
+/// # Examples
+///
+/// ```
+/// // Nothing set in this process.
+/// assert!(transaction::default_decision_log().is_none());
+/// ```
+pub fn default_decision_log() -> Option<SharedDecisionLog> {
+    DEFAULT_LOG.get().cloned()
+}
+
+/// The log of managers built without one: the process default when set, else nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ProcessDefaultLog;
+
+impl DecisionLog for ProcessDefaultLog {
+    fn is_enabled(&self) -> bool {
+        DEFAULT_LOG.get().is_some_and(|l| l.is_enabled())
+    }
+
+    fn record_commit(&self, txn: TransactionId, branches: &[Branch]) -> Result<(), BoxError> {
+        match DEFAULT_LOG.get() {
+            Some(log) => log.record_commit(txn, branches),
+            None => Ok(()),
+        }
+    }
+
+    fn forget(&self, txn: TransactionId) -> Result<(), BoxError> {
+        match DEFAULT_LOG.get() {
+            Some(log) => log.forget(txn),
+            None => Ok(()),
+        }
+    }
+
+    fn open_decisions(&self) -> Result<Vec<DecisionRecord>, BoxError> {
+        match DEFAULT_LOG.get() {
+            Some(log) => log.open_decisions(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn may_presume_abort(&self) -> bool {
+        DEFAULT_LOG.get().is_none_or(|l| l.may_presume_abort())
+    }
+
+    fn is_outcome_unknown(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        DEFAULT_LOG
+            .get()
+            .is_some_and(|l| l.is_outcome_unknown(error))
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::error::{BoxError, Error, Result, Transient};
-use crate::log::{DecisionLog, NopDecisionLog};
+use crate::log::{DecisionLog, ProcessDefaultLog};
 use crate::{Savepoint, Transaction};
 
 /// Observes every transaction of a manager (zope's `ISynchronizer`).
@@ -254,7 +254,9 @@ impl TransactionManagerBuilder {
         self
     }
 
-    /// Where commit decisions are recorded. Default: [`NopDecisionLog`].
+    /// Where commit decisions are recorded. Default: the process's
+    /// [`default_decision_log`](crate::default_decision_log) when one is set, else
+    /// nothing is recorded (as [`NopDecisionLog`](crate::NopDecisionLog)).
     ///
     /// # Examples
     ///
@@ -329,7 +331,7 @@ impl TransactionManager {
         TransactionManagerBuilder {
             explicit: false,
             allow_multiple_one_phase: false,
-            decision_log: Rc::new(NopDecisionLog),
+            decision_log: Rc::new(ProcessDefaultLog),
         }
     }
 

@@ -992,6 +992,13 @@ impl Transaction {
             }
         }
 
+        // From before the first PREPARE until this function returns, a recovery pass must
+        // not roll back this transaction's branches: it may still record a decision.
+        let _in_flight = resources
+            .iter()
+            .any(|r| !r.is_one_phase())
+            .then(|| crate::in_flight::InFlight::enter(self.id()));
+
         // From the votes on, resources go in vote order: every resource has seen
         // `tpc_begin` and `commit`, so cleanup needs no other order.
         let reordered = self.vote_order(resources);

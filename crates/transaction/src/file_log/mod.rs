@@ -1200,6 +1200,12 @@ impl DecisionLog for FileDecisionLog {
     fn may_presume_abort(&self) -> bool {
         FileDecisionLog::may_presume_abort(self)
     }
+
+    fn is_outcome_unknown(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        error
+            .downcast_ref::<FileLogError>()
+            .is_some_and(FileLogError::is_outcome_unknown)
+    }
 }
 
 impl Drop for Inner {

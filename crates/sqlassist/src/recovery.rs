@@ -1,0 +1,322 @@
+//! Recovery: finishing the prepared branches a crash or a lost connection left behind.
+//!
+//! A pass, per managed engine, in this order: list our prepared branches; THEN snapshot
+//! this process's in-flight transactions ([`transaction::in_flight`]); THEN snapshot the
+//! durable open decisions. A branch whose transaction is in flight is left to its commit;
+//! one with a decision is committed; one of ours with neither is rolled back (presumed
+//! abort), unless the log refuses presumed aborts. A listed branch was prepared before the
+//! listing, so its transaction entered the in-flight set before it; if it left the set
+//! before the snapshot, its decision (if any) was durable before that, so it is in the
+//! decision snapshot. A branch prepared after the listing is caught by the next pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use transaction::{FileDecisionLog, TransactionId};
+
+use crate::branch::{Finished, Identity, Owner, PreparedBranch};
+use crate::engine::Engine;
+use crate::error::Error;
+
+/// What a recovery pass did to (or saw of) one prepared branch.
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::{Finished, RecoveryAction};
+///
+/// let done = RecoveryAction::Committed(Finished::Done);
+/// assert_eq!(done.to_string(), "committed");
+/// assert_eq!(RecoveryAction::RolledBack(Finished::Absent).to_string(), "rolled back (already gone)");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecoveryAction {
+    /// A durable commit decision exists: the branch was committed (`Absent`: it was gone
+    /// already, which counts as done).
+    Committed(Finished),
+    /// Ours, undecided and not in flight: rolled back (presumed abort).
+    RolledBack(Finished),
+    /// Its transaction is still being committed by this process: left alone.
+    InFlight,
+    /// Ours and undecided, but the decision log refuses presumed-abort rollbacks (it found
+    /// corruption an operator has not accepted): left prepared.
+    Undecided,
+    /// A branch id of another node: reported, left alone.
+    OtherNode,
+    /// A branch id that is not ours at all: reported, left alone.
+    Foreign,
+    /// Our prefix, but a field does not parse: reported, never touched.
+    Malformed,
+    /// Committing or rolling back failed; the next pass tries again (see the error).
+    Failed,
+}
+
+impl fmt::Display for RecoveryAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let gone = |done: &Finished| match done {
+            Finished::Absent => " (already gone)",
+            _ => "",
+        };
+        match self {
+            Self::Committed(d) => write!(f, "committed{}", gone(d)),
+            Self::RolledBack(d) => write!(f, "rolled back{}", gone(d)),
+            Self::InFlight => f.write_str("in flight, skipped"),
+            Self::Undecided => f.write_str("undecided, kept (presumed abort refused)"),
+            Self::OtherNode => f.write_str("another node's, left alone"),
+            Self::Foreign => f.write_str("foreign, left alone"),
+            Self::Malformed => f.write_str("malformed, left alone"),
+            Self::Failed => f.write_str("failed, retried next pass"),
+        }
+    }
+}
+
+/// One prepared branch a pass saw.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RecoveredBranch {
+    /// The engine's name.
+    pub engine: String,
+    /// The branch id as the database lists it.
+    pub id: String,
+    /// What was done.
+    pub action: RecoveryAction,
+    /// The error, for [`RecoveryAction::Failed`].
+    pub error: Option<Error>,
+}
+
+/// What one recovery pass did: see [`Registry::recover`](crate::Registry::recover).
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::{RecoveryAction, RecoveryReport};
+///
+/// let report = RecoveryReport::default();
+/// assert!(report.is_clean());
+/// assert_eq!(report.ids(RecoveryAction::InFlight).count(), 0);
+/// ```
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// Every prepared branch listed, with what was done to it.
+    pub branches: Vec<RecoveredBranch>,
+    /// Engines whose branches could not be listed, with the error; retried later.
+    pub unreachable: Vec<(String, Error)>,
+    /// Decisions whose every branch is finished, closed with an END record.
+    pub forgotten: Vec<TransactionId>,
+}
+
+impl RecoveryReport {
+    /// The ids of the branches given `action`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let report = sqlassist::RecoveryReport::default();
+    /// assert!(report.ids(sqlassist::RecoveryAction::Foreign).next().is_none());
+    /// ```
+    pub fn ids(&self, action: RecoveryAction) -> impl Iterator<Item = &str> + '_ {
+        self.branches
+            .iter()
+            .filter(move |b| b.action == action)
+            .map(|b| b.id.as_str())
+    }
+
+    /// Whether the pass reached every engine and left none of our branches prepared
+    /// (other nodes' and foreign branches do not count; in-flight ones do).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(sqlassist::RecoveryReport::default().is_clean());
+    /// ```
+    pub fn is_clean(&self) -> bool {
+        self.unreachable.is_empty()
+            && self.branches.iter().all(|b| {
+                matches!(
+                    b.action,
+                    RecoveryAction::Committed(_)
+                        | RecoveryAction::RolledBack(_)
+                        | RecoveryAction::OtherNode
+                        | RecoveryAction::Foreign
+                )
+            })
+    }
+}
+
+/// One pass over `engines` (name, engine), deciding from `log`.
+pub(crate) fn pass(
+    engines: &[(String, Engine)],
+    identity: &Identity,
+    log: &FileDecisionLog,
+) -> RecoveryReport {
+    let mut report = RecoveryReport::default();
+
+    // 1. P: every engine's prepared branches (in parallel: a slow engine delays no other).
+    let listed: Vec<(&str, &Engine, crate::Result<Vec<PreparedBranch>>)> =
+        std::thread::scope(|s| {
+            let handles: Vec<_> = engines
+                .iter()
+                .map(|(name, engine)| {
+                    s.spawn(move || {
+                        (
+                            name.as_str(),
+                            engine,
+                            engine.prepared_branches(&identity.node),
+                        )
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("listing prepared branches does not panic"))
+                .collect()
+        });
+    // 2. A: after P.
+    let active: BTreeSet<TransactionId> = transaction::in_flight().into_iter().collect();
+    let in_flight: BTreeSet<u64> = active.iter().map(|t| t.sequence()).collect();
+    // 3. D: after A.
+    let decisions = log.open_decisions();
+    let presume_abort = log.may_presume_abort();
+    let decided: BTreeMap<&str, TransactionId> = decisions
+        .iter()
+        .flat_map(|d| {
+            d.branches
+                .iter()
+                .filter_map(move |b| b.branch_id.as_deref().map(|id| (id, d.transaction)))
+        })
+        .collect();
+
+    // 4. Act, engine by engine in parallel.
+    let mut reachable = Vec::new();
+    for (name, engine, branches) in listed {
+        match branches {
+            Ok(branches) => reachable.push((name, engine, branches)),
+            Err(e) => {
+                tracing::warn!(engine = name, error = %e, "recovery could not list prepared branches; retrying later");
+                report.unreachable.push((name.to_owned(), e));
+            }
+        }
+    }
+    let acted: Vec<Vec<RecoveredBranch>> = std::thread::scope(|s| {
+        let handles: Vec<_> = reachable
+            .iter()
+            .map(|(name, engine, branches)| {
+                let (in_flight, decided) = (&in_flight, &decided);
+                s.spawn(move || {
+                    branches
+                        .iter()
+                        .map(|b| act(name, engine, b, identity, in_flight, decided, presume_abort))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .expect("finishing prepared branches does not panic")
+            })
+            .collect()
+    });
+    report.branches = acted.into_iter().flatten().collect();
+
+    // 5. END for decisions whose every branch is finished: only when every engine was
+    //    listed (a branch on an unreachable engine may still be prepared), and never for a
+    //    transaction still in flight (its own commit forgets it).
+    if report.unreachable.is_empty() {
+        let still_prepared: BTreeSet<&str> = report
+            .branches
+            .iter()
+            .filter(|b| {
+                !matches!(
+                    b.action,
+                    RecoveryAction::Committed(_) | RecoveryAction::RolledBack(_)
+                )
+            })
+            .map(|b| b.id.as_str())
+            .collect();
+        for d in &decisions {
+            if active.contains(&d.transaction) {
+                continue;
+            }
+            let open = d.branches.iter().any(|b| {
+                b.branch_id
+                    .as_deref()
+                    .is_none_or(|id| still_prepared.contains(id))
+            });
+            if open {
+                continue;
+            }
+            match transaction::DecisionLog::forget(log, d.transaction) {
+                Ok(()) => {
+                    tracing::info!(transaction = %d.transaction, "recovery finished every branch of a decision: forgotten");
+                    report.forgotten.push(d.transaction);
+                }
+                Err(e) => {
+                    tracing::warn!(transaction = %d.transaction, error = %e, "recovery could not forget a finished decision");
+                }
+            }
+        }
+    }
+    report
+}
+
+fn act(
+    engine_name: &str,
+    engine: &Engine,
+    branch: &PreparedBranch,
+    identity: &Identity,
+    in_flight: &BTreeSet<u64>,
+    decided: &BTreeMap<&str, TransactionId>,
+    presume_abort: bool,
+) -> RecoveredBranch {
+    let id = branch.id();
+    let done = |action: RecoveryAction, error: Option<Error>| RecoveredBranch {
+        engine: engine_name.to_owned(),
+        id: id.to_owned(),
+        action,
+        error,
+    };
+    let finish = |commit: bool| {
+        let outcome = if commit {
+            engine.commit_prepared(branch)
+        } else {
+            engine.rollback_prepared(branch)
+        };
+        match outcome {
+            Ok(f) => {
+                let action = if commit {
+                    RecoveryAction::Committed(f)
+                } else {
+                    RecoveryAction::RolledBack(f)
+                };
+                tracing::info!(engine = engine_name, branch = id, action = %action, "recovery finished a prepared branch");
+                done(action, None)
+            }
+            Err(e) => {
+                tracing::warn!(engine = engine_name, branch = id, commit, error = %e, "recovery could not finish a prepared branch; retrying next pass");
+                done(RecoveryAction::Failed, Some(e))
+            }
+        }
+    };
+    let action = match branch.owner() {
+        Owner::Ours(b) => {
+            if b.incarnation() == identity.incarnation && in_flight.contains(&b.sequence()) {
+                RecoveryAction::InFlight
+            } else if decided.contains_key(id) {
+                return finish(true);
+            } else if presume_abort {
+                return finish(false);
+            } else {
+                RecoveryAction::Undecided
+            }
+        }
+        Owner::OtherNode(_) => RecoveryAction::OtherNode,
+        Owner::Malformed { .. } => RecoveryAction::Malformed,
+        _ => RecoveryAction::Foreign,
+    };
+    tracing::info!(engine = engine_name, branch = id, action = %action, "recovery left a prepared branch alone");
+    done(action, None)
+}

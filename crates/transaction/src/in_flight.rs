@@ -1,0 +1,76 @@
+//! The process-wide set of transactions between their first PREPARE and their end.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::TransactionId;
+
+/// Transactions of this process that may have a prepared branch and are still being
+/// finished by their coordinator, with how many commits of each are running (one).
+static ACTIVE: Mutex<BTreeMap<TransactionId, usize>> = Mutex::new(BTreeMap::new());
+
+fn active() -> MutexGuard<'static, BTreeMap<TransactionId, usize>> {
+    // The map stays consistent even if a holder panicked: every update is one call.
+    ACTIVE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The transactions of this process that are between their first PREPARE and their end
+/// (phase two done, rolled back, or left for recovery), in id order.
+///
+/// A recovery pass lists the prepared branches first and takes this snapshot after: a
+/// listed branch whose transaction is in the snapshot belongs to a commit still running in
+/// this process and must be left alone; one whose transaction is not had finished (or was
+/// given up) before the snapshot, so its durable decision, if any, is already visible.
+///
+/// # Examples
+///
+/// ```
+/// // No commit is running in this process.
+/// assert!(transaction::in_flight().is_empty());
+/// ```
+pub fn in_flight() -> Vec<TransactionId> {
+    active().keys().copied().collect()
+}
+
+/// Keeps a transaction in the in-flight set while it lives.
+pub(crate) struct InFlight(TransactionId);
+
+impl InFlight {
+    /// Enters `txn` into the set; it leaves when the guard drops (also on unwinding).
+    pub(crate) fn enter(txn: TransactionId) -> Self {
+        *active().entry(txn).or_insert(0) += 1;
+        Self(txn)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut active = active();
+        if let Some(n) = active.get_mut(&self.0) {
+            *n -= 1;
+            if *n == 0 {
+                active.remove(&self.0);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_is_in_flight_while_its_guard_lives() {
+        let txn = TransactionId::next();
+        assert!(!in_flight().contains(&txn));
+        let guard = InFlight::enter(txn);
+        let again = InFlight::enter(txn);
+        assert!(in_flight().contains(&txn));
+        drop(guard);
+        assert!(in_flight().contains(&txn));
+        drop(again);
+        assert!(!in_flight().contains(&txn));
+    }
+}
