@@ -14,7 +14,7 @@ use std::fmt;
 
 use transaction::{FileDecisionLog, TransactionId};
 
-use crate::branch::{Finished, Identity, Owner, PreparedBranch};
+use crate::branch::{BranchId, Finished, Identity, Owner, PreparedBranch};
 use crate::engine::Engine;
 use crate::error::Error;
 
@@ -179,12 +179,15 @@ pub(crate) fn pass(
     // 3. D: after A.
     let decisions = log.open_decisions();
     let presume_abort = log.may_presume_abort();
-    let decided: BTreeMap<&str, TransactionId> = decisions
+    // Keyed by the parsed branch id: a session records an XA branch as its xid in SQL
+    // (`'<gtrid>','<engine>'`), which XA RECOVER lists in another form.
+    let decided: BTreeMap<BranchId, TransactionId> = decisions
         .iter()
         .flat_map(|d| {
-            d.branches
-                .iter()
-                .filter_map(move |b| b.branch_id.as_deref().map(|id| (id, d.transaction)))
+            d.branches.iter().filter_map(move |b| {
+                let id = BranchId::parse_recorded(b.branch_id.as_deref()?)?;
+                Some((id, d.transaction))
+            })
         })
         .collect();
 
@@ -226,7 +229,15 @@ pub(crate) fn pass(
     //    listed (a branch on an unreachable engine may still be prepared), and never for a
     //    transaction still in flight (its own commit forgets it).
     if report.unreachable.is_empty() {
-        let still_prepared: BTreeSet<&str> = report
+        let ours: BTreeMap<&str, &BranchId> = reachable
+            .iter()
+            .flat_map(|(_, _, branches)| branches.iter())
+            .filter_map(|b| match b.owner() {
+                Owner::Ours(id) => Some((b.id(), id)),
+                _ => None,
+            })
+            .collect();
+        let still_prepared: BTreeSet<&BranchId> = report
             .branches
             .iter()
             .filter(|b| {
@@ -235,7 +246,7 @@ pub(crate) fn pass(
                     RecoveryAction::Committed(_) | RecoveryAction::RolledBack(_)
                 )
             })
-            .map(|b| b.id.as_str())
+            .filter_map(|b| ours.get(b.id.as_str()).copied())
             .collect();
         for d in &decisions {
             if active.contains(&d.transaction) {
@@ -244,7 +255,8 @@ pub(crate) fn pass(
             let open = d.branches.iter().any(|b| {
                 b.branch_id
                     .as_deref()
-                    .is_none_or(|id| still_prepared.contains(id))
+                    .and_then(BranchId::parse_recorded)
+                    .is_none_or(|id| still_prepared.contains(&id))
             });
             if open {
                 continue;
@@ -269,7 +281,7 @@ fn act(
     branch: &PreparedBranch,
     identity: &Identity,
     in_flight: &BTreeSet<u64>,
-    decided: &BTreeMap<&str, TransactionId>,
+    decided: &BTreeMap<BranchId, TransactionId>,
     presume_abort: bool,
 ) -> RecoveredBranch {
     let id = branch.id();
@@ -293,6 +305,7 @@ fn act(
                     RecoveryAction::RolledBack(f)
                 };
                 tracing::info!(engine = engine_name, branch = id, action = %action, "recovery finished a prepared branch");
+                transaction::crash_point("recovery_mid_pass");
                 done(action, None)
             }
             Err(e) => {
@@ -305,7 +318,7 @@ fn act(
         Owner::Ours(b) => {
             if b.incarnation() == identity.incarnation && in_flight.contains(&b.sequence()) {
                 RecoveryAction::InFlight
-            } else if decided.contains_key(id) {
+            } else if decided.contains_key(b) {
                 return finish(true);
             } else if presume_abort {
                 return finish(false);
