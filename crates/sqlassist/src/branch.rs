@@ -325,24 +325,6 @@ impl BranchId {
     }
 }
 
-impl BranchId {
-    /// Parses a branch id as a session records it with the commit decision: a
-    /// PostgreSQL gid, or an XA xid as SQL (`'<gtrid>','<engine>'`). `None` when it is
-    /// neither.
-    pub(crate) fn parse_recorded(id: &str) -> Option<Self> {
-        let xa = id
-            .strip_prefix('\'')
-            .and_then(|s| s.strip_suffix('\''))
-            .and_then(|s| s.split_once("','"));
-        match xa {
-            Some((gtrid, bqual)) => {
-                Self::parse_xa(XA_FORMAT_ID, gtrid.as_bytes(), bqual.as_bytes()).ok()
-            }
-            None => Self::parse(id).ok(),
-        }
-    }
-}
-
 impl fmt::Display for BranchId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         BranchName {
@@ -802,24 +784,6 @@ mod tests {
 
     fn node(s: &str) -> NodeId {
         NodeId::new(s).expect("a valid node id")
-    }
-
-    #[test]
-    fn a_recorded_xa_xid_and_a_gid_parse_to_the_branch_they_name() {
-        let name = BranchName {
-            node: &node("web-1"),
-            incarnation: 3,
-            sequence: 42,
-            engine: "orders",
-        };
-        let id = BranchId::new(node("web-1"), 3, 42, "orders").expect("valid parts");
-        assert_eq!(
-            BranchId::parse_recorded(&name.to_xid_sql()),
-            Some(id.clone())
-        );
-        assert_eq!(BranchId::parse_recorded(&name.to_gid()), Some(id));
-        assert_eq!(BranchId::parse_recorded("'x','y'"), None);
-        assert_eq!(BranchId::parse_recorded("not a branch"), None);
     }
 
     #[test]

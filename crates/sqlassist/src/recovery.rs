@@ -14,7 +14,7 @@ use std::fmt;
 
 use transaction::{FileDecisionLog, TransactionId};
 
-use crate::branch::{BranchId, Finished, Identity, Owner, PreparedBranch};
+use crate::branch::{BranchId, Finished, Identity, Owner, PreparedBranch, XA_FORMAT_ID};
 use crate::engine::Engine;
 use crate::error::Error;
 
@@ -83,6 +83,24 @@ pub struct RecoveredBranch {
     pub action: RecoveryAction,
     /// The error, for [`RecoveryAction::Failed`].
     pub error: Option<Error>,
+    /// The parsed id, for a branch of ours.
+    parsed: Option<BranchId>,
+}
+
+impl RecoveredBranch {
+    /// The parsed branch id, when the branch is ours.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn ours(report: &sqlassist::RecoveryReport) -> usize {
+    ///     report.branches.iter().filter(|b| b.branch_id().is_some()).count()
+    /// }
+    /// assert_eq!(ours(&sqlassist::RecoveryReport::default()), 0);
+    /// ```
+    pub fn branch_id(&self) -> Option<&BranchId> {
+        self.parsed.as_ref()
+    }
 }
 
 /// What one recovery pass did: see [`Registry::recover`](crate::Registry::recover).
@@ -179,15 +197,13 @@ pub(crate) fn pass(
     // 3. D: after A.
     let decisions = log.open_decisions();
     let presume_abort = log.may_presume_abort();
-    // Keyed by the parsed branch id: a session records an XA branch as its xid in SQL
-    // (`'<gtrid>','<engine>'`), which XA RECOVER lists in another form.
     let decided: BTreeMap<BranchId, TransactionId> = decisions
         .iter()
         .flat_map(|d| {
-            d.branches.iter().filter_map(move |b| {
-                let id = BranchId::parse_recorded(b.branch_id.as_deref()?)?;
-                Some((id, d.transaction))
-            })
+            d.branches
+                .iter()
+                .filter_map(|b| b.branch_id.as_deref().and_then(recorded_branch_id))
+                .map(|id| (id, d.transaction))
         })
         .collect();
 
@@ -229,14 +245,6 @@ pub(crate) fn pass(
     //    listed (a branch on an unreachable engine may still be prepared), and never for a
     //    transaction still in flight (its own commit forgets it).
     if report.unreachable.is_empty() {
-        let ours: BTreeMap<&str, &BranchId> = reachable
-            .iter()
-            .flat_map(|(_, _, branches)| branches.iter())
-            .filter_map(|b| match b.owner() {
-                Owner::Ours(id) => Some((b.id(), id)),
-                _ => None,
-            })
-            .collect();
         let still_prepared: BTreeSet<&BranchId> = report
             .branches
             .iter()
@@ -246,18 +254,20 @@ pub(crate) fn pass(
                     RecoveryAction::Committed(_) | RecoveryAction::RolledBack(_)
                 )
             })
-            .filter_map(|b| ours.get(b.id.as_str()).copied())
+            .filter_map(|b| b.parsed.as_ref())
             .collect();
         for d in &decisions {
             if active.contains(&d.transaction) {
                 continue;
             }
-            let open = d.branches.iter().any(|b| {
-                b.branch_id
-                    .as_deref()
-                    .and_then(BranchId::parse_recorded)
-                    .is_none_or(|id| still_prepared.contains(&id))
-            });
+            let open =
+                d.branches
+                    .iter()
+                    .any(|b| match b.branch_id.as_deref().map(recorded_branch_id) {
+                        Some(Some(id)) => still_prepared.contains(&id),
+                        // An id recovery cannot read: keep the decision for an operator.
+                        _ => true,
+                    });
             if open {
                 continue;
             }
@@ -275,6 +285,23 @@ pub(crate) fn pass(
     report
 }
 
+/// The branch id a decision record holds, as the session reported it: a PostgreSQL gid
+/// (`sqlassist_…`) or a MariaDB/MySQL xid in SQL (`'<gtrid>','<engine>'`). A listed XA
+/// branch is named differently (`XA RECOVER CONVERT XID` gives hex), so decisions and
+/// listed branches are matched by the parsed id, never by text.
+fn recorded_branch_id(recorded: &str) -> Option<BranchId> {
+    match recorded
+        .strip_prefix('\'')
+        .and_then(|r| r.strip_suffix('\''))
+        .and_then(|r| r.split_once("','"))
+    {
+        Some((gtrid, bqual)) => {
+            BranchId::parse_xa(XA_FORMAT_ID, gtrid.as_bytes(), bqual.as_bytes()).ok()
+        }
+        None => BranchId::parse(recorded).ok(),
+    }
+}
+
 fn act(
     engine_name: &str,
     engine: &Engine,
@@ -285,9 +312,14 @@ fn act(
     presume_abort: bool,
 ) -> RecoveredBranch {
     let id = branch.id();
+    let parsed = match branch.owner() {
+        Owner::Ours(b) => Some(b.clone()),
+        _ => None,
+    };
     let done = |action: RecoveryAction, error: Option<Error>| RecoveredBranch {
         engine: engine_name.to_owned(),
         id: id.to_owned(),
+        parsed: parsed.clone(),
         action,
         error,
     };
