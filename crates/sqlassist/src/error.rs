@@ -238,6 +238,14 @@ pub enum Error {
         source: transaction::FileLogError,
     },
 
+    /// The periodic recovery thread could not be spawned.
+    #[error("cannot start the recovery thread")]
+    RecoveryThread {
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// Recovery needs a decision log: without one, no prepared branch can be told
     /// committed from undecided.
     #[error("no decision log is configured: set `sqlassist.decision_log` or call Registry::use_decision_log() before recovering")]

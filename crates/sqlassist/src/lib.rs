@@ -74,7 +74,7 @@ pub use reflect::{
     Column, ColumnKind, ForeignKey, Schema, SchemaCache, Table, TableKind, TableName,
     UniqueConstraint,
 };
-pub use registry::{db_session, registry, InitOptions, Registry};
+pub use registry::{db_session, registry, InitOptions, Registry, DEFAULT_RECOVERY_INTERVAL};
 pub use session::{close_sessions, open_sessions, ConnectionGuard, Session};
 pub use settings::{Settings, SettingsBuilder};
 pub use url::DatabaseUrl;

@@ -11,6 +11,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use transaction::{FileDecisionLog, TransactionId};
 
@@ -163,9 +166,12 @@ impl RecoveryReport {
     }
 }
 
-/// One pass over `engines` (name, engine), deciding from `log`.
+/// One pass over `engines` (name, engine), deciding from `log`. `complete` says whether
+/// `engines` are all the managed engines (a periodic pass skips engines in backoff): only
+/// a complete pass may forget a decision.
 pub(crate) fn pass(
     engines: &[(String, Engine)],
+    complete: bool,
     identity: &Identity,
     log: &FileDecisionLog,
 ) -> RecoveryReport {
@@ -244,7 +250,7 @@ pub(crate) fn pass(
     // 5. END for decisions whose every branch is finished: only when every engine was
     //    listed (a branch on an unreachable engine may still be prepared), and never for a
     //    transaction still in flight (its own commit forgets it).
-    if report.unreachable.is_empty() {
+    if complete && report.unreachable.is_empty() {
         let still_prepared: BTreeSet<&BranchId> = report
             .branches
             .iter()
@@ -364,4 +370,97 @@ fn act(
     };
     tracing::info!(engine = engine_name, branch = id, action = %action, "recovery left a prepared branch alone");
     done(action, None)
+}
+
+/// The longest wait before an unreachable engine is tried again by the periodic passes.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The periodic recovery passes of a registry, on a thread that stops when this is dropped.
+pub(crate) struct RecoveryThread {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for RecoveryThread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecoveryThread").finish_non_exhaustive()
+    }
+}
+
+/// `interval` scaled by a factor in [0.8, 1.2), so that processes started together do not
+/// recover in step.
+fn jittered(interval: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    // A cheap mix of the clock's low bits; no cryptographic quality is needed.
+    let mixed = u64::from(nanos).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+    let fraction = f64::from(u32::try_from(mixed & 0xff_ffff).unwrap_or(0)) / f64::from(1u32 << 24);
+    interval.mul_f64(0.8 + 0.4 * fraction)
+}
+
+impl RecoveryThread {
+    /// Starts passes every `interval` (jittered by +-20%) over `engines`; an engine that
+    /// could not be listed is skipped for an exponentially growing time (capped at 5 min).
+    pub(crate) fn start(
+        engines: Vec<(String, Engine)>,
+        identity: Arc<Identity>,
+        log: Arc<FileDecisionLog>,
+        interval: Duration,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stopped = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("sqlassist-recovery".to_owned())
+            .spawn(move || {
+                let mut backoff: BTreeMap<String, (u32, Instant)> = BTreeMap::new();
+                loop {
+                    {
+                        let (lock, wake) = &*stopped;
+                        let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                        let (guard, _) = wake
+                            .wait_timeout_while(guard, jittered(interval), |stop| !*stop)
+                            .unwrap_or_else(|p| p.into_inner());
+                        if *guard {
+                            return;
+                        }
+                    }
+                    let now = Instant::now();
+                    let due: Vec<(String, Engine)> = engines
+                        .iter()
+                        .filter(|(name, _)| backoff.get(name).is_none_or(|(_, at)| *at <= now))
+                        .cloned()
+                        .collect();
+                    let report = pass(&due, due.len() == engines.len(), &identity, &log);
+                    for (name, _) in &due {
+                        if !report.unreachable.iter().any(|(n, _)| n == name) {
+                            backoff.remove(name);
+                            continue;
+                        }
+                        let failures = backoff.get(name).map_or(0, |(n, _)| *n) + 1;
+                        let wait = interval
+                            .saturating_mul(1 << failures.min(10))
+                            .min(MAX_BACKOFF);
+                        backoff.insert(name.clone(), (failures, Instant::now() + wait));
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop,
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for RecoveryThread {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.stop;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        wake.notify_all();
+        if let Some(handle) = self.handle.take() {
+            if handle.join().is_err() {
+                tracing::error!("the recovery thread panicked");
+            }
+        }
+    }
 }

@@ -12,13 +12,25 @@ use crate::branch::{Identity, NodeId};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::options::{IsolationLevel, EXPECTED_ISOLATION_MANAGED};
-use crate::recovery::RecoveryReport;
+use crate::recovery::{RecoveryReport, RecoveryThread};
 use crate::session::Session;
 use crate::settings::Settings;
 
 /// The settings key of the registry's node id.
 const NODE_ID_KEY: &str = "sqlassist.node_id";
 const EXPECTED_NODE_ID: &str = "1 to 24 characters of a-z, 0-9 and -";
+/// The settings key of the decision log directory (relative to `here`).
+const DECISION_LOG_KEY: &str = "sqlassist.decision_log";
+/// The settings key of the seconds between periodic recovery passes (0: none).
+const RECOVERY_INTERVAL_KEY: &str = "sqlassist.recovery_interval";
+/// The default time between periodic recovery passes (`sqlassist.recovery_interval`).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(sqlassist::DEFAULT_RECOVERY_INTERVAL.as_secs(), 30);
+/// ```
+pub const DEFAULT_RECOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 static NEXT_REGISTRY: AtomicU64 = AtomicU64::new(1);
 static INSTALLED: OnceLock<Registry> = OnceLock::new();
@@ -152,6 +164,7 @@ pub struct Registry {
     engines: BTreeMap<String, Registered>,
     default: Option<String>,
     decision_log: Option<Arc<FileDecisionLog>>,
+    recovery: Option<RecoveryThread>,
 }
 
 impl fmt::Debug for Registry {
@@ -192,6 +205,7 @@ impl Registry {
             engines: BTreeMap::new(),
             default: None,
             decision_log: None,
+            recovery: None,
         }
     }
 
@@ -205,6 +219,11 @@ impl Registry {
     /// Under an engine prefix `P.`, `P.managed` (or `P.use_zope`) and `P.default` set the
     /// [`InitOptions`]; every other key is an engine option (see [`EngineOptions`](crate::EngineOptions)).
     /// `sqlassist.node_id` sets the [`node_id`](Self::node_id) its branches carry.
+    /// `sqlassist.decision_log = <dir>` (relative to the settings' `here`) opens that
+    /// file decision log ([`open_decision_log`](Self::open_decision_log): once per
+    /// process), runs a [`recover`](Self::recover) pass before returning, and starts
+    /// periodic passes every `sqlassist.recovery_interval` seconds (default 30, `0` for
+    /// none; see [`start_recovery`](Self::start_recovery)).
     ///
     /// # Errors
     ///
@@ -214,7 +233,10 @@ impl Registry {
     /// option, such as a misspelt `url` ([`Error::UnknownSetting`]), a value that does not
     /// parse or is out of range ([`Error::InvalidSetting`]); [`Error::InvalidSetting`]
     /// when `P.managed`, `P.use_zope` or `P.default` is not a boolean, or when a managed
-    /// engine asks for `isolation_level = AUTOCOMMIT`.
+    /// engine asks for `isolation_level = AUTOCOMMIT`. With `sqlassist.decision_log`:
+    /// those of [`open_decision_log`](Self::open_decision_log) and
+    /// [`start_recovery`](Self::start_recovery), and [`Error::InvalidSetting`] when
+    /// `sqlassist.recovery_interval` is not a whole number of seconds.
     ///
     /// # Examples
     ///
@@ -276,6 +298,36 @@ impl Registry {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn from_settings_with_prefixes(settings: &Settings, prefixes: &[&str]) -> Result<Self> {
+        let mut registry = Self::new_from_settings(settings, prefixes)?;
+        let Some(dir) = settings.get(DECISION_LOG_KEY) else {
+            return Ok(registry);
+        };
+        let interval = match settings.get(RECOVERY_INTERVAL_KEY) {
+            None => DEFAULT_RECOVERY_INTERVAL,
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map(std::time::Duration::from_secs)
+                .map_err(|_| {
+                    Error::invalid_setting(RECOVERY_INTERVAL_KEY, v, "a whole number of seconds")
+                })?,
+        };
+        registry.open_decision_log(settings.here().join(dir))?;
+        // Start-up: finish what an earlier run left before the registry serves sessions.
+        let report = registry.recover()?;
+        tracing::info!(
+            branches = report.branches.len(),
+            unreachable = report.unreachable.len(),
+            forgotten = report.forgotten.len(),
+            "start-up recovery pass done"
+        );
+        if !interval.is_zero() {
+            registry.start_recovery(interval)?;
+        }
+        Ok(registry)
+    }
+
+    fn new_from_settings(settings: &Settings, prefixes: &[&str]) -> Result<Self> {
         let mut registry = Self::new();
         if let Some(node) = settings.get(NODE_ID_KEY) {
             let node = NodeId::new(node)
@@ -741,13 +793,86 @@ impl Registry {
     /// ```
     pub fn recover(&self) -> Result<RecoveryReport> {
         let log = self.decision_log.as_ref().ok_or(Error::NoDecisionLog)?;
-        let engines: Vec<(String, Engine)> = self
-            .engines
+        Ok(crate::recovery::pass(
+            &self.managed_engines(),
+            true,
+            &self.identity,
+            log,
+        ))
+    }
+
+    fn managed_engines(&self) -> Vec<(String, Engine)> {
+        self.engines
             .iter()
             .filter(|(_, r)| r.options.is_managed())
             .map(|(name, r)| (name.clone(), r.engine.clone()))
-            .collect();
-        Ok(crate::recovery::pass(&engines, &self.identity, log))
+            .collect()
+    }
+
+    /// Starts periodic recovery passes every `interval`, jittered by +-20%, on a background
+    /// thread that stops when the registry is dropped (or on
+    /// [`stop_recovery`](Self::stop_recovery)). An engine that cannot be listed is skipped
+    /// for a doubling time, up to 5 minutes, so a down server delays no pass. The passes
+    /// cover the managed engines registered at this call; a running thread is replaced.
+    /// [`from_settings`](Self::from_settings) starts it when `sqlassist.decision_log` is
+    /// set (every `sqlassist.recovery_interval` seconds, default 30, 0 for none).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoDecisionLog`] without a decision log; [`Error::RecoveryThread`] when the
+    /// thread cannot be spawned.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use sqlassist::{Error, Registry};
+    /// use transaction::FileDecisionLog;
+    ///
+    /// let mut registry = Registry::new();
+    /// assert!(matches!(registry.start_recovery(Duration::from_secs(30)), Err(Error::NoDecisionLog)));
+    /// let dir = std::env::temp_dir().join(format!("sqlassist-doc-periodic-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// registry.use_decision_log(Arc::new(FileDecisionLog::open(&dir)?));
+    /// registry.start_recovery(Duration::from_secs(30))?;
+    /// assert!(registry.is_recovering());
+    /// drop(registry); // stops the thread
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_recovery(&mut self, interval: std::time::Duration) -> Result<()> {
+        let log = self.decision_log.clone().ok_or(Error::NoDecisionLog)?;
+        self.recovery = None;
+        let thread =
+            RecoveryThread::start(self.managed_engines(), self.identity.clone(), log, interval)
+                .map_err(|source| Error::RecoveryThread { source })?;
+        self.recovery = Some(thread);
+        Ok(())
+    }
+
+    /// Stops the periodic recovery passes, waiting for a running pass to end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut registry = sqlassist::Registry::new();
+    /// registry.stop_recovery();
+    /// assert!(!registry.is_recovering());
+    /// ```
+    pub fn stop_recovery(&mut self) {
+        self.recovery = None;
+    }
+
+    /// Whether periodic recovery passes are running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!sqlassist::Registry::new().is_recovering());
+    /// ```
+    pub fn is_recovering(&self) -> bool {
+        self.recovery.is_some()
     }
 
     /// Makes this registry the process-wide one, used by [`crate::db_session`].

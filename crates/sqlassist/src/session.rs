@@ -1121,6 +1121,25 @@ impl DataManager for SessionInner {
         DataManager::abort(self, txn)
     }
 
+    fn leave_prepared(&self, _txn: &Transaction) {
+        let Ok(mut st) = self.ending_resource_state() else {
+            tracing::error!(engine = %self.name, "cannot leave a prepared branch for recovery: the session is in use; it stays until the session closes");
+            return;
+        };
+        let Some(gid) = st.prepared.take() else {
+            return;
+        };
+        tracing::warn!(engine = %self.name, gid, "leaving a prepared branch for recovery: the commit decision's outcome is unknown");
+        st.joined = None;
+        st.open = false;
+        st.branch = None;
+        // Close the connection rather than pool it: MariaDB keeps a prepared XA branch
+        // attached to its connection, and only a closed one lets recovery finish it.
+        if let Some(mut conn) = st.conn.take() {
+            conn.mark_broken();
+        }
+    }
+
     #[cfg(feature = "fault-injection")]
     fn tpc_begin(&self, _txn: &Transaction) -> std::result::Result<(), ResourceError> {
         crate::fault::check(&self.name, crate::fault::Phase::Begin)

@@ -165,6 +165,10 @@ impl Drill {
     /// The settings an application would have: one managed engine per database and the
     /// node id.
     fn settings(&self) -> Settings {
+        Settings::from_pairs(self.settings_pairs())
+    }
+
+    fn settings_pairs(&self) -> Vec<(String, String)> {
         let mut pairs = vec![("sqlassist.node_id".to_owned(), self.node.clone())];
         for (i, db) in self.dbs().into_iter().enumerate() {
             let url = match db {
@@ -176,7 +180,7 @@ impl Drill {
             pairs.push((format!("{prefix}managed"), "true".to_owned()));
             pairs.push((format!("{prefix}pool_size"), (self.threads + 1).to_string()));
         }
-        Settings::from_pairs(pairs)
+        pairs
     }
 
     fn registry(&self) -> Registry {
@@ -230,13 +234,26 @@ fn drill_child() {
     let Some(drill) = Drill::from_env() else {
         return; // a normal test run: only the drills below run this as a child
     };
-    let log = FileLogOptions::new()
-        .segment_size(SEGMENT_SIZE)
-        .preallocate(false)
-        .open(&drill.log_dir)
-        .unwrap();
-    let mut registry = drill.registry();
-    registry.use_decision_log(Arc::new(log));
+    // As an application starts: the registry from settings opens the decision log
+    // (`sqlassist.decision_log`) and recovers before it returns. The settings have no
+    // segment size, so the compaction drill opens a log of small segments itself.
+    let registry = if std::env::var("SQLASSIST_CRASH_POINT").as_deref() == Ok("log_compaction") {
+        let log = FileLogOptions::new()
+            .segment_size(SEGMENT_SIZE)
+            .preallocate(false)
+            .open(&drill.log_dir)
+            .unwrap();
+        let mut registry = drill.registry();
+        registry.use_decision_log(Arc::new(log));
+        registry
+    } else {
+        let mut settings = drill.settings_pairs();
+        settings.push((
+            "sqlassist.decision_log".to_owned(),
+            drill.log_dir.display().to_string(),
+        ));
+        Registry::from_settings(&Settings::from_pairs(settings)).unwrap()
+    };
     if std::env::var_os(RECOVER_ONLY).is_some() {
         registry.recover().unwrap();
         return;

@@ -307,7 +307,9 @@ fn passes_every_few_milliseconds_never_roll_back_a_transaction_being_committed()
         return;
     };
     const THREADS: usize = 4;
+    /// Each thread commits at least this many, and goes on until the passes below ran.
     const PER_THREAD: usize = 40;
+    const MIN_PASSES: usize = 20;
     let pg_table = Table::pg(&s.pg, "rc_busy_pg", "name TEXT");
     let my_table = Table::mysql(&s.my, "rc_busy_my", "name VARCHAR(32)");
     let dir = TempDir::new("recovery-busy");
@@ -322,7 +324,7 @@ fn passes_every_few_milliseconds_never_roll_back_a_transaction_being_committed()
     let done = AtomicBool::new(false);
     let passes = AtomicUsize::new(0);
     let skipped = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
+    let committed = std::thread::scope(|scope| {
         let recoverer = scope.spawn(|| {
             while !done.load(Ordering::Relaxed) {
                 let report = registry.recover().unwrap();
@@ -350,12 +352,16 @@ fn passes_every_few_milliseconds_never_roll_back_a_transaction_being_committed()
         });
         let workers: Vec<_> = (0..THREADS)
             .map(|t| {
-                let (registry, names, pg_table, my_table) =
-                    (&registry, &names, &*pg_table, &*my_table);
+                let (registry, names, pg_table, my_table, passes) =
+                    (&registry, &names, &*pg_table, &*my_table, &passes);
                 scope.spawn(move || {
                     let manager = registry.transaction_manager();
+                    let mut committed = 0usize;
                     manager.scope(|| {
-                        for i in 0..PER_THREAD {
+                        for i in 0.. {
+                            if i >= PER_THREAD && passes.load(Ordering::Relaxed) >= MIN_PASSES {
+                                break;
+                            }
                             manager.begin().unwrap();
                             for (name, table) in [(&names.0, pg_table), (&names.1, my_table)] {
                                 registry
@@ -365,28 +371,107 @@ fn passes_every_few_milliseconds_never_roll_back_a_transaction_being_committed()
                                     .unwrap();
                             }
                             manager.commit().unwrap();
+                            committed += 1;
                         }
                     });
                     reset_thread();
+                    committed
                 })
             })
             .collect();
-        for w in workers {
-            w.join().unwrap();
-        }
+        let committed: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
         done.store(true, Ordering::Relaxed);
         recoverer.join().unwrap();
+        committed
     });
-    let expected = i64::try_from(THREADS * PER_THREAD).unwrap();
+    let expected = i64::try_from(committed).unwrap();
     assert_eq!(common::pg::count(&s.pg, &pg_table), expected);
     assert_eq!(common::my::count(&s.my, &my_table), expected);
     assert_eq!(ours_prepared(&registry, &names.0), 0);
     assert_eq!(ours_prepared(&registry, &names.1), 0);
     assert!(registry.decision_log().unwrap().open_decisions().is_empty());
     eprintln!(
-        "{} passes, {} in-flight branches skipped",
+        "{committed} commits, {} passes, {} in-flight branches skipped",
         passes.load(Ordering::Relaxed),
         skipped.load(Ordering::Relaxed)
     );
-    assert!(passes.load(Ordering::Relaxed) > 10);
+    assert!(passes.load(Ordering::Relaxed) >= MIN_PASSES);
+}
+
+/// Syncs for real until armed, then fails every call (an `EIO` from `fdatasync`).
+#[derive(Default)]
+struct FailingSync(AtomicBool);
+
+impl transaction::DataSync for FailingSync {
+    fn sync_data(&self, file: &std::fs::File) -> std::io::Result<()> {
+        if self.0.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected fdatasync failure"));
+        }
+        file.sync_data()
+    }
+}
+
+#[test]
+fn a_decision_of_unknown_outcome_leaves_the_branches_prepared_and_recovery_finishes_them() {
+    let Some(s) = servers() else {
+        return;
+    };
+    let pg_table = Table::pg(&s.pg, "rc_unknown_pg", "name TEXT");
+    let my_table = Table::mysql(&s.my, "rc_unknown_my", "name VARCHAR(32)");
+    let dir = TempDir::new("recovery-unknown");
+    let node = test_node();
+    let names = (unique("pg"), unique("my"));
+    let sync = Arc::new(FailingSync::default());
+    let log = Arc::new(
+        transaction::FileLogOptions::new()
+            .data_sync(sync.clone())
+            .open(dir.path())
+            .unwrap(),
+    );
+    let first = registry(&node, &s, &names, log.clone());
+    let manager = first.transaction_manager();
+    manager.scope(|| {
+        manager.begin().unwrap();
+        for (name, table) in [(&names.0, &*pg_table), (&names.1, &*my_table)] {
+            first
+                .session(name)
+                .unwrap()
+                .execute(&format!("INSERT INTO {table} VALUES ('unknown')"))
+                .unwrap();
+        }
+        sync.0.store(true, Ordering::SeqCst);
+        let err = manager.commit().unwrap_err();
+        assert!(
+            matches!(err, transaction::Error::OutcomeUnknown { .. }),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("nothing was committed"), "{err}");
+        manager.abort().unwrap();
+    });
+    reset_thread();
+    // Nothing was rolled back: both branches wait for recovery.
+    assert_eq!(ours_prepared(&first, &names.0), 1);
+    assert_eq!(ours_prepared(&first, &names.1), 1);
+    drop(manager);
+    drop(first);
+    drop(log);
+
+    // The write reached the file: a restart finds the decision and commits.
+    let second = registry(
+        &node,
+        &s,
+        &names,
+        Arc::new(FileDecisionLog::open(dir.path()).unwrap()),
+    );
+    let report = second.recover().unwrap();
+    assert_eq!(
+        report
+            .ids(RecoveryAction::Committed(Finished::Done))
+            .filter(|id| mentions(id, node.as_str()))
+            .count(),
+        2,
+        "{report:#?}"
+    );
+    assert_eq!(common::pg::names(&s.pg, &pg_table), ["unknown"]);
+    assert_eq!(common::my::names(&s.my, &my_table), ["unknown"]);
 }

@@ -263,6 +263,15 @@ pub trait DataManager {
         )))
     }
 
+    /// The transaction's outcome is unknown (its commit decision may or may not be durable):
+    /// forget this transaction's prepared branch WITHOUT rolling it back, so that recovery
+    /// finishes it from the decision log. Called instead of `tpc_abort` on every resource
+    /// that voted [`Vote::Prepared`]; a later `abort` must not touch the branch either.
+    /// Default: nothing (a resource that never prepares has nothing to leave).
+    fn leave_prepared(&self, txn: &Transaction) {
+        let _ = txn;
+    }
+
     /// The name of this resource's branch of the transaction, as the resource knows it
     /// (a PostgreSQL gid, an XA xid). Recorded with the commit decision so that recovery
     /// can find the branch. Default: `None`.

@@ -39,6 +39,8 @@ pub enum Call {
     TpcFinish,
     /// `tpc_abort`
     TpcAbort,
+    /// `leave_prepared`
+    LeavePrepared,
     /// `savepoint`
     Savepoint,
     /// a savepoint's `rollback`
@@ -603,6 +605,11 @@ impl DataManager for ScriptedDataManager {
 
     fn tpc_abort(&self, txn: &Transaction) -> Result<(), ResourceError> {
         self.call(Call::TpcAbort, txn)
+    }
+
+    fn leave_prepared(&self, txn: &Transaction) {
+        // Journalled only: leaving a branch cannot fail.
+        let _ = self.call(Call::LeavePrepared, txn);
     }
 
     fn supports_one_phase_commit(&self) -> bool {

@@ -1056,6 +1056,19 @@ impl Transaction {
             let outcome = log.record_commit(self.id(), &branches);
             recorded = outcome.is_ok();
             if let Err(source) = outcome {
+                if log.is_outcome_unknown(&*source) && !votes.contains(&Vote::Committed) {
+                    // The decision may be durable: rolling back could contradict it.
+                    // Leave every prepared branch for recovery, which decides from the log.
+                    tracing::error!(transaction = %self.id(), error = %source, "the commit decision may or may not be durable: leaving every prepared branch for recovery");
+                    for (r, _) in resources
+                        .iter()
+                        .zip(&votes)
+                        .filter(|(_, v)| **v == Vote::Prepared)
+                    {
+                        r.leave_prepared(self);
+                    }
+                    return Err(Error::OutcomeUnknown { source });
+                }
                 if votes.contains(&Vote::Committed) {
                     // A one-phase resource already committed: the decision is made.
                     tracing::error!(transaction = %self.id(), error = %source, "could not record the commit decision after a one-phase resource committed; finishing the prepared resources anyway");

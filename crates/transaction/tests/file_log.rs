@@ -648,3 +648,44 @@ fn a_damaged_incarnation_file_refuses_the_open_instead_of_reusing_a_number() {
         2
     );
 }
+
+#[test]
+fn a_decision_whose_sync_failed_leaves_every_prepared_branch_for_recovery() {
+    use std::rc::Rc;
+    use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    use transaction::{Error, TransactionManager};
+
+    let dir = TempDir::new("outcome-unknown");
+    let sync = Arc::new(FailingSync::default());
+    let log = Arc::new(
+        FileLogOptions::new()
+            .data_sync(sync.clone())
+            .open(dir.path())
+            .unwrap(),
+    );
+    let manager = TransactionManager::builder()
+        .explicit(true)
+        .decision_log(Rc::new(log.clone()))
+        .build();
+    let journal = Journal::new();
+    let txn = manager.begin().unwrap();
+    txn.join(ScriptedDataManager::new("a", Kind::TwoPhase, &journal))
+        .unwrap();
+    txn.join(ScriptedDataManager::new("b", Kind::TwoPhase, &journal))
+        .unwrap();
+    sync.armed.store(true, Ordering::SeqCst);
+    let err = manager.commit().unwrap_err();
+    assert!(matches!(err, Error::OutcomeUnknown { .. }), "{err}");
+    assert!(err.to_string().contains("outcome is unknown"), "{err}");
+    assert!(!err.to_string().contains("nothing was committed"), "{err}");
+    assert!(log.is_outcome_unknown(std::error::Error::source(&err).unwrap()));
+    manager.abort().unwrap();
+    for key in ["a", "b"] {
+        let calls = journal.calls_of(key);
+        assert!(calls.contains(&Call::LeavePrepared), "{key}: {calls:?}");
+        assert!(!calls.contains(&Call::TpcAbort), "{key}: {calls:?}");
+        assert!(!calls.contains(&Call::TpcFinish), "{key}: {calls:?}");
+    }
+    // The decision may be durable: recovery sees it as open.
+    assert_eq!(FileDecisionLog::open_decisions(&log).len(), 1);
+}
