@@ -6,6 +6,10 @@
 //! cargo bench -p sqlassist --features postgres,mysql --bench pg_commit   # + MariaDB
 //! ```
 //!
+//! The `decision_log` scenario runs first: two-phase commit over the two databases with
+//! the file decision log against without, at 1 and 8 threads, with the log's fdatasyncs
+//! per transaction (`SQLASSIST_BENCH_ONLY=decision_log` runs it alone).
+//!
 //! With the `mysql` feature and `SQLASSIST_TEST_MYSQL_URL` set, two more scenarios run:
 //! `raw_2pc_pg_mariadb` (hand-written PREPARE TRANSACTION + XA) and
 //! `sqlassist_2pc_pg_mariadb`.
@@ -243,6 +247,121 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// Two-phase commit over the two PostgreSQL databases with the file decision log against
+/// without, at 1 and 8 threads: per thread count and round, both registries run the same
+/// number of transactions (in alternating order); prints each one's throughput, the
+/// per-round ratio (file log / no log) and the log's fdatasyncs per transaction
+/// ([`transaction::LogStats::syncs`]). Scenario name `decision_log`, selected like the
+/// others with `SQLASSIST_BENCH_ONLY`.
+fn decision_log_scenarios(url_a: &str, url_b: &str, n: usize, rounds: usize) -> Res<()> {
+    use std::sync::Arc;
+    let table = "bench_dlog";
+    for url in [url_a, url_b] {
+        reset(&mut PgConnection::establish(url)?, table)?;
+    }
+    let dir = std::env::temp_dir().join(format!("sqlassist-bench-dlog-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let log = Arc::new(transaction::FileDecisionLog::open(&dir)?);
+    let registry = |with_log: bool| -> Res<Registry> {
+        let mut r = Registry::new();
+        for (name, url) in [("a", url_a), ("b", url_b)] {
+            let options = EngineOptions::builder(DatabaseUrl::parse(url)?)
+                .pool_size(8)
+                .build()?;
+            r.init_engine(
+                name,
+                Engine::new(options)?,
+                InitOptions::new().managed(true),
+            )?;
+        }
+        if with_log {
+            r.use_decision_log(log.clone());
+        }
+        Ok(r)
+    };
+    let plain = registry(false)?;
+    let logged = registry(true)?;
+    let mut written = 0usize;
+    for threads in [1usize, 8] {
+        let per_thread = (n / rounds / threads).max(1);
+        let total = per_thread * threads;
+        let (mut tps_plain, mut tps_log, mut ratios, mut syncs) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let mut order = [false, true];
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            let mut tps = [0.0f64; 2];
+            for with_log in order {
+                let r = if with_log { &logged } else { &plain };
+                let before = log.stats().syncs;
+                let start = Instant::now();
+                std::thread::scope(|s| -> Res<()> {
+                    let handles: Vec<_> = (0..threads)
+                        .map(|_| {
+                            s.spawn(move || -> Result<(), String> {
+                                let run = || -> Res<()> {
+                                    r.transaction_manager().scope(|| -> Res<()> {
+                                        for i in 0..per_thread {
+                                            transaction::begin()?;
+                                            for name in ["a", "b"] {
+                                                let session = r.session(name)?;
+                                                insert(
+                                                    &mut *session.conn::<PgConnection>()?,
+                                                    table,
+                                                    i as i32,
+                                                )?;
+                                            }
+                                            transaction::commit()?;
+                                        }
+                                        sqlassist::close_sessions()?;
+                                        Ok(())
+                                    })
+                                };
+                                run().map_err(|e| e.to_string())
+                            })
+                        })
+                        .collect();
+                    for h in handles {
+                        h.join().map_err(|_| "a bench thread panicked")??;
+                    }
+                    Ok(())
+                })?;
+                let rate = total as f64 / start.elapsed().as_secs_f64();
+                tps[usize::from(with_log)] = rate;
+                if with_log {
+                    syncs.push((log.stats().syncs - before) as f64 / total as f64);
+                }
+                written += total;
+            }
+            tps_plain.push(tps[0]);
+            tps_log.push(tps[1]);
+            ratios.push(tps[1] / tps[0]);
+        }
+        let (min, max) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        println!(
+            "{{\"scenario\":\"2pc_two_db_{threads}t\",\"threads\":{threads},\"rounds\":{rounds},\"tx_per_round\":{total},\"no_log_tx_per_s\":{:.1},\"file_log_tx_per_s\":{:.1},\"ratio_median\":{:.3},\"ratio_min\":{min:.3},\"ratio_max\":{max:.3},\"fdatasync_per_tx\":{:.3}}}",
+            median(tps_plain),
+            median(tps_log),
+            median(ratios),
+            median(syncs)
+        );
+    }
+    for url in [url_a, url_b] {
+        let got = count(&mut PgConnection::establish(url)?, table)?;
+        if got != written as i64 {
+            return Err(format!("decision_log: {got} rows, expected {written}").into());
+        }
+        PgConnection::establish(url)?.batch_execute(&format!("DROP TABLE IF EXISTS {table}"))?;
+    }
+    drop((plain, logged, log));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 fn main() -> Res<()> {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return Ok(()); // `cargo test --benches` / `--list` probes: nothing to run
@@ -262,7 +381,17 @@ fn main() -> Res<()> {
         .unwrap_or(5);
     let per_round = (n / rounds).max(1);
 
+    let only = std::env::var("SQLASSIST_BENCH_ONLY").ok();
+    if only
+        .as_deref()
+        .is_none_or(|o| o.split(',').any(|s| s.trim() == "decision_log"))
+    {
+        decision_log_scenarios(&url_a, &url_b, n, rounds)?;
+    }
     let scenarios = scenarios();
+    if scenarios.is_empty() {
+        return Ok(());
+    }
     let mut a = PgConnection::establish(&url_a)?;
     let mut b = PgConnection::establish(&url_b)?;
     #[cfg(feature = "mysql")]

@@ -343,6 +343,7 @@ fn act(
                     RecoveryAction::RolledBack(f)
                 };
                 tracing::info!(engine = engine_name, branch = id, action = %action, "recovery finished a prepared branch");
+                transaction::crash_point("recovery_mid_pass");
                 done(action, None)
             }
             Err(e) => {

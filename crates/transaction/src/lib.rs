@@ -63,10 +63,13 @@
 //!
 //! - `testing`: the [`testing`] module, a scripted data manager for tests of code built on
 //!   this crate.
+//! - `crash-points`: makes [`crash_point`] abort the process at the point named by the
+//!   environment variable `SQLASSIST_CRASH_POINT`, for recovery drills.
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 #![deny(missing_docs)]
 
+mod crash;
 mod current;
 mod data_manager;
 mod error;
@@ -81,6 +84,7 @@ mod transaction;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use crate::crash::{crash_point, CRASH_POINTS};
 pub use crate::current::{
     abort, begin, commit, doom, get, is_doomed, manager, run, savepoint, with_manager,
 };

@@ -1005,11 +1005,16 @@ impl Transaction {
         let resources = reordered.as_deref().unwrap_or(resources);
         let mut votes: Vec<Vote> = Vec::with_capacity(resources.len());
         let last = resources.len().wrapping_sub(1);
+        crate::crash_point("before_prepare");
         for (i, r) in resources.iter().enumerate() {
             let alone = i == last
                 && one_phase == 0
                 && votes.iter().all(|v| *v == Vote::ReadOnly)
                 && r.supports_one_phase_commit();
+            let one_phase_commit = alone || r.is_one_phase();
+            if one_phase_commit {
+                crate::crash_point("before_one_phase_commit");
+            }
             let (phase, outcome) = if alone {
                 (
                     Phase::OnePhaseCommit,
@@ -1022,6 +1027,13 @@ impl Transaction {
                 Ok(vote) => votes.push(vote),
                 Err(e) => return Err(self.fail(resources, &votes, resources.len(), i, phase, e)),
             }
+            match votes.last() {
+                Some(Vote::Committed) if one_phase_commit => {
+                    crate::crash_point("after_one_phase_commit");
+                }
+                Some(Vote::Prepared) if i < last => crate::crash_point("after_prepare"),
+                _ => {}
+            }
         }
 
         let prepared = votes.contains(&Vote::Prepared);
@@ -1031,6 +1043,7 @@ impl Transaction {
             .filter(|l| l.is_enabled());
         let mut recorded = false;
         if let (true, Some(log)) = (prepared, &log) {
+            crate::crash_point("before_decision");
             let branches: Vec<Branch> = resources
                 .iter()
                 .zip(&votes)
@@ -1067,17 +1080,27 @@ impl Transaction {
             }
         }
 
+        if recorded {
+            crate::crash_point("after_decision");
+        }
         let mut failed: Vec<(usize, ResourceError)> = Vec::new();
+        let to_finish = votes.iter().filter(|v| **v == Vote::Prepared).count();
+        let mut finished = 0;
         for (i, (r, vote)) in resources.iter().zip(&votes).enumerate() {
             if *vote == Vote::Prepared {
                 if let Err(e) = r.tpc_finish(self) {
                     tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %e, "tpc_finish failed after the commit decision: the branch is in doubt");
                     failed.push((i, e));
                 }
+                finished += 1;
+                if finished < to_finish {
+                    crate::crash_point("after_commit");
+                }
             }
         }
         if failed.is_empty() {
             if let (true, Some(log)) = (recorded, &log) {
+                crate::crash_point("before_end");
                 if let Err(e) = log.forget(self.id()) {
                     tracing::warn!(transaction = %self.id(), error = %e, "could not forget a finished transaction in the decision log");
                 }

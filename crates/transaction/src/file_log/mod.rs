@@ -1023,6 +1023,7 @@ impl Inner {
         }
         write_batch(writer, &records, count, &self.options, stats)?;
         if switched {
+            crate::crash_point("log_compaction");
             delete_older_segments(&self.dir, writer, stats).map_err(into_io)?;
         }
         Ok(writer.segment)
@@ -1090,6 +1091,7 @@ fn write_batch(
     writer.offset += batch.len() as u64;
     stats.batches += 1;
     stats.syncs += 1;
+    crate::crash_point("decision_unsynced");
     options.data_sync.sync_data(&writer.file)
 }
 
