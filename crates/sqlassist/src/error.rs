@@ -386,6 +386,30 @@ pub enum Error {
         source: transaction::BoxError,
     },
 
+    /// A value given to a query over a reflected table does not fit its column's type.
+    #[error(
+        "column `{column}` of table `{table}` has type `{type_name}`, which cannot take {value}"
+    )]
+    ValueDoesNotFit {
+        /// The table, `schema.name`.
+        table: Box<str>,
+        /// The column.
+        column: Box<str>,
+        /// The column's SQL type as the catalog spells it.
+        type_name: Box<str>,
+        /// What was given (its kind, never its content).
+        value: &'static str,
+    },
+
+    /// A query over a reflected table is incomplete (an insert or update with no value).
+    #[error("invalid query on table `{table}`: {reason}")]
+    InvalidQuery {
+        /// The table, `schema.name`.
+        table: String,
+        /// What is missing.
+        reason: String,
+    },
+
     /// The engine's backend cannot do what was asked.
     #[error("engine `{engine}` does not support {what}")]
     Unsupported {

@@ -44,6 +44,7 @@ compile_error!("enable at least one backend feature of sqlassist: `sqlite`, `pos
 mod backend;
 mod branch;
 mod conn;
+mod dynamic;
 mod engine;
 mod error;
 #[cfg(feature = "fault-injection")]
@@ -64,6 +65,7 @@ mod url;
 pub use backend::Backend;
 pub use branch::{BranchId, Finished, NodeId, Owner, PreparedBranch, MAX_NODE_ID_LEN};
 pub use conn::BackendConnection;
+pub use dynamic::{Cmp, DynamicQuery, DynamicTable, Order, Row, Value};
 pub use engine::{Engine, PoolState};
 pub use error::{Error, Result};
 pub use initialize::initialize_sql;
