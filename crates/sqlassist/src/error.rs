@@ -410,6 +410,13 @@ pub enum Error {
         reason: String,
     },
 
+    /// A declared table differs from the live database (see `check_drift`).
+    #[error("schema drift: {drift}")]
+    SchemaDrift {
+        /// The difference: table, column, declared and live type and nullability.
+        drift: Box<crate::drift::Drift>,
+    },
+
     /// The engine's backend cannot do what was asked.
     #[error("engine `{engine}` does not support {what}")]
     Unsupported {

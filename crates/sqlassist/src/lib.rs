@@ -44,6 +44,7 @@ compile_error!("enable at least one backend feature of sqlassist: `sqlite`, `pos
 mod backend;
 mod branch;
 mod conn;
+mod drift;
 mod dynamic;
 mod engine;
 mod error;
@@ -65,6 +66,7 @@ mod url;
 pub use backend::Backend;
 pub use branch::{BranchId, Finished, NodeId, Owner, PreparedBranch, MAX_NODE_ID_LEN};
 pub use conn::BackendConnection;
+pub use drift::{check_drift, DeclaredTable, DeclaredType, Drift, DriftMode};
 pub use dynamic::{Cmp, DynamicQuery, DynamicTable, Order, Row, Value};
 pub use engine::{Engine, PoolState};
 pub use error::{Error, Result};
