@@ -195,7 +195,32 @@ fn nullability(nullable: bool) -> &'static str {
 ///
 /// # Examples
 ///
-/// See [`DeclaredTable`].
+/// ```
+/// use sqlassist::{check_drift, DeclaredTable, DriftMode, Error, Registry, Schema, Settings};
+///
+/// diesel::table! {
+///     users (id) {
+///         id -> Integer,
+///         name -> Text,
+///     }
+/// }
+///
+/// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_main.url", "sqlite://")]))?;
+/// let session = registry.session("main")?;
+/// session.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")?; // nullable
+/// session.commit()?;
+/// let schema = Schema::reflect(registry.engine("main")?)?;
+/// let declared = [DeclaredTable::new("users").column::<users::id>().column::<users::name>()];
+///
+/// let drifts = check_drift(&schema, &declared, DriftMode::Warn)?;
+/// assert_eq!(
+///     drifts[0].to_string(),
+///     "table `main.users`, column `name`: declared text not null, live text null (TEXT)"
+/// );
+/// let err = check_drift(&schema, &declared, DriftMode::Fail).expect_err("name is nullable");
+/// assert!(matches!(err, Error::SchemaDrift { .. }));
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
 pub fn check_drift(
     schema: &Schema,
     declared: &[DeclaredTable],
