@@ -417,6 +417,23 @@ pub enum Error {
         drift: Box<crate::drift::Drift>,
     },
 
+    /// Migrations were asked to run on a read-only engine.
+    #[error("engine `{engine}` is read-only: run migrations on the writer")]
+    MigrationsOnReadOnlyEngine {
+        /// The engine's name.
+        engine: String,
+    },
+
+    /// A migration failed; the ones before it stay applied.
+    #[error("migrations of engine `{engine}` failed: {source}")]
+    Migration {
+        /// The engine's name.
+        engine: String,
+        /// The migration harness's error.
+        #[source]
+        source: transaction::BoxError,
+    },
+
     /// The engine's backend cannot do what was asked.
     #[error("engine `{engine}` does not support {what}")]
     Unsupported {

@@ -54,6 +54,7 @@ pub mod fault;
 mod ini;
 mod initialize;
 mod instrument;
+mod migrate;
 mod options;
 mod pool;
 mod redact;
@@ -71,6 +72,7 @@ pub use dynamic::{Cmp, DynamicQuery, DynamicTable, Order, Row, Value};
 pub use engine::{Engine, PoolState};
 pub use error::{Error, Result};
 pub use initialize::initialize_sql;
+pub use migrate::run_pending_migrations;
 pub use options::{EngineOptions, EngineOptionsBuilder, IsolationLevel};
 pub use reflect::{
     Column, ColumnKind, ForeignKey, Schema, SchemaCache, Table, TableKind, TableName,
