@@ -407,6 +407,54 @@ pub enum Error {
         source: transaction::BoxError,
     },
 
+    /// A value given to a query over a reflected table does not fit its column's type.
+    #[error(
+        "column `{column}` of table `{table}` has type `{type_name}`, which cannot take {value}"
+    )]
+    ValueDoesNotFit {
+        /// The table, `schema.name`.
+        table: Box<str>,
+        /// The column.
+        column: Box<str>,
+        /// The column's SQL type as the catalog spells it.
+        type_name: Box<str>,
+        /// What was given (its kind, never its content).
+        value: &'static str,
+    },
+
+    /// A query over a reflected table is incomplete (an insert or update with no value).
+    #[error("invalid query on table `{table}`: {reason}")]
+    InvalidQuery {
+        /// The table, `schema.name`.
+        table: String,
+        /// What is missing.
+        reason: String,
+    },
+
+    /// A declared table differs from the live database (see `check_drift`).
+    #[error("schema drift: {drift}")]
+    SchemaDrift {
+        /// The difference: table, column, declared and live type and nullability.
+        drift: Box<crate::drift::Drift>,
+    },
+
+    /// Migrations were asked to run on a read-only engine.
+    #[error("engine `{engine}` is read-only: run migrations on the writer")]
+    MigrationsOnReadOnlyEngine {
+        /// The engine's name.
+        engine: String,
+    },
+
+    /// A migration failed; the ones before it stay applied.
+    #[error("migrations of engine `{engine}` failed: {source}")]
+    Migration {
+        /// The engine's name.
+        engine: String,
+        /// The migration harness's error.
+        #[source]
+        source: transaction::BoxError,
+    },
+
     /// The engine's backend cannot do what was asked.
     #[error("engine `{engine}` does not support {what}")]
     Unsupported {

@@ -44,6 +44,8 @@ compile_error!("enable at least one backend feature of sqlassist: `sqlite`, `pos
 mod backend;
 mod branch;
 mod conn;
+mod drift;
+mod dynamic;
 mod engine;
 mod error;
 #[cfg(feature = "fault-injection")]
@@ -52,6 +54,7 @@ pub mod fault;
 mod ini;
 mod initialize;
 mod instrument;
+mod migrate;
 mod options;
 mod pool;
 mod recovery;
@@ -65,9 +68,12 @@ mod url;
 pub use backend::Backend;
 pub use branch::{BranchId, Finished, NodeId, Owner, PreparedBranch, MAX_NODE_ID_LEN};
 pub use conn::BackendConnection;
+pub use drift::{check_drift, DeclaredTable, DeclaredType, Drift, DriftMode};
+pub use dynamic::{Cmp, DynamicQuery, DynamicTable, Order, Row, Value};
 pub use engine::{Engine, PoolState};
 pub use error::{Error, Result};
 pub use initialize::initialize_sql;
+pub use migrate::run_pending_migrations;
 pub use options::{EngineOptions, EngineOptionsBuilder, IsolationLevel};
 pub use recovery::{RecoveredBranch, RecoveryAction, RecoveryReport};
 pub use reflect::{

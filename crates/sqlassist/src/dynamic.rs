@@ -1,0 +1,894 @@
+//! Queries over reflected tables: select, insert, update and delete by table and column
+//! names chosen at run time, without a `table!` declaration.
+//!
+//! A [`DynamicTable`] is a table of a reflected [`Schema`]; its queries check every column
+//! name against the schema (an unknown one is [`Error::UnknownColumn`], an unsupported
+//! type [`Error::UnsupportedType`]), quote identifiers for the engine's backend and send
+//! every value as a bound parameter. They run on a [`Session`], so the writes of a managed
+//! session join the thread's transaction like any other statement.
+//!
+//! Values travel as [`Value`]s, typed from the reflected column kinds. Reading, each column
+//! is converted to text by the server (bytes to hex) and parsed into the variant of its
+//! kind, which keeps one code path for the three backends. Writing, PostgreSQL parameters
+//! are cast to the column's declared type (`CAST($1 AS numeric(10,2))`), while MariaDB and
+//! SQLite convert them on assignment themselves.
+
+use std::fmt;
+use std::sync::Arc;
+
+use diesel::connection::LoadConnection;
+use diesel::deserialize::FromSql;
+use diesel::query_builder::{BoxedSqlQuery, QueryFragment, QueryId, SqlQuery};
+use diesel::row::{Field, Row as _};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, Binary, Bool, Double, HasSqlType, Nullable, Text, Untyped};
+use diesel::RunQueryDsl;
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::reflect::{Column, ColumnKind, Schema, Table};
+use crate::session::Session;
+
+/// One value of a reflected column, typed from the column's [`ColumnKind`].
+///
+/// Exact numbers, dates and times are kept in the server's own text form (`"12.50"`,
+/// `"2024-02-29"`, `"2024-02-29 13:45:00"`), so nothing is lost to a conversion.
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::Value;
+///
+/// assert_eq!(Value::from(7), Value::Int(7));
+/// assert_eq!(Value::from("x"), Value::Text("x".into()));
+/// assert_eq!(Value::from(None::<i64>), Value::Null);
+/// assert_eq!(Value::Int(7).kind_name(), "an integer");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Value {
+    /// SQL `NULL`.
+    Null,
+    /// An integer column's value.
+    Int(i64),
+    /// A floating-point column's value.
+    Float(f64),
+    /// An exact decimal (`NUMERIC`, `DECIMAL`), as its text.
+    Numeric(String),
+    /// A text, varchar, char or enum column's value.
+    Text(String),
+    /// A boolean.
+    Bool(bool),
+    /// A binary column's bytes.
+    Bytes(Vec<u8>),
+    /// A date, `YYYY-MM-DD`.
+    Date(String),
+    /// A time of day, `HH:MM:SS[.ffffff]`.
+    Time(String),
+    /// A date and time without time zone, `YYYY-MM-DD HH:MM:SS[.ffffff]`.
+    Timestamp(String),
+    /// A date and time with time zone, as the server writes it (`2024-02-29 13:45:00+00`).
+    TimestampTz(String),
+    /// JSON text.
+    Json(String),
+    /// A UUID in its hyphenated text form.
+    Uuid(String),
+}
+
+impl Value {
+    /// What kind of value this is, for messages: `"an integer"`, `"text"`, `"null"`...
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(sqlassist::Value::Bytes(vec![1]).kind_name(), "bytes");
+    /// ```
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Numeric(_) => "a numeric",
+            Value::Text(_) => "text",
+            Value::Bool(_) => "a bool",
+            Value::Bytes(_) => "bytes",
+            Value::Date(_) => "a date",
+            Value::Time(_) => "a time",
+            Value::Timestamp(_) => "a timestamp",
+            Value::TimestampTz(_) => "a timestamp with time zone",
+            Value::Json(_) => "json",
+            Value::Uuid(_) => "a uuid",
+        }
+    }
+
+    /// Whether a column of kind `kind` takes this value.
+    fn fits(&self, kind: &ColumnKind) -> bool {
+        use ColumnKind as K;
+        matches!(
+            (self, kind),
+            (Value::Null, _)
+                | (
+                    Value::Int(_),
+                    K::Integer { .. } | K::Numeric { .. } | K::Float { .. }
+                )
+                | (Value::Float(_), K::Float { .. } | K::Numeric { .. })
+                | (
+                    Value::Numeric(_),
+                    K::Numeric { .. } | K::Float { .. } | K::Integer { .. }
+                )
+                | (Value::Text(_), _)
+                | (Value::Bool(_), K::Bool)
+                | (Value::Bytes(_), K::Binary)
+                | (Value::Date(_), K::Date | K::Timestamp | K::TimestampTz)
+                | (Value::Time(_), K::Time)
+                | (
+                    Value::Timestamp(_) | Value::TimestampTz(_),
+                    K::Timestamp | K::TimestampTz
+                )
+                | (Value::Json(_), K::Json | K::Jsonb)
+                | (Value::Uuid(_), K::Uuid | K::Char { .. } | K::Varchar { .. })
+        )
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+
+impl From<i32> for Value {
+    fn from(v: i32) -> Self {
+        Value::Int(v.into())
+    }
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Float(v)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Bytes(v)
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// One row read by [`DynamicQuery::load`]: the selected columns' values, in order.
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::{DynamicTable, Registry, Schema, Settings, Value};
+///
+/// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_main.url", "sqlite://")]))?;
+/// let session = registry.session("main")?;
+/// session.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")?;
+/// session.execute("INSERT INTO t VALUES (1, 'a')")?;
+/// session.commit()?;
+/// let schema = Schema::reflect(registry.engine("main")?)?;
+/// let rows = DynamicTable::new(&schema, "t")?.select().load(&session)?;
+/// assert_eq!(rows[0].columns(), ["id", "name"]);
+/// assert_eq!(rows[0].get("name"), Some(&Value::Text("a".into())));
+/// assert_eq!(rows[0].values(), [Value::Int(1), Value::Text("a".into())]);
+/// # session.rollback()?;
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    columns: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+impl Row {
+    /// The selected columns' names.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// The values, in the order of [`columns`](Self::columns).
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+
+    /// The value of column `name`, if it was selected.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.columns
+            .iter()
+            .position(|c| c == name)
+            .map(|i| &self.values[i])
+    }
+
+    /// The values, by move.
+    pub fn into_values(self) -> Vec<Value> {
+        self.values
+    }
+}
+
+/// A comparison in a [`DynamicQuery::filter`].
+///
+/// Comparing with [`Value::Null`] through [`Cmp::Eq`] or [`Cmp::Ne`] writes `IS NULL` or
+/// `IS NOT NULL`; the other comparisons with `NULL` are refused.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(sqlassist::Cmp::Le.to_string(), "<=");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cmp {
+    /// `=`
+    Eq,
+    /// `<>`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl fmt::Display for Cmp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Cmp::Eq => "=",
+            Cmp::Ne => "<>",
+            Cmp::Lt => "<",
+            Cmp::Le => "<=",
+            Cmp::Gt => ">",
+            Cmp::Ge => ">=",
+        })
+    }
+}
+
+/// A sort direction in a [`DynamicQuery::order_by`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Order {
+    /// Ascending.
+    Asc,
+    /// Descending.
+    Desc,
+}
+
+/// A table of a reflected [`Schema`], to query by column names chosen at run time.
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::{Cmp, DynamicTable, Order, Registry, Schema, Settings, Value};
+///
+/// let registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy_main.url", "sqlite://")]))?;
+/// let session = registry.session("main")?;
+/// session.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL, age INTEGER)")?;
+/// session.commit()?;
+/// let schema = Schema::reflect(registry.engine("main")?)?;
+/// let people = DynamicTable::new(&schema, "people")?;
+///
+/// for (id, name, age) in [(1, "ann", 31), (2, "bob", 25), (3, "cy", 40)] {
+///     people.insert().value("id", id)?.value("name", name)?.value("age", age)?.execute(&session)?;
+/// }
+/// people.update().set("age", 26)?.filter("name", Cmp::Eq, "bob")?.execute(&session)?;
+/// assert_eq!(people.delete().filter("age", Cmp::Gt, 35)?.execute(&session)?, 1);
+/// let rows = people
+///     .select_columns(&["name", "age"])?
+///     .order_by("age", Order::Desc)?
+///     .limit(10)
+///     .load(&session)?;
+/// let names: Vec<_> = rows.iter().map(|r| r.values().to_vec()).collect();
+/// assert_eq!(names, [
+///     vec![Value::Text("ann".into()), Value::Int(31)],
+///     vec![Value::Text("bob".into()), Value::Int(26)],
+/// ]);
+/// assert!(people.select().filter("nickname", Cmp::Eq, "x").is_err()); // no such column
+/// # session.commit()?;
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct DynamicTable<'s> {
+    backend: Backend,
+    table: &'s Table,
+}
+
+impl<'s> DynamicTable<'s> {
+    /// Table `name` of `schema` (unqualified names are looked up in the schema's default
+    /// schema, `schema.name` otherwise).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTable`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, DynamicTable, Engine, EngineOptions, Error, Schema};
+    ///
+    /// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+    /// let schema = Schema::reflect(&engine)?;
+    /// assert!(matches!(DynamicTable::new(&schema, "nope"), Err(Error::UnknownTable { .. })));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn new(schema: &'s Schema, name: &str) -> Result<Self> {
+        Ok(Self {
+            backend: schema.backend(),
+            table: schema.table(name)?,
+        })
+    }
+
+    /// The reflected table.
+    pub fn table(&self) -> &'s Table {
+        self.table
+    }
+
+    /// A `SELECT` of every column (in the table's order).
+    ///
+    /// Selecting a column whose type is not supported fails when the query runs; use
+    /// [`select_columns`](Self::select_columns) to leave it out.
+    pub fn select(&self) -> DynamicQuery<'s> {
+        let mut query = self.query(Kind::Select);
+        query.columns = self.table.columns().iter().collect();
+        query
+    }
+
+    /// A `SELECT` of the named columns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownColumn`]; [`Error::UnsupportedType`] for a column whose type
+    /// sqlassist cannot read.
+    pub fn select_columns(&self, columns: &[&str]) -> Result<DynamicQuery<'s>> {
+        let mut query = self.query(Kind::Select);
+        for name in columns {
+            self.table.supported_kind(name)?;
+            query.columns.push(self.table.column(name)?);
+        }
+        Ok(query)
+    }
+
+    /// An `INSERT` of one row; give its values with [`DynamicQuery::value`].
+    pub fn insert(&self) -> DynamicQuery<'s> {
+        self.query(Kind::Insert)
+    }
+
+    /// An `UPDATE`; give new values with [`DynamicQuery::set`] and the rows with
+    /// [`DynamicQuery::filter`] (no filter updates every row).
+    pub fn update(&self) -> DynamicQuery<'s> {
+        self.query(Kind::Update)
+    }
+
+    /// A `DELETE` of the rows [`DynamicQuery::filter`] chooses (no filter deletes every row).
+    pub fn delete(&self) -> DynamicQuery<'s> {
+        self.query(Kind::Delete)
+    }
+
+    fn query(&self, kind: Kind) -> DynamicQuery<'s> {
+        DynamicQuery {
+            backend: self.backend,
+            table: self.table,
+            kind,
+            columns: Vec::new(),
+            assignments: Vec::new(),
+            filters: Vec::new(),
+            order: Vec::new(),
+            limit: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Select,
+    Insert,
+    Update,
+    Delete,
+}
+
+/// A query over a [`DynamicTable`], built step by step; every column name is checked
+/// against the reflected table as it is given.
+///
+/// See [`DynamicTable`] for an example.
+#[derive(Debug, Clone)]
+#[must_use = "a query does nothing until it is loaded or executed"]
+pub struct DynamicQuery<'s> {
+    backend: Backend,
+    table: &'s Table,
+    kind: Kind,
+    columns: Vec<&'s Column>,
+    assignments: Vec<(&'s Column, Value)>,
+    filters: Vec<(&'s Column, Cmp, Value)>,
+    order: Vec<(&'s Column, Order)>,
+    limit: Option<u64>,
+}
+
+impl<'s> DynamicQuery<'s> {
+    /// The value of `column` in the row an `INSERT` writes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownColumn`], [`Error::UnsupportedType`], [`Error::ValueDoesNotFit`].
+    pub fn value(self, column: &str, value: impl Into<Value>) -> Result<Self> {
+        self.set(column, value)
+    }
+
+    /// `SET column = value` in an `UPDATE` (the same as [`value`](Self::value)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownColumn`], [`Error::UnsupportedType`], [`Error::ValueDoesNotFit`].
+    pub fn set(mut self, column: &str, value: impl Into<Value>) -> Result<Self> {
+        let (column, value) = self.checked(column, value.into())?;
+        self.assignments.push((column, value));
+        Ok(self)
+    }
+
+    /// `WHERE column <cmp> value`; several filters are joined by `AND`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownColumn`], [`Error::UnsupportedType`], [`Error::ValueDoesNotFit`];
+    /// [`Error::InvalidQuery`] for an ordering comparison with `NULL`.
+    pub fn filter(mut self, column: &str, cmp: Cmp, value: impl Into<Value>) -> Result<Self> {
+        let (column, value) = self.checked(column, value.into())?;
+        if value == Value::Null && !matches!(cmp, Cmp::Eq | Cmp::Ne) {
+            return Err(self.invalid(format!("`{}` {cmp} null is never true", column.name())));
+        }
+        self.filters.push((column, cmp, value));
+        Ok(self)
+    }
+
+    /// `ORDER BY column`; several are applied in the order given.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownColumn`].
+    pub fn order_by(mut self, column: &str, order: Order) -> Result<Self> {
+        let column = self.table.column(column)?;
+        self.order.push((column, order));
+        Ok(self)
+    }
+
+    /// `LIMIT n`.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// Runs a `SELECT` on `session` and returns its rows.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidQuery`] when this is not a `SELECT`; [`Error::UnsupportedType`]
+    /// for a selected column sqlassist cannot read; those of [`Session::run`].
+    pub fn load(&self, session: &Session) -> Result<Vec<Row>> {
+        if self.kind != Kind::Select {
+            return Err(self.invalid("only a select returns rows; use execute()".into()));
+        }
+        for column in &self.columns {
+            self.table.supported_kind(column.name())?;
+        }
+        let (sql, binds) = self.to_sql();
+        let names: Arc<[String]> = self.columns.iter().map(|c| c.name().to_owned()).collect();
+        let kinds: Vec<&ColumnKind> = self.columns.iter().map(|c| c.kind()).collect();
+        let rows: Vec<Vec<Option<String>>> = match session.engine().backend() {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => {
+                session.run(|c: &mut diesel::PgConnection| load_text(c, &sql, &binds))?
+            }
+            #[cfg(feature = "mysql")]
+            Backend::Mysql => {
+                session.run(|c: &mut diesel::MysqlConnection| load_text(c, &sql, &binds))?
+            }
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite => {
+                session.run(|c: &mut diesel::SqliteConnection| load_text(c, &sql, &binds))?
+            }
+            #[allow(unreachable_patterns)]
+            other => return Err(not_enabled(other)),
+        };
+        rows.into_iter()
+            .map(|texts| {
+                let values = texts
+                    .into_iter()
+                    .zip(&kinds)
+                    .zip(self.columns.iter())
+                    .map(|((text, kind), column)| self.decode(column, kind, text))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Row {
+                    columns: names.clone(),
+                    values,
+                })
+            })
+            .collect()
+    }
+
+    /// Runs an `INSERT`, `UPDATE` or `DELETE` on `session`; returns the number of rows
+    /// affected.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidQuery`] for a `SELECT`, or an `INSERT`/`UPDATE` without values;
+    /// those of [`Session::run`].
+    pub fn execute(&self, session: &Session) -> Result<usize> {
+        match self.kind {
+            Kind::Select => return Err(self.invalid("a select is run with load()".into())),
+            Kind::Insert | Kind::Update if self.assignments.is_empty() => {
+                return Err(self.invalid("no column values given".into()))
+            }
+            _ => {}
+        }
+        let (sql, binds) = self.to_sql();
+        match session.engine().backend() {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => {
+                session.run(|c: &mut diesel::PgConnection| bound(&sql, &binds).execute(c))
+            }
+            #[cfg(feature = "mysql")]
+            Backend::Mysql => {
+                session.run(|c: &mut diesel::MysqlConnection| bound(&sql, &binds).execute(c))
+            }
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite => {
+                session.run(|c: &mut diesel::SqliteConnection| bound(&sql, &binds).execute(c))
+            }
+            #[allow(unreachable_patterns)]
+            other => Err(not_enabled(other)),
+        }
+    }
+
+    /// The SQL text this query sends, with its parameter placeholders: for logs and tests.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Cmp, DatabaseUrl, DynamicTable, Engine, EngineOptions, InitOptions, Registry, Schema};
+    ///
+    /// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+    /// let mut registry = Registry::new();
+    /// registry.init_engine("main", engine.clone(), InitOptions::new())?;
+    /// let session = registry.session("main")?;
+    /// session.execute(r#"CREATE TABLE "odd""name" (v INTEGER)"#)?;
+    /// session.commit()?;
+    /// let schema = Schema::reflect(&engine)?;
+    /// let query = DynamicTable::new(&schema, "odd\"name")?.delete().filter("v", Cmp::Lt, 3)?;
+    /// assert_eq!(query.sql(), r#"DELETE FROM "main"."odd""name" WHERE "v" < ?"#);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn sql(&self) -> String {
+        self.to_sql().0
+    }
+
+    fn checked(&self, column: &str, value: Value) -> Result<(&'s Column, Value)> {
+        let kind = self.table.supported_kind(column)?;
+        let column = self.table.column(column)?;
+        if !value.fits(kind) {
+            return Err(Error::ValueDoesNotFit {
+                table: self.table.name().to_string().into(),
+                column: column.name().into(),
+                type_name: column.sql_type().into(),
+                value: value.kind_name(),
+            });
+        }
+        Ok((column, value))
+    }
+
+    fn invalid(&self, reason: String) -> Error {
+        Error::InvalidQuery {
+            table: self.table.name().to_string(),
+            reason,
+        }
+    }
+
+    fn to_sql(&self) -> (String, Vec<Value>) {
+        let mut w = Writer {
+            backend: self.backend,
+            sql: String::new(),
+            binds: Vec::new(),
+        };
+        let table = format!(
+            "{}.{}",
+            w.ident(self.table.name().schema()),
+            w.ident(self.table.name().name())
+        );
+        match self.kind {
+            Kind::Select => {
+                w.sql.push_str("SELECT ");
+                for (i, column) in self.columns.iter().enumerate() {
+                    if i > 0 {
+                        w.sql.push_str(", ");
+                    }
+                    let ident = w.ident(column.name());
+                    w.sql.push_str(&w.as_text(&ident, column.kind()));
+                }
+                w.sql.push_str(" FROM ");
+                w.sql.push_str(&table);
+            }
+            Kind::Insert => {
+                w.sql.push_str("INSERT INTO ");
+                w.sql.push_str(&table);
+                w.sql.push_str(" (");
+                for (i, (column, _)) in self.assignments.iter().enumerate() {
+                    if i > 0 {
+                        w.sql.push_str(", ");
+                    }
+                    let ident = w.ident(column.name());
+                    w.sql.push_str(&ident);
+                }
+                w.sql.push_str(") VALUES (");
+                for (i, (column, value)) in self.assignments.iter().enumerate() {
+                    if i > 0 {
+                        w.sql.push_str(", ");
+                    }
+                    w.param(column, value.clone());
+                }
+                w.sql.push(')');
+            }
+            Kind::Update => {
+                w.sql.push_str("UPDATE ");
+                w.sql.push_str(&table);
+                w.sql.push_str(" SET ");
+                for (i, (column, value)) in self.assignments.iter().enumerate() {
+                    if i > 0 {
+                        w.sql.push_str(", ");
+                    }
+                    let ident = w.ident(column.name());
+                    w.sql.push_str(&ident);
+                    w.sql.push_str(" = ");
+                    w.param(column, value.clone());
+                }
+            }
+            Kind::Delete => {
+                w.sql.push_str("DELETE FROM ");
+                w.sql.push_str(&table);
+            }
+        }
+        for (i, (column, cmp, value)) in self.filters.iter().enumerate() {
+            w.sql.push_str(if i == 0 { " WHERE " } else { " AND " });
+            let ident = w.ident(column.name());
+            w.sql.push_str(&ident);
+            match (value, cmp) {
+                (Value::Null, Cmp::Eq) => w.sql.push_str(" IS NULL"),
+                (Value::Null, _) => w.sql.push_str(" IS NOT NULL"),
+                _ => {
+                    w.sql.push_str(&format!(" {cmp} "));
+                    w.param(column, value.clone());
+                }
+            }
+        }
+        if self.kind == Kind::Select {
+            for (i, (column, order)) in self.order.iter().enumerate() {
+                w.sql.push_str(if i == 0 { " ORDER BY " } else { ", " });
+                let ident = w.ident(column.name());
+                w.sql.push_str(&ident);
+                w.sql.push_str(match order {
+                    Order::Asc => " ASC",
+                    Order::Desc => " DESC",
+                });
+            }
+            if let Some(n) = self.limit {
+                // A number this library formats, not a value from outside: no bind needed.
+                w.sql.push_str(&format!(" LIMIT {n}"));
+            }
+        }
+        (w.sql, w.binds)
+    }
+
+    fn decode(&self, column: &Column, kind: &ColumnKind, text: Option<String>) -> Result<Value> {
+        let Some(text) = text else {
+            return Ok(Value::Null);
+        };
+        let bad = || Error::InvalidQuery {
+            table: self.table.name().to_string(),
+            reason: format!(
+                "column `{}` ({}) returned a value sqlassist cannot read",
+                column.name(),
+                column.sql_type()
+            ),
+        };
+        use ColumnKind as K;
+        Ok(match kind {
+            K::Integer { .. } => match text.parse::<i64>() {
+                Ok(v) => Value::Int(v),
+                // An unsigned BIGINT above i64::MAX: keep its digits.
+                Err(_) => Value::Numeric(text),
+            },
+            K::Float { .. } => Value::Float(text.parse().map_err(|_| bad())?),
+            K::Numeric { .. } => Value::Numeric(text),
+            K::Bool => Value::Bool(match text.as_str() {
+                "t" | "true" | "1" => true,
+                "f" | "false" | "0" => false,
+                _ => return Err(bad()),
+            }),
+            K::Date => Value::Date(text),
+            K::Time => Value::Time(text),
+            K::Timestamp => Value::Timestamp(text),
+            K::TimestampTz => Value::TimestampTz(text),
+            K::Json | K::Jsonb => Value::Json(text),
+            K::Uuid => Value::Uuid(text),
+            K::Binary => Value::Bytes(from_hex(&text).ok_or_else(bad)?),
+            _ => Value::Text(text),
+        })
+    }
+}
+
+fn not_enabled(backend: Backend) -> Error {
+    Error::BackendNotEnabled {
+        backend,
+        feature: backend.feature(),
+    }
+}
+
+/// Builds the SQL text and collects the values to bind, in placeholder order.
+struct Writer {
+    backend: Backend,
+    sql: String,
+    binds: Vec<Value>,
+}
+
+impl Writer {
+    fn ident(&self, name: &str) -> String {
+        match self.backend {
+            Backend::Mysql => format!("`{}`", name.replace('`', "``")),
+            Backend::Postgres | Backend::Sqlite => format!("\"{}\"", name.replace('"', "\"\"")),
+        }
+    }
+
+    /// The select-list expression that reads column `ident` as text (bytes as hex).
+    fn as_text(&self, ident: &str, kind: &ColumnKind) -> String {
+        match (self.backend, kind) {
+            (Backend::Postgres, ColumnKind::Binary) => format!("encode({ident}, 'hex')"),
+            (Backend::Mysql, ColumnKind::Binary) => format!("hex({ident})"),
+            // SQLite's hex(NULL) is '', the same as an empty blob's.
+            (Backend::Sqlite, ColumnKind::Binary) => {
+                format!("CASE WHEN {ident} IS NULL THEN NULL ELSE hex({ident}) END")
+            }
+            (Backend::Mysql, _) => format!("CAST({ident} AS CHAR)"),
+            (Backend::Postgres | Backend::Sqlite, _) => format!("CAST({ident} AS TEXT)"),
+        }
+    }
+
+    /// Writes a placeholder for `value`, bound for `column`.
+    fn param(&mut self, column: &Column, value: Value) {
+        self.binds.push(value);
+        match self.backend {
+            Backend::Postgres => {
+                let n = self.binds.len();
+                match column.kind() {
+                    // An explicit cast to varchar(n) truncates; assignment checks the length.
+                    ColumnKind::Text | ColumnKind::Varchar { .. } | ColumnKind::Char { .. } => {
+                        self.sql.push_str(&format!("${n}"));
+                    }
+                    // Parameters are typed (int8, float8, text): the column's own type
+                    // makes numeric, date, json, enum... comparisons and assignments work.
+                    _ => self
+                        .sql
+                        .push_str(&format!("CAST(${n} AS {})", column.sql_type())),
+                }
+            }
+            Backend::Mysql | Backend::Sqlite => self.sql.push('?'),
+        }
+    }
+}
+
+/// `sql` with `binds` bound, each with the Diesel SQL type of its [`Value`] variant.
+fn bound<'q, DB>(sql: &str, binds: &'q [Value]) -> BoxedSqlQuery<'q, DB, SqlQuery>
+where
+    DB: diesel::backend::Backend
+        + HasSqlType<BigInt>
+        + HasSqlType<Double>
+        + HasSqlType<Bool>
+        + HasSqlType<Binary>
+        + HasSqlType<Text>,
+    i64: ToSql<BigInt, DB>,
+    f64: ToSql<Double, DB>,
+    bool: ToSql<Bool, DB>,
+    [u8]: ToSql<Binary, DB>,
+    str: ToSql<Text, DB>,
+    Option<&'q str>: ToSql<Nullable<Text>, DB>,
+{
+    let mut query = diesel::sql_query(sql.to_owned()).into_boxed::<DB>();
+    for value in binds {
+        query = match value {
+            Value::Null => query.bind::<Nullable<Text>, _>(None::<&'q str>),
+            Value::Int(v) => query.bind::<BigInt, _>(*v),
+            Value::Float(v) => query.bind::<Double, _>(*v),
+            Value::Bool(v) => query.bind::<Bool, _>(*v),
+            Value::Bytes(v) => query.bind::<Binary, _>(v.as_slice()),
+            Value::Numeric(s)
+            | Value::Text(s)
+            | Value::Date(s)
+            | Value::Time(s)
+            | Value::Timestamp(s)
+            | Value::TimestampTz(s)
+            | Value::Json(s)
+            | Value::Uuid(s) => query.bind::<Text, _>(s.as_str()),
+        };
+    }
+    query
+}
+
+/// Runs `sql` and reads every column of every row as (nullable) text.
+fn load_text<C>(
+    conn: &mut C,
+    sql: &str,
+    binds: &[Value],
+) -> diesel::QueryResult<Vec<Vec<Option<String>>>>
+where
+    C: LoadConnection,
+    C::Backend: HasSqlType<BigInt>
+        + HasSqlType<Double>
+        + HasSqlType<Bool>
+        + HasSqlType<Binary>
+        + HasSqlType<Text>
+        + diesel::backend::Backend
+        + diesel::sql_types::TypeMetadata
+        + diesel::expression::QueryMetadata<Untyped>,
+    for<'q> BoxedSqlQuery<'q, C::Backend, SqlQuery>: QueryFragment<C::Backend> + QueryId,
+    i64: ToSql<BigInt, C::Backend>,
+    f64: ToSql<Double, C::Backend>,
+    bool: ToSql<Bool, C::Backend>,
+    [u8]: ToSql<Binary, C::Backend>,
+    str: ToSql<Text, C::Backend>,
+    for<'q> Option<&'q str>: ToSql<Nullable<Text>, C::Backend>,
+    String: FromSql<Text, C::Backend>,
+{
+    let query = bound::<C::Backend>(sql, binds);
+    let cursor = conn.load(query)?;
+    let mut rows = Vec::new();
+    for row in cursor {
+        let row = row?;
+        let mut texts = Vec::with_capacity(row.field_count());
+        for i in 0..row.field_count() {
+            let field = row.get(i).ok_or_else(|| {
+                diesel::result::Error::DeserializationError(
+                    "a row has fewer fields than announced".into(),
+                )
+            })?;
+            texts.push(match field.value() {
+                None => None,
+                Some(raw) => Some(
+                    <String as FromSql<Text, C::Backend>>::from_sql(raw)
+                        .map_err(diesel::result::Error::DeserializationError)?,
+                ),
+            });
+        }
+        rows.push(texts);
+    }
+    Ok(rows)
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}

@@ -1,0 +1,1 @@
+CREATE TABLE migrate_items_mysql (id INTEGER PRIMARY KEY, name VARCHAR(40) NOT NULL);

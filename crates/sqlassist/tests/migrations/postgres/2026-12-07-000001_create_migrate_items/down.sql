@@ -1,0 +1,1 @@
+DROP TABLE migrate_items_postgres;

@@ -1,0 +1,1 @@
+CREATE TABLE migrate_items_sqlite (id INTEGER PRIMARY KEY, name VARCHAR(40) NOT NULL);
