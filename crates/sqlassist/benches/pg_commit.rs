@@ -478,7 +478,7 @@ fn main() -> Res<()> {
                     "raw_2pc_two_db" => {
                         // gids are global to the server: one per database.
                         let gid = format!("bench_raw_{pid}_{round}_{i}");
-                        // The sequence: insert in both databases, then PREPARE
+                        // The textbook sequence: insert in both databases, then PREPARE
                         // TRANSACTION on each, then COMMIT PREPARED on each.
                         for c in [&mut a, &mut b] {
                             c.batch_execute("BEGIN")?;

@@ -25,7 +25,7 @@ thread_local! {
 /// and a database transaction, both opened lazily on first use (SQLAlchemy's scoped
 /// session).
 ///
-/// A *managed* session (the seed's `use_zope=True`) joins the thread's current
+/// A *managed* session (pyramid_sqlassist's `use_zope=True`) joins the thread's current
 /// transaction on first use in each transaction, and commits only through
 /// [`transaction::commit`]; its own [`commit`](Self::commit) fails with
 /// [`Error::CommitThroughTransactionManager`]. An *unmanaged* session commits and rolls
@@ -457,7 +457,7 @@ impl Session {
     ///
     /// [`Error::CommitThroughTransactionManager`] for a managed session: the work stays
     /// pending and a later `transaction::commit()` commits it (call
-    /// [`rollback`](Self::rollback) to discard it, as the seed's docs say).
+    /// [`rollback`](Self::rollback) to discard it, as zope.sqlalchemy's docs say).
     /// [`Error::Database`] when the commit fails; [`Error::TransactionEndedOutside`] when
     /// raw SQL ended the transaction; [`Error::TransactionFailedEarlier`] when a statement
     /// failed in it (call [`rollback`](Self::rollback)); [`Error::SavepointStillOpen`] when a
@@ -571,7 +571,7 @@ impl Session {
     }
 }
 
-/// Closes every session of this thread (the seed's request-end cleanup): rolls back work
+/// Closes every session of this thread (what pyramid_sqlassist does at the end of a request): rolls back work
 /// that was never committed (with a warning), and returns every connection to its pool.
 ///
 /// Call it at the end of each unit of work (a web request, a job). Managed work should

@@ -1,4 +1,4 @@
-//! Bad input tried as a new user would (issue 3's acceptance): each error names the
+//! Bad input tried as a new user would : each error names the
 //! problem, and none shows the password, in `Display` or in `Debug`.
 //!
 //! The server tests use `SQLASSIST_TEST_PG_NO2PC_URL`, the private cluster of

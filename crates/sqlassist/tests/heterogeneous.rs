@@ -1,4 +1,4 @@
-//! One transaction across PostgreSQL, MariaDB and SQLite (issue 4): all three commit; a
+//! One transaction across PostgreSQL, MariaDB and SQLite: all three commit; a
 //! failure injected in each of them at each phase it goes through; connections killed by
 //! the server between vote and finish; no connection at all for phase two; savepoints
 //! across PostgreSQL and MariaDB; many threads sharing small pools.

@@ -1,5 +1,5 @@
-//! The seed's handler scenario (issue 3's seven cases that apply) against real MariaDB,
-//! through XA two-phase commit (issue 4), plus the MariaDB-specific behaviour: one-phase
+//! A web handler's scenario in pyramid_sqlassist's style (reader, managed writers, unmanaged
+//! log) against real MariaDB, through XA two-phase commit, plus the MariaDB-specific behaviour: one-phase
 //! `XA COMMIT ... ONE PHASE` for a lone engine, nested Diesel transactions as savepoints
 //! inside an XA branch, lock wait timeouts reported as transient, unmanaged sessions.
 //!
@@ -94,7 +94,7 @@ impl DecisionLog for Probe {
     }
 }
 
-// --- the seed's scenario -------------------------------------------------------------
+// --- the handler scenario -----------------------------------------------------------
 
 #[test]
 fn reader_user_queries_work_insert_is_denied_and_reader_stays_usable_after_rollback() {

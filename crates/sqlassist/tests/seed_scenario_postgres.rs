@@ -1,5 +1,5 @@
-//! The seed's handler scenario (issue 3) against real PostgreSQL, plus the two-phase
-//! commit behaviour the issue asks for: one-phase commit for a lone engine, read-only
+//! A web handler's scenario in pyramid_sqlassist's style against real PostgreSQL, plus
+//! two-phase commit behaviour: one-phase commit for a lone engine, read-only
 //! votes, a failure at PREPARE, PostgreSQL next to SQLite, savepoints, retries of
 //! serialization failures, and transactions ended or broken behind the session's back.
 //!
@@ -117,7 +117,7 @@ fn resource_error(err: &transaction::Error) -> &Error {
     }
 }
 
-// --- the seed's scenario -------------------------------------------------------------
+// --- the handler scenario -----------------------------------------------------------
 
 #[test]
 fn reader_role_queries_work_insert_is_denied_and_reader_stays_usable_after_rollback() {

@@ -1,4 +1,4 @@
-//! The seed's handler scenario (issue 3) on real SQLite files, plus session behaviour that
+//! A web handler's scenario in pyramid_sqlassist's style on real SQLite files, plus session behaviour that
 //! needs no server.
 //!
 //! Each test builds its own [`Registry`] over files in its own temporary directory, and
