@@ -90,9 +90,7 @@ impl Head {
                 | b"SET"
         )
     }
-}
 
-impl Head {
     /// Statements that may end the transaction (`ROLLBACK TO SAVEPOINT` included: this is
     /// only a reason to look).
     fn may_end_transaction(&self) -> bool {
