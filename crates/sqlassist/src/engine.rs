@@ -420,7 +420,7 @@ impl Engine {
     }
 
     /// Opens a connection outside the pool.
-    fn probe<C: diesel::r2d2::R2D2Connection + 'static>(
+    pub(crate) fn probe<C: diesel::r2d2::R2D2Connection + 'static>(
         &self,
     ) -> std::result::Result<C, diesel::r2d2::Error> {
         ConnectionManager::<C>::new(self.inner.connect_url.clone()).connect()

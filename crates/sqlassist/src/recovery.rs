@@ -295,7 +295,7 @@ pub(crate) fn pass(
 /// (`sqlassist_…`) or a MariaDB/MySQL xid in SQL (`'<gtrid>','<engine>'`). A listed XA
 /// branch is named differently (`XA RECOVER CONVERT XID` gives hex), so decisions and
 /// listed branches are matched by the parsed id, never by text.
-fn recorded_branch_id(recorded: &str) -> Option<BranchId> {
+pub(crate) fn recorded_branch_id(recorded: &str) -> Option<BranchId> {
     match recorded
         .strip_prefix('\'')
         .and_then(|r| r.strip_suffix('\''))
