@@ -61,7 +61,7 @@ fn exit_of(report: &InDoubtReport) -> u8 {
 }
 
 /// `in-doubt list` and `recover --dry-run`: what is prepared and what a pass would do.
-pub(crate) fn list(args: &SettingsArgs, json: bool) -> u8 {
+pub(crate) fn list(args: &SettingsArgs, all: bool, json: bool) -> u8 {
     let (settings, registry) = match args.load() {
         Ok(loaded) => loaded,
         Err(e) => return fail("cannot read the settings", &e),
@@ -74,7 +74,7 @@ pub(crate) fn list(args: &SettingsArgs, json: bool) -> u8 {
         "listing prepared branches of node `{}`",
         registry.node_id().as_str()
     );
-    let report = registry.in_doubt(log.as_ref().map(|(_, i)| i));
+    let report = registry.in_doubt(log.as_ref().map(|(_, i)| i), all);
     if json {
         let unreachable: Vec<serde_json::Value> = report
             .unreachable
@@ -222,7 +222,7 @@ pub(crate) fn finish(args: &SettingsArgs, gid: &str, commit: bool, force: bool, 
         Ok(i) => i,
         Err(e) => return fail("cannot read the decision log", &e),
     };
-    let report = registry.in_doubt(Some(&inspection));
+    let report = registry.in_doubt(Some(&inspection), false);
     let Some(branch) = report.branches.iter().find(|b| b.id == gid) else {
         for (engine, e) in &report.unreachable {
             eprintln!("{engine}: cannot list prepared branches: {e}");

@@ -134,6 +134,9 @@ enum InDoubtCommand {
     List {
         #[command(flatten)]
         settings: SettingsArgs,
+        /// Also other nodes' and foreign prepared branches (left alone by recovery).
+        #[arg(long)]
+        all: bool,
         /// One JSON object on stdout instead of a table.
         #[arg(long)]
         json: bool,
@@ -200,13 +203,18 @@ fn main() -> ExitCode {
         } => schema_print(&settings, &engine, &tables, declared, json),
         Command::Check { settings, json } => check::run(&settings, json),
         Command::InDoubt {
-            command: InDoubtCommand::List { settings, json },
-        } => branches::list(&settings, json),
+            command:
+                InDoubtCommand::List {
+                    settings,
+                    all,
+                    json,
+                },
+        } => branches::list(&settings, all, json),
         Command::Recover {
             settings,
             dry_run: true,
             json,
-        } => branches::list(&settings, json),
+        } => branches::list(&settings, false, json),
         Command::Recover { settings, json, .. } => branches::recover(&settings, json),
         Command::Commit(a) => branches::finish(&a.settings, &a.gid, true, a.force, a.json),
         Command::Rollback(a) => branches::finish(&a.settings, &a.gid, false, a.force, a.json),

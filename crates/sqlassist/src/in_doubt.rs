@@ -156,7 +156,8 @@ fn ages(engine: &Engine) -> Vec<(String, Duration)> {
 }
 
 impl Registry {
-    /// Lists the prepared branches of every managed engine with what `log` (the decision
+    /// Lists the prepared branches of every managed engine (this registry's node's only,
+    /// unless `all`: then other nodes' and foreign ones too) with what `log` (the decision
     /// log read with [`transaction::FileDecisionLog::inspect`], which needs no lock) says
     /// about each and what a recovery pass of this registry's node would do. Acts on
     /// nothing. Without a log, no branch counts as decided.
@@ -168,11 +169,11 @@ impl Registry {
     ///
     /// let settings = Settings::from_pairs([("sqlalchemy_main.url", "sqlite://"), ("sqlalchemy_main.managed", "true")]);
     /// let registry = Registry::from_settings_inert(&settings, &[])?;
-    /// let report = registry.in_doubt(None);
+    /// let report = registry.in_doubt(None, false);
     /// assert!(report.branches.is_empty() && report.unreachable.is_empty());
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
-    pub fn in_doubt(&self, log: Option<&LogInspection>) -> InDoubtReport {
+    pub fn in_doubt(&self, log: Option<&LogInspection>, all: bool) -> InDoubtReport {
         let decided: BTreeSet<BranchId> = log
             .map(|l| {
                 l.open_decisions
@@ -202,6 +203,9 @@ impl Registry {
                 ages(&engine)
             };
             for branch in listed {
+                if !all && !matches!(branch.owner(), Owner::Ours(_)) {
+                    continue;
+                }
                 let (parsed, decision, action) = match branch.owner() {
                     Owner::Ours(b) if decided.contains(b) => (
                         Some(b.clone()),
