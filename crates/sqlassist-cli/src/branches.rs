@@ -222,7 +222,7 @@ pub(crate) fn finish(args: &SettingsArgs, gid: &str, commit: bool, force: bool, 
         Ok(i) => i,
         Err(e) => return fail("cannot read the decision log", &e),
     };
-    let report = registry.in_doubt(Some(&inspection), false);
+    let report = registry.in_doubt(Some(&inspection), true);
     let Some(branch) = report.branches.iter().find(|b| b.id == gid) else {
         for (engine, e) in &report.unreachable {
             eprintln!("{engine}: cannot list prepared branches: {e}");
@@ -230,6 +230,18 @@ pub(crate) fn finish(args: &SettingsArgs, gid: &str, commit: bool, force: bool, 
         eprintln!("sqlassist: no prepared branch `{gid}` on the managed engines");
         return ERROR;
     };
+    let ours = branch
+        .branch
+        .as_ref()
+        .is_some_and(|b| b.node() == registry.node_id());
+    if !ours && !force {
+        eprintln!(
+            "sqlassist: refused: `{gid}` is not a branch of node `{}` ({}); its owner recovers it. Use --force",
+            registry.node_id().as_str(),
+            branch.decision
+        );
+        return OPERATOR;
+    }
     if !commit && branch.decision == LoggedDecision::CommitLogged && !force {
         eprintln!(
             "sqlassist: refused: a commit is logged for `{gid}`; rolling it back would split the transaction's outcome. Use `sqlassist commit`, or --force"

@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 
 use common::{ini, parts, sqlassist, TempDir};
 
+/// Each `(subject, check)` with its `(outcome, detail)`.
+type Items = BTreeMap<(String, String), (String, String)>;
+
 /// Runs `check --json` on `lines`; returns the exit code, the outcome of each
 /// `(subject, check)` with its detail, and the raw stdout and stderr.
-fn check(
-    dir: &TempDir,
-    lines: &[String],
-) -> (i32, BTreeMap<(String, String), (String, String)>, String) {
+fn check(dir: &TempDir, lines: &[String]) -> (i32, Items, String) {
     let settings = ini(dir, "app.ini", lines);
     let (code, stdout, stderr) =
         parts(&sqlassist(&["check", settings.to_str().unwrap(), "--json"]));
@@ -42,11 +42,7 @@ fn check(
 }
 
 #[track_caller]
-fn outcome<'a>(
-    items: &'a BTreeMap<(String, String), (String, String)>,
-    subject: &str,
-    check: &str,
-) -> (&'a str, &'a str) {
+fn outcome<'a>(items: &'a Items, subject: &str, check: &str) -> (&'a str, &'a str) {
     let (o, d) = items
         .get(&(subject.to_owned(), check.to_owned()))
         .unwrap_or_else(|| panic!("no `{check}` item for `{subject}`: {items:?}"));

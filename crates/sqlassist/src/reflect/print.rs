@@ -344,11 +344,15 @@ impl Schema {
                 });
             }
             if skip_table {
-                skipped_notes.entry(schema).or_default().push(format!(
-                    "// `{}` left out: Diesel has no type for {}\n",
-                    table.name(),
-                    describe(&left_out)
-                ));
+                let why = if left_out.is_empty() {
+                    "it has no columns".to_owned()
+                } else {
+                    format!("Diesel has no type for {}", describe(&left_out))
+                };
+                skipped_notes
+                    .entry(schema)
+                    .or_default()
+                    .push(format!("// `{}` left out: {why}\n", table.name()));
                 continue;
             }
             let rust_of = |sql: &str| {
@@ -395,8 +399,8 @@ impl Schema {
         {
             let n = widest.columns.len();
             let feature = match n {
-                ..=32 => "32-column-tables",
-                ..=64 => "64-column-tables",
+                17..=32 => "32-column-tables",
+                33..=64 => "64-column-tables",
                 _ => "128-column-tables",
             };
             let _ = writeln!(
