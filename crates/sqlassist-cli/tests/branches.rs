@@ -83,18 +83,23 @@ struct Xid {
 struct Cleanup {
     pg: String,
     mysql: String,
-    node: String,
+    nodes: Vec<String>,
     table: String,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let prefix = format!("sqlassist_{}_", self.node);
+        let prefixes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("sqlassist_{n}_"))
+            .collect();
+        let ours = |id: &str| prefixes.iter().any(|p| id.starts_with(p.as_str()));
         if let Ok(mut c) = diesel::PgConnection::establish(&self.pg) {
             let gids = diesel::sql_query("SELECT gid FROM pg_prepared_xacts")
                 .load::<Gid>(&mut c)
                 .unwrap_or_default();
-            for g in gids.iter().filter(|g| g.gid.starts_with(&prefix)) {
+            for g in gids.iter().filter(|g| ours(&g.gid)) {
                 let _ = c.batch_execute(&format!("ROLLBACK PREPARED '{}'", g.gid));
             }
             let _ = c.batch_execute(&format!("DROP TABLE IF EXISTS {}", self.table));
@@ -103,7 +108,7 @@ impl Drop for Cleanup {
             let xids = diesel::sql_query("XA RECOVER")
                 .load::<Xid>(&mut c)
                 .unwrap_or_default();
-            for x in xids.iter().filter(|x| x.data.starts_with(&prefix)) {
+            for x in xids.iter().filter(|x| ours(&x.data)) {
                 let split = usize::try_from(x.gtrid_length)
                     .unwrap_or(0)
                     .min(x.data.len());
@@ -126,11 +131,12 @@ fn operators_list_recover_and_settle_in_doubt_branches() {
     let dir = TempDir::new("branches");
     let node_name = format!("cli-ind-{}", std::process::id());
     let node = NodeId::new(&node_name).unwrap();
+    let other_name = format!("cli-oth-{}", std::process::id());
     let table = format!("cli_ind_{}", std::process::id());
     let _cleanup = Cleanup {
         pg: pg.clone(),
         mysql: mysql.clone(),
-        node: node_name.clone(),
+        nodes: vec![node_name.clone(), other_name.clone()],
         table: table.clone(),
     };
     common::pg_exec(&pg, &format!("CREATE TABLE {table} (v BIGINT)"));
@@ -172,6 +178,10 @@ fn operators_list_recover_and_settle_in_doubt_branches() {
         }
     }
 
+    // E: another node's branch, listed only with --all and never finished unless forced.
+    let e = BranchId::new(NodeId::new(&other_name).unwrap(), 1, 5, "pg").unwrap();
+    pg_prepare(&pg, &table, &e.to_string(), 5);
+
     // The list: each branch with its decision and the action recovery would take.
     let (code, list, stderr) = run_json(&["in-doubt", "list", settings, "--json"]);
     assert_eq!(code, 1, "in-doubt branches present: {list} {stderr}");
@@ -201,6 +211,19 @@ fn operators_list_recover_and_settle_in_doubt_branches() {
     );
     assert_eq!(my_d["sequence"], 4);
     assert_eq!(list["branches"].as_array().unwrap().len(), 4, "{list}");
+
+    let (_, all, _) = run_json(&["in-doubt", "list", settings, "--all", "--json"]);
+    let other = branch(&all, &e.to_string()).expect("--all lists another node's branch");
+    assert_eq!(
+        (&other["decision"], &other["action"]),
+        (&"other node".into(), &"leave alone".into())
+    );
+    let (code, _, stderr) = parts(&sqlassist(&["rollback", settings, &e.to_string()]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is not a branch of node"), "{stderr}");
+    let (code, forced, stderr) =
+        run_json(&["rollback", settings, &e.to_string(), "--force", "--json"]);
+    assert_eq!((code, &forced["outcome"]), (0, &"done".into()), "{stderr}");
 
     // The log: open decisions, no corruption.
     let (code, log, _) = run_json(&["log", "verify", log_dir.to_str().unwrap(), "--json"]);
@@ -243,6 +266,14 @@ fn operators_list_recover_and_settle_in_doubt_branches() {
         )),
         "{manual}"
     );
+
+    // A pass needs the log's lock: refused while the application holds it.
+    {
+        let _held = FileDecisionLog::open(&log_dir).unwrap();
+        let (code, _, stderr) = parts(&sqlassist(&["recover", settings]));
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("its own passes recover"), "{stderr}");
+    }
 
     // A dry run says what a pass would do and does nothing.
     let (code, dry, _) = run_json(&["recover", settings, "--dry-run", "--json"]);

@@ -624,3 +624,38 @@ fn print_table(out: &mut String, indent: &str, top: bool, schema: &str, p: &Plan
     }
     let _ = writeln!(out, "{indent}    }}\n{indent}}}\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_avoid_keywords_and_invalid_characters() {
+        assert_eq!(ident("type"), "type_");
+        assert_eq!(ident("Order Lines"), "order_lines");
+        assert_eq!(ident("2fa"), "_2fa");
+        assert_eq!(ident(""), "__"); // `_` alone is no identifier
+        assert_eq!(camel("order_status"), "OrderStatus");
+        assert_eq!(camel("9x"), "T9x");
+    }
+
+    #[test]
+    fn types_follow_the_backend() {
+        let tiny = ColumnKind::Integer {
+            bytes: 1,
+            unsigned: true,
+        };
+        assert_eq!(
+            diesel_type(Backend::Mysql, &tiny).as_deref(),
+            Some("Unsigned<TinyInt>")
+        );
+        assert_eq!(
+            diesel_type(Backend::Sqlite, &tiny).as_deref(),
+            Some("SmallInt")
+        );
+        assert_eq!(diesel_type(Backend::Sqlite, &ColumnKind::Uuid), None);
+        assert_eq!(diesel_type(Backend::Mysql, &ColumnKind::TimestampTz), None);
+        let arr = ColumnKind::Array(Box::new(ColumnKind::Unknown("point".into())));
+        assert_eq!(diesel_type(Backend::Postgres, &arr), None);
+    }
+}
