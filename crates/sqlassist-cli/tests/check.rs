@@ -152,3 +152,34 @@ fn a_sound_setup_passes_and_a_missing_node_id_fails() {
     assert_eq!(o, "fail", "{d}");
     assert!(d.contains("sqlassist.node_id"), "{d}");
 }
+
+#[test]
+fn errors_exit_with_3_and_name_what_is_wrong() {
+    let dir = TempDir::new("errors");
+    let settings = ini(
+        &dir,
+        "app.ini",
+        &["sqlalchemy_main.url = sqlite:///%(here)s/app.db".into()],
+    );
+    let settings = settings.to_str().unwrap();
+    let missing = dir.file("missing.ini");
+    let nowhere = dir.file("no-log");
+    for (args, expected) in [
+        (
+            vec!["schema", "print", settings, "--engine", "nope"],
+            "nope",
+        ),
+        (
+            vec![
+                "schema", "print", settings, "--engine", "main", "--tables", "absent",
+            ],
+            "absent",
+        ),
+        (vec!["check", missing.to_str().unwrap()], "missing.ini"),
+        (vec!["log", "verify", nowhere.to_str().unwrap()], "no-log"),
+    ] {
+        let (code, stdout, stderr) = parts(&sqlassist(&args));
+        assert_eq!(code, 3, "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

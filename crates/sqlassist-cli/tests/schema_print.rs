@@ -322,4 +322,21 @@ fn printed_schemas_compile_and_match_the_live_databases() {
             "{stdout}"
         );
     }
+
+    // The same compiled declarations against an altered column: the drift check names it.
+    common::pg_exec(&pg, "ALTER TABLE cli_sp_pair ALTER COLUMN v TYPE INTEGER");
+    let out = std::process::Command::new(project.join("target/debug/schema-print-check"))
+        .env("PG", &pg)
+        .env("MYSQL", &mysql)
+        .env("SQLITE", format!("sqlite:///{}", db.display()))
+        .output()
+        .unwrap();
+    let (code, _, stderr) = parts(&out);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains(
+            "PG: schema drift: table `public.cli_sp_pair`, column `v`: declared double null, live integer null (integer)"
+        ),
+        "{stderr}"
+    );
 }
