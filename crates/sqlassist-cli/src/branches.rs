@@ -91,16 +91,20 @@ pub(crate) fn list(args: &SettingsArgs, all: bool, json: bool) -> u8 {
         );
     } else {
         println!(
-            "{:<12} {:<60} {:>8} {:<14} action",
-            "engine", "branch", "age", "decision"
+            "{:<12} {:<64} {:<20} {:>11} {:>8} {:<14} action",
+            "engine", "branch", "node", "incarnation", "age", "decision"
         );
         for b in &report.branches {
             let age = b
                 .age
                 .map_or_else(|| "-".to_owned(), |a| format!("{}s", a.as_secs()));
+            let (node, incarnation) = b.branch.as_ref().map_or_else(
+                || ("-".to_owned(), "-".to_owned()),
+                |p| (p.node().as_str().to_owned(), p.incarnation().to_string()),
+            );
             println!(
-                "{:<12} {:<60} {:>8} {:<14} {}",
-                b.engine, b.id, age, b.decision, b.action
+                "{:<12} {:<64} {:<20} {:>11} {:>8} {:<14} {}",
+                b.engine, b.id, node, incarnation, age, b.decision, b.action
             );
         }
         for (engine, e) in &report.unreachable {

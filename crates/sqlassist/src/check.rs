@@ -51,7 +51,7 @@ impl CheckOutcome {
 
 impl fmt::Display for CheckOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Self::Pass => "ok",
             Self::Warn => "warn",
             Self::Fail => "FAIL",
