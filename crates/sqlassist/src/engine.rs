@@ -390,7 +390,12 @@ impl Engine {
                 self.inner
                     .setup
                     .apply(&mut conn)
-                    .map_err(|e| self.connect_error(e))
+                    .map_err(|e| self.connect_error(e))?;
+                if two_phase && !self.is_read_only() {
+                    // Its commits carry commit decisions: they must survive a power loss.
+                    crate::backend::sqlite::check_durable(&mut conn, self.url().redacted())?;
+                }
+                Ok(())
             }
             #[cfg(feature = "mysql")]
             Pools::Mysql(_) => {
