@@ -1,0 +1,1 @@
+//! Read routing against a real PostgreSQL primary and hot standby.
