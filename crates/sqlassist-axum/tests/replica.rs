@@ -49,7 +49,11 @@ impl Cluster {
         let mut registry = Registry::new();
         let wait = Duration::from_secs(5);
         registry
-            .init_engine("writer", engine(&primary, wait), InitOptions::new().managed(true))
+            .init_engine(
+                "writer",
+                engine(&primary, wait),
+                InitOptions::new().managed(true),
+            )
             .expect("writer");
         for name in ["replica", "replica2"] {
             registry
@@ -59,7 +63,10 @@ impl Cluster {
         registry
             .init_engine(
                 "dead",
-                engine("postgres://postgres@127.0.0.1:9/none", Duration::from_millis(300)),
+                engine(
+                    "postgres://postgres@127.0.0.1:9/none",
+                    Duration::from_millis(300),
+                ),
                 InitOptions::new(),
             )
             .expect("dead");
@@ -91,13 +98,19 @@ impl Cluster {
             n: i64,
         }
         let mut c = PgConnection::establish(&self.standby).expect("standby");
-        diesel::sql_query(sql).get_result::<N>(&mut c).expect("count").n
+        diesel::sql_query(sql)
+            .get_result::<N>(&mut c)
+            .expect("count")
+            .n
     }
 
     fn assert_clean(&self) {
         for name in ["writer", "replica", "replica2"] {
             let s = self.registry.engine(name).expect("engine").pool_state();
-            assert_eq!(s.idle, s.connections, "{name}: every connection back in the pool");
+            assert_eq!(
+                s.idle, s.connections,
+                "{name}: every connection back in the pool"
+            );
         }
     }
 
@@ -125,14 +138,19 @@ impl Router for FreshOnWriter {
 }
 
 fn app(cluster: &Cluster, routes: Routes) -> axum::Router {
-    let (t1, t2, t3) = (cluster.table.clone(), cluster.table.clone(), cluster.table.clone());
+    let (t1, t2, t3) = (
+        cluster.table.clone(),
+        cluster.table.clone(),
+        cluster.table.clone(),
+    );
     axum::Router::new()
         .route(
             "/note/{id}",
             get(move |tm: Tm, Path(id): Path<i32>| {
                 let table = t1.clone();
                 async move {
-                    tm.run(move |att: &Attempt<'_>| report(&att.reader()?, &table, id)).await
+                    tm.run(move |att: &Attempt<'_>| report(&att.reader()?, &table, id))
+                        .await
                 }
             })
             .post(move |tm: Tm, Path(id): Path<i32>| {
@@ -163,7 +181,9 @@ fn app(cluster: &Cluster, routes: Routes) -> axum::Router {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_are_served_by_the_standby_and_writes_by_the_primary() {
-    let Some(cluster) = Cluster::new().await else { return };
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
     let addr = common::serve(app(&cluster, Routes::new("writer").readers(["replica"]))).await;
     let r = common::get(addr, "/note/1").await;
     assert_eq!((r.status, r.body.as_str()), (200, "replica true 0"));
@@ -179,18 +199,32 @@ async fn reads_are_served_by_the_standby_and_writes_by_the_primary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_reads_its_own_write_across_requests_despite_replication_lag() {
-    let Some(cluster) = Cluster::new().await else { return };
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
     let addr = common::serve(app(&cluster, Routes::new("writer").readers(["replica"]))).await;
     let w = common::post(addr, "/note/7").await;
     assert_eq!(w.status, 200);
-    let position = w.header(POSITION_NAME).expect("the write's position").to_owned();
-    let cookie = w.header("set-cookie").expect("a position cookie").to_owned();
-    assert!(cookie.starts_with(&format!("{POSITION_NAME}={position};")), "{cookie}");
+    let position = w
+        .header(POSITION_NAME)
+        .expect("the write's position")
+        .to_owned();
+    let cookie = w
+        .header("set-cookie")
+        .expect("a position cookie")
+        .to_owned();
+    assert!(
+        cookie.starts_with(&format!("{POSITION_NAME}={position};")),
+        "{cookie}"
+    );
     let cookie_pair = cookie.split(';').next().expect("pair").to_owned();
 
     // Another client, with no position: the lagging standby, without the row.
     let other = common::get(addr, "/note/7").await;
-    assert_eq!(other.body, "replica true 0", "the standby lags (replay delayed 1 s)");
+    assert_eq!(
+        other.body, "replica true 0",
+        "the standby lags (replay delayed 1 s)"
+    );
     // The writing client, with its cookie: the primary, with the row.
     let mine = common::request(addr, "GET", "/note/7", &[("cookie", &cookie_pair)]).await;
     assert_eq!(mine.body, "writer false 1");
@@ -207,7 +241,10 @@ async fn a_client_reads_its_own_write_across_requests_despite_replication_lag() 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(moved, "reads return to the standby once it caught up: {last}");
+    assert!(
+        moved,
+        "reads return to the standby once it caught up: {last}"
+    );
     assert_eq!(last, "replica true 1", "and it has the row");
     // A position the server cannot read sends reads to the writer.
     let garbled = common::request(addr, "GET", "/note/7", &[(POSITION_NAME, "0/0'; --")]).await;
@@ -218,7 +255,9 @@ async fn a_client_reads_its_own_write_across_requests_despite_replication_lag() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_readers_take_turns_and_a_router_decides_per_key() {
-    let Some(cluster) = Cluster::new().await else { return };
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
     let routes = Routes::new("writer")
         .readers(["replica", "replica2"])
         .router(FreshOnWriter);
@@ -228,7 +267,10 @@ async fn several_readers_take_turns_and_a_router_decides_per_key() {
         let r = common::get(addr, "/keyed/other").await;
         served.insert(r.body.split(' ').next().expect("engine").to_owned());
     }
-    assert_eq!(served, BTreeSet::from(["replica".to_owned(), "replica2".to_owned()]));
+    assert_eq!(
+        served,
+        BTreeSet::from(["replica".to_owned(), "replica2".to_owned()])
+    );
     let r = common::get(addr, "/keyed/fresh").await;
     assert_eq!(r.body, "writer false 0");
     cluster.assert_clean();
@@ -237,12 +279,18 @@ async fn several_readers_take_turns_and_a_router_decides_per_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_is_down_falls_back_to_the_writer_or_fails_as_configured() {
-    let Some(cluster) = Cluster::new().await else { return };
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
     let fallback = common::serve(app(&cluster, Routes::new("writer").readers(["dead"]))).await;
     let r = common::get(fallback, "/note/1").await;
     assert_eq!((r.status, r.body.as_str()), (200, "writer false 0"));
     // A dead reader next to a live one: the live one serves.
-    let mixed = common::serve(app(&cluster, Routes::new("writer").readers(["dead", "replica"]))).await;
+    let mixed = common::serve(app(
+        &cluster,
+        Routes::new("writer").readers(["dead", "replica"]),
+    ))
+    .await;
     for _ in 0..2 {
         assert_eq!(common::get(mixed, "/note/1").await.body, "replica true 0");
     }

@@ -1,0 +1,139 @@
+//! Starts the service binary on SQLite files in a fresh directory and talks to it over
+//! real HTTP: commit, read back, veto on 422, abort on error, retry on a real lock
+//! conflict, 503 when saturated, a panicking handler leaves the pools whole.
+
+#[path = "../../../crates/sqlassist-axum/tests/common/mod.rs"]
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+struct Service {
+    addr: SocketAddr,
+    _child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts the binary with a writer pool of one connection and a 300 ms wait.
+async fn start() -> Service {
+    let dir = std::env::temp_dir().join(format!(
+        "axum-service-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let ini = dir.join("service.ini");
+    std::fs::write(
+        &ini,
+        "[app:main]\n\
+         app.listen = 127.0.0.1:0\n\
+         app.attempts = 3\n\
+         app.wait_ms = 300\n\
+         sqlalchemy_writer.url = sqlite:///%(here)s/data/notes.db\n\
+         sqlalchemy_writer.managed = true\n\
+         sqlalchemy_writer.busy_timeout = 200\n\
+         sqlalchemy_writer.pool_size = 1\n\
+         sqlalchemy_reader.url = sqlite:///%(here)s/data/notes.db\n\
+         sqlalchemy_reader.read_only = true\n\
+         sqlalchemy_log.url = sqlite:///%(here)s/data/log.db\n",
+    )
+    .expect("settings");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_axum-service"))
+        .arg(&ini)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the service");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .await
+        .expect("the service's first line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .parse()
+        .expect("address");
+    Service {
+        addr,
+        _child: child,
+        dir,
+    }
+}
+
+/// Whether every pool has all its connections back.
+async fn pools_whole(addr: SocketAddr) -> bool {
+    let r = common::get(addr, "/debug/engines").await;
+    assert_eq!(r.status, 200);
+    let engines: Vec<serde_json::Value> = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(engines.len(), 3, "{}", r.body);
+    engines.iter().all(|e| e["idle"] == e["connections"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_commits_and_the_next_request_reads_it() {
+    let s = start().await;
+    let r = common::post(s.addr, "/notes/1").await;
+    assert_eq!((r.status, r.body.as_str()), (201, "created 1\n"));
+    let r = common::get(s.addr, "/notes/1").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "note 1 bumps 0 from reader\n")
+    );
+    assert!(pools_whole(s.addr).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_422_and_an_error_leave_nothing_behind() {
+    let s = start().await;
+    assert_eq!(common::post(s.addr, "/notes/2/reject").await.status, 422);
+    assert_eq!(common::get(s.addr, "/notes/2").await.status, 404);
+    assert_eq!(common::post(s.addr, "/notes/3/fail").await.status, 500);
+    assert_eq!(common::get(s.addr, "/notes/3").await.status, 404);
+    assert!(pools_whole(s.addr).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_conflict_is_retried_and_counted_once() {
+    let s = start().await;
+    assert_eq!(common::post(s.addr, "/notes/4").await.status, 201);
+    let r = common::post(s.addr, "/notes/4/bump?conflict=1").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "bumped 4 on attempt 2\n")
+    );
+    let r = common::get(s.addr, "/notes/4").await;
+    assert_eq!(r.body, "note 4 bumps 1 from reader\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_service_answers_503_and_a_panic_leaves_the_pools_whole() {
+    let s = start().await;
+    let addr = s.addr;
+    let slow = tokio::spawn(async move { common::get(addr, "/slow/1500").await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let busy = common::get(addr, "/slow/1").await;
+    assert_eq!(busy.status, 503);
+    assert_eq!(slow.await.expect("slow").status, 200);
+    for _ in 0..3 {
+        assert_eq!(common::post(addr, "/panic").await.status, 500);
+    }
+    assert!(pools_whole(addr).await);
+    // The writer's single connection serves the next request.
+    assert_eq!(common::post(addr, "/notes/5").await.status, 201);
+}
