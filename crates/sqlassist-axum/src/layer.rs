@@ -103,7 +103,7 @@ impl TmLayer {
             .chain(routes.readers.iter().map(String::as_str));
         let max_in_flight = names
             .filter_map(|name| registry.engine(name).ok())
-            .map(|engine| effective_pool_size(engine))
+            .map(effective_pool_size)
             .min()
             .unwrap_or(1)
             .max(1);
