@@ -181,7 +181,12 @@ impl TmLayer {
     }
 }
 
+/// The connections an engine's pool can hand out at once: an in-memory SQLite database
+/// lives in its one connection, whatever the options say.
 fn effective_pool_size(engine: &sqlassist::Engine) -> usize {
+    if engine.url().is_memory() {
+        return 1;
+    }
     usize::try_from(engine.options().max_connections()).unwrap_or(usize::MAX)
 }
 

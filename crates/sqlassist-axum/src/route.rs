@@ -10,7 +10,7 @@ use std::time::Duration;
 /// [`Attempt::reader_for`](crate::Attempt::reader_for) and
 /// [`Attempt::writer_for`](crate::Attempt::writer_for) pass a key (a table name, a tenant,
 /// whatever the application routes by) to the router; `None` means "no opinion", and the
-/// default routes ([`Routes::writer`], [`Routes::readers`]) apply.
+/// default routes ([`Routes::new`]'s writer, [`Routes::readers`]) apply.
 ///
 /// # Examples
 ///
