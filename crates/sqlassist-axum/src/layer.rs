@@ -175,6 +175,10 @@ impl TmLayer {
         })
     }
 
+    pub(crate) fn config(&self) -> &Config {
+        &self.cfg
+    }
+
     /// How long a request waits for a slot before it is answered 503. Default: 5 s.
     pub fn wait(self, wait: Duration) -> Self {
         self.map(|c| c.wait = wait)

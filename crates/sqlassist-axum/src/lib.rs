@@ -60,6 +60,16 @@
 //! position (PostgreSQL), and the client's next read is served by a replica only once that
 //! replica has replayed up to it; [`Routes`] documents the cost.
 //!
+//! # Observability
+//!
+//! Each unit of work runs in a `sqlassist.request` tracing span (method, path) whose
+//! parent is the span of the handler that called [`Tm::run`], with one `sqlassist.attempt`
+//! span per attempt (number, outcome). Counters and histograms go through the `metrics`
+//! facade under the names [`REQUESTS`], [`RETRIES`], [`COMMIT_SECONDS`] and
+//! [`GATE_WAIT_SECONDS`]; install any `metrics` recorder (the example renders them in
+//! Prometheus text format). [`TmLayer::snapshot`] gives the engines, their pools and the
+//! units in flight as a value to serve.
+//!
 //! # Limits
 //!
 //! - The database part of a handler is one synchronous closure; async work belongs before
@@ -73,10 +83,12 @@
 
 mod error;
 mod layer;
+mod observe;
 mod route;
 mod unit;
 
 pub use error::{DbError, TmError};
 pub use layer::{default_commit_veto, RequestMeta, Tm, TmLayer, TmRejection, TmService, TM_HEADER};
+pub use observe::{EngineSnapshot, Snapshot, COMMIT_SECONDS, GATE_WAIT_SECONDS, REQUESTS, RETRIES};
 pub use route::{ReaderDown, Router, Routes, WalPosition, POSITION_NAME};
 pub use unit::Attempt;

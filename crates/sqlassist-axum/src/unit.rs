@@ -12,6 +12,7 @@ use transaction::{TransactionManager, Transient};
 
 use crate::error::TmError;
 use crate::layer::{Config, RequestMeta, Tm, TM_HEADER};
+use crate::observe;
 use crate::route::{ReaderDown, Sent, WalPosition, POSITION_NAME};
 
 /// The writer's WAL position, as a number (`pg_lsn` minus `0/0`).
@@ -54,6 +55,7 @@ impl Tm {
         let permit = match tokio::time::timeout(cfg.wait, cfg.gate.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
             _ => {
+                observe::finished("overloaded");
                 let error = TmError::Overloaded {
                     waited: started.elapsed(),
                 };
@@ -61,10 +63,14 @@ impl Tm {
                 return (cfg.error_response)(&error);
             }
         };
+        metrics::histogram!(observe::GATE_WAIT_SECONDS).record(started.elapsed().as_secs_f64());
         let mapper = cfg.error_response.clone();
+        let parent = tracing::Span::current();
         let task = tokio::task::spawn_blocking(move || {
             // The permit lives as long as the work, not as long as the request's future.
             let _permit = permit;
+            let span = tracing::info_span!(parent: &parent, "sqlassist.request", method = %meta.method, path = %meta.uri.path());
+            let _entered = span.enter();
             unit_of_work(&cfg, &meta, &work)
         });
         match task.await {
@@ -326,6 +332,16 @@ where
         reader: RefCell::new(None),
     };
     let retry_left = number < cfg.attempts;
+    let span = tracing::info_span!("sqlassist.attempt", number, outcome = tracing::field::Empty);
+    let _entered = span.enter();
+    let outcome_is = |outcome: &'static str| {
+        span.record("outcome", outcome);
+        if outcome == "retry" {
+            metrics::counter!(observe::RETRIES).increment(1);
+        } else {
+            observe::finished(outcome);
+        }
+    };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         work(&att).map(|r| {
             let response = r.into_response();
@@ -337,6 +353,7 @@ where
         Err(_) => {
             tracing::error!(uri = %meta.uri, "the request's work panicked; its transaction is aborted");
             abort(manager);
+            outcome_is("panicked");
             Step::Done((cfg.error_response)(&TmError::Panicked))
         }
         Ok(Err(e)) => {
@@ -344,9 +361,11 @@ where
             let transient = e.is_transient();
             abort(manager);
             if transient && retry_left {
+                outcome_is("retry");
                 Step::Retry
             } else {
                 tracing::debug!(error = %e, "the request's work failed; its transaction is aborted");
+                outcome_is("error");
                 Step::Done(e.into_response())
             }
         }
@@ -354,10 +373,15 @@ where
             response.headers_mut().remove(TM_HEADER);
             if vetoed || txn.is_doomed() {
                 abort(manager);
+                outcome_is("aborted");
                 return Step::Done(response);
             }
-            match manager.commit() {
+            let committing = Instant::now();
+            let committed = manager.commit();
+            metrics::histogram!(observe::COMMIT_SECONDS).record(committing.elapsed().as_secs_f64());
+            match committed {
                 Ok(()) => {
+                    outcome_is("committed");
                     if att.wrote.get() && cfg.routes.read_your_writes {
                         attach_position(cfg, manager, &mut response);
                     }
@@ -366,8 +390,10 @@ where
                 Err(e) => {
                     abort(manager);
                     if e.is_transient() && retry_left {
+                        outcome_is("retry");
                         Step::Retry
                     } else {
+                        outcome_is("commit_failed");
                         tracing::error!(uri = %meta.uri, error = %e, "the request's commit failed");
                         Step::Done((cfg.error_response)(&TmError::Commit(e)))
                     }

@@ -10,7 +10,9 @@
 //! | `POST /notes/{id}/bump?conflict=1` | retry: attempt 1 meets a real lock conflict, attempt 2 commits |
 //! | `POST /panic` | a panicking handler: 500, the pools stay whole |
 //! | `GET /slow/{ms}` | holds the writer for `ms` milliseconds (to saturate the service) |
-//! | `GET /debug/engines` | introspection: engines (URL redacted), pool state, as JSON |
+//! | `GET /debug/engines` | introspection: engines (URL redacted), pools, units in flight, as JSON |
+//! | `GET /debug` | the same as a small HTML page |
+//! | `GET /metrics` | commits, aborts, retries, commit latency, gate waits: Prometheus text format |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,8 +24,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
 use diesel::RunQueryDsl;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sqlassist::{Backend, Registry, Session, Settings};
-use sqlassist_axum::{Attempt, DbError, Routes, Tm, TmLayer};
+use sqlassist_axum::{Attempt, DbError, Routes, Snapshot, Tm, TmLayer};
 
 /// Errors of the service's setup.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -69,8 +72,9 @@ impl ServiceOptions {
 /// provoke conflicts from another connection).
 #[derive(Clone)]
 struct AppState {
-    registry: Arc<Registry>,
+    layer: TmLayer,
     writer_url: Arc<str>,
+    metrics: PrometheusHandle,
 }
 
 /// Builds the registry from `settings`, creates the tables, and returns the router.
@@ -86,6 +90,9 @@ pub fn app(settings: &Settings) -> Result<(axum::Router, ServiceOptions), BoxErr
     let layer = TmLayer::new(registry.clone(), routes)
         .attempts(options.attempts)
         .wait(options.wait);
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("installing the metrics recorder: {e}"))?;
     let router = axum::Router::new()
         .route("/notes/{id}", post(create).get(read))
         .route("/notes/{id}/reject", post(reject))
@@ -93,14 +100,17 @@ pub fn app(settings: &Settings) -> Result<(axum::Router, ServiceOptions), BoxErr
         .route("/notes/{id}/bump", post(bump))
         .route("/panic", post(panic_handler))
         .route("/slow/{ms}", get(slow))
-        .layer(layer)
+        .layer(layer.clone())
         .route("/debug/engines", get(engines))
+        .route("/debug", get(debug_page))
+        .route("/metrics", get(render_metrics))
         .with_state(AppState {
             writer_url: settings
                 .get("sqlalchemy_writer.url")
                 .unwrap_or_default()
                 .into(),
-            registry,
+            layer,
+            metrics,
         });
     Ok((router, options))
 }
@@ -292,42 +302,45 @@ async fn slow(tm: Tm, Path(ms): Path<u64>) -> Response {
     .await
 }
 
-/// One engine as the introspection page shows it.
-#[derive(Debug, serde::Serialize)]
-pub struct EngineView {
-    /// The engine's name.
-    pub name: String,
-    /// `postgresql`, `mysql` or `sqlite`.
-    pub backend: String,
-    /// The URL, password redacted.
-    pub url: String,
-    /// Whether its sessions join the request's transaction.
-    pub managed: bool,
-    /// Whether it is read-only.
-    pub read_only: bool,
-    /// Connections open.
-    pub connections: u32,
-    /// Connections idle in the pool.
-    pub idle: u32,
+async fn engines(State(state): State<AppState>) -> Json<Snapshot> {
+    Json(state.layer.snapshot())
 }
 
-async fn engines(State(state): State<AppState>) -> Json<Vec<EngineView>> {
-    let registry = &state.registry;
-    let views = registry
-        .names()
-        .filter_map(|name| {
-            let engine = registry.engine(name).ok()?;
-            let pool = engine.pool_state();
-            Some(EngineView {
-                name: name.to_owned(),
-                backend: engine.backend().to_string(),
-                url: engine.url().redacted().to_owned(),
-                managed: registry.is_managed(name).unwrap_or(false),
-                read_only: engine.is_read_only(),
-                connections: pool.connections,
-                idle: pool.idle,
-            })
-        })
-        .collect();
-    Json(views)
+async fn render_metrics(State(state): State<AppState>) -> String {
+    state.metrics.render()
+}
+
+/// Text for HTML: `&`, `<`, `>` and quotes escaped.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The snapshot as a page: pyramid_sqlassist's debug-toolbar panel, as a page.
+async fn debug_page(State(state): State<AppState>) -> axum::response::Html<String> {
+    let snapshot = state.layer.snapshot();
+    let mut rows = String::new();
+    for e in &snapshot.engines {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td></tr>\n",
+            escape(&e.name),
+            e.role,
+            escape(&e.backend),
+            escape(&e.url),
+            e.managed,
+            e.read_only,
+            e.idle,
+            e.connections,
+        ));
+    }
+    axum::response::Html(format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>sqlassist</title></head><body>\n\
+         <h1>sqlassist engines</h1>\n\
+         <p id=\"units\">units in flight: {} of {}</p>\n\
+         <table id=\"engines\"><tr><th>name</th><th>role</th><th>backend</th><th>url</th>\
+         <th>managed</th><th>read-only</th><th>idle/open</th></tr>\n{rows}</table>\n</body></html>\n",
+        snapshot.units_in_flight, snapshot.max_in_flight
+    ))
 }

@@ -80,8 +80,10 @@ async fn start() -> Service {
 async fn pools_whole(addr: SocketAddr) -> bool {
     let r = common::get(addr, "/debug/engines").await;
     assert_eq!(r.status, 200);
-    let engines: Vec<serde_json::Value> = serde_json::from_str(&r.body).expect("json");
+    let snapshot: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    let engines = snapshot["engines"].as_array().expect("engines");
     assert_eq!(engines.len(), 3, "{}", r.body);
+    assert_eq!(snapshot["units_in_flight"], 0, "{}", r.body);
     engines.iter().all(|e| e["idle"] == e["connections"])
 }
 
@@ -136,4 +138,40 @@ async fn a_saturated_service_answers_503_and_a_panic_leaves_the_pools_whole() {
     assert!(pools_whole(addr).await);
     // The writer's single connection serves the next request.
     assert_eq!(common::post(addr, "/notes/5").await.status, 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_the_debug_page_show_what_happened() {
+    let s = start().await;
+    assert_eq!(common::post(s.addr, "/notes/6").await.status, 201);
+    assert_eq!(common::post(s.addr, "/notes/7/reject").await.status, 422);
+    assert_eq!(
+        common::post(s.addr, "/notes/6/bump?conflict=1")
+            .await
+            .status,
+        200
+    );
+    let m = common::get(s.addr, "/metrics").await;
+    assert_eq!(m.status, 200);
+    for line in [
+        "sqlassist_requests_total{outcome=\"committed\"} 2",
+        "sqlassist_requests_total{outcome=\"aborted\"} 1",
+        "sqlassist_retries_total 1",
+    ] {
+        assert!(m.body.lines().any(|l| l == line), "{line} in:\n{}", m.body);
+    }
+    assert!(m.body.contains("sqlassist_commit_seconds"), "{}", m.body);
+    let page = common::get(s.addr, "/debug").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body
+            .contains("<td>writer</td><td>writer</td><td>sqlite</td>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("units in flight: 0 of 1"),
+        "{}",
+        page.body
+    );
 }
