@@ -29,6 +29,20 @@ impl Drop for Service {
 
 /// Starts the binary with a writer pool of one connection and a 300 ms wait.
 async fn start() -> Service {
+    start_with(
+        "sqlalchemy_writer.url = sqlite:///%(here)s/data/notes.db\n\
+         sqlalchemy_writer.managed = true\n\
+         sqlalchemy_writer.busy_timeout = 200\n\
+         sqlalchemy_writer.pool_size = 1\n\
+         sqlalchemy_reader.url = sqlite:///%(here)s/data/notes.db\n\
+         sqlalchemy_reader.read_only = true\n\
+         sqlalchemy_log.url = sqlite:///%(here)s/data/log.db\n",
+    )
+    .await
+}
+
+/// Starts the binary with these engine settings.
+async fn start_with(engines: &str) -> Service {
     let dir = std::env::temp_dir().join(format!(
         "axum-service-test-{}-{}",
         std::process::id(),
@@ -38,17 +52,13 @@ async fn start() -> Service {
     let ini = dir.join("service.ini");
     std::fs::write(
         &ini,
-        "[app:main]\n\
-         app.listen = 127.0.0.1:0\n\
-         app.attempts = 3\n\
-         app.wait_ms = 300\n\
-         sqlalchemy_writer.url = sqlite:///%(here)s/data/notes.db\n\
-         sqlalchemy_writer.managed = true\n\
-         sqlalchemy_writer.busy_timeout = 200\n\
-         sqlalchemy_writer.pool_size = 1\n\
-         sqlalchemy_reader.url = sqlite:///%(here)s/data/notes.db\n\
-         sqlalchemy_reader.read_only = true\n\
-         sqlalchemy_log.url = sqlite:///%(here)s/data/log.db\n",
+        format!(
+            "[app:main]\n\
+             app.listen = 127.0.0.1:0\n\
+             app.attempts = 3\n\
+             app.wait_ms = 300\n\
+             {engines}"
+        ),
     )
     .expect("settings");
     let mut child = Command::new(env!("CARGO_BIN_EXE_axum-service"))
@@ -173,5 +183,57 @@ async fn metrics_and_the_debug_page_show_what_happened() {
         page.body.contains("units in flight: 0 of 1"),
         "{}",
         page.body
+    );
+}
+
+/// The PostgreSQL settings: the writer on the private primary, the reader on its hot
+/// standby (replaying 1 s late), the log on the primary.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_client_reads_its_own_write_while_others_read_the_replica() {
+    let Some(primary) = common::pg_url("SQLASSIST_TEST_PG_PRIMARY_URL") else {
+        return;
+    };
+    let Some(standby) = common::pg_url("SQLASSIST_TEST_PG_STANDBY_URL") else {
+        return;
+    };
+    let s = start_with(&format!(
+        "sqlalchemy_writer.url = {primary}\n\
+         sqlalchemy_writer.managed = true\n\
+         sqlalchemy_reader.url = {standby}\n\
+         sqlalchemy_reader.read_only = true\n\
+         sqlalchemy_log.url = {primary}\n"
+    ))
+    .await;
+    // The notes table may be new: wait until the standby has it.
+    let id = i64::from(std::process::id()) * 1000 + 1;
+    let mut ready = false;
+    for _ in 0..200 {
+        if common::get(s.addr, &format!("/notes/{id}")).await.status == 404 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the standby serves the notes table");
+    let w = common::post(s.addr, &format!("/notes/{id}")).await;
+    assert_eq!(w.status, 201);
+    let cookie = w.header("set-cookie").expect("the write's position");
+    let cookie = cookie.split(';').next().expect("pair").to_owned();
+    let mine = common::request(
+        s.addr,
+        "GET",
+        &format!("/notes/{id}"),
+        &[("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(
+        (mine.status, mine.body.as_str()),
+        (200, format!("note {id} bumps 0 from writer\n").as_str())
+    );
+    let other = common::get(s.addr, &format!("/notes/{id}")).await;
+    assert_eq!(
+        other.status, 404,
+        "another client reads the lagging standby"
     );
 }
