@@ -237,3 +237,45 @@ async fn on_postgres_a_client_reads_its_own_write_while_others_read_the_replica(
         "another client reads the lagging standby"
     );
 }
+
+/// The debug page as headless Chromium parses it (`--dump-dom`): one row per engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_debug_page_renders_in_headless_chromium() {
+    let browser = ["chromium", "chromium-browser"].into_iter().find(|b| {
+        std::process::Command::new(b)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(browser) = browser else {
+        assert!(
+            !common::servers_required(),
+            "chromium is not installed (scripts/test installs it)"
+        );
+        eprintln!("skipped: chromium is not installed");
+        return;
+    };
+    let s = start().await;
+    assert_eq!(common::post(s.addr, "/notes/8").await.status, 201);
+    let out = Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("http://{}/debug", s.addr))
+        .stderr(Stdio::null())
+        .output()
+        .await
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    // The browser's own parse: it adds the <tbody> the page leaves implicit.
+    assert!(dom.contains("<table id=\"engines\"><tbody>"), "{dom}");
+    for engine in ["log", "reader", "writer"] {
+        assert!(
+            dom.contains(&format!("<tr><td>{engine}</td>")),
+            "{engine} in {dom}"
+        );
+    }
+    assert!(
+        dom.contains("<td>writer</td><td>writer</td><td>sqlite</td>"),
+        "{dom}"
+    );
+    assert!(dom.contains("units in flight: 0 of 1"), "{dom}");
+}
