@@ -53,6 +53,7 @@ pub(crate) struct Config {
     pub(crate) gate: Arc<Semaphore>,
     pub(crate) max_in_flight: usize,
     pub(crate) wait: Duration,
+    pub(crate) units: Arc<crate::observe::Units>,
 }
 
 /// A tower layer that gives each request of the routes it wraps a [`Tm`]: one unit of
@@ -117,6 +118,7 @@ impl TmLayer {
                 gate: Arc::new(Semaphore::new(max_in_flight)),
                 max_in_flight,
                 wait: Duration::from_secs(5),
+                units: Arc::default(),
             }),
         }
     }
@@ -131,6 +133,7 @@ impl TmLayer {
             gate: shared.gate.clone(),
             max_in_flight: shared.max_in_flight,
             wait: shared.wait,
+            units: shared.units.clone(),
         });
         f(&mut cfg);
         TmLayer { cfg: Arc::new(cfg) }

@@ -89,6 +89,8 @@ mod unit;
 
 pub use error::{DbError, TmError};
 pub use layer::{default_commit_veto, RequestMeta, Tm, TmLayer, TmRejection, TmService, TM_HEADER};
-pub use observe::{EngineSnapshot, Snapshot, COMMIT_SECONDS, GATE_WAIT_SECONDS, REQUESTS, RETRIES};
+pub use observe::{
+    EngineSnapshot, Snapshot, UnitSnapshot, COMMIT_SECONDS, GATE_WAIT_SECONDS, REQUESTS, RETRIES,
+};
 pub use route::{ReaderDown, Router, Routes, WalPosition, POSITION_NAME};
 pub use unit::Attempt;

@@ -280,11 +280,14 @@ where
 {
     // A thread of the blocking pool may have served another unit before: start clean.
     let _ = sqlassist::close_sessions();
+    let unit = cfg
+        .units
+        .start(meta.method.to_string(), meta.uri.path().to_owned());
     let manager = cfg.registry.transaction_manager();
     manager.scope(|| {
         let mut number = 1;
         loop {
-            match attempt(cfg, meta, &manager, work, number) {
+            match attempt(cfg, meta, &manager, work, number, &unit) {
                 Step::Done(response) => return response,
                 Step::Retry => {
                     tracing::info!(uri = %meta.uri, attempt = number, "transient failure; running the request's work again");
@@ -307,6 +310,7 @@ fn attempt<F, R, E>(
     manager: &TransactionManager,
     work: &F,
     number: u32,
+    unit: &observe::UnitGuard<'_>,
 ) -> Step
 where
     F: Fn(&Attempt<'_>) -> Result<R, E>,
@@ -322,6 +326,8 @@ where
         }
     };
     let _ = txn.note(&format!("{} {}", meta.method, meta.uri.path()));
+    unit.phase(number, Some(txn.id().to_string()), "work");
+    let phase = |name: &'static str| unit.phase(number, None, name);
     let att = Attempt {
         number,
         attempts: cfg.attempts,
@@ -352,6 +358,7 @@ where
     match outcome {
         Err(_) => {
             tracing::error!(uri = %meta.uri, "the request's work panicked; its transaction is aborted");
+            phase("aborting");
             abort(manager);
             outcome_is("panicked");
             Step::Done((cfg.error_response)(&TmError::Panicked))
@@ -359,6 +366,7 @@ where
         Ok(Err(e)) => {
             // Asked before the abort, as zope's `run` asks.
             let transient = e.is_transient();
+            phase("aborting");
             abort(manager);
             if transient && retry_left {
                 outcome_is("retry");
@@ -372,10 +380,12 @@ where
         Ok(Ok((mut response, vetoed))) => {
             response.headers_mut().remove(TM_HEADER);
             if vetoed || txn.is_doomed() {
+                phase("aborting");
                 abort(manager);
                 outcome_is("aborted");
                 return Step::Done(response);
             }
+            phase("committing");
             let committing = Instant::now();
             let committed = manager.commit();
             metrics::histogram!(observe::COMMIT_SECONDS).record(committing.elapsed().as_secs_f64());
@@ -393,7 +403,11 @@ where
                         outcome_is("retry");
                         Step::Retry
                     } else {
-                        outcome_is("commit_failed");
+                        outcome_is(if e.is_heuristic() {
+                            "heuristic"
+                        } else {
+                            "commit_failed"
+                        });
                         tracing::error!(uri = %meta.uri, error = %e, "the request's commit failed");
                         Step::Done((cfg.error_response)(&TmError::Commit(e)))
                     }

@@ -503,13 +503,32 @@ async fn past_the_wait_time_a_saturated_service_answers_503() {
     let Some(dbs) = Dbs::new(1, None) else { return };
     let l = layer(&dbs).wait(Duration::from_millis(200));
     assert_eq!(l.max_in_flight(), 1, "sized from the pools");
-    let (app, started, release) = latch_app(&dbs, l);
+    let (app, started, release) = latch_app(&dbs, l.clone());
     let addr = common::serve(app).await;
     let first = tokio::spawn(async move { common::post(addr, "/slow").await });
     tokio::task::spawn_blocking(move || started.recv_timeout(Duration::from_secs(30)))
         .await
         .expect("join")
         .expect("the first request holds the only slot");
+    // The snapshot shows the unit, its transaction and its two sessions.
+    let snapshot = l.snapshot();
+    assert_eq!((snapshot.units_in_flight, snapshot.units.len()), (1, 1));
+    let unit = &snapshot.units[0];
+    assert_eq!(
+        (unit.path.as_str(), unit.attempt, unit.phase),
+        ("/slow", 1, "work")
+    );
+    assert!(unit.transaction.is_some());
+    let writer = snapshot
+        .engines
+        .iter()
+        .find(|e| e.name == "writer")
+        .expect("writer");
+    assert_eq!(
+        (writer.connections, writer.idle, writer.managed),
+        (1, 0, true)
+    );
+    assert!(!writer.url.contains("writer_pw"), "{}", writer.url);
     let second = common::post(addr, "/slow").await;
     assert_eq!(second.status, 503);
     assert_eq!(second.header("retry-after"), Some("1"));
@@ -517,6 +536,7 @@ async fn past_the_wait_time_a_saturated_service_answers_503() {
     let first = first.await.expect("first");
     assert_eq!((first.status, first.body.as_str()), (200, "slow done"));
     assert_eq!(dbs.rows(), (1, 1));
+    assert!(l.snapshot().units.is_empty());
     dbs.assert_clean();
     dbs.drop_tables();
 }
