@@ -112,6 +112,17 @@ impl Cluster {
                 "{name}: every connection back in the pool"
             );
         }
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut c = PgConnection::establish(&self.primary).expect("primary");
+        let prepared = diesel::sql_query("SELECT count(*) AS n FROM pg_prepared_xacts")
+            .get_result::<N>(&mut c)
+            .expect("prepared")
+            .n;
+        assert_eq!(prepared, 0, "no prepared branch left on the primary");
     }
 
     fn drop_table(&self) {
