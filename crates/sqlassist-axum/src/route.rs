@@ -62,6 +62,10 @@ pub enum ReaderDown {
 /// the same name; a later request that sends it back reads from a replica only once the
 /// replica's `pg_last_wal_replay_lsn()` has reached that position, else from the writer.
 ///
+/// Register readers unmanaged (`InitOptions::new()`, pyramid_sqlassist's reader): their
+/// sessions do not join the request's two-phase commit, which a hot standby could not
+/// prepare, and each attempt's reads are rolled back when its sessions close.
+///
 /// Costs: one extra round trip to the writer after each commit of a request that wrote
 /// (to read the WAL position), and one round trip to the chosen reader at the first read
 /// of a request that carries a position, or of any request when
