@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use diesel::connection::LoadConnection;
 use diesel::deserialize::FromSql;
-use diesel::query_builder::{BoxedSqlQuery, QueryFragment, QueryId, SqlQuery};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::row::{Field, Row as _};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, Binary, Bool, Double, HasSqlType, Nullable, Text, Untyped};
@@ -73,6 +73,9 @@ pub enum Value {
     Json(String),
     /// A UUID in its hyphenated text form.
     Uuid(String),
+    /// A PostgreSQL array: its elements, each a value of the element type (or `Null`);
+    /// a multidimensional array nests `Array`s.
+    Array(Vec<Value>),
 }
 
 impl Value {
@@ -98,6 +101,7 @@ impl Value {
             Value::TimestampTz(_) => "a timestamp with time zone",
             Value::Json(_) => "json",
             Value::Uuid(_) => "a uuid",
+            Value::Array(_) => "an array",
         }
     }
 
@@ -127,7 +131,16 @@ impl Value {
                 )
                 | (Value::Json(_), K::Json | K::Jsonb)
                 | (Value::Uuid(_), K::Uuid | K::Char { .. } | K::Varchar { .. })
-        )
+        ) || matches!((self, kind), (Value::Array(items), K::Array(inner)) if items.iter().all(|item| item.fits_element(inner)))
+    }
+
+    /// Whether an array whose elements are of kind `inner` takes this value as an element
+    /// (a nested array: every one of its elements).
+    fn fits_element(&self, inner: &ColumnKind) -> bool {
+        match self {
+            Value::Array(items) => items.iter().all(|item| item.fits_element(inner)),
+            other => other.fits(inner),
+        }
     }
 }
 
@@ -493,21 +506,21 @@ impl<'s> DynamicQuery<'s> {
         for column in &self.columns {
             self.table.supported_kind(column.name())?;
         }
-        let (sql, binds) = self.to_sql();
+        let statement = self.to_sql();
         let names: Arc<[String]> = self.columns.iter().map(|c| c.name().to_owned()).collect();
         let kinds: Vec<&ColumnKind> = self.columns.iter().map(|c| c.kind()).collect();
         let rows: Vec<Vec<Option<String>>> = match session.engine().backend() {
             #[cfg(feature = "postgres")]
             Backend::Postgres => {
-                session.run(|c: &mut diesel::PgConnection| load_text(c, &sql, &binds))?
+                session.run(|c: &mut diesel::PgConnection| load_text(c, &statement))?
             }
             #[cfg(feature = "mysql")]
             Backend::Mysql => {
-                session.run(|c: &mut diesel::MysqlConnection| load_text(c, &sql, &binds))?
+                session.run(|c: &mut diesel::MysqlConnection| load_text(c, &statement))?
             }
             #[cfg(feature = "sqlite")]
             Backend::Sqlite => {
-                session.run(|c: &mut diesel::SqliteConnection| load_text(c, &sql, &binds))?
+                session.run(|c: &mut diesel::SqliteConnection| load_text(c, &statement))?
             }
             #[allow(unreachable_patterns)]
             other => return Err(not_enabled(other)),
@@ -543,20 +556,14 @@ impl<'s> DynamicQuery<'s> {
             }
             _ => {}
         }
-        let (sql, binds) = self.to_sql();
+        let statement = self.to_sql();
         match session.engine().backend() {
             #[cfg(feature = "postgres")]
-            Backend::Postgres => {
-                session.run(|c: &mut diesel::PgConnection| bound(&sql, &binds).execute(c))
-            }
+            Backend::Postgres => session.run(|c: &mut diesel::PgConnection| statement.execute(c)),
             #[cfg(feature = "mysql")]
-            Backend::Mysql => {
-                session.run(|c: &mut diesel::MysqlConnection| bound(&sql, &binds).execute(c))
-            }
+            Backend::Mysql => session.run(|c: &mut diesel::MysqlConnection| statement.execute(c)),
             #[cfg(feature = "sqlite")]
-            Backend::Sqlite => {
-                session.run(|c: &mut diesel::SqliteConnection| bound(&sql, &binds).execute(c))
-            }
+            Backend::Sqlite => session.run(|c: &mut diesel::SqliteConnection| statement.execute(c)),
             #[allow(unreachable_patterns)]
             other => Err(not_enabled(other)),
         }
@@ -581,7 +588,7 @@ impl<'s> DynamicQuery<'s> {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn sql(&self) -> String {
-        self.to_sql().0
+        self.to_sql().text()
     }
 
     fn checked(&self, column: &str, value: Value) -> Result<(&'s Column, Value)> {
@@ -605,10 +612,11 @@ impl<'s> DynamicQuery<'s> {
         }
     }
 
-    fn to_sql(&self) -> (String, Vec<Value>) {
+    fn to_sql(&self) -> Statement {
         let mut w = Writer {
             backend: self.backend,
             sql: String::new(),
+            chunks: Vec::new(),
             binds: Vec::new(),
         };
         let table = format!(
@@ -692,11 +700,17 @@ impl<'s> DynamicQuery<'s> {
                 });
             }
             if let Some(n) = self.limit {
-                // A number this library formats, not a value from outside: no bind needed.
-                w.sql.push_str(&format!(" LIMIT {n}"));
+                // Bound, not written: one prepared statement serves every limit.
+                w.sql.push_str(" LIMIT ");
+                w.bind(Value::Int(i64::try_from(n).unwrap_or(i64::MAX)));
             }
         }
-        (w.sql, w.binds)
+        w.chunks.push(w.sql);
+        Statement {
+            backend: w.backend,
+            chunks: w.chunks,
+            binds: w.binds,
+        }
     }
 
     fn decode(&self, column: &Column, kind: &ColumnKind, text: Option<String>) -> Result<Value> {
@@ -732,8 +746,35 @@ impl<'s> DynamicQuery<'s> {
             K::Json | K::Jsonb => Value::Json(text),
             K::Uuid => Value::Uuid(text),
             K::Binary => Value::Bytes(from_hex(&text).ok_or_else(bad)?),
+            K::Array(inner) => {
+                let elements = parse_array(&text).ok_or_else(bad)?;
+                self.decode_elements(column, inner, elements)?
+            }
             _ => Value::Text(text),
         })
+    }
+
+    /// The [`Value::Array`] of parsed array elements, each decoded as kind `inner`.
+    fn decode_elements(
+        &self,
+        column: &Column,
+        inner: &ColumnKind,
+        elements: Vec<Element>,
+    ) -> Result<Value> {
+        elements
+            .into_iter()
+            .map(|element| match element {
+                Element::Array(nested) => self.decode_elements(column, inner, nested),
+                // An array writes its bytea elements as `\x` and hex.
+                Element::Item(Some(text)) if *inner == ColumnKind::Binary => self.decode(
+                    column,
+                    inner,
+                    Some(text.strip_prefix("\\x").unwrap_or(&text).to_owned()),
+                ),
+                Element::Item(text) => self.decode(column, inner, text),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Value::Array)
     }
 }
 
@@ -744,10 +785,12 @@ fn not_enabled(backend: Backend) -> Error {
     }
 }
 
-/// Builds the SQL text and collects the values to bind, in placeholder order.
+/// Builds the SQL text and collects the values to bind, in placeholder order: the text
+/// before each placeholder is a finished chunk, `sql` the one being written.
 struct Writer {
     backend: Backend,
     sql: String,
+    chunks: Vec<String>,
     binds: Vec<Value>,
 }
 
@@ -773,31 +816,82 @@ impl Writer {
         }
     }
 
+    /// Ends the current chunk at a placeholder for `value`.
+    fn bind(&mut self, value: Value) {
+        self.binds.push(value);
+        self.chunks.push(std::mem::take(&mut self.sql));
+    }
+
     /// Writes a placeholder for `value`, bound for `column`.
     fn param(&mut self, column: &Column, value: Value) {
-        self.binds.push(value);
-        match self.backend {
-            Backend::Postgres => {
-                let n = self.binds.len();
-                match column.kind() {
-                    // An explicit cast to varchar(n) truncates; assignment checks the length.
-                    ColumnKind::Text | ColumnKind::Varchar { .. } | ColumnKind::Char { .. } => {
-                        self.sql.push_str(&format!("${n}"));
-                    }
-                    // Parameters are typed (int8, float8, text): the column's own type
-                    // makes numeric, date, json, enum... comparisons and assignments work.
-                    _ => self
-                        .sql
-                        .push_str(&format!("CAST(${n} AS {})", column.sql_type())),
-                }
+        // An array travels as its text form, which the cast below reads.
+        let value = match value {
+            Value::Array(items) => Value::Text(array_literal(&items)),
+            other => other,
+        };
+        match (self.backend, column.kind()) {
+            // An explicit cast to varchar(n) truncates; assignment checks the length.
+            (
+                Backend::Postgres,
+                ColumnKind::Text | ColumnKind::Varchar { .. } | ColumnKind::Char { .. },
+            )
+            | (Backend::Mysql | Backend::Sqlite, _) => self.bind(value),
+            // Parameters are typed (int8, float8, text): the column's own type makes
+            // numeric, date, json, enum, array... comparisons and assignments work.
+            (Backend::Postgres, _) => {
+                self.sql.push_str("CAST(");
+                self.bind(value);
+                self.sql.push_str(" AS ");
+                self.sql.push_str(column.sql_type());
+                self.sql.push(')');
             }
-            Backend::Mysql | Backend::Sqlite => self.sql.push('?'),
         }
     }
 }
 
-/// `sql` with `binds` bound, each with the Diesel SQL type of its [`Value`] variant.
-fn bound<'q, DB>(sql: &str, binds: &'q [Value]) -> BoxedSqlQuery<'q, DB, SqlQuery>
+/// A dynamic query's SQL, cut at its placeholders, and the values they bind.
+///
+/// Unlike Diesel's `sql_query`, it lets the connection cache its prepared statement (keyed
+/// by the SQL text and the bind types), so a query run again costs one round trip, as the
+/// same query through a `table!` does.
+struct Statement {
+    backend: Backend,
+    /// The SQL before each placeholder, then the SQL after the last: one more than `binds`.
+    chunks: Vec<String>,
+    binds: Vec<Value>,
+}
+
+impl Statement {
+    /// The SQL with the backend's placeholders written in (`$1`, `?`).
+    fn text(&self) -> String {
+        let mut sql = String::new();
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            sql.push_str(chunk);
+            if i < self.binds.len() {
+                match self.backend {
+                    Backend::Postgres => sql.push_str(&format!("${}", i + 1)),
+                    Backend::Mysql | Backend::Sqlite => sql.push('?'),
+                }
+            }
+        }
+        sql
+    }
+}
+
+impl QueryId for Statement {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for Statement {
+    type SqlType = Untyped;
+}
+
+impl<C: diesel::Connection> RunQueryDsl<C> for Statement {}
+
+static NULL_TEXT: Option<String> = None;
+
+impl<DB> QueryFragment<DB> for Statement
 where
     DB: diesel::backend::Backend
         + HasSqlType<BigInt>
@@ -808,58 +902,53 @@ where
     i64: ToSql<BigInt, DB>,
     f64: ToSql<Double, DB>,
     bool: ToSql<Bool, DB>,
-    [u8]: ToSql<Binary, DB>,
-    str: ToSql<Text, DB>,
-    Option<&'q str>: ToSql<Nullable<Text>, DB>,
+    Vec<u8>: ToSql<Binary, DB>,
+    String: ToSql<Text, DB>,
+    Option<String>: ToSql<Nullable<Text>, DB>,
 {
-    let mut query = diesel::sql_query(sql.to_owned()).into_boxed::<DB>();
-    for value in binds {
-        query = match value {
-            Value::Null => query.bind::<Nullable<Text>, _>(None::<&'q str>),
-            Value::Int(v) => query.bind::<BigInt, _>(*v),
-            Value::Float(v) => query.bind::<Double, _>(*v),
-            Value::Bool(v) => query.bind::<Bool, _>(*v),
-            Value::Bytes(v) => query.bind::<Binary, _>(v.as_slice()),
-            Value::Numeric(s)
-            | Value::Text(s)
-            | Value::Date(s)
-            | Value::Time(s)
-            | Value::Timestamp(s)
-            | Value::TimestampTz(s)
-            | Value::Json(s)
-            | Value::Uuid(s) => query.bind::<Text, _>(s.as_str()),
-        };
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> diesel::QueryResult<()> {
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            out.push_sql(chunk);
+            let Some(value) = self.binds.get(i) else {
+                continue;
+            };
+            match value {
+                Value::Null => out.push_bind_param::<Nullable<Text>, _>(&NULL_TEXT)?,
+                Value::Int(v) => out.push_bind_param::<BigInt, _>(v)?,
+                Value::Float(v) => out.push_bind_param::<Double, _>(v)?,
+                Value::Bool(v) => out.push_bind_param::<Bool, _>(v)?,
+                Value::Bytes(v) => out.push_bind_param::<Binary, _>(v)?,
+                Value::Numeric(s)
+                | Value::Text(s)
+                | Value::Date(s)
+                | Value::Time(s)
+                | Value::Timestamp(s)
+                | Value::TimestampTz(s)
+                | Value::Json(s)
+                | Value::Uuid(s) => out.push_bind_param::<Text, _>(s)?,
+                Value::Array(_) => {
+                    return Err(diesel::result::Error::SerializationError(
+                        "an array is bound as its text form".into(),
+                    ))
+                }
+            }
+        }
+        Ok(())
     }
-    query
 }
 
-/// Runs `sql` and reads every column of every row as (nullable) text.
+/// Runs `statement` and reads every column of every row as (nullable) text.
 fn load_text<C>(
     conn: &mut C,
-    sql: &str,
-    binds: &[Value],
+    statement: &Statement,
 ) -> diesel::QueryResult<Vec<Vec<Option<String>>>>
 where
     C: LoadConnection,
-    C::Backend: HasSqlType<BigInt>
-        + HasSqlType<Double>
-        + HasSqlType<Bool>
-        + HasSqlType<Binary>
-        + HasSqlType<Text>
-        + diesel::backend::Backend
-        + diesel::sql_types::TypeMetadata
-        + diesel::expression::QueryMetadata<Untyped>,
-    for<'q> BoxedSqlQuery<'q, C::Backend, SqlQuery>: QueryFragment<C::Backend> + QueryId,
-    i64: ToSql<BigInt, C::Backend>,
-    f64: ToSql<Double, C::Backend>,
-    bool: ToSql<Bool, C::Backend>,
-    [u8]: ToSql<Binary, C::Backend>,
-    str: ToSql<Text, C::Backend>,
-    for<'q> Option<&'q str>: ToSql<Nullable<Text>, C::Backend>,
+    C::Backend: diesel::expression::QueryMetadata<Untyped>,
+    Statement: QueryFragment<C::Backend>,
     String: FromSql<Text, C::Backend>,
 {
-    let query = bound::<C::Backend>(sql, binds);
-    let cursor = conn.load(query)?;
+    let cursor = conn.load(statement)?;
     let mut rows = Vec::new();
     for row in cursor {
         let row = row?;
@@ -883,6 +972,127 @@ where
     Ok(rows)
 }
 
+/// One element of a PostgreSQL array's text form: a nested array, or an item's text
+/// (`None` for `NULL`).
+#[derive(Debug, PartialEq)]
+enum Element {
+    Array(Vec<Element>),
+    Item(Option<String>),
+}
+
+/// The elements of a PostgreSQL array's text form (`{1,NULL,"a b"}`, `{{1,2},{3,4}}`,
+/// `[0:1]={5,6}`); `None` when `text` is not one.
+fn parse_array(text: &str) -> Option<Vec<Element>> {
+    // Bounds other than the default are written before the array: `[0:1]={5,6}`.
+    let body = match text.strip_prefix('[') {
+        Some(_) => text.split_once('=')?.1,
+        None => text,
+    };
+    let mut chars = body.chars().peekable();
+    let elements = parse_elements(&mut chars)?;
+    chars.next().is_none().then_some(elements)
+}
+
+fn parse_elements(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<Vec<Element>> {
+    if chars.next()? != '{' {
+        return None;
+    }
+    let mut elements = Vec::new();
+    if chars.peek() == Some(&'}') {
+        chars.next();
+        return Some(elements);
+    }
+    loop {
+        match chars.peek()? {
+            '{' => elements.push(Element::Array(parse_elements(chars)?)),
+            '"' => {
+                chars.next();
+                let mut item = String::new();
+                loop {
+                    match chars.next()? {
+                        '\\' => item.push(chars.next()?),
+                        '"' => break,
+                        c => item.push(c),
+                    }
+                }
+                elements.push(Element::Item(Some(item)));
+            }
+            _ => {
+                let mut item = String::new();
+                while let Some(&c) = chars.peek() {
+                    if c == ',' || c == '}' {
+                        break;
+                    }
+                    item.push(c);
+                    chars.next();
+                }
+                let item = item.trim();
+                elements.push(Element::Item(
+                    (!item.eq_ignore_ascii_case("NULL")).then(|| item.to_owned()),
+                ));
+            }
+        }
+        match chars.next()? {
+            ',' => continue,
+            '}' => return Some(elements),
+            _ => return None,
+        }
+    }
+}
+
+/// The PostgreSQL text form of an array of `items`: every element quoted and escaped,
+/// `NULL` unquoted, nested arrays in braces.
+fn array_literal(items: &[Value]) -> String {
+    let mut out = String::from("{");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let text = match item {
+            Value::Null => {
+                out.push_str("NULL");
+                continue;
+            }
+            Value::Array(nested) => {
+                out.push_str(&array_literal(nested));
+                continue;
+            }
+            Value::Int(v) => v.to_string(),
+            Value::Float(v) if v.is_nan() => "NaN".to_owned(),
+            Value::Float(v) if v.is_infinite() => {
+                if *v > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
+            }
+            Value::Float(v) => v.to_string(),
+            Value::Bool(v) => if *v { "t" } else { "f" }.to_owned(),
+            Value::Bytes(v) => {
+                let mut hex = String::from("\\x");
+                for byte in v {
+                    hex.push_str(&format!("{byte:02x}"));
+                }
+                hex
+            }
+            Value::Numeric(s)
+            | Value::Text(s)
+            | Value::Date(s)
+            | Value::Time(s)
+            | Value::Timestamp(s)
+            | Value::TimestampTz(s)
+            | Value::Json(s)
+            | Value::Uuid(s) => s.clone(),
+        };
+        out.push('"');
+        for c in text.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+    out.push('}');
+    out
+}
+
 fn from_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
@@ -891,4 +1101,69 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(s: &str) -> Element {
+        Element::Item(Some(s.to_owned()))
+    }
+
+    #[test]
+    fn array_text_forms_parse_with_quotes_nulls_nesting_and_bounds() {
+        assert_eq!(parse_array("{}"), Some(vec![]));
+        assert_eq!(
+            parse_array(r#"{1,NULL,"NULL","a \"b\", c\\d",{}}"#),
+            Some(vec![
+                item("1"),
+                Element::Item(None),
+                item("NULL"),
+                item(r#"a "b", c\d"#),
+                Element::Array(vec![]),
+            ])
+        );
+        assert_eq!(
+            parse_array("{{1,2},{3,4}}"),
+            Some(vec![
+                Element::Array(vec![item("1"), item("2")]),
+                Element::Array(vec![item("3"), item("4")]),
+            ])
+        );
+        assert_eq!(parse_array("[0:1]={5,6}"), Some(vec![item("5"), item("6")]));
+        for bad in ["", "{", "{1,2", "{1}x", "1,2", r#"{"a}"#] {
+            assert_eq!(parse_array(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn array_literals_quote_every_element_and_parse_back() {
+        let items = vec![
+            Value::Int(-3),
+            Value::Null,
+            Value::Text(r#"a "b", {c}\d"#.into()),
+            Value::Bool(true),
+            Value::Bytes(vec![0, 0xff]),
+            Value::Float(f64::NEG_INFINITY),
+            Value::Array(vec![Value::Text("NULL".into())]),
+        ];
+        let literal = array_literal(&items);
+        assert_eq!(
+            literal,
+            r#"{"-3",NULL,"a \"b\", {c}\\d","t","\\x00ff","-Infinity",{"NULL"}}"#
+        );
+        assert_eq!(
+            parse_array(&literal),
+            Some(vec![
+                item("-3"),
+                Element::Item(None),
+                item(r#"a "b", {c}\d"#),
+                item("t"),
+                item(r"\x00ff"),
+                item("-Infinity"),
+                Element::Array(vec![item("NULL")]),
+            ])
+        );
+    }
 }

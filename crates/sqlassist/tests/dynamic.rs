@@ -188,7 +188,8 @@ fn every_supported_postgres_type_round_trips_through_bound_parameters() {
          CREATE TABLE {table} (id int4 PRIMARY KEY, i2 int2, i8 int8, f4 float4, f8 float8,
            n numeric(10, 2), t text, v varchar(20), c char(3), b bool, d date, tm time,
            ts timestamp, tz timestamptz, j json, jb jsonb, u uuid, by bytea, m {mood},
-           a int4[], p point)"
+           a int4[], ta text[], na numeric(6, 2)[], ba bool[], tza timestamptz[], ja jsonb[],
+           ma {mood}[], bya bytea[], ua uuid[], da date[], m2 int4[][], p point)"
     ))
     .unwrap();
     let mut registry = Registry::new();
@@ -232,7 +233,60 @@ fn every_supported_postgres_type_round_trips_through_bound_parameters() {
         ),
         case!("by", Value::Bytes(vec![0, 1, 0xfe, 0xff])),
         case!("m", text("sad")),
-        case!("a", text("{1,2,3}")),
+        case!(
+            "a",
+            Value::Array(vec![Value::Int(1), Value::Null, Value::Int(-3)])
+        ),
+        case!(
+            "ta",
+            Value::Array(vec![
+                text(r#"a "b", {c}\d"#),
+                text("NULL"),
+                Value::Null,
+                text("")
+            ])
+        ),
+        case!(
+            "na",
+            Value::Array(vec![Value::Numeric("1.5".into()), Value::Int(2)]),
+            Value::Array(vec![
+                Value::Numeric("1.50".into()),
+                Value::Numeric("2.00".into())
+            ])
+        ),
+        case!(
+            "ba",
+            Value::Array(vec![Value::Bool(true), Value::Bool(false)])
+        ),
+        case!(
+            "tza",
+            Value::Array(vec![Value::TimestampTz("2024-02-29 13:45:00+02".into())]),
+            Value::Array(vec![Value::TimestampTz("2024-02-29 11:45:00+00".into())])
+        ),
+        case!(
+            "ja",
+            Value::Array(vec![Value::Json(r#"{"a":"x,y"}"#.into())]),
+            Value::Array(vec![Value::Json(r#"{"a": "x,y"}"#.into())])
+        ),
+        case!("ma", Value::Array(vec![text("sad"), text("happy")])),
+        case!(
+            "bya",
+            Value::Array(vec![Value::Bytes(vec![0, 0xff]), Value::Bytes(Vec::new())])
+        ),
+        case!(
+            "ua",
+            Value::Array(vec![Value::Uuid(
+                "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".into()
+            )])
+        ),
+        case!("da", Value::Array(vec![Value::Date("2024-02-29".into())])),
+        case!(
+            "m2",
+            Value::Array(vec![
+                Value::Array(vec![Value::Int(1), Value::Int(2)]),
+                Value::Array(vec![Value::Int(3), Value::Int(4)]),
+            ])
+        ),
     ];
     let updates = [
         case!("i8", Value::Int(i64::MIN)),
@@ -248,6 +302,13 @@ fn every_supported_postgres_type_round_trips_through_bound_parameters() {
         case!("by", Value::Bytes(Vec::new())),
         case!("m", text("happy")),
         case!("f8", Value::Null),
+        // The text form is still taken for an array column.
+        case!(
+            "a",
+            text("{4,5}"),
+            Value::Array(vec![Value::Int(4), Value::Int(5)])
+        ),
+        case!("ta", Value::Array(Vec::new())),
     ];
     round_trip(&session, &schema, &table, &cases, &updates);
 
@@ -258,6 +319,14 @@ fn every_supported_postgres_type_round_trips_through_bound_parameters() {
     assert_eq!(
         err.to_string(),
         format!("column `p` of table `public.{table}` has type `point`, which sqlassist does not support")
+    );
+    let err = t
+        .insert()
+        .value("a", Value::Array(vec![Value::Int(1), Value::Bool(true)]))
+        .expect_err("a bool is not an int4 element");
+    assert!(
+        matches!(err, Error::ValueDoesNotFit { ref type_name, value, .. } if &**type_name == "integer[]" && value == "an array"),
+        "{err:?}"
     );
     let err = t.select().load(&session).expect_err("select * includes p");
     assert!(
