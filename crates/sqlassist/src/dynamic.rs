@@ -26,7 +26,7 @@ use diesel::RunQueryDsl;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::reflect::{Column, ColumnKind, Schema, Table};
+use crate::reflect::{Column, ColumnKind, Schema, Table, TableName};
 use crate::session::Session;
 
 /// One value of a reflected column, typed from the column's [`ColumnKind`].
@@ -269,16 +269,22 @@ pub enum Cmp {
     Ge,
 }
 
-impl fmt::Display for Cmp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Cmp {
+    fn as_sql(self) -> &'static str {
+        match self {
             Cmp::Eq => "=",
             Cmp::Ne => "<>",
             Cmp::Lt => "<",
             Cmp::Le => "<=",
             Cmp::Gt => ">",
             Cmp::Ge => ">=",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Cmp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_sql())
     }
 }
 
@@ -615,15 +621,11 @@ impl<'s> DynamicQuery<'s> {
     fn to_sql(&self) -> Statement {
         let mut w = Writer {
             backend: self.backend,
-            sql: String::new(),
-            chunks: Vec::new(),
-            binds: Vec::new(),
+            sql: String::with_capacity(128),
+            chunks: Vec::with_capacity(self.assignments.len() + self.filters.len() + 2),
+            binds: Vec::with_capacity(self.assignments.len() + self.filters.len() + 1),
         };
-        let table = format!(
-            "{}.{}",
-            w.ident(self.table.name().schema()),
-            w.ident(self.table.name().name())
-        );
+        let table = self.table.name();
         match self.kind {
             Kind::Select => {
                 w.sql.push_str("SELECT ");
@@ -631,22 +633,20 @@ impl<'s> DynamicQuery<'s> {
                     if i > 0 {
                         w.sql.push_str(", ");
                     }
-                    let ident = w.ident(column.name());
-                    w.sql.push_str(&w.as_text(&ident, column.kind()));
+                    w.as_text(column);
                 }
                 w.sql.push_str(" FROM ");
-                w.sql.push_str(&table);
+                w.table(table);
             }
             Kind::Insert => {
                 w.sql.push_str("INSERT INTO ");
-                w.sql.push_str(&table);
+                w.table(table);
                 w.sql.push_str(" (");
                 for (i, (column, _)) in self.assignments.iter().enumerate() {
                     if i > 0 {
                         w.sql.push_str(", ");
                     }
-                    let ident = w.ident(column.name());
-                    w.sql.push_str(&ident);
+                    w.ident(column.name());
                 }
                 w.sql.push_str(") VALUES (");
                 for (i, (column, value)) in self.assignments.iter().enumerate() {
@@ -659,32 +659,32 @@ impl<'s> DynamicQuery<'s> {
             }
             Kind::Update => {
                 w.sql.push_str("UPDATE ");
-                w.sql.push_str(&table);
+                w.table(table);
                 w.sql.push_str(" SET ");
                 for (i, (column, value)) in self.assignments.iter().enumerate() {
                     if i > 0 {
                         w.sql.push_str(", ");
                     }
-                    let ident = w.ident(column.name());
-                    w.sql.push_str(&ident);
+                    w.ident(column.name());
                     w.sql.push_str(" = ");
                     w.param(column, value.clone());
                 }
             }
             Kind::Delete => {
                 w.sql.push_str("DELETE FROM ");
-                w.sql.push_str(&table);
+                w.table(table);
             }
         }
         for (i, (column, cmp, value)) in self.filters.iter().enumerate() {
             w.sql.push_str(if i == 0 { " WHERE " } else { " AND " });
-            let ident = w.ident(column.name());
-            w.sql.push_str(&ident);
+            w.ident(column.name());
             match (value, cmp) {
                 (Value::Null, Cmp::Eq) => w.sql.push_str(" IS NULL"),
                 (Value::Null, _) => w.sql.push_str(" IS NOT NULL"),
                 _ => {
-                    w.sql.push_str(&format!(" {cmp} "));
+                    w.sql.push(' ');
+                    w.sql.push_str(cmp.as_sql());
+                    w.sql.push(' ');
                     w.param(column, value.clone());
                 }
             }
@@ -692,8 +692,7 @@ impl<'s> DynamicQuery<'s> {
         if self.kind == Kind::Select {
             for (i, (column, order)) in self.order.iter().enumerate() {
                 w.sql.push_str(if i == 0 { " ORDER BY " } else { ", " });
-                let ident = w.ident(column.name());
-                w.sql.push_str(&ident);
+                w.ident(column.name());
                 w.sql.push_str(match order {
                     Order::Asc => " ASC",
                     Order::Desc => " DESC",
@@ -795,25 +794,47 @@ struct Writer {
 }
 
 impl Writer {
-    fn ident(&self, name: &str) -> String {
-        match self.backend {
-            Backend::Mysql => format!("`{}`", name.replace('`', "``")),
-            Backend::Postgres | Backend::Sqlite => format!("\"{}\"", name.replace('"', "\"\"")),
+    /// Writes `name` quoted for the backend. (Written in place, without `format!`: the
+    /// text of a dynamic query is built on every call, and formatting showed in profiles.)
+    fn ident(&mut self, name: &str) {
+        let quote = match self.backend {
+            Backend::Mysql => '`',
+            Backend::Postgres | Backend::Sqlite => '"',
+        };
+        self.sql.push(quote);
+        for c in name.chars() {
+            if c == quote {
+                self.sql.push(quote);
+            }
+            self.sql.push(c);
         }
+        self.sql.push(quote);
     }
 
-    /// The select-list expression that reads column `ident` as text (bytes as hex).
-    fn as_text(&self, ident: &str, kind: &ColumnKind) -> String {
-        match (self.backend, kind) {
-            (Backend::Postgres, ColumnKind::Binary) => format!("encode({ident}, 'hex')"),
-            (Backend::Mysql, ColumnKind::Binary) => format!("hex({ident})"),
+    /// Writes `schema.table`, each part quoted.
+    fn table(&mut self, name: &TableName) {
+        self.ident(name.schema());
+        self.sql.push('.');
+        self.ident(name.name());
+    }
+
+    /// Writes the select-list expression that reads `column` as text (bytes as hex).
+    fn as_text(&mut self, column: &Column) {
+        let (before, after) = match (self.backend, column.kind()) {
+            (Backend::Postgres, ColumnKind::Binary) => ("encode(", ", 'hex')"),
+            (Backend::Mysql, ColumnKind::Binary) => ("hex(", ")"),
             // SQLite's hex(NULL) is '', the same as an empty blob's.
             (Backend::Sqlite, ColumnKind::Binary) => {
-                format!("CASE WHEN {ident} IS NULL THEN NULL ELSE hex({ident}) END")
+                self.sql.push_str("CASE WHEN ");
+                self.ident(column.name());
+                (" IS NULL THEN NULL ELSE hex(", ") END")
             }
-            (Backend::Mysql, _) => format!("CAST({ident} AS CHAR)"),
-            (Backend::Postgres | Backend::Sqlite, _) => format!("CAST({ident} AS TEXT)"),
-        }
+            (Backend::Mysql, _) => ("CAST(", " AS CHAR)"),
+            (Backend::Postgres | Backend::Sqlite, _) => ("CAST(", " AS TEXT)"),
+        };
+        self.sql.push_str(before);
+        self.ident(column.name());
+        self.sql.push_str(after);
     }
 
     /// Ends the current chunk at a placeholder for `value`.
