@@ -36,6 +36,7 @@ fn scenario(
     reader_url: &str,
     migrations: fn() -> EmbeddedMigrations,
     table: &str,
+    one_writer_only: bool,
 ) {
     let mut registry = Registry::new();
     registry
@@ -62,10 +63,42 @@ fn scenario(
     );
     writer.rollback().unwrap();
 
+    // Migrations run on a connection of their own, outside the thread's transaction: the
+    // managed engine's uncommitted insert aborts after them (MariaDB commits DDL
+    // implicitly: on the branch's connection it would have committed the insert too).
+    // SQLite has one writer at a time: there the insert's lock would make them wait.
+    writer
+        .execute("CREATE TABLE migrate_marker (v INTEGER)")
+        .unwrap();
+    writer.commit().unwrap();
+    registry
+        .init_engine(
+            "app",
+            engine(writer_url, false),
+            InitOptions::new().managed(true),
+        )
+        .unwrap();
+    let app = registry.session("app").unwrap();
+    if !one_writer_only {
+        transaction::begin().unwrap();
+        app.execute("INSERT INTO migrate_marker (v) VALUES (1)")
+            .unwrap();
+    }
     assert_eq!(
         run_pending_migrations(&registry, "writer", migrations()).unwrap(),
         [VERSION]
     );
+    if !one_writer_only {
+        transaction::abort().unwrap();
+    }
+    assert_eq!(
+        writer
+            .query_i64("SELECT COUNT(*) FROM migrate_marker")
+            .unwrap(),
+        0,
+        "the insert aborted with the transaction"
+    );
+    writer.rollback().unwrap();
     assert!(run_pending_migrations(&registry, "writer", migrations())
         .unwrap()
         .is_empty());
@@ -123,7 +156,7 @@ fn postgres_migrations_run_once_on_the_writer_and_are_refused_on_a_read_only_eng
     let in_schema = format!("{url}{sep}options=-csearch_path%3D{schema}");
     let table = "migrate_items_postgres";
     let outcome = std::panic::catch_unwind(|| {
-        scenario(&in_schema, &in_schema, || PG, table);
+        scenario(&in_schema, &in_schema, || PG, table, false);
         let mut raw = diesel::PgConnection::establish(&url).unwrap();
         assert_eq!(pg_tables_named(&mut raw, &schema, table), 1);
         assert_eq!(
@@ -161,7 +194,7 @@ fn mariadb_migrations_run_once_on_the_writer_and_are_refused_on_a_read_only_engi
     let in_database = format!("{base}/{database}");
     let table = "migrate_items_mysql";
     let outcome = std::panic::catch_unwind(|| {
-        scenario(&in_database, &in_database, || MYSQL, table);
+        scenario(&in_database, &in_database, || MYSQL, table, false);
         let mut admin = diesel::MysqlConnection::establish(&admin_url).unwrap();
         assert_eq!(mysql_tables_named(&mut admin, &database, table), 1);
         assert_eq!(
@@ -186,5 +219,6 @@ fn sqlite_migrations_run_once_on_the_writer_and_are_refused_on_a_read_only_engin
         &format!("{url}?mode=ro"),
         || SQLITE,
         "migrate_items_sqlite",
+        true,
     );
 }
