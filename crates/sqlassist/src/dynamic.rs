@@ -9,9 +9,14 @@
 //!
 //! Values travel as [`Value`]s, typed from the reflected column kinds. Reading, each column
 //! is converted to text by the server (bytes to hex) and parsed into the variant of its
-//! kind, which keeps one code path for the three backends. Writing, PostgreSQL parameters
-//! are cast to the column's declared type (`CAST($1 AS numeric(10,2))`), while MariaDB and
-//! SQLite convert them on assignment themselves.
+//! kind (a PostgreSQL array element by element), which keeps one code path for the three
+//! backends. Writing, PostgreSQL parameters are cast to the column's declared type
+//! (`CAST($1 AS numeric(10,2))`, an array sent as its text form), while MariaDB and SQLite
+//! convert them on assignment themselves.
+//!
+//! A query's prepared statement is cached by the connection (keyed by its SQL text and
+//! bind types; `LIMIT` is bound too), so running a query shape again costs one round trip,
+//! as the same query through a `table!` does.
 
 use std::fmt;
 use std::sync::Arc;
