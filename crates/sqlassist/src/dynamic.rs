@@ -864,11 +864,22 @@ impl Writer {
             | (Backend::Mysql | Backend::Sqlite, _) => self.bind(value),
             // Parameters are typed (int8, float8, text): the column's own type makes
             // numeric, date, json, enum, array... comparisons and assignments work.
-            (Backend::Postgres, _) => {
+            (Backend::Postgres, kind) => {
                 self.sql.push_str("CAST(");
                 self.bind(value);
                 self.sql.push_str(" AS ");
-                self.sql.push_str(column.sql_type());
+                self.sql.push_str(match kind {
+                    // As for text columns: an explicit cast to `varchar(n)[]` would cut
+                    // long elements; the cast without a length leaves the check to the
+                    // assignment (the dimensions are not part of the type).
+                    ColumnKind::Array(inner) if matches!(**inner, ColumnKind::Varchar { .. }) => {
+                        "varchar[]"
+                    }
+                    ColumnKind::Array(inner) if matches!(**inner, ColumnKind::Char { .. }) => {
+                        "bpchar[]"
+                    }
+                    _ => column.sql_type(),
+                });
                 self.sql.push(')');
             }
         }

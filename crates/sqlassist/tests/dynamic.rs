@@ -914,6 +914,11 @@ fn dozens_of_postgres_tables_of_every_supported_type_round_trip_with_composite_a
             same(arr(vec![text("z")])),
         ),
         kind(
+            "char(3)[]",
+            same(arr(vec![text("abc")])),
+            same(arr(vec![text("xyz"), Value::Null])),
+        ),
+        kind(
             "numeric(6, 2)[]",
             (arr(vec![n("1.5")]), arr(vec![n("1.50")])),
             same(arr(vec![n("-2.00")])),
@@ -986,6 +991,38 @@ fn dozens_of_postgres_tables_of_every_supported_type_round_trip_with_composite_a
     let qualified: Vec<String> = names.iter().map(|n| format!("{s}.{n}")).collect();
     assert!(qualified.len() >= 30);
     many_tables(&session, &schema, &qualified, &kinds);
+    session.commit().unwrap();
+
+    // An element too long for `varchar(10)[]` is refused, as for a `varchar(10)`, not cut.
+    let i = kinds
+        .iter()
+        .position(|k| k.sql_type == "varchar(10)[]")
+        .unwrap();
+    let t = DynamicTable::new(&schema, &qualified[i]).unwrap();
+    let too_long = t
+        .insert()
+        .value("k1", 9)
+        .and_then(|q| q.value("k2", "z"))
+        .and_then(|q| q.value("w", arr(vec![text("12345678901")])))
+        .unwrap()
+        .execute(&session);
+    assert!(too_long.is_err(), "{too_long:?}");
+    session.rollback().unwrap();
+    let j = kinds
+        .iter()
+        .position(|k| k.sql_type == "char(3)[]")
+        .unwrap();
+    let too_long = DynamicTable::new(&schema, &qualified[j])
+        .unwrap()
+        .insert()
+        .value("k1", 9)
+        .and_then(|q| q.value("k2", "z"))
+        .and_then(|q| q.value("w", arr(vec![text("abcd")])))
+        .unwrap()
+        .execute(&session);
+    assert!(too_long.is_err(), "{too_long:?}");
+    session.rollback().unwrap();
+    assert!(t.select().load(&session).unwrap().is_empty());
     session.commit().unwrap();
 }
 
