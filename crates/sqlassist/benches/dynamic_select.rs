@@ -19,7 +19,9 @@
 //! ratios of time per select (dynamic over `table!`: 1.10 means 10 % slower).
 //! `SQLASSIST_BENCH_ONLY=postgres,mysql,sqlite` chooses backends;
 //! `SQLASSIST_BENCH_WAY=dynamic` (or `table`) runs only that way's rounds, for counting
-//! instructions with callgrind (the ratios are then meaningless).
+//! instructions with callgrind (the ratios are then meaningless);
+//! `SQLASSIST_BENCH_LIMIT=1` adds `.limit(1)` to the dynamic query, as `first()` does to the
+//! `table!` one.
 #![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -82,7 +84,11 @@ fn to_values(row: Typed) -> Vec<Value> {
 }
 
 fn dynamic(session: &Session, table: &DynamicTable<'_>, id: i64) -> Res<Vec<Value>> {
-    let rows = table.select().filter("id", Cmp::Eq, id)?.load(session)?;
+    let mut query = table.select().filter("id", Cmp::Eq, id)?;
+    if std::env::var_os("SQLASSIST_BENCH_LIMIT").is_some() {
+        query = query.limit(1);
+    }
+    let rows = query.load(session)?;
     let row = rows.into_iter().next().ok_or("no row")?;
     Ok(row.into_values())
 }

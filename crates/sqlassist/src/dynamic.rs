@@ -15,8 +15,8 @@
 //! convert them on assignment themselves.
 //!
 //! A query's prepared statement is cached by the connection (keyed by its SQL text and
-//! bind types; `LIMIT` is bound too), so running a query shape again costs one round trip,
-//! as the same query through a `table!` does.
+//! bind types; `LIMIT` is bound too, except on SQLite), so running a query shape again
+//! costs one round trip, as the same query through a `table!` does.
 
 use std::fmt;
 use std::sync::Arc;
@@ -704,9 +704,16 @@ impl<'s> DynamicQuery<'s> {
                 });
             }
             if let Some(n) = self.limit {
-                // Bound, not written: one prepared statement serves every limit.
                 w.sql.push_str(" LIMIT ");
-                w.bind(Value::Int(i64::try_from(n).unwrap_or(i64::MAX)));
+                let n = i64::try_from(n).unwrap_or(i64::MAX);
+                match self.backend {
+                    // SQLite (built with STAT4) prepares a statement with a bound LIMIT
+                    // again on every run, which costs three times the select itself:
+                    // a number this library formats is written instead.
+                    Backend::Sqlite => w.sql.push_str(&n.to_string()),
+                    // Bound, not written: one prepared statement serves every limit.
+                    Backend::Postgres | Backend::Mysql => w.bind(Value::Int(n)),
+                }
             }
         }
         w.chunks.push(w.sql);
