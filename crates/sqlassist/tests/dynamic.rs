@@ -1242,6 +1242,16 @@ fn dozens_of_sqlite_tables_of_every_supported_type_round_trip_with_composite_and
             same(Value::Json("[]".into())),
         ),
         kind(
+            "JSONB",
+            same(Value::Json(r#"{"b": true}"#.into())),
+            same(Value::Json("{}".into())),
+        ),
+        kind(
+            "TIMESTAMPTZ",
+            same(Value::TimestampTz("2024-02-29 13:45:00+02".into())),
+            same(Value::TimestampTz("2000-01-01 00:00:00+00".into())),
+        ),
+        kind(
             "BLOB",
             same(Value::Bytes(vec![0, 1, 0xff])),
             same(Value::Bytes(vec![9])),
