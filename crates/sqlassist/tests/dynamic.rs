@@ -1279,3 +1279,84 @@ fn dozens_of_sqlite_tables_of_every_supported_type_round_trip_with_composite_and
     many_tables(&session, &schema, &names, &kinds);
     session.commit().unwrap();
 }
+
+/// Runs the same dynamic select (a new key each time) five times on `session`.
+fn select_five_times(session: &Session, schema: &Schema, table: &str) {
+    let t = DynamicTable::new(schema, table).unwrap();
+    for id in 1..=5 {
+        let rows = t
+            .select()
+            .filter("id", Cmp::Eq, id)
+            .unwrap()
+            .limit(1)
+            .load(session)
+            .unwrap();
+        assert_eq!(rows[0].values()[0], Value::Int(id));
+    }
+}
+
+#[test]
+fn a_dynamic_query_is_prepared_once_per_connection_and_then_reused() {
+    let (Some(pg), Some(my)) = (
+        common::pg_url("SQLASSIST_TEST_PG_URL"),
+        common::mysql_url("SQLASSIST_TEST_MYSQL_URL"),
+    ) else {
+        return;
+    };
+    let table = unique("reflect_prepared");
+    let ddl = format!(
+        "CREATE TABLE {table} (id BIGINT PRIMARY KEY, name VARCHAR(20)); \
+         INSERT INTO {table} VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e')"
+    );
+    let drop = format!("DROP TABLE IF EXISTS {table}");
+    let _drop_pg = pg_cleanup(&pg, drop.clone());
+    let _drop_my = mysql_cleanup(&my, drop);
+    diesel::PgConnection::establish(&pg)
+        .unwrap()
+        .batch_execute(&ddl)
+        .unwrap();
+    diesel::MysqlConnection::establish(&my)
+        .unwrap()
+        .batch_execute(&ddl)
+        .unwrap();
+    let mut registry = Registry::new();
+    registry
+        .init_engine("pg", engine(&pg), InitOptions::new())
+        .unwrap();
+    registry
+        .init_engine("my", engine(&my), InitOptions::new())
+        .unwrap();
+
+    // PostgreSQL lists the named statements of the session's connection.
+    let session = registry.session("pg").unwrap();
+    let schema = Schema::reflect(registry.engine("pg").unwrap()).unwrap();
+    select_five_times(&session, &schema, &table);
+    let prepared = session
+        .query_i64(&format!(
+            "SELECT COUNT(*) FROM pg_prepared_statements WHERE statement LIKE '%{table}%'"
+        ))
+        .unwrap();
+    assert_eq!(prepared, 1, "one prepared statement for the five selects");
+    session.commit().unwrap();
+
+    // MariaDB counts the connection's prepares (the counting query is prepared too).
+    let session = registry.session("my").unwrap();
+    let schema = Schema::reflect(registry.engine("my").unwrap()).unwrap();
+    let prepares = || {
+        session
+            .query_i64(
+                "SELECT CAST(VARIABLE_VALUE AS SIGNED) FROM information_schema.SESSION_STATUS \
+                 WHERE VARIABLE_NAME = 'COM_STMT_PREPARE'",
+            )
+            .unwrap()
+    };
+    let before = prepares();
+    select_five_times(&session, &schema, &table);
+    let after = prepares();
+    assert_eq!(
+        after - before,
+        2,
+        "the select prepared once, and the counting query once"
+    );
+    session.commit().unwrap();
+}
