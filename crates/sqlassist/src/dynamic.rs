@@ -520,29 +520,31 @@ impl<'s> DynamicQuery<'s> {
         let statement = self.to_sql();
         let names: Arc<[String]> = self.columns.iter().map(|c| c.name().to_owned()).collect();
         let kinds: Vec<&ColumnKind> = self.columns.iter().map(|c| c.kind()).collect();
-        let rows: Vec<Vec<Option<String>>> = match session.engine().backend() {
-            #[cfg(feature = "postgres")]
-            Backend::Postgres => {
-                session.run(|c: &mut diesel::PgConnection| load_text(c, &statement))?
-            }
-            #[cfg(feature = "mysql")]
-            Backend::Mysql => {
-                session.run(|c: &mut diesel::MysqlConnection| load_text(c, &statement))?
-            }
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite => {
-                session.run(|c: &mut diesel::SqliteConnection| load_text(c, &statement))?
-            }
-            #[allow(unreachable_patterns)]
-            other => return Err(not_enabled(other)),
-        };
+        let rows: Vec<Vec<Cell>> =
+            match session.engine().backend() {
+                #[cfg(feature = "postgres")]
+                Backend::Postgres => {
+                    session.run(|c: &mut diesel::PgConnection| load_cells(c, &statement, &kinds))?
+                }
+                #[cfg(feature = "mysql")]
+                Backend::Mysql => session
+                    .run(|c: &mut diesel::MysqlConnection| load_cells(c, &statement, &kinds))?,
+                #[cfg(feature = "sqlite")]
+                Backend::Sqlite => session
+                    .run(|c: &mut diesel::SqliteConnection| load_cells(c, &statement, &kinds))?,
+                #[allow(unreachable_patterns)]
+                other => return Err(not_enabled(other)),
+            };
         rows.into_iter()
-            .map(|texts| {
-                let values = texts
+            .map(|cells| {
+                let values = cells
                     .into_iter()
                     .zip(&kinds)
                     .zip(self.columns.iter())
-                    .map(|((text, kind), column)| self.decode(column, kind, text))
+                    .map(|((cell, kind), column)| match cell {
+                        Cell::Value(value) => Ok(value),
+                        Cell::Text(text) => self.decode(column, kind, text),
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Row {
                     columns: names.clone(),
@@ -830,8 +832,13 @@ impl Writer {
         self.ident(name.name());
     }
 
-    /// Writes the select-list expression that reads `column` as text (bytes as hex).
+    /// Writes the select-list expression that reads `column`: as text (bytes as hex), or
+    /// as it is where the backend's binary form is read directly ([`NativeRead`]).
     fn as_text(&mut self, column: &Column) {
+        if self.backend == Backend::Postgres && pg_native(column.kind()) {
+            self.ident(column.name());
+            return;
+        }
         let (before, after) = match (self.backend, column.kind()) {
             (Backend::Postgres, ColumnKind::Binary) => ("encode(", ", 'hex')"),
             (Backend::Mysql, ColumnKind::Binary) => ("hex(", ")"),
@@ -981,14 +988,102 @@ where
     }
 }
 
-/// Runs `statement` and reads every column of every row as (nullable) text.
-fn load_text<C>(
+/// A selected field as read: text to parse by its kind, or a value read directly.
+enum Cell {
+    Text(Option<String>),
+    Value(Value),
+}
+
+/// Reading a field in the backend's own binary form, for the kinds where that is exact
+/// and cheaper than a text conversion on the server and a parse here.
+trait NativeRead: diesel::backend::Backend {
+    /// Whether a column of kind `kind` is selected as it is and read here, not as text.
+    fn is_native(kind: &ColumnKind) -> bool;
+
+    /// The value of a non-null field of a native kind.
+    fn read_native(
+        kind: &ColumnKind,
+        raw: <Self as diesel::backend::Backend>::RawValue<'_>,
+    ) -> diesel::deserialize::Result<Value>;
+}
+
+/// Whether a PostgreSQL column of kind `kind` is read in binary: integers, `float8` and
+/// `bool` (`float4` stays text: widened to f64 it would not print as PostgreSQL does).
+fn pg_native(kind: &ColumnKind) -> bool {
+    matches!(
+        kind,
+        ColumnKind::Integer { .. } | ColumnKind::Float { bytes: 8 } | ColumnKind::Bool
+    )
+}
+
+#[cfg(feature = "postgres")]
+impl NativeRead for diesel::pg::Pg {
+    fn is_native(kind: &ColumnKind) -> bool {
+        pg_native(kind)
+    }
+
+    fn read_native(
+        kind: &ColumnKind,
+        raw: diesel::pg::PgValue<'_>,
+    ) -> diesel::deserialize::Result<Value> {
+        use diesel::sql_types::{Float8, Int2, Int4, Int8};
+        match kind {
+            ColumnKind::Integer { bytes: 2, .. } => {
+                <i16 as FromSql<Int2, Self>>::from_sql(raw).map(|v| Value::Int(v.into()))
+            }
+            ColumnKind::Integer { bytes: 4, .. } => {
+                <i32 as FromSql<Int4, Self>>::from_sql(raw).map(|v| Value::Int(v.into()))
+            }
+            ColumnKind::Integer { .. } => {
+                <i64 as FromSql<Int8, Self>>::from_sql(raw).map(Value::Int)
+            }
+            ColumnKind::Float { bytes: 8 } => {
+                <f64 as FromSql<Float8, Self>>::from_sql(raw).map(Value::Float)
+            }
+            ColumnKind::Bool => <bool as FromSql<Bool, Self>>::from_sql(raw).map(Value::Bool),
+            other => Err(format!("{other:?} is not read natively").into()),
+        }
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl NativeRead for diesel::mysql::Mysql {
+    fn is_native(_: &ColumnKind) -> bool {
+        false
+    }
+
+    fn read_native(
+        _: &ColumnKind,
+        _: diesel::mysql::MysqlValue<'_>,
+    ) -> diesel::deserialize::Result<Value> {
+        Err("no kind is read natively".into())
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl NativeRead for diesel::sqlite::Sqlite {
+    fn is_native(_: &ColumnKind) -> bool {
+        false
+    }
+
+    fn read_native(
+        _: &ColumnKind,
+        _: diesel::sqlite::SqliteValue<'_, '_, '_>,
+    ) -> diesel::deserialize::Result<Value> {
+        Err("no kind is read natively".into())
+    }
+}
+
+/// Runs `statement` and reads every field of every row: natively where the backend says
+/// so for the column's kind (`kinds`, in select order), as (nullable) text otherwise.
+fn load_cells<C>(
     conn: &mut C,
     statement: &Statement,
-) -> diesel::QueryResult<Vec<Vec<Option<String>>>>
+    kinds: &[&ColumnKind],
+) -> diesel::QueryResult<Vec<Vec<Cell>>>
 where
     C: LoadConnection,
-    C::Backend: diesel::expression::QueryMetadata<Untyped>,
+    C::Backend: diesel::expression::QueryMetadata<Untyped> + NativeRead,
     Statement: QueryFragment<C::Backend>,
     String: FromSql<Text, C::Backend>,
 {
@@ -996,22 +1091,31 @@ where
     let mut rows = Vec::new();
     for row in cursor {
         let row = row?;
-        let mut texts = Vec::with_capacity(row.field_count());
+        let mut cells = Vec::with_capacity(row.field_count());
         for i in 0..row.field_count() {
             let field = row.get(i).ok_or_else(|| {
                 diesel::result::Error::DeserializationError(
                     "a row has fewer fields than announced".into(),
                 )
             })?;
-            texts.push(match field.value() {
-                None => None,
-                Some(raw) => Some(
-                    <String as FromSql<Text, C::Backend>>::from_sql(raw)
+            let kind = kinds.get(i).ok_or_else(|| {
+                diesel::result::Error::DeserializationError(
+                    "a row has more fields than selected".into(),
+                )
+            })?;
+            cells.push(match field.value() {
+                None => Cell::Text(None),
+                Some(raw) if C::Backend::is_native(kind) => Cell::Value(
+                    C::Backend::read_native(kind, raw)
                         .map_err(diesel::result::Error::DeserializationError)?,
                 ),
+                Some(raw) => Cell::Text(Some(
+                    <String as FromSql<Text, C::Backend>>::from_sql(raw)
+                        .map_err(diesel::result::Error::DeserializationError)?,
+                )),
             });
         }
-        rows.push(texts);
+        rows.push(cells);
     }
     Ok(rows)
 }
