@@ -163,6 +163,35 @@ pub enum DriftMode {
     Warn,
 }
 
+impl DriftMode {
+    /// The mode a setting names: `fail` or `warn` (any case, surrounding blanks ignored),
+    /// for applications that configure it beside their engines
+    /// (`sqlalchemy_main.schema_drift = warn`, read by the application).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSetting`] naming `key`, for any other value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DriftMode, Error};
+    ///
+    /// assert_eq!(DriftMode::from_setting("app.schema_drift", " Warn ")?, DriftMode::Warn);
+    /// assert_eq!(DriftMode::from_setting("app.schema_drift", "fail")?, DriftMode::Fail);
+    /// let err = DriftMode::from_setting("app.schema_drift", "ignore").unwrap_err();
+    /// assert!(matches!(err, Error::InvalidSetting { ref key, .. } if key == "app.schema_drift"));
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn from_setting(key: &str, value: &str) -> Result<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "fail" => Ok(DriftMode::Fail),
+            "warn" => Ok(DriftMode::Warn),
+            _ => Err(Error::invalid_setting(key, value, "fail or warn")),
+        }
+    }
+}
+
 /// One difference between a declared column and the live one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Drift {

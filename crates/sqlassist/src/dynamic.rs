@@ -9,16 +9,21 @@
 //!
 //! Values travel as [`Value`]s, typed from the reflected column kinds. Reading, each column
 //! is converted to text by the server (bytes to hex) and parsed into the variant of its
-//! kind, which keeps one code path for the three backends. Writing, PostgreSQL parameters
-//! are cast to the column's declared type (`CAST($1 AS numeric(10,2))`), while MariaDB and
-//! SQLite convert them on assignment themselves.
+//! kind (a PostgreSQL array element by element), which keeps one code path for the three
+//! backends. Writing, PostgreSQL parameters are cast to the column's declared type
+//! (`CAST($1 AS numeric(10,2))`, an array sent as its text form), while MariaDB and SQLite
+//! convert them on assignment themselves.
+//!
+//! A query's prepared statement is cached by the connection (keyed by its SQL text and
+//! bind types; `LIMIT` is bound too, except on SQLite), so running a query shape again
+//! costs one round trip, as the same query through a `table!` does.
 
 use std::fmt;
 use std::sync::Arc;
 
 use diesel::connection::LoadConnection;
 use diesel::deserialize::FromSql;
-use diesel::query_builder::{BoxedSqlQuery, QueryFragment, QueryId, SqlQuery};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::row::{Field, Row as _};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, Binary, Bool, Double, HasSqlType, Nullable, Text, Untyped};
@@ -26,7 +31,7 @@ use diesel::RunQueryDsl;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::reflect::{Column, ColumnKind, Schema, Table};
+use crate::reflect::{Column, ColumnKind, Schema, Table, TableName};
 use crate::session::Session;
 
 /// One value of a reflected column, typed from the column's [`ColumnKind`].
@@ -73,6 +78,9 @@ pub enum Value {
     Json(String),
     /// A UUID in its hyphenated text form.
     Uuid(String),
+    /// A PostgreSQL array: its elements, each a value of the element type (or `Null`);
+    /// a multidimensional array nests `Array`s.
+    Array(Vec<Value>),
 }
 
 impl Value {
@@ -98,6 +106,7 @@ impl Value {
             Value::TimestampTz(_) => "a timestamp with time zone",
             Value::Json(_) => "json",
             Value::Uuid(_) => "a uuid",
+            Value::Array(_) => "an array",
         }
     }
 
@@ -127,7 +136,16 @@ impl Value {
                 )
                 | (Value::Json(_), K::Json | K::Jsonb)
                 | (Value::Uuid(_), K::Uuid | K::Char { .. } | K::Varchar { .. })
-        )
+        ) || matches!((self, kind), (Value::Array(items), K::Array(inner)) if items.iter().all(|item| item.fits_element(inner)))
+    }
+
+    /// Whether an array whose elements are of kind `inner` takes this value as an element
+    /// (a nested array: every one of its elements).
+    fn fits_element(&self, inner: &ColumnKind) -> bool {
+        match self {
+            Value::Array(items) => items.iter().all(|item| item.fits_element(inner)),
+            other => other.fits(inner),
+        }
     }
 }
 
@@ -256,16 +274,22 @@ pub enum Cmp {
     Ge,
 }
 
-impl fmt::Display for Cmp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Cmp {
+    fn as_sql(self) -> &'static str {
+        match self {
             Cmp::Eq => "=",
             Cmp::Ne => "<>",
             Cmp::Lt => "<",
             Cmp::Le => "<=",
             Cmp::Gt => ">",
             Cmp::Ge => ">=",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Cmp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_sql())
     }
 }
 
@@ -493,32 +517,34 @@ impl<'s> DynamicQuery<'s> {
         for column in &self.columns {
             self.table.supported_kind(column.name())?;
         }
-        let (sql, binds) = self.to_sql();
+        let statement = self.to_sql();
         let names: Arc<[String]> = self.columns.iter().map(|c| c.name().to_owned()).collect();
         let kinds: Vec<&ColumnKind> = self.columns.iter().map(|c| c.kind()).collect();
-        let rows: Vec<Vec<Option<String>>> = match session.engine().backend() {
-            #[cfg(feature = "postgres")]
-            Backend::Postgres => {
-                session.run(|c: &mut diesel::PgConnection| load_text(c, &sql, &binds))?
-            }
-            #[cfg(feature = "mysql")]
-            Backend::Mysql => {
-                session.run(|c: &mut diesel::MysqlConnection| load_text(c, &sql, &binds))?
-            }
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite => {
-                session.run(|c: &mut diesel::SqliteConnection| load_text(c, &sql, &binds))?
-            }
-            #[allow(unreachable_patterns)]
-            other => return Err(not_enabled(other)),
-        };
+        let rows: Vec<Vec<Cell>> =
+            match session.engine().backend() {
+                #[cfg(feature = "postgres")]
+                Backend::Postgres => {
+                    session.run(|c: &mut diesel::PgConnection| load_cells(c, &statement, &kinds))?
+                }
+                #[cfg(feature = "mysql")]
+                Backend::Mysql => session
+                    .run(|c: &mut diesel::MysqlConnection| load_cells(c, &statement, &kinds))?,
+                #[cfg(feature = "sqlite")]
+                Backend::Sqlite => session
+                    .run(|c: &mut diesel::SqliteConnection| load_cells(c, &statement, &kinds))?,
+                #[allow(unreachable_patterns)]
+                other => return Err(not_enabled(other)),
+            };
         rows.into_iter()
-            .map(|texts| {
-                let values = texts
+            .map(|cells| {
+                let values = cells
                     .into_iter()
                     .zip(&kinds)
                     .zip(self.columns.iter())
-                    .map(|((text, kind), column)| self.decode(column, kind, text))
+                    .map(|((cell, kind), column)| match cell {
+                        Cell::Value(value) => Ok(value),
+                        Cell::Text(text) => self.decode(column, kind, text),
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Row {
                     columns: names.clone(),
@@ -543,20 +569,14 @@ impl<'s> DynamicQuery<'s> {
             }
             _ => {}
         }
-        let (sql, binds) = self.to_sql();
+        let statement = self.to_sql();
         match session.engine().backend() {
             #[cfg(feature = "postgres")]
-            Backend::Postgres => {
-                session.run(|c: &mut diesel::PgConnection| bound(&sql, &binds).execute(c))
-            }
+            Backend::Postgres => session.run(|c: &mut diesel::PgConnection| statement.execute(c)),
             #[cfg(feature = "mysql")]
-            Backend::Mysql => {
-                session.run(|c: &mut diesel::MysqlConnection| bound(&sql, &binds).execute(c))
-            }
+            Backend::Mysql => session.run(|c: &mut diesel::MysqlConnection| statement.execute(c)),
             #[cfg(feature = "sqlite")]
-            Backend::Sqlite => {
-                session.run(|c: &mut diesel::SqliteConnection| bound(&sql, &binds).execute(c))
-            }
+            Backend::Sqlite => session.run(|c: &mut diesel::SqliteConnection| statement.execute(c)),
             #[allow(unreachable_patterns)]
             other => Err(not_enabled(other)),
         }
@@ -581,7 +601,7 @@ impl<'s> DynamicQuery<'s> {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn sql(&self) -> String {
-        self.to_sql().0
+        self.to_sql().text()
     }
 
     fn checked(&self, column: &str, value: Value) -> Result<(&'s Column, Value)> {
@@ -605,17 +625,14 @@ impl<'s> DynamicQuery<'s> {
         }
     }
 
-    fn to_sql(&self) -> (String, Vec<Value>) {
+    fn to_sql(&self) -> Statement {
         let mut w = Writer {
             backend: self.backend,
-            sql: String::new(),
-            binds: Vec::new(),
+            sql: String::with_capacity(128),
+            chunks: Vec::with_capacity(self.assignments.len() + self.filters.len() + 2),
+            binds: Vec::with_capacity(self.assignments.len() + self.filters.len() + 1),
         };
-        let table = format!(
-            "{}.{}",
-            w.ident(self.table.name().schema()),
-            w.ident(self.table.name().name())
-        );
+        let table = self.table.name();
         match self.kind {
             Kind::Select => {
                 w.sql.push_str("SELECT ");
@@ -623,22 +640,20 @@ impl<'s> DynamicQuery<'s> {
                     if i > 0 {
                         w.sql.push_str(", ");
                     }
-                    let ident = w.ident(column.name());
-                    w.sql.push_str(&w.as_text(&ident, column.kind()));
+                    w.as_text(column);
                 }
                 w.sql.push_str(" FROM ");
-                w.sql.push_str(&table);
+                w.table(table);
             }
             Kind::Insert => {
                 w.sql.push_str("INSERT INTO ");
-                w.sql.push_str(&table);
+                w.table(table);
                 w.sql.push_str(" (");
                 for (i, (column, _)) in self.assignments.iter().enumerate() {
                     if i > 0 {
                         w.sql.push_str(", ");
                     }
-                    let ident = w.ident(column.name());
-                    w.sql.push_str(&ident);
+                    w.ident(column.name());
                 }
                 w.sql.push_str(") VALUES (");
                 for (i, (column, value)) in self.assignments.iter().enumerate() {
@@ -651,32 +666,32 @@ impl<'s> DynamicQuery<'s> {
             }
             Kind::Update => {
                 w.sql.push_str("UPDATE ");
-                w.sql.push_str(&table);
+                w.table(table);
                 w.sql.push_str(" SET ");
                 for (i, (column, value)) in self.assignments.iter().enumerate() {
                     if i > 0 {
                         w.sql.push_str(", ");
                     }
-                    let ident = w.ident(column.name());
-                    w.sql.push_str(&ident);
+                    w.ident(column.name());
                     w.sql.push_str(" = ");
                     w.param(column, value.clone());
                 }
             }
             Kind::Delete => {
                 w.sql.push_str("DELETE FROM ");
-                w.sql.push_str(&table);
+                w.table(table);
             }
         }
         for (i, (column, cmp, value)) in self.filters.iter().enumerate() {
             w.sql.push_str(if i == 0 { " WHERE " } else { " AND " });
-            let ident = w.ident(column.name());
-            w.sql.push_str(&ident);
+            w.ident(column.name());
             match (value, cmp) {
                 (Value::Null, Cmp::Eq) => w.sql.push_str(" IS NULL"),
                 (Value::Null, _) => w.sql.push_str(" IS NOT NULL"),
                 _ => {
-                    w.sql.push_str(&format!(" {cmp} "));
+                    w.sql.push(' ');
+                    w.sql.push_str(cmp.as_sql());
+                    w.sql.push(' ');
                     w.param(column, value.clone());
                 }
             }
@@ -684,19 +699,31 @@ impl<'s> DynamicQuery<'s> {
         if self.kind == Kind::Select {
             for (i, (column, order)) in self.order.iter().enumerate() {
                 w.sql.push_str(if i == 0 { " ORDER BY " } else { ", " });
-                let ident = w.ident(column.name());
-                w.sql.push_str(&ident);
+                w.ident(column.name());
                 w.sql.push_str(match order {
                     Order::Asc => " ASC",
                     Order::Desc => " DESC",
                 });
             }
             if let Some(n) = self.limit {
-                // A number this library formats, not a value from outside: no bind needed.
-                w.sql.push_str(&format!(" LIMIT {n}"));
+                w.sql.push_str(" LIMIT ");
+                let n = i64::try_from(n).unwrap_or(i64::MAX);
+                match self.backend {
+                    // SQLite (built with STAT4) prepares a statement with a bound LIMIT
+                    // again on every run, which costs three times the select itself:
+                    // a number this library formats is written instead.
+                    Backend::Sqlite => w.sql.push_str(&n.to_string()),
+                    // Bound, not written: one prepared statement serves every limit.
+                    Backend::Postgres | Backend::Mysql => w.bind(Value::Int(n)),
+                }
             }
         }
-        (w.sql, w.binds)
+        w.chunks.push(w.sql);
+        Statement {
+            backend: w.backend,
+            chunks: w.chunks,
+            binds: w.binds,
+        }
     }
 
     fn decode(&self, column: &Column, kind: &ColumnKind, text: Option<String>) -> Result<Value> {
@@ -732,8 +759,35 @@ impl<'s> DynamicQuery<'s> {
             K::Json | K::Jsonb => Value::Json(text),
             K::Uuid => Value::Uuid(text),
             K::Binary => Value::Bytes(from_hex(&text).ok_or_else(bad)?),
+            K::Array(inner) => {
+                let elements = parse_array(&text).ok_or_else(bad)?;
+                self.decode_elements(column, inner, elements)?
+            }
             _ => Value::Text(text),
         })
+    }
+
+    /// The [`Value::Array`] of parsed array elements, each decoded as kind `inner`.
+    fn decode_elements(
+        &self,
+        column: &Column,
+        inner: &ColumnKind,
+        elements: Vec<Element>,
+    ) -> Result<Value> {
+        elements
+            .into_iter()
+            .map(|element| match element {
+                Element::Array(nested) => self.decode_elements(column, inner, nested),
+                // An array writes its bytea elements as `\x` and hex.
+                Element::Item(Some(text)) if *inner == ColumnKind::Binary => self.decode(
+                    column,
+                    inner,
+                    Some(text.strip_prefix("\\x").unwrap_or(&text).to_owned()),
+                ),
+                Element::Item(text) => self.decode(column, inner, text),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Value::Array)
     }
 }
 
@@ -744,60 +798,151 @@ fn not_enabled(backend: Backend) -> Error {
     }
 }
 
-/// Builds the SQL text and collects the values to bind, in placeholder order.
+/// Builds the SQL text and collects the values to bind, in placeholder order: the text
+/// before each placeholder is a finished chunk, `sql` the one being written.
 struct Writer {
     backend: Backend,
     sql: String,
+    chunks: Vec<String>,
     binds: Vec<Value>,
 }
 
 impl Writer {
-    fn ident(&self, name: &str) -> String {
-        match self.backend {
-            Backend::Mysql => format!("`{}`", name.replace('`', "``")),
-            Backend::Postgres | Backend::Sqlite => format!("\"{}\"", name.replace('"', "\"\"")),
+    /// Writes `name` quoted for the backend. (Written in place, without `format!`: the
+    /// text of a dynamic query is built on every call, and formatting showed in profiles.)
+    fn ident(&mut self, name: &str) {
+        let quote = match self.backend {
+            Backend::Mysql => '`',
+            Backend::Postgres | Backend::Sqlite => '"',
+        };
+        self.sql.push(quote);
+        for c in name.chars() {
+            if c == quote {
+                self.sql.push(quote);
+            }
+            self.sql.push(c);
         }
+        self.sql.push(quote);
     }
 
-    /// The select-list expression that reads column `ident` as text (bytes as hex).
-    fn as_text(&self, ident: &str, kind: &ColumnKind) -> String {
-        match (self.backend, kind) {
-            (Backend::Postgres, ColumnKind::Binary) => format!("encode({ident}, 'hex')"),
-            (Backend::Mysql, ColumnKind::Binary) => format!("hex({ident})"),
+    /// Writes `schema.table`, each part quoted.
+    fn table(&mut self, name: &TableName) {
+        self.ident(name.schema());
+        self.sql.push('.');
+        self.ident(name.name());
+    }
+
+    /// Writes the select-list expression that reads `column`: as text (bytes as hex), or
+    /// as it is where the backend's binary form is read directly ([`NativeRead`]).
+    fn as_text(&mut self, column: &Column) {
+        if self.backend == Backend::Postgres && pg_native(column.kind()) {
+            self.ident(column.name());
+            return;
+        }
+        let (before, after) = match (self.backend, column.kind()) {
+            (Backend::Postgres, ColumnKind::Binary) => ("encode(", ", 'hex')"),
+            (Backend::Mysql, ColumnKind::Binary) => ("hex(", ")"),
             // SQLite's hex(NULL) is '', the same as an empty blob's.
             (Backend::Sqlite, ColumnKind::Binary) => {
-                format!("CASE WHEN {ident} IS NULL THEN NULL ELSE hex({ident}) END")
+                self.sql.push_str("CASE WHEN ");
+                self.ident(column.name());
+                (" IS NULL THEN NULL ELSE hex(", ") END")
             }
-            (Backend::Mysql, _) => format!("CAST({ident} AS CHAR)"),
-            (Backend::Postgres | Backend::Sqlite, _) => format!("CAST({ident} AS TEXT)"),
-        }
+            (Backend::Mysql, _) => ("CAST(", " AS CHAR)"),
+            (Backend::Postgres | Backend::Sqlite, _) => ("CAST(", " AS TEXT)"),
+        };
+        self.sql.push_str(before);
+        self.ident(column.name());
+        self.sql.push_str(after);
+    }
+
+    /// Ends the current chunk at a placeholder for `value`.
+    fn bind(&mut self, value: Value) {
+        self.binds.push(value);
+        self.chunks.push(std::mem::take(&mut self.sql));
     }
 
     /// Writes a placeholder for `value`, bound for `column`.
     fn param(&mut self, column: &Column, value: Value) {
-        self.binds.push(value);
-        match self.backend {
-            Backend::Postgres => {
-                let n = self.binds.len();
-                match column.kind() {
-                    // An explicit cast to varchar(n) truncates; assignment checks the length.
-                    ColumnKind::Text | ColumnKind::Varchar { .. } | ColumnKind::Char { .. } => {
-                        self.sql.push_str(&format!("${n}"));
+        // An array travels as its text form, which the cast below reads.
+        let value = match value {
+            Value::Array(items) => Value::Text(array_literal(&items)),
+            other => other,
+        };
+        match (self.backend, column.kind()) {
+            // An explicit cast to varchar(n) truncates; assignment checks the length.
+            (
+                Backend::Postgres,
+                ColumnKind::Text | ColumnKind::Varchar { .. } | ColumnKind::Char { .. },
+            )
+            | (Backend::Mysql | Backend::Sqlite, _) => self.bind(value),
+            // Parameters are typed (int8, float8, text): the column's own type makes
+            // numeric, date, json, enum, array... comparisons and assignments work.
+            (Backend::Postgres, kind) => {
+                self.sql.push_str("CAST(");
+                self.bind(value);
+                self.sql.push_str(" AS ");
+                self.sql.push_str(match kind {
+                    // As for text columns: an explicit cast to `varchar(n)[]` would cut
+                    // long elements; the cast without a length leaves the check to the
+                    // assignment (the dimensions are not part of the type).
+                    ColumnKind::Array(inner) if matches!(**inner, ColumnKind::Varchar { .. }) => {
+                        "varchar[]"
                     }
-                    // Parameters are typed (int8, float8, text): the column's own type
-                    // makes numeric, date, json, enum... comparisons and assignments work.
-                    _ => self
-                        .sql
-                        .push_str(&format!("CAST(${n} AS {})", column.sql_type())),
-                }
+                    ColumnKind::Array(inner) if matches!(**inner, ColumnKind::Char { .. }) => {
+                        "bpchar[]"
+                    }
+                    _ => column.sql_type(),
+                });
+                self.sql.push(')');
             }
-            Backend::Mysql | Backend::Sqlite => self.sql.push('?'),
         }
     }
 }
 
-/// `sql` with `binds` bound, each with the Diesel SQL type of its [`Value`] variant.
-fn bound<'q, DB>(sql: &str, binds: &'q [Value]) -> BoxedSqlQuery<'q, DB, SqlQuery>
+/// A dynamic query's SQL, cut at its placeholders, and the values they bind.
+///
+/// Unlike Diesel's `sql_query`, it lets the connection cache its prepared statement (keyed
+/// by the SQL text and the bind types), so a query run again costs one round trip, as the
+/// same query through a `table!` does.
+struct Statement {
+    backend: Backend,
+    /// The SQL before each placeholder, then the SQL after the last: one more than `binds`.
+    chunks: Vec<String>,
+    binds: Vec<Value>,
+}
+
+impl Statement {
+    /// The SQL with the backend's placeholders written in (`$1`, `?`).
+    fn text(&self) -> String {
+        let mut sql = String::new();
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            sql.push_str(chunk);
+            if i < self.binds.len() {
+                match self.backend {
+                    Backend::Postgres => sql.push_str(&format!("${}", i + 1)),
+                    Backend::Mysql | Backend::Sqlite => sql.push('?'),
+                }
+            }
+        }
+        sql
+    }
+}
+
+impl QueryId for Statement {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for Statement {
+    type SqlType = Untyped;
+}
+
+impl<C: diesel::Connection> RunQueryDsl<C> for Statement {}
+
+static NULL_TEXT: Option<String> = None;
+
+impl<DB> QueryFragment<DB> for Statement
 where
     DB: diesel::backend::Backend
         + HasSqlType<BigInt>
@@ -808,18 +953,272 @@ where
     i64: ToSql<BigInt, DB>,
     f64: ToSql<Double, DB>,
     bool: ToSql<Bool, DB>,
-    [u8]: ToSql<Binary, DB>,
-    str: ToSql<Text, DB>,
-    Option<&'q str>: ToSql<Nullable<Text>, DB>,
+    Vec<u8>: ToSql<Binary, DB>,
+    String: ToSql<Text, DB>,
+    Option<String>: ToSql<Nullable<Text>, DB>,
 {
-    let mut query = diesel::sql_query(sql.to_owned()).into_boxed::<DB>();
-    for value in binds {
-        query = match value {
-            Value::Null => query.bind::<Nullable<Text>, _>(None::<&'q str>),
-            Value::Int(v) => query.bind::<BigInt, _>(*v),
-            Value::Float(v) => query.bind::<Double, _>(*v),
-            Value::Bool(v) => query.bind::<Bool, _>(*v),
-            Value::Bytes(v) => query.bind::<Binary, _>(v.as_slice()),
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> diesel::QueryResult<()> {
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            out.push_sql(chunk);
+            let Some(value) = self.binds.get(i) else {
+                continue;
+            };
+            match value {
+                Value::Null => out.push_bind_param::<Nullable<Text>, _>(&NULL_TEXT)?,
+                Value::Int(v) => out.push_bind_param::<BigInt, _>(v)?,
+                Value::Float(v) => out.push_bind_param::<Double, _>(v)?,
+                Value::Bool(v) => out.push_bind_param::<Bool, _>(v)?,
+                Value::Bytes(v) => out.push_bind_param::<Binary, _>(v)?,
+                Value::Numeric(s)
+                | Value::Text(s)
+                | Value::Date(s)
+                | Value::Time(s)
+                | Value::Timestamp(s)
+                | Value::TimestampTz(s)
+                | Value::Json(s)
+                | Value::Uuid(s) => out.push_bind_param::<Text, _>(s)?,
+                Value::Array(_) => {
+                    return Err(diesel::result::Error::SerializationError(
+                        "an array is bound as its text form".into(),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A selected field as read: text to parse by its kind, or a value read directly.
+enum Cell {
+    Text(Option<String>),
+    Value(Value),
+}
+
+/// Reading a field in the backend's own binary form, for the kinds where that is exact
+/// and cheaper than a text conversion on the server and a parse here.
+trait NativeRead: diesel::backend::Backend {
+    /// Whether a column of kind `kind` is selected as it is and read here, not as text.
+    fn is_native(kind: &ColumnKind) -> bool;
+
+    /// The value of a non-null field of a native kind.
+    fn read_native(
+        kind: &ColumnKind,
+        raw: <Self as diesel::backend::Backend>::RawValue<'_>,
+    ) -> diesel::deserialize::Result<Value>;
+}
+
+/// Whether a PostgreSQL column of kind `kind` is read in binary: integers, `float8` and
+/// `bool` (`float4` stays text: widened to f64 it would not print as PostgreSQL does).
+fn pg_native(kind: &ColumnKind) -> bool {
+    matches!(
+        kind,
+        ColumnKind::Integer { .. } | ColumnKind::Float { bytes: 8 } | ColumnKind::Bool
+    )
+}
+
+#[cfg(feature = "postgres")]
+impl NativeRead for diesel::pg::Pg {
+    fn is_native(kind: &ColumnKind) -> bool {
+        pg_native(kind)
+    }
+
+    fn read_native(
+        kind: &ColumnKind,
+        raw: diesel::pg::PgValue<'_>,
+    ) -> diesel::deserialize::Result<Value> {
+        use diesel::sql_types::{Float8, Int2, Int4, Int8};
+        match kind {
+            ColumnKind::Integer { bytes: 2, .. } => {
+                <i16 as FromSql<Int2, Self>>::from_sql(raw).map(|v| Value::Int(v.into()))
+            }
+            ColumnKind::Integer { bytes: 4, .. } => {
+                <i32 as FromSql<Int4, Self>>::from_sql(raw).map(|v| Value::Int(v.into()))
+            }
+            ColumnKind::Integer { .. } => {
+                <i64 as FromSql<Int8, Self>>::from_sql(raw).map(Value::Int)
+            }
+            ColumnKind::Float { bytes: 8 } => {
+                <f64 as FromSql<Float8, Self>>::from_sql(raw).map(Value::Float)
+            }
+            ColumnKind::Bool => <bool as FromSql<Bool, Self>>::from_sql(raw).map(Value::Bool),
+            other => Err(format!("{other:?} is not read natively").into()),
+        }
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl NativeRead for diesel::mysql::Mysql {
+    fn is_native(_: &ColumnKind) -> bool {
+        false
+    }
+
+    fn read_native(
+        _: &ColumnKind,
+        _: diesel::mysql::MysqlValue<'_>,
+    ) -> diesel::deserialize::Result<Value> {
+        Err("no kind is read natively".into())
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl NativeRead for diesel::sqlite::Sqlite {
+    fn is_native(_: &ColumnKind) -> bool {
+        false
+    }
+
+    fn read_native(
+        _: &ColumnKind,
+        _: diesel::sqlite::SqliteValue<'_, '_, '_>,
+    ) -> diesel::deserialize::Result<Value> {
+        Err("no kind is read natively".into())
+    }
+}
+
+/// Runs `statement` and reads every field of every row: natively where the backend says
+/// so for the column's kind (`kinds`, in select order), as (nullable) text otherwise.
+fn load_cells<C>(
+    conn: &mut C,
+    statement: &Statement,
+    kinds: &[&ColumnKind],
+) -> diesel::QueryResult<Vec<Vec<Cell>>>
+where
+    C: LoadConnection,
+    C::Backend: diesel::expression::QueryMetadata<Untyped> + NativeRead,
+    Statement: QueryFragment<C::Backend>,
+    String: FromSql<Text, C::Backend>,
+{
+    let cursor = conn.load(statement)?;
+    let mut rows = Vec::new();
+    for row in cursor {
+        let row = row?;
+        let mut cells = Vec::with_capacity(row.field_count());
+        for i in 0..row.field_count() {
+            let field = row.get(i).ok_or_else(|| {
+                diesel::result::Error::DeserializationError(
+                    "a row has fewer fields than announced".into(),
+                )
+            })?;
+            let kind = kinds.get(i).ok_or_else(|| {
+                diesel::result::Error::DeserializationError(
+                    "a row has more fields than selected".into(),
+                )
+            })?;
+            cells.push(match field.value() {
+                None => Cell::Text(None),
+                Some(raw) if C::Backend::is_native(kind) => Cell::Value(
+                    C::Backend::read_native(kind, raw)
+                        .map_err(diesel::result::Error::DeserializationError)?,
+                ),
+                Some(raw) => Cell::Text(Some(
+                    <String as FromSql<Text, C::Backend>>::from_sql(raw)
+                        .map_err(diesel::result::Error::DeserializationError)?,
+                )),
+            });
+        }
+        rows.push(cells);
+    }
+    Ok(rows)
+}
+
+/// One element of a PostgreSQL array's text form: a nested array, or an item's text
+/// (`None` for `NULL`).
+#[derive(Debug, PartialEq)]
+enum Element {
+    Array(Vec<Element>),
+    Item(Option<String>),
+}
+
+/// The elements of a PostgreSQL array's text form (`{1,NULL,"a b"}`, `{{1,2},{3,4}}`,
+/// `[0:1]={5,6}`); `None` when `text` is not one.
+fn parse_array(text: &str) -> Option<Vec<Element>> {
+    // Bounds other than the default are written before the array: `[0:1]={5,6}`.
+    let body = match text.strip_prefix('[') {
+        Some(_) => text.split_once('=')?.1,
+        None => text,
+    };
+    let mut chars = body.chars().peekable();
+    let elements = parse_elements(&mut chars)?;
+    chars.next().is_none().then_some(elements)
+}
+
+fn parse_elements(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<Vec<Element>> {
+    if chars.next()? != '{' {
+        return None;
+    }
+    let mut elements = Vec::new();
+    if chars.peek() == Some(&'}') {
+        chars.next();
+        return Some(elements);
+    }
+    loop {
+        match chars.peek()? {
+            '{' => elements.push(Element::Array(parse_elements(chars)?)),
+            '"' => {
+                chars.next();
+                let mut item = String::new();
+                loop {
+                    match chars.next()? {
+                        '\\' => item.push(chars.next()?),
+                        '"' => break,
+                        c => item.push(c),
+                    }
+                }
+                elements.push(Element::Item(Some(item)));
+            }
+            _ => {
+                let mut item = String::new();
+                while let Some(&c) = chars.peek() {
+                    if c == ',' || c == '}' {
+                        break;
+                    }
+                    item.push(c);
+                    chars.next();
+                }
+                let item = item.trim();
+                elements.push(Element::Item(
+                    (!item.eq_ignore_ascii_case("NULL")).then(|| item.to_owned()),
+                ));
+            }
+        }
+        match chars.next()? {
+            ',' => continue,
+            '}' => return Some(elements),
+            _ => return None,
+        }
+    }
+}
+
+/// The PostgreSQL text form of an array of `items`: every element quoted and escaped,
+/// `NULL` unquoted, nested arrays in braces.
+fn array_literal(items: &[Value]) -> String {
+    let mut out = String::from("{");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let text = match item {
+            Value::Null => {
+                out.push_str("NULL");
+                continue;
+            }
+            Value::Array(nested) => {
+                out.push_str(&array_literal(nested));
+                continue;
+            }
+            Value::Int(v) => v.to_string(),
+            Value::Float(v) if v.is_nan() => "NaN".to_owned(),
+            Value::Float(v) if v.is_infinite() => {
+                if *v > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
+            }
+            Value::Float(v) => v.to_string(),
+            Value::Bool(v) => if *v { "t" } else { "f" }.to_owned(),
+            Value::Bytes(v) => {
+                let mut hex = String::from("\\x");
+                for byte in v {
+                    hex.push_str(&format!("{byte:02x}"));
+                }
+                hex
+            }
             Value::Numeric(s)
             | Value::Text(s)
             | Value::Date(s)
@@ -827,60 +1226,19 @@ where
             | Value::Timestamp(s)
             | Value::TimestampTz(s)
             | Value::Json(s)
-            | Value::Uuid(s) => query.bind::<Text, _>(s.as_str()),
+            | Value::Uuid(s) => s.clone(),
         };
-    }
-    query
-}
-
-/// Runs `sql` and reads every column of every row as (nullable) text.
-fn load_text<C>(
-    conn: &mut C,
-    sql: &str,
-    binds: &[Value],
-) -> diesel::QueryResult<Vec<Vec<Option<String>>>>
-where
-    C: LoadConnection,
-    C::Backend: HasSqlType<BigInt>
-        + HasSqlType<Double>
-        + HasSqlType<Bool>
-        + HasSqlType<Binary>
-        + HasSqlType<Text>
-        + diesel::backend::Backend
-        + diesel::sql_types::TypeMetadata
-        + diesel::expression::QueryMetadata<Untyped>,
-    for<'q> BoxedSqlQuery<'q, C::Backend, SqlQuery>: QueryFragment<C::Backend> + QueryId,
-    i64: ToSql<BigInt, C::Backend>,
-    f64: ToSql<Double, C::Backend>,
-    bool: ToSql<Bool, C::Backend>,
-    [u8]: ToSql<Binary, C::Backend>,
-    str: ToSql<Text, C::Backend>,
-    for<'q> Option<&'q str>: ToSql<Nullable<Text>, C::Backend>,
-    String: FromSql<Text, C::Backend>,
-{
-    let query = bound::<C::Backend>(sql, binds);
-    let cursor = conn.load(query)?;
-    let mut rows = Vec::new();
-    for row in cursor {
-        let row = row?;
-        let mut texts = Vec::with_capacity(row.field_count());
-        for i in 0..row.field_count() {
-            let field = row.get(i).ok_or_else(|| {
-                diesel::result::Error::DeserializationError(
-                    "a row has fewer fields than announced".into(),
-                )
-            })?;
-            texts.push(match field.value() {
-                None => None,
-                Some(raw) => Some(
-                    <String as FromSql<Text, C::Backend>>::from_sql(raw)
-                        .map_err(diesel::result::Error::DeserializationError)?,
-                ),
-            });
+        out.push('"');
+        for c in text.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
         }
-        rows.push(texts);
+        out.push('"');
     }
-    Ok(rows)
+    out.push('}');
+    out
 }
 
 fn from_hex(text: &str) -> Option<Vec<u8>> {
@@ -891,4 +1249,69 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(s: &str) -> Element {
+        Element::Item(Some(s.to_owned()))
+    }
+
+    #[test]
+    fn array_text_forms_parse_with_quotes_nulls_nesting_and_bounds() {
+        assert_eq!(parse_array("{}"), Some(vec![]));
+        assert_eq!(
+            parse_array(r#"{1,NULL,"NULL","a \"b\", c\\d",{}}"#),
+            Some(vec![
+                item("1"),
+                Element::Item(None),
+                item("NULL"),
+                item(r#"a "b", c\d"#),
+                Element::Array(vec![]),
+            ])
+        );
+        assert_eq!(
+            parse_array("{{1,2},{3,4}}"),
+            Some(vec![
+                Element::Array(vec![item("1"), item("2")]),
+                Element::Array(vec![item("3"), item("4")]),
+            ])
+        );
+        assert_eq!(parse_array("[0:1]={5,6}"), Some(vec![item("5"), item("6")]));
+        for bad in ["", "{", "{1,2", "{1}x", "1,2", r#"{"a}"#] {
+            assert_eq!(parse_array(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn array_literals_quote_every_element_and_parse_back() {
+        let items = vec![
+            Value::Int(-3),
+            Value::Null,
+            Value::Text(r#"a "b", {c}\d"#.into()),
+            Value::Bool(true),
+            Value::Bytes(vec![0, 0xff]),
+            Value::Float(f64::NEG_INFINITY),
+            Value::Array(vec![Value::Text("NULL".into())]),
+        ];
+        let literal = array_literal(&items);
+        assert_eq!(
+            literal,
+            r#"{"-3",NULL,"a \"b\", {c}\\d","t","\\x00ff","-Infinity",{"NULL"}}"#
+        );
+        assert_eq!(
+            parse_array(&literal),
+            Some(vec![
+                item("-3"),
+                Element::Item(None),
+                item(r#"a "b", {c}\d"#),
+                item("t"),
+                item(r"\x00ff"),
+                item("-Infinity"),
+                Element::Array(vec![item("NULL")]),
+            ])
+        );
+    }
 }

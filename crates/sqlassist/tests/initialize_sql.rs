@@ -1,4 +1,4 @@
-//! `initialize_sql` against real PostgreSQL and real SQLite files: the routine runs once and
+//! `initialize_sql` against real PostgreSQL and MariaDB servers and real SQLite files: the routine runs once and
 //! commits through the transaction manager; a routine that fails, or whose commit fails,
 //! leaves nothing applied and the error names the engine; other work already in the
 //! thread's transaction is refused, not committed with the setup.
@@ -225,5 +225,54 @@ fn other_work_in_the_thread_transaction_is_refused_not_committed_with_the_setup(
         common::lite::count(&other, "t"),
         0,
         "the other work was not committed"
+    );
+}
+
+/// Drops a MariaDB table at the end of a test.
+struct DropMy(String, String);
+
+impl std::ops::Drop for DropMy {
+    fn drop(&mut self) {
+        reset_thread();
+        common::my::exec(&self.0, &format!("DROP TABLE IF EXISTS {}", self.1));
+    }
+}
+
+#[test]
+fn on_mariadb_the_routine_commits_through_the_manager_and_a_failing_one_leaves_nothing() {
+    let Some(url) = common::mysql_url("SQLASSIST_TEST_MYSQL_URL") else {
+        return;
+    };
+    // MariaDB commits DDL implicitly, so the table exists first and the routine only
+    // writes rows, as a routine on MariaDB should.
+    let table = unique("reflect_init_sql");
+    common::my::exec(
+        &url,
+        &format!("CREATE TABLE {table} (name VARCHAR(20) PRIMARY KEY)"),
+    );
+    let _drop = DropMy(url.clone(), table.clone());
+    let my = registry("my_writer", &url, true);
+    let calls = Cell::new(0);
+    sqlassist::initialize_sql(&my, "my_writer", |session| {
+        calls.set(calls.get() + 1);
+        session.execute(&format!("INSERT INTO {table} VALUES ('a'), ('b')"))?;
+        Ok::<(), Error>(())
+    })
+    .expect("setup on mariadb");
+    assert_eq!(calls.get(), 1);
+    assert_eq!(common::my::names(&url, &table), ["a", "b"]);
+    assert_eq!(transaction::get().expect("current").resource_count(), 0);
+
+    let err = sqlassist::initialize_sql(&my, "my_writer", |session| {
+        session.execute(&format!("INSERT INTO {table} VALUES ('c')"))?;
+        Err::<(), BoxError>("the routine gave up".into())
+    })
+    .expect_err("the routine failed");
+    assert_names_engine(&err, "my_writer");
+    transaction::commit().expect("commit what the thread has");
+    assert_eq!(
+        common::my::names(&url, &table),
+        ["a", "b"],
+        "the insert was rolled back"
     );
 }

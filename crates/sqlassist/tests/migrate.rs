@@ -2,7 +2,9 @@
 //! writer, refused on a read-only engine before anything runs.
 //!
 //! The PostgreSQL and MariaDB migrations create `migrate_items_<backend>` and record their
-//! version in Diesel's `__diesel_schema_migrations`; the test removes both afterwards.
+//! version in Diesel's `__diesel_schema_migrations`, both in a schema (PostgreSQL) or
+//! database (MariaDB) the test creates for itself and drops afterwards, so that nothing
+//! stays behind in the shared test databases.
 
 #![allow(clippy::unwrap_used)] // a test fails loudly on any unexpected error
 
@@ -34,6 +36,7 @@ fn scenario(
     reader_url: &str,
     migrations: fn() -> EmbeddedMigrations,
     table: &str,
+    one_writer_only: bool,
 ) {
     let mut registry = Registry::new();
     registry
@@ -60,10 +63,42 @@ fn scenario(
     );
     writer.rollback().unwrap();
 
+    // Migrations run on a connection of their own, outside the thread's transaction: the
+    // managed engine's uncommitted insert aborts after them (MariaDB commits DDL
+    // implicitly: on the branch's connection it would have committed the insert too).
+    // SQLite has one writer at a time: there the insert's lock would make them wait.
+    writer
+        .execute("CREATE TABLE migrate_marker (v INTEGER)")
+        .unwrap();
+    writer.commit().unwrap();
+    registry
+        .init_engine(
+            "app",
+            engine(writer_url, false),
+            InitOptions::new().managed(true),
+        )
+        .unwrap();
+    let app = registry.session("app").unwrap();
+    if !one_writer_only {
+        transaction::begin().unwrap();
+        app.execute("INSERT INTO migrate_marker (v) VALUES (1)")
+            .unwrap();
+    }
     assert_eq!(
         run_pending_migrations(&registry, "writer", migrations()).unwrap(),
         [VERSION]
     );
+    if !one_writer_only {
+        transaction::abort().unwrap();
+    }
+    assert_eq!(
+        writer
+            .query_i64("SELECT COUNT(*) FROM migrate_marker")
+            .unwrap(),
+        0,
+        "the insert aborted with the transaction"
+    );
+    writer.rollback().unwrap();
     assert!(run_pending_migrations(&registry, "writer", migrations())
         .unwrap()
         .is_empty());
@@ -76,10 +111,34 @@ fn scenario(
     writer.rollback().unwrap();
 }
 
-fn cleanup_sql(table: &str) -> String {
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// How many tables named `name` schema (PostgreSQL) or database (MariaDB) `schema` has.
+fn tables_named_sql(schema: &str, name: &str, int: &str) -> String {
     format!(
-        "DROP TABLE IF EXISTS {table}; DELETE FROM __diesel_schema_migrations WHERE version = '{VERSION}'"
+        "SELECT CAST(COUNT(*) AS {int}) AS n FROM information_schema.tables \
+         WHERE table_schema = '{schema}' AND table_name = '{name}'"
     )
+}
+
+fn pg_tables_named(conn: &mut diesel::PgConnection, schema: &str, name: &str) -> i64 {
+    use diesel::RunQueryDsl;
+    diesel::sql_query(tables_named_sql(schema, name, "BIGINT"))
+        .get_result::<Count>(conn)
+        .unwrap()
+        .n
+}
+
+fn mysql_tables_named(conn: &mut diesel::MysqlConnection, schema: &str, name: &str) -> i64 {
+    use diesel::RunQueryDsl;
+    diesel::sql_query(tables_named_sql(schema, name, "SIGNED"))
+        .get_result::<Count>(conn)
+        .unwrap()
+        .n
 }
 
 #[test]
@@ -87,16 +146,26 @@ fn postgres_migrations_run_once_on_the_writer_and_are_refused_on_a_read_only_eng
     let Some(url) = common::pg_url("SQLASSIST_TEST_PG_URL") else {
         return;
     };
+    // A schema of its own, first on the search path: the migration's table and Diesel's
+    // `__diesel_schema_migrations` go there and leave with it.
+    let schema = common::unique("reflect_migrate");
+    let mut raw = diesel::PgConnection::establish(&url).unwrap();
+    raw.batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let in_schema = format!("{url}{sep}options=-csearch_path%3D{schema}");
     let table = "migrate_items_postgres";
-    let clean = || {
-        let _ = diesel::PgConnection::establish(&url)
-            .unwrap()
-            .batch_execute(&cleanup_sql(table));
-    };
-    clean();
-    let outcome = std::panic::catch_unwind(|| scenario(&url, &url, || PG, table));
+    let outcome = std::panic::catch_unwind(|| {
+        scenario(&in_schema, &in_schema, || PG, table, false);
+        let mut raw = diesel::PgConnection::establish(&url).unwrap();
+        assert_eq!(pg_tables_named(&mut raw, &schema, table), 1);
+        assert_eq!(
+            pg_tables_named(&mut raw, &schema, "__diesel_schema_migrations"),
+            1
+        );
+    });
     let _ = sqlassist::close_sessions();
-    clean();
+    let _ = raw.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
     outcome.unwrap();
 }
 
@@ -105,16 +174,36 @@ fn mariadb_migrations_run_once_on_the_writer_and_are_refused_on_a_read_only_engi
     let Some(url) = common::mysql_url("SQLASSIST_TEST_MYSQL_URL") else {
         return;
     };
-    let table = "migrate_items_mysql";
-    let clean = || {
-        let _ = diesel::MysqlConnection::establish(&url)
-            .unwrap()
-            .batch_execute(&cleanup_sql(table));
+    let Some(admin_url) = common::mysql_url("SQLASSIST_TEST_MYSQL_ADMIN_URL") else {
+        return;
     };
-    clean();
-    let outcome = std::panic::catch_unwind(|| scenario(&url, &url, || MYSQL, table));
+    // A database of its own (the writer may only use the test databases, so root makes
+    // it and grants it): the migration's table and `__diesel_schema_migrations` go there
+    // and leave with it.
+    let database = common::unique("reflect_migrate");
+    let mut admin = diesel::MysqlConnection::establish(&admin_url).unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {database}; \
+             GRANT ALL ON {database}.* TO 'sqlassist_writer'@'%'; \
+             GRANT ALL ON {database}.* TO 'sqlassist_writer'@'localhost'; \
+             GRANT ALL ON {database}.* TO 'sqlassist_writer'@'127.0.0.1'"
+        ))
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let in_database = format!("{base}/{database}");
+    let table = "migrate_items_mysql";
+    let outcome = std::panic::catch_unwind(|| {
+        scenario(&in_database, &in_database, || MYSQL, table, false);
+        let mut admin = diesel::MysqlConnection::establish(&admin_url).unwrap();
+        assert_eq!(mysql_tables_named(&mut admin, &database, table), 1);
+        assert_eq!(
+            mysql_tables_named(&mut admin, &database, "__diesel_schema_migrations"),
+            1
+        );
+    });
     let _ = sqlassist::close_sessions();
-    clean();
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {database}"));
     outcome.unwrap();
 }
 
@@ -130,5 +219,6 @@ fn sqlite_migrations_run_once_on_the_writer_and_are_refused_on_a_read_only_engin
         &format!("{url}?mode=ro"),
         || SQLITE,
         "migrate_items_sqlite",
+        true,
     );
 }

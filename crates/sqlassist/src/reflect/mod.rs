@@ -944,6 +944,19 @@ pub(crate) fn column(
     }
 }
 
+/// The tables and views a backend's relation query found, by name, all in `schema`
+/// (MariaDB/MySQL and SQLite reflect one schema; PostgreSQL keys by oid instead).
+#[cfg(any(feature = "mysql", feature = "sqlite"))]
+pub(crate) fn relations_by_name(
+    schema: &str,
+    relations: impl IntoIterator<Item = (String, TableKind)>,
+) -> BTreeMap<String, Table> {
+    relations
+        .into_iter()
+        .map(|(name, kind)| (name.clone(), table(TableName::new(schema, name), kind)))
+        .collect()
+}
+
 /// A table under construction by a backend module.
 pub(crate) fn table(name: TableName, kind: TableKind) -> Table {
     Table {

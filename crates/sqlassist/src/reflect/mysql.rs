@@ -1,12 +1,12 @@
 //! MariaDB's and MySQL's catalog: `information_schema` of the connection's current
 //! database, one query per kind for every table at once.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{MysqlConnection, QueryResult, RunQueryDsl};
 
-use super::{column, table, ColumnKind, Table, TableKind, TableName};
+use super::{column, relations_by_name, ColumnKind, Table, TableKind, TableName};
 
 #[derive(diesel::QueryableByName)]
 struct Current {
@@ -85,20 +85,17 @@ pub(super) fn reflect(conn: &mut MysqlConnection) -> QueryResult<(String, Vec<Ta
          WHERE TABLE_SCHEMA = DATABASE()",
     )
     .load(conn)?;
-    let mut tables: BTreeMap<String, Table> = relations
-        .into_iter()
-        .map(|r| {
+    let mut tables = relations_by_name(
+        &db,
+        relations.into_iter().map(|r| {
             let kind = if r.kind == "VIEW" {
                 TableKind::View
             } else {
                 TableKind::Table
             };
-            (
-                r.name.clone(),
-                table(TableName::new(db.clone(), r.name), kind),
-            )
-        })
-        .collect();
+            (r.name, kind)
+        }),
+    );
 
     // MariaDB's JSON is LONGTEXT with a `json_valid(col)` check named after the column.
     let mut json: HashSet<(String, String)> = HashSet::new();

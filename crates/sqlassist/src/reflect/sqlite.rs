@@ -6,9 +6,22 @@ use std::collections::BTreeMap;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{Connection, QueryResult, RunQueryDsl, SqliteConnection};
 
-use super::{column, table, ColumnKind, Table, TableKind, TableName};
+use super::{column, relations_by_name, ColumnKind, Table, TableKind, TableName};
 
 const MAIN: &str = "main";
+
+/// The relation every catalog query starts from: the user's tables and views (`m.name`,
+/// `m.type`), without SQLite's own `sqlite_*` tables. A macro, so that `concat!` builds
+/// each query as one static string.
+macro_rules! with_user_relations {
+    ($query:literal) => {
+        concat!(
+            "WITH m AS (SELECT name, type FROM sqlite_master \
+             WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\') ",
+            $query
+        )
+    };
+}
 
 #[derive(diesel::QueryableByName)]
 struct Relation {
@@ -65,30 +78,27 @@ type ForeignKeyParts = (String, Vec<String>, Vec<Option<String>>);
 pub(super) fn reflect(conn: &mut SqliteConnection) -> QueryResult<(String, Vec<Table>)> {
     // One read transaction: the four queries see one state of the file.
     conn.transaction(|conn| {
-        let relations: Vec<Relation> = diesel::sql_query(
-            "SELECT name, type AS kind FROM sqlite_master \
-             WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
-        )
-        .load(conn)?;
-        let mut tables: BTreeMap<String, Table> = relations
-            .into_iter()
-            .map(|r| {
+        let relations: Vec<Relation> =
+            diesel::sql_query(with_user_relations!("SELECT name, type AS kind FROM m"))
+                .load(conn)?;
+        let mut tables = relations_by_name(
+            MAIN,
+            relations.into_iter().map(|r| {
                 let kind = if r.kind == "view" {
                     TableKind::View
                 } else {
                     TableKind::Table
                 };
-                (r.name.clone(), table(TableName::new(MAIN, r.name), kind))
-            })
-            .collect();
+                (r.name, kind)
+            }),
+        );
 
-        let columns: Vec<ColumnRow> = diesel::sql_query(
+        let columns: Vec<ColumnRow> = diesel::sql_query(with_user_relations!(
             "SELECT m.name AS table_name, p.name AS name, p.type AS sql_type, \
                     p.\"notnull\" AS not_null, p.dflt_value AS default_value, p.pk AS pk \
-             FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS p \
-             WHERE m.type IN ('table', 'view') \
-             ORDER BY m.name, p.cid",
-        )
+             FROM m JOIN pragma_table_info(m.name) AS p \
+             ORDER BY m.name, p.cid"
+        ))
         .load(conn)?;
         let mut by_table: BTreeMap<String, Vec<ColumnRow>> = BTreeMap::new();
         for row in columns {
@@ -126,13 +136,13 @@ pub(super) fn reflect(conn: &mut SqliteConnection) -> QueryResult<(String, Vec<T
             t.set_primary_key(key.into_iter().map(|(_, c)| c).collect());
         }
 
-        let fks: Vec<ForeignKeyRow> = diesel::sql_query(
+        let fks: Vec<ForeignKeyRow> = diesel::sql_query(with_user_relations!(
             "SELECT m.name AS table_name, f.id AS id, f.\"table\" AS ref_table, \
                     f.\"from\" AS from_column, f.\"to\" AS to_column \
-             FROM sqlite_master AS m JOIN pragma_foreign_key_list(m.name) AS f \
+             FROM m JOIN pragma_foreign_key_list(m.name) AS f \
              WHERE m.type = 'table' \
-             ORDER BY m.name, f.id, f.seq",
-        )
+             ORDER BY m.name, f.id, f.seq"
+        ))
         .load(conn)?;
         let mut grouped: BTreeMap<(String, i64), ForeignKeyParts> = BTreeMap::new();
         for row in fks {
@@ -158,13 +168,13 @@ pub(super) fn reflect(conn: &mut SqliteConnection) -> QueryResult<(String, Vec<T
             }
         }
 
-        let uniques: Vec<UniqueRow> = diesel::sql_query(
+        let uniques: Vec<UniqueRow> = diesel::sql_query(with_user_relations!(
             "SELECT m.name AS table_name, il.name AS index_name, ii.name AS column_name \
-             FROM sqlite_master AS m JOIN pragma_index_list(m.name) AS il \
+             FROM m JOIN pragma_index_list(m.name) AS il \
                   JOIN pragma_index_info(il.name) AS ii \
              WHERE m.type = 'table' AND il.\"unique\" = 1 AND il.origin = 'u' \
-             ORDER BY m.name, il.name, ii.seqno",
-        )
+             ORDER BY m.name, il.name, ii.seqno"
+        ))
         .load(conn)?;
         let mut grouped: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
         for row in uniques {
