@@ -44,6 +44,8 @@ compile_error!("enable at least one backend feature of sqlassist: `sqlite`, `pos
 mod backend;
 mod branch;
 mod conn;
+#[cfg(feature = "postgres")]
+mod db_log;
 mod drift;
 mod dynamic;
 mod engine;
@@ -68,6 +70,8 @@ mod url;
 pub use backend::Backend;
 pub use branch::{BranchId, Finished, NodeId, Owner, PreparedBranch, MAX_NODE_ID_LEN};
 pub use conn::BackendConnection;
+#[cfg(feature = "postgres")]
+pub use db_log::{DatabaseDecisionLog, DatabaseLogError, DEFAULT_LEASE_TTL};
 pub use drift::{check_drift, DeclaredTable, DeclaredType, Drift, DriftMode};
 pub use dynamic::{Cmp, DynamicQuery, DynamicTable, Order, Row, Value};
 pub use engine::{Engine, PoolState};

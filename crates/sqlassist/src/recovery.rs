@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use transaction::{DecisionRecord, FileDecisionLog, TransactionId};
+use transaction::{DecisionLog, DecisionRecord, SharedDecisionLog, TransactionId};
 
 use crate::backend::{dispatch, Protocol};
 use crate::branch::{BranchId, Finished, Identity, Owner, PreparedBranch, XA_FORMAT_ID};
@@ -180,7 +180,7 @@ pub(crate) fn pass(
     engines: &[(String, Engine)],
     complete: bool,
     identity: &Identity,
-    log: &FileDecisionLog,
+    log: &(dyn DecisionLog + Send + Sync),
 ) -> RecoveryReport {
     let mut report = RecoveryReport::default();
     let carriers: Vec<&(String, Engine)> = engines
@@ -191,6 +191,7 @@ pub(crate) fn pass(
     // 0. The decisions durable before the listing: only they may be forgotten below.
     let durable_before: BTreeSet<TransactionId> = log
         .open_decisions()
+        .unwrap_or_default()
         .into_iter()
         .chain(
             carriers
@@ -226,8 +227,19 @@ pub(crate) fn pass(
     let in_flight: BTreeSet<u64> = active.iter().map(|t| t.sequence()).collect();
     // 3. D: after A: the log's decisions and those the carriers' commits hold. A carrier
     //    that cannot be read may hold a decision: nothing is presumed aborted this pass.
-    let decisions = log.open_decisions();
     let mut presume_abort = log.may_presume_abort();
+    let decisions = match log.open_decisions() {
+        Ok(d) => d,
+        Err(source) => {
+            tracing::warn!(error = %source, "recovery could not read the decision log; no branch is rolled back this pass");
+            presume_abort = false;
+            report.unreachable.push((
+                "decision log".to_owned(),
+                Error::DecisionLogUnavailable { source },
+            ));
+            Vec::new()
+        }
+    };
     let mut carried: Vec<(&str, &Engine, Vec<DecisionRecord>)> = Vec::new();
     for (name, engine) in &carriers {
         match engine.carried_decisions() {
@@ -332,7 +344,7 @@ pub(crate) fn pass(
             if !finished(d) {
                 continue;
             }
-            match transaction::DecisionLog::forget(log, d.transaction) {
+            match log.forget(d.transaction) {
                 Ok(()) => {
                     tracing::info!(transaction = %d.transaction, "recovery finished every branch of a decision: forgotten");
                     report.forgotten.push(d.transaction);
@@ -517,7 +529,7 @@ impl RecoveryThread {
     pub(crate) fn start(
         engines: Vec<(String, Engine)>,
         identity: Arc<Identity>,
-        log: Arc<FileDecisionLog>,
+        log: SharedDecisionLog,
         interval: Duration,
     ) -> std::io::Result<Self> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
@@ -543,7 +555,7 @@ impl RecoveryThread {
                         .filter(|(name, _)| backoff.get(name).is_none_or(|(_, at)| *at <= now))
                         .cloned()
                         .collect();
-                    let report = pass(&due, due.len() == engines.len(), &identity, &log);
+                    let report = pass(&due, due.len() == engines.len(), &identity, &*log);
                     for (name, _) in &due {
                         if !report.unreachable.iter().any(|(n, _)| n == name) {
                             backoff.remove(name);
