@@ -422,11 +422,6 @@ impl DatabaseDecisionLog {
             .engine
             .checkout()
             .map_err(|source| DatabaseLogError::Database { source })?;
-        let resources: Vec<&str> = branches.iter().map(|b| b.resource.as_str()).collect();
-        let ids: Vec<&str> = branches
-            .iter()
-            .map(|b| b.branch_id.as_deref().unwrap_or(""))
-            .collect();
         let mut xid: Option<String> = None;
         let outcome = {
             let c = pg(&mut conn);
@@ -436,22 +431,7 @@ impl DatabaseDecisionLog {
                 "BEGIN; SET LOCAL synchronous_commit = on",
             )
             .and_then(|()| {
-                let inserted: Vec<Xid> = diesel::sql_query(
-                    "INSERT INTO sqlassist_decision \
-                     (node, incarnation, coordinator, sequence, decided_at, resources, branch_ids) \
-                     SELECT $1, $2, $3, $4, statement_timestamp(), $5, $6 FROM sqlassist_node \
-                     WHERE node = $1 AND incarnation = $2 AND taken_over_by IS NULL \
-                       AND lease_until > statement_timestamp() FOR KEY SHARE \
-                     RETURNING pg_current_xact_id()::text AS xid",
-                )
-                .bind::<Text, _>(self.node.as_str())
-                .bind::<BigInt, _>(i64::from(self.incarnation))
-                .bind::<BigInt, _>(as_stored(txn.coordinator()))
-                .bind::<BigInt, _>(as_stored(txn.sequence()))
-                .bind::<Array<Text>, _>(&resources)
-                .bind::<Array<Text>, _>(&ids)
-                .load(c)?;
-                *xid = inserted.into_iter().next().map(|x| x.xid);
+                *xid = self.fenced_insert(c, txn, branches)?;
                 Ok(())
             })
         };
@@ -481,20 +461,92 @@ impl DatabaseDecisionLog {
             Ok(()) => Ok(()),
             Err(e) => {
                 drop(conn);
-                self.settle(&xid, e)
+                self.settle(&xid, Box::new(e))
             }
         }
     }
 
-    /// The COMMIT of decision transaction `xid` failed with `error`: asks the server what
-    /// became of it, from fresh connections, for up to the lease's time to live.
-    fn settle(
+    /// The fenced decision INSERT in the transaction open on `c`: the log database's id of
+    /// that transaction, or `None` when fenced (nothing inserted).
+    fn fenced_insert(
+        &self,
+        c: &mut PgConnection,
+        txn: TransactionId,
+        branches: &[Branch],
+    ) -> diesel::QueryResult<Option<String>> {
+        let resources: Vec<&str> = branches.iter().map(|b| b.resource.as_str()).collect();
+        let ids: Vec<&str> = branches
+            .iter()
+            .map(|b| b.branch_id.as_deref().unwrap_or(""))
+            .collect();
+        let inserted: Vec<Xid> = diesel::sql_query(
+            "INSERT INTO sqlassist_decision \
+             (node, incarnation, coordinator, sequence, decided_at, resources, branch_ids) \
+             SELECT $1, $2, $3, $4, statement_timestamp(), $5, $6 FROM sqlassist_node \
+             WHERE node = $1 AND incarnation = $2 AND taken_over_by IS NULL \
+               AND lease_until > statement_timestamp() FOR KEY SHARE \
+             RETURNING pg_current_xact_id()::text AS xid",
+        )
+        .bind::<Text, _>(self.node.as_str())
+        .bind::<BigInt, _>(i64::from(self.incarnation))
+        .bind::<BigInt, _>(as_stored(txn.coordinator()))
+        .bind::<BigInt, _>(as_stored(txn.sequence()))
+        .bind::<Array<Text>, _>(&resources)
+        .bind::<Array<Text>, _>(&ids)
+        .load(c)?;
+        Ok(inserted.into_iter().next().map(|x| x.xid))
+    }
+
+    /// Whether `engine` connects to this log's database, so that its session can carry
+    /// the decision inside its own transaction.
+    pub(crate) fn is_in(&self, engine: &Engine) -> bool {
+        engine.backend() == crate::Backend::Postgres
+            && engine.url().redacted() == self.engine.url().redacted()
+    }
+
+    /// The decision carried by a participant of the log's database: the fenced INSERT in
+    /// the participant's own open transaction on `c`, whose one-phase commit then makes it
+    /// durable. Returns that transaction's id, to settle an unanswered COMMIT.
+    pub(crate) fn carry(
+        &self,
+        c: &mut PgConnection,
+        decision: &DecisionRecord,
+    ) -> std::result::Result<String, DatabaseLogError> {
+        if !self.is_live() {
+            return Err(DatabaseLogError::LeaseLost {
+                node: self.node.to_string(),
+            });
+        }
+        // The session may run with synchronous_commit off: this commit is the decision.
+        c.batch_execute("SET LOCAL synchronous_commit = on")
+            .and_then(|()| self.fenced_insert(c, decision.transaction, &decision.branches))
+            .map_err(|source| DatabaseLogError::Database {
+                source: Error::Database {
+                    engine: self.engine.url().redacted().to_owned(),
+                    transient: false,
+                    source,
+                },
+            })?
+            .ok_or_else(|| DatabaseLogError::Fenced {
+                node: self.node.to_string(),
+            })
+    }
+
+    /// After the COMMIT of a transaction that carried a decision (`xid`) failed: `Ok` when
+    /// the server says it committed after all.
+    pub(crate) fn settle_carried(
         &self,
         xid: &str,
-        error: diesel::result::Error,
+        error: BoxError,
     ) -> std::result::Result<(), DatabaseLogError> {
+        self.settle(xid, error)
+    }
+
+    /// The COMMIT of decision transaction `xid` failed with `error`: asks the server what
+    /// became of it, from fresh connections, for up to the lease's time to live.
+    fn settle(&self, xid: &str, error: BoxError) -> std::result::Result<(), DatabaseLogError> {
         let deadline = Instant::now() + self.ttl;
-        let mut last: BoxError = Box::new(error);
+        let mut last = error;
         loop {
             match self.xact_status(xid) {
                 Ok(Some(status)) if status == "committed" => return Ok(()),

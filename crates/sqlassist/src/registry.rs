@@ -233,7 +233,11 @@ impl Registry {
     /// file decision log ([`open_decision_log`](Self::open_decision_log): once per
     /// process), runs a [`recover`](Self::recover) pass before returning, and starts
     /// periodic passes every `sqlassist.recovery_interval` seconds (default 30, `0` for
-    /// none; see [`start_recovery`](Self::start_recovery)).
+    /// none; see [`start_recovery`](Self::start_recovery)). `sqlassist.decision_log =
+    /// engine:<name>` (feature `postgres`) keeps the decisions in the database of the
+    /// registered PostgreSQL engine `<name>` instead (`DatabaseDecisionLog`, with a node
+    /// lease of `sqlassist.decision_log_ttl` seconds, default 30), and makes it every
+    /// thread's default manager's log.
     ///
     /// # Errors
     ///
@@ -246,7 +250,10 @@ impl Registry {
     /// engine asks for `isolation_level = AUTOCOMMIT`. With `sqlassist.decision_log`:
     /// those of [`open_decision_log`](Self::open_decision_log) and
     /// [`start_recovery`](Self::start_recovery), and [`Error::InvalidSetting`] when
-    /// `sqlassist.recovery_interval` is not a whole number of seconds.
+    /// `sqlassist.recovery_interval` is not a whole number of seconds. With `engine:<name>`:
+    /// [`Error::UnknownEngine`], [`Error::NodeLeaseHeld`] when another process holds the
+    /// node id, [`Error::InvalidSetting`] for a ttl under 3 seconds or an engine that is
+    /// not PostgreSQL, and the database's errors.
     ///
     /// # Examples
     ///
@@ -662,6 +669,10 @@ impl Registry {
             name,
             &registered.engine,
             registered.options.is_managed(),
+            #[cfg(feature = "postgres")]
+            self.database_log
+                .clone()
+                .filter(|log| log.is_in(&registered.engine)),
         ))
     }
 

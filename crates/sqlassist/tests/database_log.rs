@@ -306,3 +306,91 @@ fn recovery_commits_a_prepared_branch_from_the_decision_row() {
         common::pg::exec(u, &format!("DROP TABLE {table}"));
     }
 }
+
+/// Rows of this node in the decision table of `url`'s database.
+fn decision_rows(url: &str, node: &NodeId) -> i64 {
+    common::pg::scalar(
+        url,
+        &format!("SELECT COUNT(*) FROM sqlassist_decision WHERE node = '{node}'"),
+    )
+}
+
+#[test]
+fn the_log_database_takes_part_unprepared_and_its_commit_is_the_decision() {
+    reset_thread();
+    let Some((url, url2)) = urls() else { return };
+    let node = node();
+    let table = unique("lastres_ride");
+    for u in [&url, &url2] {
+        common::pg::exec(u, &format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"));
+    }
+    let log = DatabaseDecisionLog::open(engine(&url), &node, TTL).unwrap();
+    let registry = registry(&node, log.clone());
+    let manager = registry.transaction_manager();
+    manager.scope(|| {
+        manager.begin().unwrap();
+        for name in ["a", "b"] {
+            registry
+                .session(name)
+                .unwrap()
+                .execute(&format!("INSERT INTO {table} (id) VALUES (1)"))
+                .unwrap();
+        }
+        // `a` is the log's database: it votes last, is not prepared, and its one-phase
+        // commit holds the decision row (which the coordinator does not delete: recovery
+        // does, once every branch is finished).
+        manager.commit().unwrap();
+    });
+    assert_eq!(
+        (
+            common::pg::count(&url, &table),
+            common::pg::count(&url2, &table)
+        ),
+        (1, 1)
+    );
+    assert_eq!(decision_rows(&url, &node), 1);
+    let decided = log.open_decisions().unwrap();
+    let resources: Vec<&str> = decided[0]
+        .branches
+        .iter()
+        .map(|b| b.resource.as_str())
+        .collect();
+    assert_eq!(resources, ["b"], "only b was prepared");
+    let report = registry.recover().unwrap();
+    assert_eq!(report.forgotten.len(), 1);
+    assert_eq!(decision_rows(&url, &node), 0);
+
+    // Taken over: the decision INSERT inside `a`'s transaction is fenced, and nothing
+    // commits anywhere.
+    common::pg::exec(
+        &url,
+        &format!(
+            "BEGIN; SELECT 1 FROM sqlassist_node WHERE node = '{node}' FOR UPDATE; \
+             UPDATE sqlassist_node SET taken_over_by = 'someone-else' WHERE node = '{node}'; COMMIT"
+        ),
+    );
+    manager.scope(|| {
+        manager.begin().unwrap();
+        for name in ["a", "b"] {
+            registry
+                .session(name)
+                .unwrap()
+                .execute(&format!("INSERT INTO {table} (id) VALUES (2)"))
+                .unwrap();
+        }
+        let err = manager.commit().unwrap_err();
+        assert_eq!(err.resource(), Some("a"), "{err:?}");
+        manager.abort().unwrap();
+    });
+    assert_eq!(
+        (
+            common::pg::count(&url, &table),
+            common::pg::count(&url2, &table)
+        ),
+        (1, 1)
+    );
+    assert_eq!(common::pg::prepared(&url, node.as_str()), 0);
+    for u in [&url, &url2] {
+        common::pg::exec(u, &format!("DROP TABLE {table}"));
+    }
+}
