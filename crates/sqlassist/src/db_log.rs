@@ -582,6 +582,104 @@ impl DatabaseDecisionLog {
     }
 }
 
+#[derive(QueryableByName)]
+struct NodeName {
+    #[diesel(sql_type = Text)]
+    node: String,
+}
+
+impl DatabaseDecisionLog {
+    /// Takes over every other node whose lease expired, or that this node took over
+    /// before and has not finished (one winner per node: the row lock of `FOR UPDATE`
+    /// and the lease check after it). `FOR UPDATE` waits for a decision INSERT holding the
+    /// row `FOR KEY SHARE`, so a decision either committed before (and is read after this)
+    /// or is fenced. Returns the nodes taken, with their open decisions.
+    pub(crate) fn take_over_expired(&self) -> Result<Vec<(NodeId, Vec<DecisionRecord>)>> {
+        if !self.is_live() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.engine.checkout()?;
+        let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
+        let taken: Vec<NodeName> = diesel::sql_query(
+            "WITH x AS (SELECT node FROM sqlassist_node WHERE node <> $1 \
+               AND (lease_until < statement_timestamp() OR taken_over_by = $1) FOR UPDATE) \
+             UPDATE sqlassist_node n SET taken_over_by = $1, \
+               lease_until = statement_timestamp() + $2 * interval '1 millisecond' \
+             FROM x WHERE n.node = x.node \
+               AND (n.lease_until < statement_timestamp() OR n.taken_over_by = $1) \
+             RETURNING n.node",
+        )
+        .bind::<Text, _>(self.node.as_str())
+        .bind::<BigInt, _>(ttl_ms)
+        .load(pg(&mut conn))
+        .map_err(|e| self.engine.database_error(&mut conn, e))?;
+        let mut out = Vec::new();
+        for t in taken {
+            let Ok(node) = NodeId::new(&t.node) else {
+                tracing::warn!(
+                    node = t.node,
+                    "a node row with an invalid node id: left alone"
+                );
+                continue;
+            };
+            let decisions = self
+                .decisions_of(&node)
+                .map_err(|source| Error::DecisionLogUnavailable { source })?;
+            tracing::info!(node = %node, by = %self.node, decisions = decisions.len(), "took over a node whose lease expired");
+            out.push((node, decisions));
+        }
+        Ok(out)
+    }
+
+    /// Every branch of taken-over `node` is finished: deletes its decisions and ends the
+    /// takeover (the row stays, with its incarnation count and no lease, so the node may
+    /// start again).
+    pub(crate) fn finish_takeover(&self, node: &NodeId) -> Result<()> {
+        let mut conn = self.engine.checkout()?;
+        let sql = format!(
+            "BEGIN; DELETE FROM sqlassist_decision WHERE node = '{node}'; \
+             UPDATE sqlassist_node SET taken_over_by = NULL, lease_until = statement_timestamp() \
+             WHERE node = '{node}' AND taken_over_by = '{me}'; COMMIT",
+            node = node.as_str(),
+            me = self.node.as_str()
+        );
+        pg(&mut conn)
+            .batch_execute(&sql)
+            .map_err(|e| self.engine.database_error(&mut conn, e))?;
+        tracing::info!(node = %node, by = %self.node, "settled every branch of a node taken over");
+        Ok(())
+    }
+
+    fn decisions_of(&self, node: &NodeId) -> std::result::Result<Vec<DecisionRecord>, BoxError> {
+        let mut conn = self.engine.checkout()?;
+        let rows: Vec<DecisionRow> = diesel::sql_query(
+            "SELECT coordinator, sequence, resources, branch_ids FROM sqlassist_decision \
+             WHERE node = $1 ORDER BY incarnation, coordinator, sequence",
+        )
+        .bind::<Text, _>(node.as_str())
+        .load(pg(&mut conn))
+        .map_err(|e| Box::new(self.engine.database_error(&mut conn, e)) as BoxError)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DecisionRecord {
+                transaction: TransactionId::from_parts(
+                    from_stored(r.coordinator),
+                    from_stored(r.sequence),
+                ),
+                branches: r
+                    .resources
+                    .into_iter()
+                    .zip(r.branch_ids)
+                    .map(|(resource, id)| Branch {
+                        resource,
+                        branch_id: (!id.is_empty()).then_some(id),
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+}
+
 /// Renews `node`'s lease; `Ok(false)`: the row is no longer ours (taken over).
 fn renew(engine: &Engine, node: &NodeId, incarnation: u32, ttl: Duration) -> Result<bool> {
     let mut conn = engine.checkout()?;
@@ -637,32 +735,7 @@ impl DecisionLog for DatabaseDecisionLog {
     }
 
     fn open_decisions(&self) -> std::result::Result<Vec<DecisionRecord>, BoxError> {
-        let mut conn = self.engine.checkout()?;
-        let rows: Vec<DecisionRow> = diesel::sql_query(
-            "SELECT coordinator, sequence, resources, branch_ids FROM sqlassist_decision \
-             WHERE node = $1 ORDER BY incarnation, coordinator, sequence",
-        )
-        .bind::<Text, _>(self.node.as_str())
-        .load(pg(&mut conn))
-        .map_err(|e| Box::new(self.engine.database_error(&mut conn, e)) as BoxError)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| DecisionRecord {
-                transaction: TransactionId::from_parts(
-                    from_stored(r.coordinator),
-                    from_stored(r.sequence),
-                ),
-                branches: r
-                    .resources
-                    .into_iter()
-                    .zip(r.branch_ids)
-                    .map(|(resource, id)| Branch {
-                        resource,
-                        branch_id: (!id.is_empty()).then_some(id),
-                    })
-                    .collect(),
-            })
-            .collect())
+        self.decisions_of(&self.node)
     }
 
     fn is_outcome_unknown(&self, error: &(dyn std::error::Error + 'static)) -> bool {

@@ -107,6 +107,14 @@ fn child(
     node: &NodeId,
     table: Option<&str>,
 ) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    child_with(node, table, &[])
+}
+
+fn child_with(
+    node: &NodeId,
+    table: Option<&str>,
+    env: &[(&str, &str)],
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
     let mut text = node.to_string();
     if let Some(t) = table {
         text.push('\n');
@@ -115,6 +123,7 @@ fn child(
     let mut c = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "db_log_child", "--nocapture", "--test-threads=1"])
         .env(CHILD, text)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -390,6 +399,64 @@ fn the_log_database_takes_part_unprepared_and_its_commit_is_the_decision() {
         (1, 1)
     );
     assert_eq!(common::pg::prepared(&url, node.as_str()), 0);
+    for u in [&url, &url2] {
+        common::pg::exec(u, &format!("DROP TABLE {table}"));
+    }
+}
+
+#[test]
+fn a_node_killed_for_good_is_taken_over_and_its_transactions_settled_by_another() {
+    reset_thread();
+    let Some((url, url2)) = urls() else { return };
+    let dead = node();
+    let table = unique("lastres_takeover");
+    for u in [&url, &url2] {
+        common::pg::exec(u, &format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"));
+    }
+    // The node dies right after its decision is durable (carried by `a`'s commit): `b`'s
+    // branch stays prepared, and only the decision row says it commits.
+    let (mut c, _out) = child_with(
+        &dead,
+        Some(&table),
+        &[("SQLASSIST_CRASH_POINT", "after_decision")],
+    );
+    writeln!(c.stdin.as_mut().unwrap(), "go").unwrap();
+    let status = c.wait().unwrap();
+    assert!(!status.success());
+    assert_eq!(common::pg::prepared(&url2, dead.as_str()), 1);
+    assert_eq!(
+        (
+            common::pg::count(&url, &table),
+            common::pg::count(&url2, &table)
+        ),
+        (1, 0)
+    );
+
+    // Another node, once the dead one's lease expired, takes it over in its recovery.
+    let me = node();
+    let log = DatabaseDecisionLog::open(engine(&url), &me, TTL).unwrap();
+    let registry = registry(&me, log);
+    std::thread::sleep(TTL + Duration::from_millis(500));
+    let report = registry.recover().unwrap();
+    let committed: Vec<&str> = report
+        .branches
+        .iter()
+        .filter(|b| matches!(b.action, RecoveryAction::Committed(_)))
+        .map(|b| b.engine.as_str())
+        .collect();
+    assert_eq!(committed, ["b"], "{report:?}");
+    assert_eq!(
+        (
+            common::pg::count(&url, &table),
+            common::pg::count(&url2, &table)
+        ),
+        (1, 1)
+    );
+    assert_eq!(common::pg::prepared(&url2, dead.as_str()), 0);
+    // Nothing of the dead node is left: its decisions are gone and its id is free again.
+    assert_eq!(decision_rows(&url, &dead), 0);
+    let again = DatabaseDecisionLog::open(engine(&url), &dead, TTL).unwrap();
+    assert_eq!(again.incarnation(), 2);
     for u in [&url, &url2] {
         common::pg::exec(u, &format!("DROP TABLE {table}"));
     }
