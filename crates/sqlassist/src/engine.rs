@@ -325,7 +325,9 @@ impl Engine {
     ///
     /// [`Error::Connect`] when no connection can be opened or set up;
     /// [`Error::PreparedTransactionsDisabled`] when two-phase commit is asked for and the
-    /// server refuses it.
+    /// server refuses it; [`Error::SqliteNotDurable`] when two-phase commit is asked of a
+    /// SQLite writer running below `PRAGMA synchronous = FULL` (its commits carry commit
+    /// decisions).
     ///
     /// # Examples
     ///

@@ -251,6 +251,33 @@ pub enum Error {
         synchronous: i32,
     },
 
+    /// Another process holds a live lease on this node id in the database decision log
+    /// (two processes configured with one `sqlassist.node_id`), or another node took it
+    /// over and is still settling its transactions.
+    #[error("node id `{node}` has a live lease in the decision log ({holder}): another process runs with this node id")]
+    NodeLeaseHeld {
+        /// The node id.
+        node: String,
+        /// Who holds it, as the log knows.
+        holder: String,
+    },
+
+    /// The database decision log's record of a decision did not commit.
+    #[error("the commit decision was not recorded: {reason}")]
+    DecisionNotRecorded {
+        /// Why.
+        reason: String,
+    },
+
+    /// The decisions of the decision log could not be read (recovery then rolls nothing
+    /// back).
+    #[error("cannot read the decision log: {source}")]
+    DecisionLogUnavailable {
+        /// The log's error.
+        #[source]
+        source: transaction::BoxError,
+    },
+
     /// The periodic recovery thread could not be spawned.
     #[error("cannot start the recovery thread")]
     RecoveryThread {

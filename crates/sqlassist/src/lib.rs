@@ -45,6 +45,8 @@ mod backend;
 mod branch;
 mod check;
 mod conn;
+#[cfg(feature = "postgres")]
+mod db_log;
 mod drift;
 mod dynamic;
 mod engine;
@@ -71,6 +73,8 @@ pub use backend::Backend;
 pub use branch::{BranchId, Finished, NodeId, Owner, PreparedBranch, MAX_NODE_ID_LEN};
 pub use check::{check_setup, CheckItem, CheckOutcome, CheckReport};
 pub use conn::BackendConnection;
+#[cfg(feature = "postgres")]
+pub use db_log::{DatabaseDecisionLog, DatabaseLogError, DEFAULT_LEASE_TTL};
 pub use drift::{check_drift, DeclaredTable, DeclaredType, Drift, DriftMode};
 pub use dynamic::{Cmp, DynamicQuery, DynamicTable, Order, Row, Value};
 pub use engine::{Engine, PoolState};

@@ -21,10 +21,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use transaction::{DecisionRecord, FileDecisionLog, TransactionId};
+use transaction::{DecisionLog, DecisionRecord, SharedDecisionLog, TransactionId};
 
 use crate::backend::{dispatch, Protocol};
-use crate::branch::{BranchId, Finished, Identity, Owner, PreparedBranch, XA_FORMAT_ID};
+use crate::branch::{BranchId, Finished, Identity, NodeId, Owner, PreparedBranch, XA_FORMAT_ID};
 use crate::engine::Engine;
 use crate::error::Error;
 
@@ -180,7 +180,8 @@ pub(crate) fn pass(
     engines: &[(String, Engine)],
     complete: bool,
     identity: &Identity,
-    log: &FileDecisionLog,
+    log: &(dyn DecisionLog + Send + Sync),
+    taken: &[(NodeId, Vec<DecisionRecord>)],
 ) -> RecoveryReport {
     let mut report = RecoveryReport::default();
     let carriers: Vec<&(String, Engine)> = engines
@@ -191,6 +192,7 @@ pub(crate) fn pass(
     // 0. The decisions durable before the listing: only they may be forgotten below.
     let durable_before: BTreeSet<TransactionId> = log
         .open_decisions()
+        .unwrap_or_default()
         .into_iter()
         .chain(
             carriers
@@ -226,8 +228,19 @@ pub(crate) fn pass(
     let in_flight: BTreeSet<u64> = active.iter().map(|t| t.sequence()).collect();
     // 3. D: after A: the log's decisions and those the carriers' commits hold. A carrier
     //    that cannot be read may hold a decision: nothing is presumed aborted this pass.
-    let decisions = log.open_decisions();
     let mut presume_abort = log.may_presume_abort();
+    let decisions = match log.open_decisions() {
+        Ok(d) => d,
+        Err(source) => {
+            tracing::warn!(error = %source, "recovery could not read the decision log; no branch is rolled back this pass");
+            presume_abort = false;
+            report.unreachable.push((
+                "decision log".to_owned(),
+                Error::DecisionLogUnavailable { source },
+            ));
+            Vec::new()
+        }
+    };
     let mut carried: Vec<(&str, &Engine, Vec<DecisionRecord>)> = Vec::new();
     for (name, engine) in &carriers {
         match engine.carried_decisions() {
@@ -239,9 +252,11 @@ pub(crate) fn pass(
             }
         }
     }
+    let taken_nodes: BTreeSet<&NodeId> = taken.iter().map(|(n, _)| n).collect();
     let decided: BTreeMap<BranchId, TransactionId> = decisions
         .iter()
         .chain(carried.iter().flat_map(|(_, _, d)| d))
+        .chain(taken.iter().flat_map(|(_, d)| d))
         .flat_map(|d| {
             d.branches
                 .iter()
@@ -265,11 +280,20 @@ pub(crate) fn pass(
         let handles: Vec<_> = reachable
             .iter()
             .map(|(name, engine, branches)| {
-                let (in_flight, decided) = (&in_flight, &decided);
+                let (in_flight, decided, taken) = (&in_flight, &decided, &taken_nodes);
                 s.spawn(move || {
                     branches
                         .iter()
-                        .map(|b| act(name, engine, b, identity, in_flight, decided, presume_abort))
+                        .map(|b| {
+                            act(
+                                name,
+                                engine,
+                                b,
+                                identity,
+                                (in_flight, decided, taken),
+                                presume_abort,
+                            )
+                        })
                         .collect()
                 })
             })
@@ -332,7 +356,7 @@ pub(crate) fn pass(
             if !finished(d) {
                 continue;
             }
-            match transaction::DecisionLog::forget(log, d.transaction) {
+            match log.forget(d.transaction) {
                 Ok(()) => {
                     tracing::info!(transaction = %d.transaction, "recovery finished every branch of a decision: forgotten");
                     report.forgotten.push(d.transaction);
@@ -363,18 +387,26 @@ pub(crate) fn recorded_branch_id(recorded: &str) -> Option<BranchId> {
     }
 }
 
+/// What a pass knows when it acts: this process's in-flight sequences, the decided
+/// branches, the nodes taken over.
+type Known<'a> = (
+    &'a BTreeSet<u64>,
+    &'a BTreeMap<BranchId, TransactionId>,
+    &'a BTreeSet<&'a NodeId>,
+);
+
 fn act(
     engine_name: &str,
     engine: &Engine,
     branch: &PreparedBranch,
     identity: &Identity,
-    in_flight: &BTreeSet<u64>,
-    decided: &BTreeMap<BranchId, TransactionId>,
+    (in_flight, decided, taken): Known<'_>,
     presume_abort: bool,
 ) -> RecoveredBranch {
     let id = branch.id();
     let parsed = match branch.owner() {
         Owner::Ours(b) => Some(b.clone()),
+        Owner::OtherNode(b) if taken.contains(b.node()) => Some(b.clone()),
         _ => None,
     };
     let done = |action: RecoveryAction, error: Option<Error>| RecoveredBranch {
@@ -412,6 +444,16 @@ fn act(
             if b.incarnation() == identity.incarnation && in_flight.contains(&b.sequence()) {
                 RecoveryAction::InFlight
             } else if decided.contains_key(b) {
+                return finish(true);
+            } else if presume_abort {
+                return finish(false);
+            } else {
+                RecoveryAction::Undecided
+            }
+        }
+        // A node this one took over: its branches are settled like a dead incarnation's.
+        Owner::OtherNode(b) if taken.contains(b.node()) => {
+            if decided.contains_key(b) {
                 return finish(true);
             } else if presume_abort {
                 return finish(false);
@@ -517,7 +559,7 @@ impl RecoveryThread {
     pub(crate) fn start(
         engines: Vec<(String, Engine)>,
         identity: Arc<Identity>,
-        log: Arc<FileDecisionLog>,
+        log: SharedDecisionLog,
         interval: Duration,
     ) -> std::io::Result<Self> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
@@ -543,7 +585,7 @@ impl RecoveryThread {
                         .filter(|(name, _)| backoff.get(name).is_none_or(|(_, at)| *at <= now))
                         .cloned()
                         .collect();
-                    let report = pass(&due, due.len() == engines.len(), &identity, &log);
+                    let report = pass(&due, due.len() == engines.len(), &identity, &*log, &[]);
                     for (name, _) in &due {
                         if !report.unreachable.iter().any(|(n, _)| n == name) {
                             backoff.remove(name);

@@ -21,6 +21,11 @@ const NODE_ID_KEY: &str = "sqlassist.node_id";
 const EXPECTED_NODE_ID: &str = "1 to 24 characters of a-z, 0-9 and -";
 /// The settings key of the decision log directory (relative to `here`).
 const DECISION_LOG_KEY: &str = "sqlassist.decision_log";
+/// `sqlassist.decision_log = engine:<name>`: the decisions go to a table of that engine.
+const ENGINE_LOG_PREFIX: &str = "engine:";
+/// The settings key of the lease's time to live of a database decision log, in seconds.
+#[cfg(feature = "postgres")]
+const LEASE_TTL_KEY: &str = "sqlassist.decision_log_ttl";
 /// The settings key of the seconds between periodic recovery passes (0: none).
 const RECOVERY_INTERVAL_KEY: &str = "sqlassist.recovery_interval";
 /// The default time between periodic recovery passes (`sqlassist.recovery_interval`).
@@ -164,6 +169,9 @@ pub struct Registry {
     engines: BTreeMap<String, Registered>,
     default: Option<String>,
     decision_log: Option<Arc<FileDecisionLog>>,
+    /// A decision log in a database, used instead of `decision_log` when set.
+    #[cfg(feature = "postgres")]
+    database_log: Option<Arc<crate::DatabaseDecisionLog>>,
     recovery: Option<RecoveryThread>,
 }
 
@@ -205,6 +213,8 @@ impl Registry {
             engines: BTreeMap::new(),
             default: None,
             decision_log: None,
+            #[cfg(feature = "postgres")]
+            database_log: None,
             recovery: None,
         }
     }
@@ -223,7 +233,11 @@ impl Registry {
     /// file decision log ([`open_decision_log`](Self::open_decision_log): once per
     /// process), runs a [`recover`](Self::recover) pass before returning, and starts
     /// periodic passes every `sqlassist.recovery_interval` seconds (default 30, `0` for
-    /// none; see [`start_recovery`](Self::start_recovery)).
+    /// none; see [`start_recovery`](Self::start_recovery)). `sqlassist.decision_log =
+    /// engine:<name>` (feature `postgres`) keeps the decisions in the database of the
+    /// registered PostgreSQL engine `<name>` instead (`DatabaseDecisionLog`, with a node
+    /// lease of `sqlassist.decision_log_ttl` seconds, default 30), and makes it every
+    /// thread's default manager's log.
     ///
     /// # Errors
     ///
@@ -236,7 +250,10 @@ impl Registry {
     /// engine asks for `isolation_level = AUTOCOMMIT`. With `sqlassist.decision_log`:
     /// those of [`open_decision_log`](Self::open_decision_log) and
     /// [`start_recovery`](Self::start_recovery), and [`Error::InvalidSetting`] when
-    /// `sqlassist.recovery_interval` is not a whole number of seconds.
+    /// `sqlassist.recovery_interval` is not a whole number of seconds. With `engine:<name>`:
+    /// [`Error::UnknownEngine`], [`Error::NodeLeaseHeld`] when another process holds the
+    /// node id, [`Error::InvalidSetting`] for a ttl under 3 seconds or an engine that is
+    /// not PostgreSQL, and the database's errors.
     ///
     /// # Examples
     ///
@@ -312,7 +329,40 @@ impl Registry {
                     Error::invalid_setting(RECOVERY_INTERVAL_KEY, v, "a whole number of seconds")
                 })?,
         };
-        registry.open_decision_log(settings.here().join(dir))?;
+        match dir.strip_prefix(ENGINE_LOG_PREFIX) {
+            #[cfg(feature = "postgres")]
+            Some(name) => {
+                let ttl = match settings.get(LEASE_TTL_KEY) {
+                    None => crate::DEFAULT_LEASE_TTL,
+                    Some(v) => v
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|s| *s >= 3)
+                        .map(std::time::Duration::from_secs)
+                        .ok_or_else(|| {
+                            Error::invalid_setting(
+                                LEASE_TTL_KEY,
+                                v,
+                                "a whole number of seconds, 3 or more",
+                            )
+                        })?,
+                };
+                let engine = registry.engine(name.trim())?.clone();
+                let log = crate::DatabaseDecisionLog::open(engine, registry.node_id(), ttl)?;
+                transaction::set_default_decision_log(log.clone())?;
+                registry.use_database_decision_log(log);
+            }
+            #[cfg(not(feature = "postgres"))]
+            Some(_) => {
+                return Err(Error::invalid_setting(
+                    DECISION_LOG_KEY,
+                    dir,
+                    "a directory (a database decision log needs the `postgres` feature)",
+                ))
+            }
+            None => registry.open_decision_log(settings.here().join(dir))?,
+        }
         // Start-up: finish what an earlier run left before the registry serves sessions.
         let report = registry.recover()?;
         tracing::info!(
@@ -661,6 +711,10 @@ impl Registry {
             name,
             &registered.engine,
             registered.options.is_managed(),
+            #[cfg(feature = "postgres")]
+            self.database_log
+                .clone()
+                .filter(|log| log.is_in(&registered.engine)),
         ))
     }
 
@@ -801,6 +855,10 @@ impl Registry {
     /// ```
     pub fn transaction_manager(&self) -> TransactionManager {
         let builder = TransactionManager::builder().explicit(true);
+        #[cfg(feature = "postgres")]
+        if let Some(log) = &self.database_log {
+            return builder.decision_log(Rc::new(log.clone())).build();
+        }
         match &self.decision_log {
             Some(log) => builder.decision_log(Rc::new(log.clone())).build(),
             None => builder.build(),
@@ -834,13 +892,65 @@ impl Registry {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn recover(&self) -> Result<RecoveryReport> {
-        let log = self.decision_log.as_ref().ok_or(Error::NoDecisionLog)?;
-        Ok(crate::recovery::pass(
-            &self.managed_engines(),
-            true,
-            &self.identity,
-            log,
-        ))
+        let log = self.recovery_log().ok_or(Error::NoDecisionLog)?;
+        // With a database log: nodes whose lease expired are taken over (one winner) and
+        // their branches settled in this pass too.
+        #[cfg(feature = "postgres")]
+        let taken = match &self.database_log {
+            Some(db) => db.take_over_expired().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not take over expired nodes; retrying next pass");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        #[cfg(not(feature = "postgres"))]
+        let taken = Vec::new();
+        let report =
+            crate::recovery::pass(&self.managed_engines(), true, &self.identity, &*log, &taken);
+        #[cfg(feature = "postgres")]
+        if let Some(db) = &self.database_log {
+            if report.unreachable.is_empty() {
+                for (node, _) in &taken {
+                    let left = report.branches.iter().any(|b| {
+                        b.branch_id().is_some_and(|id| id.node() == node)
+                            && !matches!(
+                                b.action,
+                                crate::RecoveryAction::Committed(_)
+                                    | crate::RecoveryAction::RolledBack(_)
+                            )
+                    });
+                    if !left {
+                        if let Err(e) = db.finish_takeover(node) {
+                            tracing::warn!(node = %node, error = %e, "could not end a takeover; retrying next pass");
+                        }
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// The log recovery decides from: the database log when set, else the file log.
+    fn recovery_log(&self) -> Option<transaction::SharedDecisionLog> {
+        #[cfg(feature = "postgres")]
+        if let Some(log) = &self.database_log {
+            return Some(log.clone());
+        }
+        self.decision_log
+            .clone()
+            .map(|l| l as transaction::SharedDecisionLog)
+    }
+
+    /// Records this registry's commit decisions in a database decision log and takes its
+    /// incarnation for every branch id; recovery then decides from it. Managers from
+    /// [`transaction_manager`](Self::transaction_manager) record in it; pass it to
+    /// [`transaction::set_default_decision_log`] too for every thread's default manager
+    /// (`sqlassist.decision_log = engine:<name>` does both). Set it before the first
+    /// session.
+    #[cfg(feature = "postgres")]
+    pub fn use_database_decision_log(&mut self, log: Arc<crate::DatabaseDecisionLog>) {
+        self.set_incarnation(log.incarnation());
+        self.database_log = Some(log);
     }
 
     pub(crate) fn managed_engines(&self) -> Vec<(String, Engine)> {
@@ -884,7 +994,7 @@ impl Registry {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn start_recovery(&mut self, interval: std::time::Duration) -> Result<()> {
-        let log = self.decision_log.clone().ok_or(Error::NoDecisionLog)?;
+        let log = self.recovery_log().ok_or(Error::NoDecisionLog)?;
         self.recovery = None;
         let thread =
             RecoveryThread::start(self.managed_engines(), self.identity.clone(), log, interval)

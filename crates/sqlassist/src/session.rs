@@ -87,6 +87,10 @@ pub(crate) struct SessionInner {
     name: String,
     engine: Engine,
     managed: bool,
+    /// The database decision log when this session's engine is its database: the session
+    /// then carries the decision in its own commit.
+    #[cfg(feature = "postgres")]
+    carrier: Option<std::sync::Arc<crate::DatabaseDecisionLog>>,
     me: Weak<SessionInner>,
     state: RefCell<State>,
 }
@@ -106,6 +110,9 @@ struct State {
     /// The id of the open branch, when the backend names it as it begins (the xid of a
     /// managed MariaDB/MySQL session's XA branch).
     branch: Option<String>,
+    /// The log database's id of the open transaction once it carries the decision, to
+    /// settle an unanswered COMMIT.
+    carried_xid: Option<String>,
     next_savepoint: u32,
 }
 
@@ -179,6 +186,7 @@ impl Session {
         name: &str,
         engine: &Engine,
         managed: bool,
+        #[cfg(feature = "postgres")] carrier: Option<std::sync::Arc<crate::DatabaseDecisionLog>>,
     ) -> Session {
         SESSIONS.with(|sessions| {
             let mut sessions = sessions.borrow_mut();
@@ -195,6 +203,8 @@ impl Session {
                     name: name.to_owned(),
                     engine: engine.clone(),
                     managed,
+                    #[cfg(feature = "postgres")]
+                    carrier,
                     me: me.clone(),
                     state: RefCell::new(State::default()),
                 }),
@@ -652,6 +662,17 @@ impl SessionInner {
             sequence: txn.sequence(),
             engine: &self.name,
         }
+    }
+
+    /// The database decision log this session's commit may carry the decision of.
+    #[cfg(feature = "postgres")]
+    fn carrier(&self) -> Option<&crate::DatabaseDecisionLog> {
+        self.carrier.as_deref()
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    fn carrier(&self) -> Option<std::convert::Infallible> {
+        None
     }
 
     /// What a backend needs to know of the session.
@@ -1161,8 +1182,28 @@ impl DataManager for SessionInner {
         crate::fault::check(&self.name, crate::fault::Phase::Vote)
             .map_err(|e| self.resource_error(e))?;
         st.open = false;
-        self.commit_open(&mut st)
-            .map_err(|failed| self.failed(&mut st, failed))
+        let carried = st.carried_xid.take();
+        let outcome = self.commit_open(&mut st);
+        #[cfg(feature = "postgres")]
+        if let (Err(failed), Some(xid), Some(log)) = (&outcome, &carried, self.carrier()) {
+            // This COMMIT was the decision: what became of it is asked, never guessed.
+            let why: transaction::BoxError = failed.error.to_string().into();
+            return match log.settle_carried(xid, why) {
+                Ok(()) => {
+                    tracing::warn!(engine = %self.name, "the COMMIT carrying the decision failed, but the server committed it");
+                    Ok(())
+                }
+                Err(e @ crate::DatabaseLogError::OutcomeUnknown { .. }) => {
+                    Err(ResourceError::outcome_unknown(e))
+                }
+                Err(_) => match outcome {
+                    Err(failed) => Err(self.failed(&mut st, failed)),
+                    Ok(()) => Ok(()),
+                },
+            };
+        }
+        let _ = carried;
+        outcome.map_err(|failed| self.failed(&mut st, failed))
     }
 
     /// A managed writer of a backend that cannot prepare (SQLite) carries the decision:
@@ -1170,7 +1211,7 @@ impl DataManager for SessionInner {
     /// would leave it committed and the prepared databases without a decision.
     fn carries_decision(&self, _txn: &Transaction) -> bool {
         self.managed
-            && dispatch!(self.engine, B => B::CARRIES_DECISION)
+            && (dispatch!(self.engine, B => B::CARRIES_DECISION) || self.carrier().is_some())
             && !self.engine.is_read_only()
             && self.state.try_borrow().is_ok_and(|st| st.open)
     }
@@ -1183,13 +1224,21 @@ impl DataManager for SessionInner {
         _txn: &Transaction,
         decision: &transaction::DecisionRecord,
     ) -> std::result::Result<(), ResourceError> {
-        let mut st = self.resource_state()?;
-        self.check_committable(&mut st)
-            .map_err(ResourceError::new)?;
+        let mut guard = self.resource_state()?;
+        let st = &mut *guard;
+        self.check_committable(st).map_err(ResourceError::new)?;
+        st.carried_xid = None;
         let conn = st
             .conn
             .as_mut()
             .ok_or_else(|| ResourceError::new(self.no_connection()))?;
+        #[cfg(feature = "postgres")]
+        if let (Some(log), crate::conn::Conn::Pg(c)) = (self.carrier(), &mut *conn) {
+            // The log's database: the fenced decision INSERT in this very transaction.
+            let xid = log.carry(c, decision).map_err(ResourceError::new)?;
+            st.carried_xid = Some(xid);
+            return Ok(());
+        }
         let ctx = self.ctx();
         dispatch!(conn, B => B::carry_decision(conn, &ctx, decision)).map_err(|e| {
             if crate::error::Transient::is_transient(&e) {

@@ -275,15 +275,20 @@ pub trait DataManager {
     }
 
     /// Whether this resource can carry the commit decision of `txn` inside its own
-    /// one-phase commit, asked when it is the last resource to vote and a resource before
-    /// it prepared. Default: `false`.
+    /// one-phase commit. Asked before the votes (a two-phase resource that answers `true`
+    /// votes after every other two-phase resource) and again when it is the last resource
+    /// to vote and a resource before it prepared. Default: `false`.
     ///
     /// A resource that answers `true` makes its commit the commit point (the
     /// "commit-markable resource" of Narayana, Citus' `pg_dist_transaction`): the
     /// coordinator hands it the decision record with
-    /// [`carry_decision`](Self::carry_decision), then commits it in one phase (its
+    /// [`carry_decision`](Self::carry_decision), then commits it in one phase: its
     /// [`tpc_vote`](Self::tpc_vote) when it is [one-phase](Self::is_one_phase), which must
-    /// answer [`Vote::Committed`]). The decision is then durable exactly when the
+    /// answer [`Vote::Committed`], else [`commit_one_phase`](Self::commit_one_phase)
+    /// instead of preparing it (a database that holds the decision table takes part
+    /// without a PREPARE). A commit whose outcome the resource cannot learn must fail
+    /// with [`ResourceError::outcome_unknown`]: the prepared resources are then left for
+    /// recovery instead of rolled back. The decision is then durable exactly when the
     /// resource's work is, so no crash can leave the resource committed while the prepared
     /// resources have no decision, and the decision log is not written: recovery must read
     /// the resource's copy of the record instead (as sqlassist's recovery reads its SQLite

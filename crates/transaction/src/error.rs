@@ -80,6 +80,7 @@ pub trait Transient {
 pub struct ResourceError {
     inner: BoxError,
     transient: bool,
+    outcome_unknown: bool,
 }
 
 impl ResourceError {
@@ -98,6 +99,7 @@ impl ResourceError {
         Self {
             inner: error.into(),
             transient: false,
+            outcome_unknown: false,
         }
     }
 
@@ -117,7 +119,43 @@ impl ResourceError {
         Self {
             inner: error.into(),
             transient: true,
+            outcome_unknown: false,
         }
+    }
+
+    /// Wraps the error of a resource that cannot tell whether its commit happened (its
+    /// COMMIT got no answer and the server could not be asked since). Only meaningful from
+    /// a resource that [carries the decision](crate::DataManager::carries_decision): the
+    /// coordinator then leaves every prepared resource for recovery, which decides from the
+    /// resource's copy of the decision, and fails with
+    /// [`Error::OutcomeUnknown`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::ResourceError;
+    ///
+    /// let err = ResourceError::outcome_unknown("connection lost during COMMIT");
+    /// assert!(err.is_outcome_unknown() && !err.is_transient());
+    /// ```
+    pub fn outcome_unknown(error: impl Into<BoxError>) -> Self {
+        Self {
+            inner: error.into(),
+            transient: false,
+            outcome_unknown: true,
+        }
+    }
+
+    /// Whether the resource cannot tell if its commit happened (see
+    /// [`outcome_unknown`](Self::outcome_unknown)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!transaction::ResourceError::new("syntax error").is_outcome_unknown());
+    /// ```
+    pub fn is_outcome_unknown(&self) -> bool {
+        self.outcome_unknown
     }
 
     /// Whether retrying the work in a new transaction may succeed.

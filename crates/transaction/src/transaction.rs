@@ -1042,6 +1042,9 @@ impl Transaction {
             };
             match outcome {
                 Ok(vote) => votes.push(vote),
+                Err(e) if carried && e.is_outcome_unknown() => {
+                    return Err(self.leave_for_recovery(resources, &votes, e.into_inner()));
+                }
                 Err(e) => return Err(self.fail(resources, &votes, resources.len(), i, phase, e)),
             }
             match votes.last() {
@@ -1064,17 +1067,7 @@ impl Transaction {
             recorded = outcome.is_ok();
             if let Err(source) = outcome {
                 if log.is_outcome_unknown(&*source) && !votes.contains(&Vote::Committed) {
-                    // The decision may be durable: rolling back could contradict it.
-                    // Leave every prepared branch for recovery, which decides from the log.
-                    tracing::error!(transaction = %self.id(), error = %source, "the commit decision may or may not be durable: leaving every prepared branch for recovery");
-                    for (r, _) in resources
-                        .iter()
-                        .zip(&votes)
-                        .filter(|(_, v)| **v == Vote::Prepared)
-                    {
-                        r.leave_prepared(self);
-                    }
-                    return Err(Error::OutcomeUnknown { source });
+                    return Err(self.leave_for_recovery(resources, &votes, source));
                 }
                 if votes.contains(&Vote::Committed) {
                     // A one-phase resource already committed: the decision is made.
@@ -1133,6 +1126,26 @@ impl Transaction {
         Err(Error::Heuristic(Box::new(err)))
     }
 
+    /// The decision may be durable (`source` says why it is not known): rolling back could
+    /// contradict it. Leaves every prepared branch for recovery, which decides from the
+    /// durable record.
+    fn leave_for_recovery(
+        &self,
+        resources: &[Rc<dyn DataManager>],
+        votes: &[Vote],
+        source: BoxError,
+    ) -> Error {
+        tracing::error!(transaction = %self.id(), error = %source, "the commit decision may or may not be durable: leaving every prepared branch for recovery");
+        for (r, _) in resources
+            .iter()
+            .zip(votes)
+            .filter(|(_, v)| **v == Vote::Prepared)
+        {
+            r.leave_prepared(self);
+        }
+        Error::OutcomeUnknown { source }
+    }
+
     /// The branches of the resources that voted [`Vote::Prepared`] (`votes` may be
     /// shorter than `resources`): the decision record.
     fn prepared_branches(&self, resources: &[Rc<dyn DataManager>], votes: &[Vote]) -> Vec<Branch> {
@@ -1178,8 +1191,8 @@ impl Transaction {
     }
 
     /// The order in which resources vote: two-phase resources that know they wrote
-    /// nothing, then those that may have written, then those that wrote, then one-phase
-    /// resources; each group keeps the commit order (`sort_key`). The last resource to vote
+    /// nothing, then those that may have written, then those that wrote, then two-phase
+    /// resources that may carry the decision, then one-phase resources; each group keeps the commit order (`sort_key`). The last resource to vote
     /// is the one that may commit in one phase, so the resource most likely to be the only
     /// writer goes there, and every resource that may have written before it is asked
     /// through `tpc_vote` rather than assumed read-only.
@@ -1188,12 +1201,12 @@ impl Transaction {
     /// state, as when none says anything): the common case allocates nothing.
     fn vote_order(&self, resources: &[Rc<dyn DataManager>]) -> Option<Vec<Rc<dyn DataManager>>> {
         const INLINE: usize = 16;
-        let mut inline = [(false, 0u8); INLINE];
+        let mut inline = [(false, false, 0u8); INLINE];
         let mut spilled = Vec::new();
-        let keys: &mut [(bool, u8)] = if resources.len() <= INLINE {
+        let keys: &mut [(bool, bool, u8)] = if resources.len() <= INLINE {
             &mut inline[..resources.len()]
         } else {
-            spilled.resize(resources.len(), (false, 0u8));
+            spilled.resize(resources.len(), (false, false, 0u8));
             &mut spilled
         };
         for (key, r) in keys.iter_mut().zip(resources) {
@@ -1202,7 +1215,9 @@ impl Transaction {
                 WriteState::Unknown => 1,
                 WriteState::Dirty => 2,
             };
-            *key = (r.is_one_phase(), rank);
+            // A resource that may carry the decision votes after every other two-phase
+            // resource: it can only carry it as the last to vote.
+            *key = (r.is_one_phase(), r.carries_decision(self), rank);
         }
         if keys.windows(2).all(|w| w[0] <= w[1]) {
             return None;

@@ -146,3 +146,34 @@ fn a_one_phase_resource_that_does_not_carry_leaves_the_decision_to_the_log() {
     assert!(lite.carried().is_empty());
     assert_eq!(log.forgotten(), [txn.id()]);
 }
+
+#[test]
+fn a_two_phase_carrier_votes_last_and_commits_in_one_phase_instead_of_preparing() {
+    let journal = Journal::new();
+    let (log, manager) = logged();
+    // Sorts first, yet votes last: it may carry the decision.
+    let a = ScriptedDataManager::new("a-log-db", Kind::TwoPhase, &journal)
+        .with_one_phase_commit()
+        .with_decision_carrying();
+    let z = ScriptedDataManager::new("z", Kind::TwoPhase, &journal);
+    let txn = manager.begin().unwrap();
+    txn.join(a.clone()).unwrap();
+    txn.join(z.clone()).unwrap();
+    manager.commit().unwrap();
+    let order: Vec<(String, Call)> = journal
+        .calls()
+        .into_iter()
+        .filter(|(_, c)| !matches!(c, Call::TpcBegin | Call::Commit))
+        .collect();
+    let expected = [
+        ("z", Call::TpcVote),
+        ("a-log-db", Call::CarryDecision),
+        ("a-log-db", Call::CommitOnePhase),
+        ("z", Call::TpcFinish),
+    ]
+    .map(|(k, c)| (k.to_owned(), c));
+    assert_eq!(order, expected);
+    assert_eq!(a.carried()[0].branches[0].resource, "z");
+    assert!(a.committed() && z.committed());
+    assert!(log.forgotten().is_empty());
+}

@@ -1,0 +1,463 @@
+//! The decision log in a PostgreSQL database, against the real server and real processes:
+//! a node claims its id with a lease (a second process on the same id refuses to start,
+//! a killed one's lease expires), decisions are rows written by a fenced INSERT (refused
+//! once the node is taken over), a node paused past its lease with `SIGSTOP` cannot
+//! record a decision after `SIGCONT`, and recovery commits a prepared branch from the row.
+
+// Test helpers fail the test on any error, like the test functions themselves.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlassist::fault::{self, Phase as FaultPhase};
+use sqlassist::{
+    DatabaseDecisionLog, DatabaseLogError, DatabaseUrl, Engine, EngineOptions, Error, InitOptions,
+    NodeId, RecoveryAction, Registry,
+};
+use transaction::{Branch, DecisionLog, TransactionId};
+
+use common::{reset_thread, unique};
+
+/// Set in a child process: `<node>` (claim and hold) or `<node>\n<table>` (claim, then
+/// commit one transaction when told on stdin).
+const CHILD: &str = "SQLASSIST_DBLOG_CHILD";
+const TTL: Duration = Duration::from_secs(3);
+
+fn engine(url: &str) -> Engine {
+    Engine::new(EngineOptions::new(DatabaseUrl::parse(url).unwrap())).unwrap()
+}
+
+fn node() -> NodeId {
+    let n = unique("dl").replace('_', "-");
+    NodeId::new(n.chars().take(24).collect::<String>().trim_end_matches('-')).unwrap()
+}
+
+/// Two managed PostgreSQL engines (`a`, `b`: the two test databases) recording in a
+/// database log kept in `a`'s database.
+fn registry(node: &NodeId, log: Arc<DatabaseDecisionLog>) -> Registry {
+    let mut registry = Registry::new();
+    registry.set_node_id(node.clone());
+    registry.use_database_decision_log(log);
+    for (name, var) in [
+        ("a", "SQLASSIST_TEST_PG_URL"),
+        ("b", "SQLASSIST_TEST_PG_URL_2"),
+    ] {
+        registry
+            .init_engine(
+                name,
+                engine(&std::env::var(var).unwrap()),
+                InitOptions::new().managed(true),
+            )
+            .unwrap();
+    }
+    registry
+}
+
+fn urls() -> Option<(String, String)> {
+    Some((
+        common::pg_url("SQLASSIST_TEST_PG_URL")?,
+        common::pg_url("SQLASSIST_TEST_PG_URL_2")?,
+    ))
+}
+
+/// The child: claims the node, says so, then either holds it until killed or commits one
+/// transaction over both databases when a line arrives on stdin.
+#[test]
+fn db_log_child() {
+    let Ok(text) = std::env::var(CHILD) else {
+        return;
+    };
+    let mut lines = text.lines();
+    let node = NodeId::new(lines.next().unwrap()).unwrap();
+    let url = std::env::var("SQLASSIST_TEST_PG_URL").unwrap();
+    let log = DatabaseDecisionLog::open(engine(&url), &node, TTL).unwrap();
+    println!("claimed {}", log.incarnation());
+    let Some(table) = lines.next() else {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    };
+    let registry = registry(&node, log);
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    let manager = registry.transaction_manager();
+    let outcome = manager.scope(|| {
+        manager.begin().unwrap();
+        for name in ["a", "b"] {
+            registry
+                .session(name)
+                .unwrap()
+                .execute(&format!("INSERT INTO {table} (id) VALUES (1)"))
+                .unwrap();
+        }
+        manager.commit()
+    });
+    match outcome {
+        Ok(()) => println!("committed"),
+        Err(e) => println!("failed {e}"),
+    }
+}
+
+fn child(
+    node: &NodeId,
+    table: Option<&str>,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    child_with(node, table, &[])
+}
+
+fn child_with(
+    node: &NodeId,
+    table: Option<&str>,
+    env: &[(&str, &str)],
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut text = node.to_string();
+    if let Some(t) = table {
+        text.push('\n');
+        text.push_str(t);
+    }
+    let mut c = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "db_log_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD, text)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("claimed ") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the child died before claiming"
+        );
+    }
+    (c, out)
+}
+
+#[test]
+fn a_second_process_on_the_same_node_id_refuses_to_start_until_the_first_lease_expires() {
+    let Some((url, _)) = urls() else { return };
+    let node = node();
+    let (mut first, _out) = child(&node, None);
+    let err = DatabaseDecisionLog::open(engine(&url), &node, TTL).unwrap_err();
+    match &err {
+        Error::NodeLeaseHeld { node: n, holder } => {
+            assert_eq!(n, node.as_str());
+            assert!(holder.contains(&format!("pid {}", first.id())), "{holder}");
+        }
+        other => panic!("expected NodeLeaseHeld, got {other:?}"),
+    }
+    // Killed for good: its lease expires, and the id can be claimed again, one
+    // incarnation later.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let deadline = Instant::now() + TTL * 3;
+    let log = loop {
+        match DatabaseDecisionLog::open(engine(&url), &node, TTL) {
+            Ok(log) => break log,
+            Err(Error::NodeLeaseHeld { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(log.incarnation(), 2);
+    assert!(log.is_live());
+    // Released on drop: the next claim succeeds at once.
+    drop(log);
+    let again = DatabaseDecisionLog::open(engine(&url), &node, TTL).unwrap();
+    assert_eq!(again.incarnation(), 3);
+}
+
+#[test]
+fn a_taken_over_node_cannot_record_a_decision() {
+    let Some((url, _)) = urls() else { return };
+    let node = node();
+    let log = DatabaseDecisionLog::open(engine(&url), &node, TTL).unwrap();
+    let branch = |id: &str| Branch {
+        resource: "a".to_owned(),
+        branch_id: Some(id.to_owned()),
+    };
+    let txn = TransactionId::next();
+    log.record_commit(txn, &[branch("g1")]).unwrap();
+    let open = log.open_decisions().unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].transaction, txn);
+    assert_eq!(open[0].branches, [branch("g1")]);
+    log.forget(txn).unwrap();
+    assert!(log.open_decisions().unwrap().is_empty());
+
+    // Another node takes this one over (as recovery's takeover does, in one transaction).
+    common::pg::exec(
+        &url,
+        &format!(
+            "BEGIN; SELECT 1 FROM sqlassist_node WHERE node = '{node}' FOR UPDATE; \
+             UPDATE sqlassist_node SET taken_over_by = 'someone-else' WHERE node = '{node}'; COMMIT"
+        ),
+    );
+    assert!(log.is_live(), "the local lease has not expired yet");
+    let err = log
+        .record_commit(TransactionId::next(), &[branch("g2")])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.downcast_ref::<DatabaseLogError>(),
+            Some(DatabaseLogError::Fenced { .. })
+        ),
+        "{err}"
+    );
+    assert!(!log.is_outcome_unknown(&*err));
+    assert!(log.open_decisions().unwrap().is_empty());
+}
+
+#[test]
+fn a_node_paused_past_its_lease_and_taken_over_commits_nothing_after_it_resumes() {
+    let Some((url, url2)) = urls() else { return };
+    let node = node();
+    let table = unique("lastres_paused");
+    for u in [&url, &url2] {
+        common::pg::exec(u, &format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"));
+    }
+    let (mut c, mut out) = child(&node, Some(&table));
+    let pid = c.id().to_string();
+    let signal = |sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    std::thread::sleep(TTL + Duration::from_secs(1));
+    // Another node takes the expired one over.
+    common::pg::exec(
+        &url,
+        &format!(
+            "BEGIN; SELECT 1 FROM sqlassist_node WHERE node = '{node}' FOR UPDATE; \
+             UPDATE sqlassist_node SET taken_over_by = 'taker', lease_until = statement_timestamp() + interval '30 seconds' \
+             WHERE node = '{node}' AND lease_until < statement_timestamp(); COMMIT"
+        ),
+    );
+    signal("-CONT");
+    writeln!(c.stdin.as_mut().unwrap(), "go").unwrap();
+    let mut text = String::new();
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 {
+        text.push_str(&line);
+        line.clear();
+    }
+    c.wait().unwrap();
+    assert!(
+        text.contains("failed "),
+        "the paused node committed: {text}"
+    );
+    assert!(!text.lines().any(|l| l.trim() == "committed"), "{text}");
+    // One outcome: nothing anywhere, and nothing of the node left prepared.
+    for u in [&url, &url2] {
+        assert_eq!(common::pg::count(u, &table), 0);
+        assert_eq!(common::pg::prepared(u, node.as_str()), 0);
+        common::pg::exec(u, &format!("DROP TABLE {table}"));
+    }
+}
+
+#[test]
+fn recovery_commits_a_prepared_branch_from_the_decision_row() {
+    reset_thread();
+    let Some((url, url2)) = urls() else { return };
+    let node = node();
+    let table = unique("lastres_dbrec");
+    for u in [&url, &url2] {
+        common::pg::exec(u, &format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"));
+    }
+    let log = DatabaseDecisionLog::open(engine(&url), &node, TTL).unwrap();
+    let registry = registry(&node, log.clone());
+    let manager = registry.transaction_manager();
+    manager.scope(|| {
+        manager.begin().unwrap();
+        for name in ["a", "b"] {
+            registry
+                .session(name)
+                .unwrap()
+                .execute(&format!("INSERT INTO {table} (id) VALUES (9)"))
+                .unwrap();
+        }
+        let _fault = fault::inject("b", FaultPhase::Finish);
+        assert!(manager.commit().unwrap_err().is_heuristic());
+        manager.abort().unwrap();
+    });
+    assert_eq!(
+        (
+            common::pg::count(&url, &table),
+            common::pg::count(&url2, &table)
+        ),
+        (1, 0)
+    );
+    assert_eq!(log.open_decisions().unwrap().len(), 1);
+    let report = registry.recover().unwrap();
+    let committed: Vec<&str> = report
+        .branches
+        .iter()
+        .filter(|b| matches!(b.action, RecoveryAction::Committed(_)))
+        .map(|b| b.engine.as_str())
+        .collect();
+    assert_eq!(committed, ["b"], "{report:?}");
+    assert_eq!(common::pg::count(&url2, &table), 1);
+    assert_eq!(report.forgotten.len(), 1);
+    assert!(log.open_decisions().unwrap().is_empty());
+    for u in [&url, &url2] {
+        common::pg::exec(u, &format!("DROP TABLE {table}"));
+    }
+}
+
+/// Rows of this node in the decision table of `url`'s database.
+fn decision_rows(url: &str, node: &NodeId) -> i64 {
+    common::pg::scalar(
+        url,
+        &format!("SELECT COUNT(*) FROM sqlassist_decision WHERE node = '{node}'"),
+    )
+}
+
+#[test]
+fn the_log_database_takes_part_unprepared_and_its_commit_is_the_decision() {
+    reset_thread();
+    let Some((url, url2)) = urls() else { return };
+    let node = node();
+    let table = unique("lastres_ride");
+    for u in [&url, &url2] {
+        common::pg::exec(u, &format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"));
+    }
+    let log = DatabaseDecisionLog::open(engine(&url), &node, TTL).unwrap();
+    let registry = registry(&node, log.clone());
+    let manager = registry.transaction_manager();
+    manager.scope(|| {
+        manager.begin().unwrap();
+        for name in ["a", "b"] {
+            registry
+                .session(name)
+                .unwrap()
+                .execute(&format!("INSERT INTO {table} (id) VALUES (1)"))
+                .unwrap();
+        }
+        // `a` is the log's database: it votes last, is not prepared, and its one-phase
+        // commit holds the decision row (which the coordinator does not delete: recovery
+        // does, once every branch is finished).
+        manager.commit().unwrap();
+    });
+    assert_eq!(
+        (
+            common::pg::count(&url, &table),
+            common::pg::count(&url2, &table)
+        ),
+        (1, 1)
+    );
+    assert_eq!(decision_rows(&url, &node), 1);
+    let decided = log.open_decisions().unwrap();
+    let resources: Vec<&str> = decided[0]
+        .branches
+        .iter()
+        .map(|b| b.resource.as_str())
+        .collect();
+    assert_eq!(resources, ["b"], "only b was prepared");
+    let report = registry.recover().unwrap();
+    assert_eq!(report.forgotten.len(), 1);
+    assert_eq!(decision_rows(&url, &node), 0);
+
+    // Taken over: the decision INSERT inside `a`'s transaction is fenced, and nothing
+    // commits anywhere.
+    common::pg::exec(
+        &url,
+        &format!(
+            "BEGIN; SELECT 1 FROM sqlassist_node WHERE node = '{node}' FOR UPDATE; \
+             UPDATE sqlassist_node SET taken_over_by = 'someone-else' WHERE node = '{node}'; COMMIT"
+        ),
+    );
+    manager.scope(|| {
+        manager.begin().unwrap();
+        for name in ["a", "b"] {
+            registry
+                .session(name)
+                .unwrap()
+                .execute(&format!("INSERT INTO {table} (id) VALUES (2)"))
+                .unwrap();
+        }
+        let err = manager.commit().unwrap_err();
+        assert_eq!(err.resource(), Some("a"), "{err:?}");
+        manager.abort().unwrap();
+    });
+    assert_eq!(
+        (
+            common::pg::count(&url, &table),
+            common::pg::count(&url2, &table)
+        ),
+        (1, 1)
+    );
+    assert_eq!(common::pg::prepared(&url, node.as_str()), 0);
+    for u in [&url, &url2] {
+        common::pg::exec(u, &format!("DROP TABLE {table}"));
+    }
+}
+
+#[test]
+fn a_node_killed_for_good_is_taken_over_and_its_transactions_settled_by_another() {
+    reset_thread();
+    let Some((url, url2)) = urls() else { return };
+    let dead = node();
+    let table = unique("lastres_takeover");
+    for u in [&url, &url2] {
+        common::pg::exec(u, &format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"));
+    }
+    // The node dies right after its decision is durable (carried by `a`'s commit): `b`'s
+    // branch stays prepared, and only the decision row says it commits.
+    let (mut c, _out) = child_with(
+        &dead,
+        Some(&table),
+        &[("SQLASSIST_CRASH_POINT", "after_decision")],
+    );
+    writeln!(c.stdin.as_mut().unwrap(), "go").unwrap();
+    let status = c.wait().unwrap();
+    assert!(!status.success());
+    assert_eq!(common::pg::prepared(&url2, dead.as_str()), 1);
+    assert_eq!(
+        (
+            common::pg::count(&url, &table),
+            common::pg::count(&url2, &table)
+        ),
+        (1, 0)
+    );
+
+    // Another node, once the dead one's lease expired, takes it over in its recovery.
+    let me = node();
+    let log = DatabaseDecisionLog::open(engine(&url), &me, TTL).unwrap();
+    let registry = registry(&me, log);
+    std::thread::sleep(TTL + Duration::from_millis(500));
+    let report = registry.recover().unwrap();
+    let committed: Vec<&str> = report
+        .branches
+        .iter()
+        .filter(|b| matches!(b.action, RecoveryAction::Committed(_)))
+        .map(|b| b.engine.as_str())
+        .collect();
+    assert_eq!(committed, ["b"], "{report:?}");
+    assert_eq!(
+        (
+            common::pg::count(&url, &table),
+            common::pg::count(&url2, &table)
+        ),
+        (1, 1)
+    );
+    assert_eq!(common::pg::prepared(&url2, dead.as_str()), 0);
+    // Nothing of the dead node is left: its decisions are gone and its id is free again.
+    assert_eq!(decision_rows(&url, &dead), 0);
+    let again = DatabaseDecisionLog::open(engine(&url), &dead, TTL).unwrap();
+    assert_eq!(again.incarnation(), 2);
+    for u in [&url, &url2] {
+        common::pg::exec(u, &format!("DROP TABLE {table}"));
+    }
+}
