@@ -1200,17 +1200,21 @@ impl Transaction {
         votes: &mut Vec<Vote>,
     ) -> Result<()> {
         // Jobs first, so that they run while this thread votes the others.
+        // Nothing is allocated when no resource offers a job.
         let mut jobs = Vec::new();
-        let mut has_job = Vec::with_capacity(group.len());
-        for r in group {
-            let job = r.vote_job(self);
-            has_job.push(job.is_some());
-            jobs.extend(job);
+        let mut has_job = Vec::new();
+        for (i, r) in group.iter().enumerate() {
+            if let Some(job) = r.vote_job(self) {
+                has_job.resize(i, false);
+                has_job.push(true);
+                jobs.push(job);
+            }
         }
         if jobs.is_empty() {
             // Nothing to run elsewhere: the votes go one after the other, as usual.
             return Ok(());
         }
+        has_job.resize(group.len(), false);
         let mut outcomes: Vec<Option<std::result::Result<Vote, ResourceError>>> =
             (0..group.len()).map(|_| None).collect();
         let mut outputs = if jobs.len() == group.len() {
@@ -1327,16 +1331,18 @@ impl Transaction {
         };
         if parallel && to_finish >= 2 {
             let mut jobs = Vec::new();
-            let mut has_job = vec![false; resources.len()];
-            for ((r, vote), job) in resources.iter().zip(votes).zip(&mut has_job) {
+            let mut has_job = Vec::new();
+            for (i, (r, vote)) in resources.iter().zip(votes).enumerate() {
                 if *vote == Vote::Prepared {
                     if let Some(j) = r.finish_job(self) {
-                        *job = true;
+                        has_job.resize(i, false);
+                        has_job.push(true);
                         jobs.push(j);
                     }
                 }
             }
             if !jobs.is_empty() {
+                has_job.resize(resources.len(), false);
                 let mut outcomes: Vec<Option<std::result::Result<(), ResourceError>>> =
                     (0..resources.len()).map(|_| None).collect();
                 let outputs = if jobs.len() == to_finish {
