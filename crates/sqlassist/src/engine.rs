@@ -513,6 +513,7 @@ where
 pub(crate) struct Setup {
     sql: String,
     echo: bool,
+    track_end: bool,
 }
 
 #[derive(Debug)]
@@ -541,6 +542,8 @@ impl Setup {
         Ok(Self {
             sql,
             echo: options.echo(),
+            // Only SQLite reads whether a statement may have ended the transaction.
+            track_end: options.url().backend() == Backend::Sqlite,
         })
     }
 
@@ -548,7 +551,7 @@ impl Setup {
         &self,
         conn: &mut C,
     ) -> std::result::Result<(), diesel::r2d2::Error> {
-        conn.set_instrumentation(crate::instrument::Tracker::new(self.echo));
+        conn.set_instrumentation(crate::instrument::Tracker::new(self.echo, self.track_end));
         if self.sql.is_empty() {
             return Ok(());
         }

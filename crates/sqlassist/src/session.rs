@@ -756,6 +756,9 @@ impl SessionInner {
             let txn = if self.managed { st.joined } else { None };
             let branch = txn.map(|txn| self.branch_name(txn));
             let conn = st.conn.as_mut().ok_or_else(|| self.no_connection())?;
+            if let Some(tracker) = conn.tracker() {
+                tracker.skip_next();
+            }
             let branch = match dispatch!(conn, B => B::begin(conn, &self.ctx(), branch)) {
                 Ok(branch) => branch,
                 Err(e) => {
