@@ -116,6 +116,12 @@ pub enum WriteState {
 /// 5. the decision is recorded;
 /// 6. `tpc_finish` on every resource that voted [`Vote::Prepared`].
 ///
+/// With parallel phases (the default), a resource may hand its vote and its finish to
+/// another thread: [`vote_job`](Self::vote_job) / [`complete_vote`](Self::complete_vote)
+/// then stand for `tpc_vote`, [`finish_job`](Self::finish_job) /
+/// [`complete_finish`](Self::complete_finish) for `tpc_finish`, and the jobs of several
+/// resources run at the same time.
+///
 /// If anything fails before the decision, `abort` is called on every resource that had not
 /// voted and `tpc_abort` on every resource that saw `tpc_begin`. A resource must accept
 /// `tpc_abort` in any state it can be in after `tpc_begin`, including after voting
