@@ -356,3 +356,22 @@ fn commits_reuse_the_worker_threads() {
         transaction::phase_workers()
     );
 }
+
+#[test]
+fn idle_worker_threads_end_so_none_is_left_behind() {
+    let manager = parallel_manager();
+    let journal = Journal::new();
+    let txn = manager.begin().unwrap();
+    for key in ["a", "b"] {
+        txn.join(ScriptedDataManager::new(key, Kind::TwoPhase, &journal).with_phase_jobs(|_| {}))
+            .unwrap();
+    }
+    manager.commit().unwrap();
+    assert!(transaction::phase_workers() >= 1);
+    // The other tests of this binary end within a second; then every worker idles out.
+    let deadline = Instant::now() + transaction::IDLE_TIMEOUT + Duration::from_secs(20);
+    while transaction::phase_workers() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(transaction::phase_workers(), 0);
+}
