@@ -28,7 +28,7 @@ fn test_node() -> NodeId {
 
 /// A deferred constraint trigger on `table` that, at `PREPARE TRANSACTION`, waits (up to
 /// 5 s) until another session of the same role is running a `PREPARE TRANSACTION` of a
-/// branch of `node`, then stays 0.2 s so that the other sees it too; fails the statement
+/// branch of `node`, then stays 1 s so that the other sees it too; fails the statement
 /// if none came.
 fn meet_at_prepare(url: &str, table: &str, node: &NodeId) {
     pg_exec(
@@ -38,10 +38,13 @@ fn meet_at_prepare(url: &str, table: &str, node: &NodeId) {
              DECLARE deadline timestamptz := clock_timestamp() + interval '5 s';
              BEGIN
                LOOP
+                 -- pg_stat_activity is read once per transaction unless the snapshot is
+                 -- dropped.
+                 PERFORM pg_stat_clear_snapshot();
                  IF EXISTS (SELECT 1 FROM pg_stat_activity
                             WHERE pid <> pg_backend_pid() AND state = 'active'
                               AND query LIKE 'PREPARE TRANSACTION ''sqlassist_{node}_%') THEN
-                   PERFORM pg_sleep(0.2);
+                   PERFORM pg_sleep(1);
                    RETURN NULL;
                  END IF;
                  IF clock_timestamp() > deadline THEN
