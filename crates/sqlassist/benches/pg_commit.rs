@@ -178,7 +178,7 @@ fn maria_count(conn: &mut MysqlConnection, table: &str) -> Res<i64> {
     )
 }
 
-const SCENARIOS: [Scenario; 8] = [
+const SCENARIOS: [Scenario; 10] = [
     Scenario {
         name: "raw_1pc_one_db",
         tables: ("bench_raw1", None),
@@ -188,6 +188,18 @@ const SCENARIOS: [Scenario; 8] = [
     Scenario {
         name: "raw_2pc_two_db",
         tables: ("bench_raw2", Some("bench_raw2")),
+        persists: true,
+        maria: false,
+    },
+    Scenario {
+        name: "raw_2pc_two_db_parallel",
+        tables: ("bench_raw2p", Some("bench_raw2p")),
+        persists: true,
+        maria: false,
+    },
+    Scenario {
+        name: "sqlassist_2pc_two_db_sequential",
+        tables: ("bench_sa2s", Some("bench_sa2s")),
         persists: true,
         maria: false,
     },
@@ -230,9 +242,13 @@ const SCENARIOS: [Scenario; 8] = [
 ];
 
 /// Pairs whose per-round throughput ratio (first / second) is reported.
-const RATIOS: [(&str, &str); 4] = [
+const RATIOS: [(&str, &str); 8] = [
     ("sqlassist_1pc_one_db", "raw_1pc_one_db"),
     ("sqlassist_2pc_two_db", "raw_2pc_two_db"),
+    ("sqlassist_2pc_two_db", "raw_2pc_two_db_parallel"),
+    ("raw_2pc_two_db_parallel", "raw_2pc_two_db"),
+    ("sqlassist_2pc_two_db", "sqlassist_2pc_two_db_sequential"),
+    ("sqlassist_2pc_two_db_sequential", "raw_2pc_two_db"),
     ("sqlassist_2pc_pg_mariadb", "raw_2pc_pg_mariadb"),
     ("sqlassist_1pc_per_request", "sqlassist_1pc_reuse"),
 ];
@@ -362,6 +378,28 @@ fn decision_log_scenarios(url_a: &str, url_b: &str, n: usize, rounds: usize) -> 
     Ok(())
 }
 
+type Moved = (PgConnection, String);
+
+/// A thread that runs statements on connections moved to it and moves them back with the
+/// outcome: the hand-written way to run a phase on two connections at once (the other on
+/// the calling thread), started once for the whole run.
+fn helper() -> (
+    std::sync::mpsc::Sender<Moved>,
+    std::sync::mpsc::Receiver<(PgConnection, QueryResult<()>)>,
+) {
+    let (to, requests) = std::sync::mpsc::channel::<Moved>();
+    let (replies, from) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (mut conn, sql) in requests {
+            let outcome = conn.batch_execute(&sql);
+            if replies.send((conn, outcome)).is_err() {
+                return;
+            }
+        }
+    });
+    (to, from)
+}
+
 fn main() -> Res<()> {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return Ok(()); // `cargo test --benches` / `--list` probes: nothing to run
@@ -450,6 +488,9 @@ fn main() -> Res<()> {
         None => None,
     };
     let pid = std::process::id();
+    let (to_helper, from_helper) = helper();
+    // Database b's connection of the parallel hand-written scenario, while on this thread.
+    let mut b_parallel = Some(PgConnection::establish(&url_b)?);
 
     let mut results: Vec<(Vec<Duration>, Duration, usize, Duration)> = scenarios
         .iter()
@@ -491,6 +532,32 @@ fn main() -> Res<()> {
                             c.batch_execute(&format!("COMMIT PREPARED '{gid}_{db}'"))?;
                         }
                     }
+                    // The textbook sequence with each phase on both connections at
+                    // once: the work (BEGIN, INSERT) in each database as the application
+                    // does it, then PREPARE TRANSACTION on both at once (database b's
+                    // connection moved to a helper thread and back), then COMMIT PREPARED
+                    // on both at once.
+                    "raw_2pc_two_db_parallel" => {
+                        let gid = format!("bench_rawp_{pid}_{round}_{i}");
+                        let table = &tn["bench_raw2p"];
+                        let mut b = b_parallel.take().ok_or("connection b lost")?;
+                        for c in [&mut a, &mut b] {
+                            c.batch_execute("BEGIN")?;
+                            insert(c, table, v)?;
+                        }
+                        for sql in ["PREPARE TRANSACTION", "COMMIT PREPARED"] {
+                            to_helper
+                                .send((b, format!("{sql} '{gid}_b'")))
+                                .map_err(|_| "the helper thread ended")?;
+                            let here = a.batch_execute(&format!("{sql} '{gid}_a'"));
+                            let (back, there) =
+                                from_helper.recv().map_err(|_| "the helper thread ended")?;
+                            b = back;
+                            here?;
+                            there?;
+                        }
+                        b_parallel = Some(b);
+                    }
                     // The same statements, database by database: BEGIN / INSERT /
                     // PREPARE on one, then on the other. A coordinator cannot use this
                     // order (the work in every resource precedes the votes); it is here
@@ -528,6 +595,16 @@ fn main() -> Res<()> {
                         insert(&mut *sa.conn::<PgConnection>()?, &tn["bench_sa2"], v)?;
                         insert(&mut *sb.conn::<PgConnection>()?, &tn["bench_sa2"], v)?;
                         transaction::commit()?;
+                    }
+                    // The same with parallel phases off: one vote after the other.
+                    "sqlassist_2pc_two_db_sequential" => {
+                        insert(&mut *sa.conn::<PgConnection>()?, &tn["bench_sa2s"], v)?;
+                        insert(&mut *sb.conn::<PgConnection>()?, &tn["bench_sa2s"], v)?;
+                        let manager = transaction::manager();
+                        manager.set_parallel_phases(false);
+                        let outcome = transaction::commit();
+                        manager.set_parallel_phases(true);
+                        outcome?;
                     }
                     // Hand-written XA next to PREPARE TRANSACTION: the same statements
                     // sqlassist sends (XA END and XA PREPARE in one round trip).

@@ -520,6 +520,7 @@ where
 pub(crate) struct Setup {
     sql: String,
     echo: bool,
+    track_end: bool,
 }
 
 #[derive(Debug)]
@@ -548,6 +549,8 @@ impl Setup {
         Ok(Self {
             sql,
             echo: options.echo(),
+            // Only SQLite reads whether a statement may have ended the transaction.
+            track_end: options.url().backend() == Backend::Sqlite,
         })
     }
 
@@ -555,7 +558,7 @@ impl Setup {
         &self,
         conn: &mut C,
     ) -> std::result::Result<(), diesel::r2d2::Error> {
-        conn.set_instrumentation(crate::instrument::Tracker::new(self.echo));
+        conn.set_instrumentation(crate::instrument::Tracker::new(self.echo, self.track_end));
         if self.sql.is_empty() {
             return Ok(());
         }

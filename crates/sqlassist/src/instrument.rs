@@ -15,17 +15,30 @@ use diesel::connection::{Instrumentation, InstrumentationEvent};
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
     echo: bool,
+    /// Whether to note statements that may end the transaction (SQLite only: the other
+    /// backends learn it without reading statements).
+    track_end: bool,
     may_have_written: bool,
     may_have_ended: bool,
+    /// The next statement is the session's own (its `BEGIN`): not classified.
+    skip_next: bool,
 }
 
 impl Tracker {
-    pub(crate) fn new(echo: bool) -> Self {
+    pub(crate) fn new(echo: bool, track_end: bool) -> Self {
         Self {
             echo,
+            track_end,
             may_have_written: false,
             may_have_ended: false,
+            skip_next: false,
         }
+    }
+
+    /// The next statement is the session's own `BEGIN` (or `XA START`): it is not
+    /// classified (the session [resets](Self::reset) the notes after it anyway).
+    pub(crate) fn skip_next(&mut self) {
+        self.skip_next = true;
     }
 
     /// Whether a statement other than a read ran since the last [`reset`](Self::reset).
@@ -47,6 +60,7 @@ impl Tracker {
     pub(crate) fn reset(&mut self) {
         self.may_have_written = false;
         self.may_have_ended = false;
+        self.skip_next = false;
     }
 }
 
@@ -55,6 +69,12 @@ impl Instrumentation for Tracker {
         if let InstrumentationEvent::StartQuery { query, .. } = event {
             if self.echo {
                 tracing::debug!(target: "sqlassist::sql", "{query}");
+            }
+            // Reading the statement's first word goes through `Display`: skip it when the
+            // answer cannot change anything (the session's own BEGIN; any statement once a
+            // write was noted, unless the end of the transaction is tracked too).
+            if std::mem::take(&mut self.skip_next) || (self.may_have_written && !self.track_end) {
+                return;
             }
             let mut head = Head::default();
             // `Head` stops the formatting once it has the first word.

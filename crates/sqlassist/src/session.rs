@@ -7,7 +7,8 @@ use std::ops::{Deref, DerefMut};
 use std::rc::{Rc, Weak};
 
 use transaction::{
-    DataManager, ResourceError, ResourceSavepoint, Transaction, TransactionId, Vote, WriteState,
+    DataManager, PhaseJob, PhaseOutput, ResourceError, ResourceSavepoint, Transaction,
+    TransactionId, Vote, WriteState,
 };
 
 use crate::backend::{dispatch, AfterFailure, Ctx, Failed, Left, PhaseTwo, Protocol, Voted};
@@ -776,6 +777,9 @@ impl SessionInner {
             let txn = if self.managed { st.joined } else { None };
             let branch = txn.map(|txn| self.branch_name(txn));
             let conn = st.conn.as_mut().ok_or_else(|| self.no_connection())?;
+            if let Some(tracker) = conn.tracker() {
+                tracker.skip_next();
+            }
             let branch = match dispatch!(conn, B => B::begin(conn, &self.ctx(), branch)) {
                 Ok(branch) => branch,
                 Err(e) => {
@@ -924,80 +928,135 @@ impl SessionInner {
         gid: &str,
         op: PhaseTwo,
     ) -> std::result::Result<(), ResourceError> {
-        let first = match st.conn.as_mut() {
-            Some(conn) => op(conn, gid),
-            None => Err(diesel::result::Error::BrokenTransactionManager),
-        };
-        let first_err = match first {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        if let Some(definitive) = self.definitive_phase_two_failure(st, gid, &first_err) {
-            return Err(ResourceError::new(definitive));
+        finish_prepared(&self.name, &self.engine, &mut st.conn, gid, op)
+    }
+
+    /// Whether the open transaction may be voted on as it stands (the checks of
+    /// [`check_committable`](Self::check_committable), without changing anything).
+    fn is_committable(st: &mut State) -> bool {
+        st.conn
+            .as_mut()
+            .is_some_and(|c| matches!(c.depth(), Ok(1)) && !c.transaction_failed())
+    }
+
+    /// A vote's outcome applied to the session's state, for the transaction manager.
+    fn apply_vote(
+        &self,
+        st: &mut State,
+        voted: std::result::Result<Voted, Failed>,
+    ) -> std::result::Result<Vote, ResourceError> {
+        match voted {
+            Ok(voted) => {
+                st.open = false;
+                st.branch = None;
+                Ok(match voted {
+                    Voted::ReadOnly => Vote::ReadOnly,
+                    Voted::Committed => Vote::Committed,
+                    Voted::Prepared(gid) => {
+                        st.prepared = Some(gid);
+                        Vote::Prepared
+                    }
+                })
+            }
+            Err(failed) => Err(self.failed(st, failed)),
         }
-        tracing::warn!(engine = %self.name, gid, error = %first_err, "phase two failed on the session's connection; retrying on a fresh connection");
-        if let Some(conn) = st.conn.as_mut() {
-            // A connection on which phase two failed is closed, not pooled. MariaDB keeps
-            // the prepared branch attached to it: closing it detaches the branch for the
-            // fresh connection.
-            conn.mark_broken();
-        }
-        st.conn = None;
-        let retried = self
-            .engine
-            .checkout()
-            .map_err(|e| e.to_string())
-            .and_then(|mut conn| {
-                let outcome = op(&mut conn, gid);
-                let outcome = dispatch!(conn, B => B::retry_on_fresh(&mut conn, gid, outcome, op));
-                let outcome = outcome.map_err(|e| e.to_string());
-                st.conn = Some(conn);
-                outcome
-            });
-        retried.map_err(|second| {
-            ResourceError::new(Error::InDoubt {
-                engine: self.name.clone(),
-                gid: gid.to_owned(),
-                reason: format!(
-                    "on the session's connection: {first_err}; on a fresh connection: {second}"
-                ),
-            })
-        })
     }
 }
 
-impl SessionInner {
-    /// After phase two failed on the session's connection: the error when the server gave
-    /// a definitive answer, `None` after a connection-level failure (then phase two is
-    /// retried on a fresh connection). The answer is read from the server's state or error
-    /// number, never from its message: PostgreSQL is asked whether the branch is still
-    /// prepared (one round trip, on this failure path only); MariaDB answers `XAER_NOTA`
-    /// (1397) on the connection that owns the branch only when the branch is gone.
-    fn definitive_phase_two_failure(
-        &self,
-        st: &mut State,
-        gid: &str,
-        error: &diesel::result::Error,
-    ) -> Option<Error> {
-        use diesel::result::{DatabaseErrorKind, Error as DieselError};
-        let server_answered = matches!(error, DieselError::DatabaseError(kind, _) if *kind != DatabaseErrorKind::ClosedConnection);
-        let conn = st.conn.as_mut()?;
-        if !server_answered || conn.depth().is_err() {
-            return None;
-        }
-        let resolved = || Error::BranchResolvedOutside {
-            engine: self.name.clone(),
-            gid: gid.to_owned(),
-        };
-        match dispatch!(conn, B => B::after_failure(conn, gid))? {
-            AfterFailure::Resolved => Some(resolved()),
-            AfterFailure::StillPrepared => Some(Error::InDoubt {
-                engine: self.name.clone(),
-                gid: gid.to_owned(),
-                reason: error.to_string(),
-            }),
-        }
+/// Runs phase two (`op`) for the prepared branch `gid` of engine `name`: on `conn`, or,
+/// if that connection is gone or broken, on a fresh one from the pool (left in `conn`).
+/// Runs on the session's thread or, in a [`FinishJob`], on the coordinator's worker.
+fn finish_prepared(
+    name: &str,
+    engine: &Engine,
+    conn: &mut Option<Conn>,
+    gid: &str,
+    op: PhaseTwo,
+) -> std::result::Result<(), ResourceError> {
+    let first = match conn.as_mut() {
+        Some(conn) => op(conn, gid),
+        None => Err(diesel::result::Error::BrokenTransactionManager),
+    };
+    let first_err = match first {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    if let Some(definitive) = definitive_phase_two_failure(name, conn, gid, &first_err) {
+        return Err(ResourceError::new(definitive));
     }
+    tracing::warn!(engine = %name, gid, error = %first_err, "phase two failed on the session's connection; retrying on a fresh connection");
+    if let Some(c) = conn.as_mut() {
+        // A connection on which phase two failed is closed, not pooled. MariaDB keeps
+        // the prepared branch attached to it: closing it detaches the branch for the
+        // fresh connection.
+        c.mark_broken();
+    }
+    *conn = None;
+    let retried = engine
+        .checkout()
+        .map_err(|e| e.to_string())
+        .and_then(|mut fresh| {
+            let outcome = op(&mut fresh, gid);
+            let outcome = dispatch!(fresh, B => B::retry_on_fresh(&mut fresh, gid, outcome, op));
+            let outcome = outcome.map_err(|e| e.to_string());
+            *conn = Some(fresh);
+            outcome
+        });
+    retried.map_err(|second| {
+        ResourceError::new(Error::InDoubt {
+            engine: name.to_owned(),
+            gid: gid.to_owned(),
+            reason: format!(
+                "on the session's connection: {first_err}; on a fresh connection: {second}"
+            ),
+        })
+    })
+}
+
+/// After phase two failed on the session's connection: the error when the server gave
+/// a definitive answer, `None` after a connection-level failure (then phase two is
+/// retried on a fresh connection). The answer is read from the server's state or error
+/// number, never from its message: PostgreSQL is asked whether the branch is still
+/// prepared (one round trip, on this failure path only); MariaDB answers `XAER_NOTA`
+/// (1397) on the connection that owns the branch only when the branch is gone.
+fn definitive_phase_two_failure(
+    name: &str,
+    conn: &mut Option<Conn>,
+    gid: &str,
+    error: &diesel::result::Error,
+) -> Option<Error> {
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+    let server_answered = matches!(error, DieselError::DatabaseError(kind, _) if *kind != DatabaseErrorKind::ClosedConnection);
+    let conn = conn.as_mut()?;
+    if !server_answered || conn.depth().is_err() {
+        return None;
+    }
+    let resolved = || Error::BranchResolvedOutside {
+        engine: name.to_owned(),
+        gid: gid.to_owned(),
+    };
+    match dispatch!(conn, B => B::after_failure(conn, gid))? {
+        AfterFailure::Resolved => Some(resolved()),
+        AfterFailure::StillPrepared => Some(Error::InDoubt {
+            engine: name.to_owned(),
+            gid: gid.to_owned(),
+            reason: error.to_string(),
+        }),
+    }
+}
+
+/// What a vote job hands back to its session: the connection, and the vote (or the
+/// injected fault of a test).
+struct VoteDone {
+    conn: Conn,
+    voted: std::result::Result<Voted, Failed>,
+}
+
+/// What a finish job hands back to its session: the connection phase two ended on (a
+/// fresh one after a retry, none if it was discarded), and the outcome.
+struct FinishDone {
+    conn: Option<Conn>,
+    outcome: std::result::Result<(), ResourceError>,
 }
 
 /// The session's state, borrowed by an operation that may end its transaction. On drop,
@@ -1108,21 +1167,106 @@ impl DataManager for SessionInner {
             .ok_or_else(|| ResourceError::new(self.no_connection()))?;
         let ctx = self.ctx();
         let voted = dispatch!(conn, B => B::vote(conn, &ctx, st.branch.as_deref(), self.branch_name(txn.id())));
-        match voted {
-            Ok(voted) => {
-                st.open = false;
-                st.branch = None;
-                Ok(match voted {
-                    Voted::ReadOnly => Vote::ReadOnly,
-                    Voted::Committed => Vote::Committed,
-                    Voted::Prepared(gid) => {
-                        st.prepared = Some(gid);
-                        Vote::Prepared
-                    }
-                })
-            }
-            Err(failed) => Err(self.failed(st, failed)),
+        self.apply_vote(st, voted)
+    }
+
+    /// PostgreSQL and MariaDB/MySQL sessions vote on the coordinator's worker thread: the
+    /// pooled connection moves into the job and comes back with the vote. The checks of
+    /// [`tpc_vote`](DataManager::tpc_vote) that need the session run here first; a session
+    /// that has nothing to vote, fails a check, or is SQLite votes on its own thread.
+    fn vote_job(&self, txn: &Transaction) -> Option<PhaseJob> {
+        if !self.engine.backend().can_prepare() {
+            return None;
         }
+        let mut st = self.state.try_borrow_mut().ok()?;
+        if !st.open || !Self::is_committable(&mut st) {
+            return None;
+        }
+        #[cfg(feature = "fault-injection")]
+        let fault = crate::fault::check(&self.name, crate::fault::Phase::Vote).err();
+        let mut conn = st.conn.take()?;
+        let branch = st.branch.clone();
+        let name = self.name.clone();
+        let engine = self.engine.clone();
+        let identity = std::sync::Arc::clone(&self.identity);
+        let sequence = txn.id().sequence();
+        Some(PhaseJob::new(move || {
+            #[cfg(feature = "fault-injection")]
+            if let Some(e) = fault {
+                let error = Error::Database {
+                    engine: name,
+                    transient: false,
+                    source: e,
+                };
+                return VoteDone {
+                    conn,
+                    voted: Err(Failed::new(Left::Open, error)),
+                };
+            }
+            let ctx = Ctx {
+                name: &name,
+                engine: &engine,
+            };
+            let branch_name = BranchName {
+                node: &identity.node,
+                incarnation: identity.incarnation,
+                sequence,
+                engine: &name,
+            };
+            let voted =
+                dispatch!(conn, B => B::vote(&mut conn, &ctx, branch.as_deref(), branch_name));
+            VoteDone { conn, voted }
+        }))
+    }
+
+    fn complete_vote(
+        &self,
+        _txn: &Transaction,
+        output: PhaseOutput,
+    ) -> std::result::Result<Vote, ResourceError> {
+        let done = output
+            .downcast::<VoteDone>()
+            .map_err(|_| ResourceError::new(self.lost("a vote job returned something else")))?;
+        let mut guard = self.ending_resource_state()?; // releases the connection once done
+        let st = &mut *guard;
+        st.conn = Some(done.conn);
+        self.apply_vote(st, done.voted)
+    }
+
+    /// A prepared PostgreSQL or MariaDB/MySQL branch is finished on the coordinator's worker
+    /// thread: the connection moves into the job (MariaDB's branch is pinned to it) and
+    /// comes back with the outcome.
+    fn finish_job(&self, _txn: &Transaction) -> Option<PhaseJob> {
+        let mut st = self.state.try_borrow_mut().ok()?;
+        let gid = st.prepared.take()?;
+        #[cfg(feature = "fault-injection")]
+        let op: PhaseTwo = if crate::fault::is_set(&self.name, crate::fault::Phase::Finish) {
+            crate::fault::fail_finish
+        } else {
+            dispatch!(self.engine, B => B::commit_prepared)
+        };
+        #[cfg(not(feature = "fault-injection"))]
+        let op: PhaseTwo = dispatch!(self.engine, B => B::commit_prepared);
+        let mut conn = st.conn.take();
+        let name = self.name.clone();
+        let engine = self.engine.clone();
+        Some(PhaseJob::new(move || {
+            let outcome = finish_prepared(&name, &engine, &mut conn, &gid, op);
+            FinishDone { conn, outcome }
+        }))
+    }
+
+    fn complete_finish(
+        &self,
+        _txn: &Transaction,
+        output: PhaseOutput,
+    ) -> std::result::Result<(), ResourceError> {
+        let done = output
+            .downcast::<FinishDone>()
+            .map_err(|_| ResourceError::new(self.lost("a finish job returned something else")))?;
+        let mut st = self.ending_resource_state()?; // releases the connection once done
+        st.conn = done.conn;
+        done.outcome
     }
 
     fn tpc_finish(&self, _txn: &Transaction) -> std::result::Result<(), ResourceError> {

@@ -11,11 +11,11 @@
 //! | point | where | outcome after recovery |
 //! |---|---|---|
 //! | `before_prepare` | every resource did its work, none voted | rolled back |
-//! | `after_prepare` | a resource prepared and another is still to vote (k of n, k < n) | rolled back |
+//! | `after_prepare` | a resource prepared and another is still to vote (k of n, k < n; with parallel phases, another vote is still to be collected and may have prepared too) | rolled back |
 //! | `before_decision` | every resource voted yes, the decision is not recorded | rolled back |
 //! | `decision_unsynced` | the decision's batch is written, not yet synced | committed after a process crash (the bytes are in the page cache); either, the same on every database, after a power loss |
 //! | `after_decision` | the decision is durable, no resource finished | committed |
-//! | `after_commit` | a prepared resource finished and another has not (k of n, k < n) | committed |
+//! | `after_commit` | a prepared resource finished and another has not (k of n, k < n; with parallel phases, another finish is still to be collected) | committed |
 //! | `before_end` | every resource finished, the END record is not appended | committed |
 //! | `before_one_phase_commit` | the one-phase (last) resource is about to commit | rolled back |
 //! | `after_one_phase_commit` | the one-phase (last) resource committed | see `docs/operations.md` |

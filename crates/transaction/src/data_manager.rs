@@ -1,6 +1,6 @@
 //! The protocol between the coordinator and a resource.
 
-use crate::{DecisionRecord, ResourceError, Transaction};
+use crate::{DecisionRecord, PhaseJob, PhaseOutput, ResourceError, Transaction};
 
 /// What a resource did when asked to vote.
 ///
@@ -117,6 +117,12 @@ pub enum WriteState {
 ///    last resource to vote [carries it](Self::carries_decision), inside that resource's
 ///    one-phase commit (then step 4 handed it the record just before its commit);
 /// 6. `tpc_finish` on every resource that voted [`Vote::Prepared`].
+///
+/// With parallel phases (the default), a resource may hand its vote and its finish to
+/// another thread: [`vote_job`](Self::vote_job) / [`complete_vote`](Self::complete_vote)
+/// then stand for `tpc_vote`, [`finish_job`](Self::finish_job) /
+/// [`complete_finish`](Self::complete_finish) for `tpc_finish`, and the jobs of several
+/// resources run at the same time.
 ///
 /// If anything fails before the decision, `abort` is called on every resource that had not
 /// voted and `tpc_abort` on every resource that saw `tpc_begin`. A resource must accept
@@ -261,6 +267,62 @@ pub trait DataManager {
         let _ = txn;
         Err(ResourceError::new(format!(
             "resource {} does not support one-phase commit",
+            self.sort_key()
+        )))
+    }
+
+    /// Offers this resource's vote as a job that may run on another thread, at the same
+    /// time as the votes of other resources (parallel phases, see
+    /// [`TransactionManagerBuilder::parallel_phases`](crate::TransactionManagerBuilder::parallel_phases)).
+    /// The job's output comes back to [`complete_vote`](Self::complete_vote) on the
+    /// transaction's thread, which turns it into the vote. `None` votes through
+    /// [`tpc_vote`](Self::tpc_vote) on the transaction's thread, as usual: return it
+    /// whenever the vote cannot be packed (nothing to vote, a check that fails, state bound
+    /// to the thread). Asked only when the coordinator will vote this resource together
+    /// with others, right before it would call `tpc_vote`; never for a one-phase resource
+    /// or one that may [commit in one phase](Self::commit_one_phase). Default: `None`.
+    fn vote_job(&self, txn: &Transaction) -> Option<PhaseJob> {
+        let _ = txn;
+        None
+    }
+
+    /// Turns the output of this resource's [`vote_job`](Self::vote_job) into its vote, on
+    /// the transaction's thread; it stands for [`tpc_vote`](Self::tpc_vote) (a failure is
+    /// a failed vote).
+    ///
+    /// # Errors
+    ///
+    /// A failure aborts the whole commit. The default, for resources that never offer a
+    /// job, reports that it was not expected.
+    fn complete_vote(&self, txn: &Transaction, output: PhaseOutput) -> Result<Vote, ResourceError> {
+        let _ = (txn, output);
+        Err(ResourceError::new(format!(
+            "resource {} offered no vote job",
+            self.sort_key()
+        )))
+    }
+
+    /// Offers this resource's [`tpc_finish`](Self::tpc_finish) as a job that may run on
+    /// another thread, at the same time as other resources' finishes; its output comes
+    /// back to [`complete_finish`](Self::complete_finish) on the transaction's thread.
+    /// `None` finishes through `tpc_finish` on the transaction's thread. Default: `None`.
+    fn finish_job(&self, txn: &Transaction) -> Option<PhaseJob> {
+        let _ = txn;
+        None
+    }
+
+    /// Completes this resource's finish from the output of its
+    /// [`finish_job`](Self::finish_job), on the transaction's thread; it stands for
+    /// [`tpc_finish`](Self::tpc_finish).
+    ///
+    /// # Errors
+    ///
+    /// As for `tpc_finish`: a heuristic outcome. The default, for resources that never
+    /// offer a job, reports that it was not expected.
+    fn complete_finish(&self, txn: &Transaction, output: PhaseOutput) -> Result<(), ResourceError> {
+        let _ = (txn, output);
+        Err(ResourceError::new(format!(
+            "resource {} offered no finish job",
             self.sort_key()
         )))
     }

@@ -78,6 +78,7 @@ mod id;
 mod in_flight;
 mod log;
 mod manager;
+mod parallel;
 mod savepoint;
 mod transaction;
 
@@ -102,6 +103,9 @@ pub use crate::log::{
 };
 pub use crate::manager::{
     Synchronizer, SynchronizerId, TransactionManager, TransactionManagerBuilder,
+};
+pub use crate::parallel::{
+    phase_workers, PhaseJob, PhaseOutput, IDLE_TIMEOUT, MAX_WORKERS, PARALLEL_PHASES_DEFAULT,
 };
 pub use crate::savepoint::Savepoint;
 pub use crate::transaction::{Status, Transaction};

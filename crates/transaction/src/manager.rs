@@ -88,6 +88,7 @@ pub struct SynchronizerId(u64);
 pub(crate) struct ManagerInner {
     explicit: bool,
     allow_multiple_one_phase: bool,
+    parallel_phases: Cell<bool>,
     decision_log: Rc<dyn DecisionLog>,
     current: RefCell<Option<Transaction>>,
     synchronizers: RefCell<Vec<(SynchronizerId, Rc<dyn Synchronizer>)>>,
@@ -97,6 +98,10 @@ pub(crate) struct ManagerInner {
 impl ManagerInner {
     pub(crate) fn allow_multiple_one_phase(&self) -> bool {
         self.allow_multiple_one_phase
+    }
+
+    pub(crate) fn parallel_phases(&self) -> bool {
+        self.parallel_phases.get()
     }
 
     pub(crate) fn decision_log(&self) -> Rc<dyn DecisionLog> {
@@ -192,6 +197,7 @@ impl Default for TransactionManager {
 pub struct TransactionManagerBuilder {
     explicit: bool,
     allow_multiple_one_phase: bool,
+    parallel_phases: bool,
     decision_log: Rc<dyn DecisionLog>,
 }
 
@@ -200,6 +206,7 @@ impl fmt::Debug for TransactionManagerBuilder {
         f.debug_struct("TransactionManagerBuilder")
             .field("explicit", &self.explicit)
             .field("allow_multiple_one_phase", &self.allow_multiple_one_phase)
+            .field("parallel_phases", &self.parallel_phases)
             .finish_non_exhaustive()
     }
 }
@@ -254,6 +261,29 @@ impl TransactionManagerBuilder {
         self
     }
 
+    /// Parallel phases: the votes of the two-phase resources that offer their vote as a
+    /// job ([`DataManager::vote_job`](crate::DataManager::vote_job)) run at the same time,
+    /// on a small set of reusable worker threads, and so do their finishes
+    /// ([`DataManager::finish_job`](crate::DataManager::finish_job)). The decision is still
+    /// recorded only after every vote is in; a one-phase resource still votes last and
+    /// alone; the resource that may commit in one phase still votes after the others
+    /// unless one of them reported [`WriteState::Dirty`](crate::WriteState::Dirty); a
+    /// failure still aborts every resource. Resources that offer no job vote and finish
+    /// on the transaction's thread, as with `false`. Default: `true`
+    /// ([`PARALLEL_PHASES_DEFAULT`](crate::PARALLEL_PHASES_DEFAULT); see
+    /// docs/performance.md for the measurements behind it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::builder().parallel_phases(false).build();
+    /// assert!(!manager.parallel_phases());
+    /// ```
+    pub fn parallel_phases(mut self, parallel: bool) -> Self {
+        self.parallel_phases = parallel;
+        self
+    }
+
     /// Where commit decisions are recorded. Default: the process's
     /// [`default_decision_log`](crate::default_decision_log) when one is set, else
     /// nothing is recorded (as [`NopDecisionLog`](crate::NopDecisionLog)).
@@ -292,6 +322,7 @@ impl TransactionManagerBuilder {
             inner: Rc::new(ManagerInner {
                 explicit: self.explicit,
                 allow_multiple_one_phase: self.allow_multiple_one_phase,
+                parallel_phases: Cell::new(self.parallel_phases),
                 decision_log: self.decision_log,
                 current: RefCell::new(None),
                 synchronizers: RefCell::new(Vec::new()),
@@ -331,8 +362,37 @@ impl TransactionManager {
         TransactionManagerBuilder {
             explicit: false,
             allow_multiple_one_phase: false,
+            parallel_phases: crate::PARALLEL_PHASES_DEFAULT,
             decision_log: Rc::new(ProcessDefaultLog),
         }
+    }
+
+    /// Whether this manager runs the phases of resources that offer jobs in parallel (see
+    /// [`TransactionManagerBuilder::parallel_phases`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// assert_eq!(manager.parallel_phases(), transaction::PARALLEL_PHASES_DEFAULT);
+    /// ```
+    pub fn parallel_phases(&self) -> bool {
+        self.inner.parallel_phases()
+    }
+
+    /// Turns parallel phases on or off for the following commits (see
+    /// [`TransactionManagerBuilder::parallel_phases`]); for the thread's default manager:
+    /// `transaction::manager().set_parallel_phases(false)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = transaction::TransactionManager::new();
+    /// manager.set_parallel_phases(false);
+    /// assert!(!manager.parallel_phases());
+    /// ```
+    pub fn set_parallel_phases(&self, parallel: bool) {
+        self.inner.parallel_phases.set(parallel);
     }
 
     /// Whether the manager is in explicit mode.

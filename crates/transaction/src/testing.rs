@@ -5,9 +5,15 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 
+use std::sync::Arc;
+
 use crate::{
-    DataManager, DecisionRecord, ResourceError, ResourceSavepoint, Transaction, Vote, WriteState,
+    DataManager, DecisionRecord, PhaseJob, PhaseOutput, ResourceError, ResourceSavepoint,
+    Transaction, Vote, WriteState,
 };
+
+/// Work a [`ScriptedDataManager`] runs inside its phase jobs, on the thread that runs them.
+type JobWork = Arc<dyn Fn(Call) + Send + Sync>;
 
 /// A call made by the coordinator to a [`ScriptedDataManager`].
 ///
@@ -268,6 +274,7 @@ pub struct ScriptedDataManager {
     on_call: RefCell<Option<CallHook>>,
     carries: bool,
     carried: RefCell<Vec<DecisionRecord>>,
+    jobs: Option<JobWork>,
 }
 
 impl fmt::Debug for ScriptedDataManager {
@@ -310,6 +317,7 @@ impl ScriptedDataManager {
             on_call: RefCell::new(None),
             carries: false,
             carried: RefCell::new(Vec::new()),
+            jobs: None,
         })
     }
 
@@ -318,6 +326,44 @@ impl ScriptedDataManager {
             .unwrap_or_else(|_| panic!("configure a ScriptedDataManager before sharing it"));
         f(&mut this);
         Rc::new(this)
+    }
+
+    /// Offers the vote and the finish as phase jobs ([`DataManager::vote_job`],
+    /// [`DataManager::finish_job`]) that run `work` (given [`Call::TpcVote`] or
+    /// [`Call::TpcFinish`]) on whatever thread runs them; the call is journalled, and fails
+    /// if scripted to, when the coordinator completes it on the transaction's thread.
+    ///
+    /// # Panics
+    ///
+    /// When the resource is already shared (configure it before cloning the `Rc`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::TransactionManager;
+    ///
+    /// let threads = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = threads.clone();
+    /// let journal = Journal::new();
+    /// let work = move |_: Call| seen.lock().unwrap().push(std::thread::current().id());
+    /// let a = ScriptedDataManager::new("a", Kind::TwoPhase, &journal).with_phase_jobs(work.clone());
+    /// let b = ScriptedDataManager::new("b", Kind::TwoPhase, &journal).with_phase_jobs(work);
+    /// let manager = TransactionManager::builder().parallel_phases(true).build();
+    /// let txn = manager.begin()?;
+    /// txn.join(a.clone())?;
+    /// txn.join(b.clone())?;
+    /// manager.commit()?;
+    /// assert!(a.committed() && b.committed());
+    /// assert_eq!(threads.lock().unwrap().len(), 4); // two votes, two finishes
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
+    pub fn with_phase_jobs(
+        self: Rc<Self>,
+        work: impl Fn(Call) + Send + Sync + 'static,
+    ) -> Rc<Self> {
+        self.edit(|s| s.jobs = Some(Arc::new(work)))
     }
 
     /// Makes `call` fail (every time it is made).
@@ -651,6 +697,24 @@ impl DataManager for ScriptedDataManager {
         self.call(Call::TpcFinish, txn)?;
         self.committed.set(true);
         Ok(())
+    }
+
+    fn vote_job(&self, _: &Transaction) -> Option<PhaseJob> {
+        let work = self.jobs.clone()?;
+        Some(PhaseJob::new(move || work(Call::TpcVote)))
+    }
+
+    fn complete_vote(&self, txn: &Transaction, _: PhaseOutput) -> Result<Vote, ResourceError> {
+        self.tpc_vote(txn)
+    }
+
+    fn finish_job(&self, _: &Transaction) -> Option<PhaseJob> {
+        let work = self.jobs.clone()?;
+        Some(PhaseJob::new(move || work(Call::TpcFinish)))
+    }
+
+    fn complete_finish(&self, txn: &Transaction, _: PhaseOutput) -> Result<(), ResourceError> {
+        self.tpc_finish(txn)
     }
 
     fn tpc_abort(&self, txn: &Transaction) -> Result<(), ResourceError> {

@@ -1001,60 +1001,16 @@ impl Transaction {
 
         // From the votes on, resources go in vote order: every resource has seen
         // `tpc_begin` and `commit`, so cleanup needs no other order.
-        let reordered = self.vote_order(resources);
+        let (reordered, dirty) = self.vote_order(resources);
         let resources = reordered.as_deref().unwrap_or(resources);
-        let mut votes: Vec<Vote> = Vec::with_capacity(resources.len());
-        let last = resources.len().wrapping_sub(1);
         let log = manager
             .as_ref()
             .map(|m| m.decision_log())
             .filter(|l| l.is_enabled());
-        let mut carried = false;
+        let parallel = manager.as_ref().is_some_and(|m| m.parallel_phases());
         crate::crash_point("before_prepare");
-        for (i, r) in resources.iter().enumerate() {
-            let alone = i == last
-                && one_phase == 0
-                && votes.iter().all(|v| *v == Vote::ReadOnly)
-                && r.supports_one_phase_commit();
-            carried = i == last
-                && log.is_some()
-                && votes.contains(&Vote::Prepared)
-                && r.carries_decision(self);
-            if carried {
-                crate::crash_point("before_decision");
-            }
-            let one_phase_commit = alone || carried || r.is_one_phase();
-            if one_phase_commit {
-                crate::crash_point("before_one_phase_commit");
-            }
-            let (phase, outcome) = if carried {
-                (
-                    Phase::Vote,
-                    self.commit_carrying_decision(r, resources, &votes),
-                )
-            } else if alone {
-                (
-                    Phase::OnePhaseCommit,
-                    r.commit_one_phase(self).map(|()| Vote::Committed),
-                )
-            } else {
-                (Phase::Vote, r.tpc_vote(self))
-            };
-            match outcome {
-                Ok(vote) => votes.push(vote),
-                Err(e) if carried && e.is_outcome_unknown() => {
-                    return Err(self.leave_for_recovery(resources, &votes, e.into_inner()));
-                }
-                Err(e) => return Err(self.fail(resources, &votes, resources.len(), i, phase, e)),
-            }
-            match votes.last() {
-                Some(Vote::Committed) if one_phase_commit => {
-                    crate::crash_point("after_one_phase_commit");
-                }
-                Some(Vote::Prepared) if i < last => crate::crash_point("after_prepare"),
-                _ => {}
-            }
-        }
+        let (votes, carried) =
+            self.vote_phase(resources, one_phase, dirty, parallel, log.is_some())?;
 
         // A carried decision is durable with the last resource's commit: the log gets
         // no record (recovery reads the resource's copy).
@@ -1083,21 +1039,7 @@ impl Transaction {
         if recorded || carried {
             crate::crash_point("after_decision");
         }
-        let mut failed: Vec<(usize, ResourceError)> = Vec::new();
-        let to_finish = votes.iter().filter(|v| **v == Vote::Prepared).count();
-        let mut finished = 0;
-        for (i, (r, vote)) in resources.iter().zip(&votes).enumerate() {
-            if *vote == Vote::Prepared {
-                if let Err(e) = r.tpc_finish(self) {
-                    tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %e, "tpc_finish failed after the commit decision: the branch is in doubt");
-                    failed.push((i, e));
-                }
-                finished += 1;
-                if finished < to_finish {
-                    crate::crash_point("after_commit");
-                }
-            }
-        }
+        let failed = self.finish_phase(resources, &votes, parallel);
         if failed.is_empty() {
             if carried {
                 // The carrier's record is removed by recovery once every branch is gone.
@@ -1198,8 +1140,12 @@ impl Transaction {
     /// through `tpc_vote` rather than assumed read-only.
     ///
     /// `None` when that is the commit order already (every resource reports the same
-    /// state, as when none says anything): the common case allocates nothing.
-    fn vote_order(&self, resources: &[Rc<dyn DataManager>]) -> Option<Vec<Rc<dyn DataManager>>> {
+    /// state, as when none says anything): the common case allocates nothing. With it, how
+    /// many two-phase resources reported [`WriteState::Dirty`].
+    fn vote_order(
+        &self,
+        resources: &[Rc<dyn DataManager>],
+    ) -> (Option<Vec<Rc<dyn DataManager>>>, usize) {
         const INLINE: usize = 16;
         let mut inline = [(false, false, 0u8); INLINE];
         let mut spilled = Vec::new();
@@ -1219,13 +1165,315 @@ impl Transaction {
             // resource: it can only carry it as the last to vote.
             *key = (r.is_one_phase(), r.carries_decision(self), rank);
         }
+        let dirty = keys.iter().filter(|k| !k.0 && k.2 == 2).count();
         if keys.windows(2).all(|w| w[0] <= w[1]) {
-            return None;
+            return (None, dirty);
         }
         let mut order: Vec<usize> = (0..resources.len()).collect();
         // Stable: within a group, the commit order (`sort_key`) is kept.
         order.sort_by_key(|&i| keys[i]);
-        Some(order.into_iter().map(|i| resources[i].clone()).collect())
+        (
+            Some(order.into_iter().map(|i| resources[i].clone()).collect()),
+            dirty,
+        )
+    }
+
+    /// The votes, in vote order (step 6 of the commit). With `parallel`, the two-phase
+    /// resources vote at the same time (those that offer a [`DataManager::vote_job`] on
+    /// the worker threads, the others on this thread meanwhile), except the last one when
+    /// it may commit in one phase and no resource before it reported `Dirty` (it then
+    /// waits for their votes, as without `parallel`). The rest (that last resource, the
+    /// one-phase resources) vote one after the other.
+    ///
+    /// # Errors
+    ///
+    /// A failed vote, after every resource was rolled back (see [`Self::fail`]).
+    fn vote_phase(
+        &self,
+        resources: &[Rc<dyn DataManager>],
+        one_phase: usize,
+        dirty: usize,
+        parallel: bool,
+        logged: bool,
+    ) -> Result<(Vec<Vote>, bool)> {
+        let mut votes: Vec<Vote> = Vec::with_capacity(resources.len());
+        let last = resources.len().wrapping_sub(1);
+        let two_phase = resources.len() - one_phase.min(resources.len());
+        if parallel && two_phase >= 2 {
+            // The last two-phase resource may commit in one phase only if every vote before
+            // it is read-only: it waits for them, unless a dirty resource before it makes
+            // that unlikely (a wrong guess then costs the optimisation, never atomicity).
+            // A last resource that may carry the decision always waits: its commit is the
+            // decision, taken only once every other vote is in.
+            let may_be_alone = one_phase == 0 && resources[last].supports_one_phase_commit();
+            let may_carry = logged && one_phase == 0 && resources[last].carries_decision(self);
+            let together = if (may_be_alone && dirty < 2) || may_carry {
+                two_phase - 1
+            } else {
+                two_phase
+            };
+            if together >= 2 {
+                self.vote_together(&resources[..together], resources, &mut votes)?;
+            }
+        }
+        let mut carried = false;
+        for (i, r) in resources.iter().enumerate().skip(votes.len()) {
+            let alone = i == last
+                && one_phase == 0
+                && votes.iter().all(|v| *v == Vote::ReadOnly)
+                && r.supports_one_phase_commit();
+            carried =
+                i == last && logged && votes.contains(&Vote::Prepared) && r.carries_decision(self);
+            if carried {
+                crate::crash_point("before_decision");
+            }
+            let one_phase_commit = alone || carried || r.is_one_phase();
+            if one_phase_commit {
+                crate::crash_point("before_one_phase_commit");
+            }
+            let (phase, outcome) = if carried {
+                (
+                    Phase::Vote,
+                    self.commit_carrying_decision(r, resources, &votes),
+                )
+            } else if alone {
+                (
+                    Phase::OnePhaseCommit,
+                    r.commit_one_phase(self).map(|()| Vote::Committed),
+                )
+            } else {
+                (Phase::Vote, r.tpc_vote(self))
+            };
+            match outcome {
+                Ok(vote) => votes.push(vote),
+                Err(e) if carried && e.is_outcome_unknown() => {
+                    return Err(self.leave_for_recovery(resources, &votes, e.into_inner()));
+                }
+                Err(e) => return Err(self.fail(resources, &votes, resources.len(), i, phase, e)),
+            }
+            match votes.last() {
+                Some(Vote::Committed) if one_phase_commit => {
+                    crate::crash_point("after_one_phase_commit");
+                }
+                Some(Vote::Prepared) if i < last => crate::crash_point("after_prepare"),
+                _ => {}
+            }
+        }
+        Ok((votes, carried))
+    }
+
+    /// The votes of `group` (the first resources in vote order, all two-phase) at the same
+    /// time, pushed to `votes` in order. Every vote ends before this returns; a failure is
+    /// reported once all have, and rolls back every resource of `all`.
+    fn vote_together(
+        &self,
+        group: &[Rc<dyn DataManager>],
+        all: &[Rc<dyn DataManager>],
+        votes: &mut Vec<Vote>,
+    ) -> Result<()> {
+        // Jobs first, so that they run while this thread votes the others.
+        // Nothing is allocated when no resource offers a job.
+        let mut jobs = Vec::new();
+        let mut has_job = Vec::new();
+        for (i, r) in group.iter().enumerate() {
+            if let Some(job) = r.vote_job(self) {
+                has_job.resize(i, false);
+                has_job.push(true);
+                jobs.push(job);
+            }
+        }
+        if jobs.is_empty() {
+            // Nothing to run elsewhere: the votes go one after the other, as usual.
+            return Ok(());
+        }
+        has_job.resize(group.len(), false);
+        let mut outcomes: Vec<Option<std::result::Result<Vote, ResourceError>>> =
+            (0..group.len()).map(|_| None).collect();
+        let mut outputs = if jobs.len() == group.len() {
+            // Nothing votes on this thread: it runs one of the jobs itself.
+            crate::parallel::run_all(jobs)
+        } else {
+            let handle = crate::parallel::start(jobs);
+            for ((r, job), slot) in group.iter().zip(&has_job).zip(&mut outcomes) {
+                if !job {
+                    *slot = Some(r.tpc_vote(self));
+                }
+            }
+            handle.wait()
+        }
+        .into_iter();
+        let mut panicked = None;
+        for ((r, job), slot) in group.iter().zip(&has_job).zip(&mut outcomes) {
+            if *job {
+                match outputs.next().expect("one output per job") {
+                    Ok(output) => *slot = Some(r.complete_vote(self, output)),
+                    Err(payload) => {
+                        panicked.get_or_insert(payload);
+                    }
+                }
+            }
+        }
+        if let Some(payload) = panicked {
+            // As a panic in `tpc_vote` on this thread would: the other resources got their
+            // outputs back first.
+            std::panic::resume_unwind(payload);
+        }
+        let mut first_failure = None;
+        let mut voted = Vec::with_capacity(all.len());
+        for (i, (r, outcome)) in group.iter().zip(outcomes).enumerate() {
+            match outcome.expect("every vote of the group has ended") {
+                Ok(vote) => {
+                    voted.push(Some(vote));
+                    if vote == Vote::Prepared && i + 1 < all.len() {
+                        crate::crash_point("after_prepare");
+                    }
+                }
+                Err(e) => {
+                    voted.push(None);
+                    if first_failure.is_some() {
+                        tracing::warn!(transaction = %self.id(), resource = r.sort_key(), error = %e, "another vote failed too");
+                    } else {
+                        first_failure = Some((i, e));
+                    }
+                }
+            }
+        }
+        let Some((failed_at, source)) = first_failure else {
+            votes.extend(voted.into_iter().flatten());
+            return Ok(());
+        };
+        voted.resize(all.len(), None);
+        Err(self.fail_together(all, &voted, failed_at, source))
+    }
+
+    /// [`Self::fail`] after votes taken together: `voted` holds each resource's vote, `None`
+    /// for those that failed or did not vote.
+    fn fail_together(
+        &self,
+        resources: &[Rc<dyn DataManager>],
+        voted: &[Option<Vote>],
+        failed_at: usize,
+        source: ResourceError,
+    ) -> Error {
+        let resource = resources[failed_at].sort_key().to_owned();
+        tracing::warn!(transaction = %self.id(), resource = %resource, phase = %Phase::Vote, error = %source, "commit failed; rolling back every resource");
+        for (r, _) in resources.iter().zip(voted).filter(|(_, v)| v.is_none()) {
+            if let Err(e) = r.abort(self) {
+                tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %e, "abort failed while cleaning up a failed commit");
+            }
+        }
+        for r in resources {
+            if let Err(e) = r.tpc_abort(self) {
+                tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %e, "tpc_abort failed while cleaning up a failed commit");
+            }
+        }
+        if voted.contains(&Some(Vote::Committed)) {
+            let committed = resources
+                .iter()
+                .zip(voted)
+                .filter(|(_, v)| **v == Some(Vote::Committed))
+                .map(|(r, _)| r.sort_key().to_owned())
+                .collect();
+            let err =
+                HeuristicError::new(self.id(), Phase::Vote, committed, vec![(resource, source)]);
+            tracing::error!(transaction = %self.id(), error = %err, "heuristic outcome");
+            return Error::Heuristic(Box::new(err));
+        }
+        Error::Resource {
+            phase: Phase::Vote,
+            resource,
+            source,
+        }
+    }
+
+    /// Phase two (step 8 of the commit): `tpc_finish` on every `Prepared` voter, a failure
+    /// not stopping the others; with `parallel` and more than one to finish, at the same
+    /// time (jobs from [`DataManager::finish_job`] on the worker threads, the others on
+    /// this thread meanwhile). Returns the failures, by index into `resources`.
+    fn finish_phase(
+        &self,
+        resources: &[Rc<dyn DataManager>],
+        votes: &[Vote],
+        parallel: bool,
+    ) -> Vec<(usize, ResourceError)> {
+        let mut failed: Vec<(usize, ResourceError)> = Vec::new();
+        let to_finish = votes.iter().filter(|v| **v == Vote::Prepared).count();
+        let report = |r: &Rc<dyn DataManager>, e: &ResourceError| {
+            tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %e, "tpc_finish failed after the commit decision: the branch is in doubt");
+        };
+        if parallel && to_finish >= 2 {
+            let mut jobs = Vec::new();
+            let mut has_job = Vec::new();
+            for (i, (r, vote)) in resources.iter().zip(votes).enumerate() {
+                if *vote == Vote::Prepared {
+                    if let Some(j) = r.finish_job(self) {
+                        has_job.resize(i, false);
+                        has_job.push(true);
+                        jobs.push(j);
+                    }
+                }
+            }
+            if !jobs.is_empty() {
+                has_job.resize(resources.len(), false);
+                let mut outcomes: Vec<Option<std::result::Result<(), ResourceError>>> =
+                    (0..resources.len()).map(|_| None).collect();
+                let outputs = if jobs.len() == to_finish {
+                    crate::parallel::run_all(jobs)
+                } else {
+                    let handle = crate::parallel::start(jobs);
+                    for (((r, vote), job), slot) in
+                        resources.iter().zip(votes).zip(&has_job).zip(&mut outcomes)
+                    {
+                        if *vote == Vote::Prepared && !job {
+                            *slot = Some(r.tpc_finish(self));
+                        }
+                    }
+                    handle.wait()
+                };
+                let mut outputs = outputs.into_iter();
+                let mut panicked = None;
+                for ((r, job), slot) in resources.iter().zip(&has_job).zip(&mut outcomes) {
+                    if *job {
+                        match outputs.next().expect("one output per job") {
+                            Ok(output) => *slot = Some(r.complete_finish(self, output)),
+                            Err(payload) => {
+                                panicked.get_or_insert(payload);
+                            }
+                        }
+                    }
+                }
+                if let Some(payload) = panicked {
+                    std::panic::resume_unwind(payload);
+                }
+                let mut finished = 0;
+                for (i, (r, outcome)) in resources.iter().zip(outcomes).enumerate() {
+                    let Some(outcome) = outcome else { continue };
+                    if let Err(e) = outcome {
+                        report(r, &e);
+                        failed.push((i, e));
+                    }
+                    finished += 1;
+                    if finished < to_finish {
+                        crate::crash_point("after_commit");
+                    }
+                }
+                return failed;
+            }
+        }
+        let mut finished = 0;
+        for (i, (r, vote)) in resources.iter().zip(votes).enumerate() {
+            if *vote == Vote::Prepared {
+                if let Err(e) = r.tpc_finish(self) {
+                    report(r, &e);
+                    failed.push((i, e));
+                }
+                finished += 1;
+                if finished < to_finish {
+                    crate::crash_point("after_commit");
+                }
+            }
+        }
+        failed
     }
 
     /// A failure before the decision: roll everything back and describe it.

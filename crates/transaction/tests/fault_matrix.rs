@@ -20,7 +20,7 @@ use transaction::testing::{Call, Journal, Kind};
 use transaction::{Error, MemoryDecisionLog, Status, TransactionManager, WriteState};
 
 use support::logs::Logs;
-use support::model::{predict_commit, Outcome, Spec};
+use support::model::{predict_commit, predict_commit_with, Outcome, Spec};
 
 /// The six kinds of resource, as (kind, supports one-phase commit, write state).
 const KINDS: [(Kind, bool, WriteState); 6] = [
@@ -133,17 +133,28 @@ fn check_case(
     join_order: &[usize],
     log_fails: bool,
     allow_many: bool,
+    parallel: bool,
     logs: &Logs,
 ) {
     let case = format!(
         "resources {specs:?}, joined in order {join_order:?}, decision log fails: {log_fails}, \
-         several one-phase allowed: {allow_many}"
+         several one-phase allowed: {allow_many}, parallel phases with jobs: {parallel}"
     );
-    let expected = predict_commit(specs, allow_many, log_fails);
+    let expected = predict_commit_with(specs, allow_many, log_fails, parallel);
 
     logs.clear();
     let journal = Journal::new();
-    let resources: Vec<_> = specs.iter().map(|s| s.build(&journal)).collect();
+    let resources: Vec<_> = specs
+        .iter()
+        .map(|s| {
+            let r = s.build(&journal);
+            if parallel {
+                r.with_phase_jobs(|_| {})
+            } else {
+                r
+            }
+        })
+        .collect();
     let log = Rc::new(MemoryDecisionLog::new());
     if log_fails {
         log.fail_next_record("disk full");
@@ -151,6 +162,7 @@ fn check_case(
     let manager = TransactionManager::builder()
         .decision_log(log.clone())
         .allow_multiple_one_phase(allow_many)
+        .parallel_phases(parallel)
         .build();
     let txn = manager.begin().expect("implicit manager begins");
     for &i in join_order {
@@ -274,6 +286,12 @@ fn check_case(
 }
 
 fn run_matrix(n: usize) -> usize {
+    run_matrix_with(n, false)
+}
+
+/// The matrix with parallel phases, every resource offering its vote and finish as jobs
+/// that run on the coordinator's worker threads.
+fn run_matrix_with(n: usize, parallel: bool) -> usize {
     let logs = Logs::default();
     let _guard = tracing::dispatcher::set_default(&logs.dispatch());
     let mut cases = 0;
@@ -302,10 +320,10 @@ fn run_matrix(n: usize) -> usize {
                 .collect();
             let log_fails = plan.contains(&Fault::DecisionLog);
             for order in permutations(n) {
-                check_case(&specs, &order, log_fails, false, &logs);
+                check_case(&specs, &order, log_fails, false, parallel, &logs);
                 cases += 1;
                 if one_phase > 1 {
-                    check_case(&specs, &order, log_fails, true, &logs);
+                    check_case(&specs, &order, log_fails, true, parallel, &logs);
                     cases += 1;
                 }
             }
@@ -332,6 +350,16 @@ fn every_fault_pair_with_three_resources_in_every_join_order_matches_the_model()
 }
 
 /// The matrix must not be vacuous: the model predicts every kind of outcome somewhere.
+#[test]
+fn with_parallel_phases_every_fault_pair_with_two_resources_matches_the_model() {
+    assert_eq!(run_matrix_with(2, true), 37 * (1 + 15 + 105) * 2);
+}
+
+#[test]
+fn with_parallel_phases_every_fault_pair_with_three_resources_matches_the_model() {
+    assert_eq!(run_matrix_with(3, true), 232 * (1 + 22 + 231) * 6);
+}
+
 #[test]
 fn the_matrix_reaches_every_kind_of_outcome() {
     let mut seen = std::collections::BTreeSet::new();

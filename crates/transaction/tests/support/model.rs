@@ -290,6 +290,21 @@ pub fn predict_commit(
     allow_many_one_phase: bool,
     log_fails: bool,
 ) -> CommitPrediction {
+    predict_commit_with(specs, allow_many_one_phase, log_fails, false)
+}
+
+/// [`predict_commit`] with parallel phases, every resource offering its vote and finish
+/// as jobs (`parallel`): the two-phase resources vote together, except the last when it
+/// may commit in one phase and fewer than two of them report `Dirty`; their `tpc_vote`
+/// calls are all made (completed in vote order) before a failure is handled; then
+/// `abort` on every resource without a successful vote and `tpc_abort` on every resource.
+/// The finishes make the same calls in the same order as without.
+pub fn predict_commit_with(
+    specs: &[Spec],
+    allow_many_one_phase: bool,
+    log_fails: bool,
+    parallel: bool,
+) -> CommitPrediction {
     let order = commit_order(specs);
     let n = order.len();
     let mut p = CommitPrediction {
@@ -330,7 +345,56 @@ pub fn predict_commit(
 
     let order = vote_order(&order);
     let mut votes: Vec<ModelVote> = Vec::new();
-    for (i, r) in order.iter().enumerate() {
+    let two_phase = order.iter().filter(|r| !r.is_one_phase()).count();
+    if parallel && two_phase >= 2 {
+        let dirty = order
+            .iter()
+            .filter(|r| !r.is_one_phase() && r.write_state == WriteState::Dirty)
+            .count();
+        let may_be_alone = one_phase.is_empty() && order[n - 1].one_phase_commit;
+        let together = if may_be_alone && dirty < 2 {
+            two_phase - 1
+        } else {
+            two_phase
+        };
+        if together >= 2 {
+            let mut voted: Vec<Option<ModelVote>> = Vec::new();
+            let mut first_failure = None;
+            for (i, r) in order[..together].iter().enumerate() {
+                if p.call(r, Call::TpcVote) {
+                    voted.push(None);
+                    first_failure.get_or_insert(i);
+                } else {
+                    voted.push(Some(match r.kind {
+                        Kind::TwoPhase => ModelVote::Prepared,
+                        Kind::ReadOnly => ModelVote::ReadOnly,
+                        Kind::OnePhase => ModelVote::Committed,
+                    }));
+                }
+            }
+            if let Some(at) = first_failure {
+                voted.resize(n, None);
+                for (r, v) in order.iter().zip(&voted) {
+                    if v.is_none() && p.call(r, Call::Abort) {
+                        p.logged.push((r.key.clone(), Call::Abort));
+                    }
+                }
+                for r in &order {
+                    if p.call(r, Call::TpcAbort) {
+                        p.logged.push((r.key.clone(), Call::TpcAbort));
+                    }
+                }
+                p.outcome = Outcome::Resource {
+                    phase: Phase::Vote,
+                    resource: order[at].key.clone(),
+                    call: Call::TpcVote,
+                };
+                return p;
+            }
+            votes.extend(voted.into_iter().flatten());
+        }
+    }
+    for (i, r) in order.iter().enumerate().skip(votes.len()) {
         let alone = i + 1 == n
             && one_phase.is_empty()
             && votes.iter().all(|v| *v == ModelVote::ReadOnly)
