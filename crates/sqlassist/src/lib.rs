@@ -80,7 +80,10 @@ pub use reflect::{
     Column, ColumnKind, ForeignKey, Schema, SchemaCache, Table, TableKind, TableName,
     UniqueConstraint,
 };
-pub use registry::{db_session, registry, InitOptions, Registry, DEFAULT_RECOVERY_INTERVAL};
+pub use registry::{
+    db_session, registry, InitOptions, Registry, DEFAULT_RECOVERY_INTERVAL,
+    DEFAULT_RECOVERY_STARTUP_WAIT,
+};
 pub use session::{close_sessions, open_sessions, ConnectionGuard, Session};
 pub use settings::{Settings, SettingsBuilder};
 pub use url::DatabaseUrl;

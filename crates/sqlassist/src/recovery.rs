@@ -166,37 +166,86 @@ impl RecoveryReport {
     }
 }
 
-/// One pass over `engines` (name, engine), deciding from `log`. `complete` says whether
-/// `engines` are all the managed engines (a periodic pass skips engines in backoff): only
-/// a complete pass may forget a decision.
-pub(crate) fn pass(
+/// Every engine's prepared branches, listed in parallel (a slow engine delays no other).
+/// With a `limit`, an engine that has not answered by then counts as unreachable: its
+/// listing goes on in the background and its answer is dropped.
+fn list(
     engines: &[(String, Engine)],
-    complete: bool,
     identity: &Identity,
-    log: &FileDecisionLog,
-) -> RecoveryReport {
-    let mut report = RecoveryReport::default();
-
-    // 1. P: every engine's prepared branches (in parallel: a slow engine delays no other).
-    let listed: Vec<(&str, &Engine, crate::Result<Vec<PreparedBranch>>)> =
-        std::thread::scope(|s| {
+    limit: Option<Duration>,
+) -> Vec<crate::Result<Vec<PreparedBranch>>> {
+    let Some(limit) = limit else {
+        return std::thread::scope(|s| {
             let handles: Vec<_> = engines
                 .iter()
-                .map(|(name, engine)| {
-                    s.spawn(move || {
-                        (
-                            name.as_str(),
-                            engine,
-                            engine.prepared_branches(&identity.node),
-                        )
-                    })
-                })
+                .map(|(_, engine)| s.spawn(move || engine.prepared_branches(&identity.node)))
                 .collect();
             handles
                 .into_iter()
                 .map(|h| h.join().expect("listing prepared branches does not panic"))
                 .collect()
         });
+    };
+    let deadline = Instant::now() + limit;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut listed: Vec<Option<crate::Result<Vec<PreparedBranch>>>> =
+        engines.iter().map(|_| None).collect();
+    for (i, (name, engine)) in engines.iter().enumerate() {
+        let (tx, engine, node) = (tx.clone(), engine.clone(), identity.node.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("sqlassist-list-{name}"))
+            .spawn(move || {
+                // The receiver is gone once the pass has moved on: nothing to do then.
+                let _ = tx.send((i, engine.prepared_branches(&node)));
+            });
+        if let Err(e) = spawned {
+            listed[i] = Some(Err(Error::RecoveryThread { source: e }));
+        }
+    }
+    drop(tx);
+    while listed.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((i, result)) => listed[i] = Some(result),
+            Err(_) => break,
+        }
+    }
+    listed
+        .into_iter()
+        .zip(engines)
+        .map(|(result, (_, engine))| {
+            result.unwrap_or_else(|| {
+                Err(Error::Connect {
+                    url: engine.url().redacted().to_owned(),
+                    reason: format!(
+                        "no answer within {} ms; left to the periodic recovery passes",
+                        limit.as_millis()
+                    ),
+                })
+            })
+        })
+        .collect()
+}
+
+/// One pass over `engines` (name, engine), deciding from `log`. `complete` says whether
+/// `engines` are all the managed engines (a periodic pass skips engines in backoff): only
+/// a complete pass may forget a decision. With `limit`, an engine whose branches are not
+/// listed within it is reported unreachable (see [`list`]).
+pub(crate) fn pass(
+    engines: &[(String, Engine)],
+    complete: bool,
+    identity: &Identity,
+    log: &FileDecisionLog,
+    limit: Option<Duration>,
+) -> RecoveryReport {
+    let mut report = RecoveryReport::default();
+
+    // 1. P: every engine's prepared branches.
+    let listed: Vec<(&str, &Engine, crate::Result<Vec<PreparedBranch>>)> = engines
+        .iter()
+        .zip(list(engines, identity, limit))
+        .map(|((name, engine), result)| (name.as_str(), engine, result))
+        .collect();
     // 2. A: after P.
     let active: BTreeSet<TransactionId> = transaction::in_flight().into_iter().collect();
     let in_flight: BTreeSet<u64> = active.iter().map(|t| t.sequence()).collect();
@@ -375,6 +424,9 @@ fn act(
 /// The longest wait before an unreachable engine is tried again by the periodic passes.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// The managed engines periodic passes cover; the registry adds engines registered later.
+pub(crate) type SharedEngines = Arc<Mutex<Vec<(String, Engine)>>>;
+
 /// The periodic recovery passes of a registry, on a thread that stops when this is dropped.
 pub(crate) struct RecoveryThread {
     stop: Arc<(Mutex<bool>, Condvar)>,
@@ -400,10 +452,11 @@ fn jittered(interval: Duration) -> Duration {
 }
 
 impl RecoveryThread {
-    /// Starts passes every `interval` (jittered by +-20%) over `engines`; an engine that
-    /// could not be listed is skipped for an exponentially growing time (capped at 5 min).
+    /// Starts passes every `interval` (jittered by +-20%) over `engines` (as they are at
+    /// each pass); an engine that could not be listed is skipped for an exponentially
+    /// growing time (capped at 5 min).
     pub(crate) fn start(
-        engines: Vec<(String, Engine)>,
+        engines: SharedEngines,
         identity: Arc<Identity>,
         log: Arc<FileDecisionLog>,
         interval: Duration,
@@ -426,12 +479,13 @@ impl RecoveryThread {
                         }
                     }
                     let now = Instant::now();
+                    let engines = engines.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     let due: Vec<(String, Engine)> = engines
                         .iter()
                         .filter(|(name, _)| backoff.get(name).is_none_or(|(_, at)| *at <= now))
                         .cloned()
                         .collect();
-                    let report = pass(&due, due.len() == engines.len(), &identity, &log);
+                    let report = pass(&due, due.len() == engines.len(), &identity, &log, None);
                     for (name, _) in &due {
                         if !report.unreachable.iter().any(|(n, _)| n == name) {
                             backoff.remove(name);

@@ -12,7 +12,7 @@ use crate::branch::{Identity, NodeId};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::options::{IsolationLevel, EXPECTED_ISOLATION_MANAGED};
-use crate::recovery::{RecoveryReport, RecoveryThread};
+use crate::recovery::{RecoveryReport, RecoveryThread, SharedEngines};
 use crate::session::Session;
 use crate::settings::Settings;
 
@@ -23,6 +23,18 @@ const EXPECTED_NODE_ID: &str = "1 to 24 characters of a-z, 0-9 and -";
 const DECISION_LOG_KEY: &str = "sqlassist.decision_log";
 /// The settings key of the seconds between periodic recovery passes (0: none).
 const RECOVERY_INTERVAL_KEY: &str = "sqlassist.recovery_interval";
+/// The settings key of the seconds the start-up recovery pass waits for an engine.
+const RECOVERY_STARTUP_WAIT_KEY: &str = "sqlassist.recovery_startup_wait";
+/// How long the start-up recovery pass of [`Registry::from_settings`] waits for an
+/// engine's prepared branches before leaving the engine to the periodic passes
+/// (`sqlassist.recovery_startup_wait`, whole seconds).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(sqlassist::DEFAULT_RECOVERY_STARTUP_WAIT.as_secs(), 5);
+/// ```
+pub const DEFAULT_RECOVERY_STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The default time between periodic recovery passes (`sqlassist.recovery_interval`).
 ///
 /// # Examples
@@ -165,6 +177,8 @@ pub struct Registry {
     default: Option<String>,
     decision_log: Option<Arc<FileDecisionLog>>,
     recovery: Option<RecoveryThread>,
+    /// The managed engines, shared with the periodic recovery thread.
+    recovery_engines: SharedEngines,
 }
 
 impl fmt::Debug for Registry {
@@ -206,6 +220,7 @@ impl Registry {
             default: None,
             decision_log: None,
             recovery: None,
+            recovery_engines: SharedEngines::default(),
         }
     }
 
@@ -221,9 +236,12 @@ impl Registry {
     /// `sqlassist.node_id` sets the [`node_id`](Self::node_id) its branches carry.
     /// `sqlassist.decision_log = <dir>` (relative to the settings' `here`) opens that
     /// file decision log ([`open_decision_log`](Self::open_decision_log): once per
-    /// process), runs a [`recover`](Self::recover) pass before returning, and starts
-    /// periodic passes every `sqlassist.recovery_interval` seconds (default 30, `0` for
-    /// none; see [`start_recovery`](Self::start_recovery)).
+    /// process), runs a recovery pass before returning, and starts periodic passes every
+    /// `sqlassist.recovery_interval` seconds (default 30, `0` for none; see
+    /// [`start_recovery`](Self::start_recovery)). The start-up pass waits at most
+    /// `sqlassist.recovery_startup_wait` seconds (default 5) for an engine's branches
+    /// ([`recover_within`](Self::recover_within)): an engine that does not answer by then
+    /// does not hold up the start, and the periodic passes recover it.
     ///
     /// # Errors
     ///
@@ -236,7 +254,8 @@ impl Registry {
     /// engine asks for `isolation_level = AUTOCOMMIT`. With `sqlassist.decision_log`:
     /// those of [`open_decision_log`](Self::open_decision_log) and
     /// [`start_recovery`](Self::start_recovery), and [`Error::InvalidSetting`] when
-    /// `sqlassist.recovery_interval` is not a whole number of seconds.
+    /// `sqlassist.recovery_interval` or `sqlassist.recovery_startup_wait` is not a whole
+    /// number of seconds.
     ///
     /// # Examples
     ///
@@ -302,19 +321,23 @@ impl Registry {
         let Some(dir) = settings.get(DECISION_LOG_KEY) else {
             return Ok(registry);
         };
-        let interval = match settings.get(RECOVERY_INTERVAL_KEY) {
-            None => DEFAULT_RECOVERY_INTERVAL,
+        let seconds = |key: &str, default: std::time::Duration| match settings.get(key) {
+            None => Ok(default),
             Some(v) => v
                 .trim()
                 .parse::<u64>()
                 .map(std::time::Duration::from_secs)
-                .map_err(|_| {
-                    Error::invalid_setting(RECOVERY_INTERVAL_KEY, v, "a whole number of seconds")
-                })?,
+                .map_err(|_| Error::invalid_setting(key, v, "a whole number of seconds")),
         };
+        let interval = seconds(RECOVERY_INTERVAL_KEY, DEFAULT_RECOVERY_INTERVAL)?;
+        let startup_wait = seconds(RECOVERY_STARTUP_WAIT_KEY, DEFAULT_RECOVERY_STARTUP_WAIT)?;
         registry.open_decision_log(settings.here().join(dir))?;
-        // Start-up: finish what an earlier run left before the registry serves sessions.
-        let report = registry.recover()?;
+        // Start-up: finish what an earlier run left before the registry serves sessions,
+        // without waiting long for an engine that does not answer.
+        let report = registry.recover_within(startup_wait)?;
+        for (engine, error) in &report.unreachable {
+            tracing::warn!(engine = engine.as_str(), error = %error, "start-up recovery could not list an engine's prepared branches; the periodic passes will");
+        }
         tracing::info!(
             branches = report.branches.len(),
             unreachable = report.unreachable.len(),
@@ -501,6 +524,12 @@ impl Registry {
             self.default = Some(name.to_owned());
         }
         tracing::debug!(engine = name, url = %engine.url().redacted(), managed = options.is_managed(), "engine registered");
+        if options.is_managed() {
+            self.recovery_engines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((name.to_owned(), engine.clone()));
+        }
         self.engines
             .insert(name.to_owned(), Registered { engine, options });
         Ok(())
@@ -798,6 +827,39 @@ impl Registry {
             true,
             &self.identity,
             log,
+            None,
+        ))
+    }
+
+    /// Like [`recover`](Self::recover), but returns after about `limit` whatever the
+    /// engines do: an engine whose prepared branches are not listed by then (a server that
+    /// does not answer, a pool waiting for its timeout) is reported in
+    /// [`RecoveryReport::unreachable`] and left to the periodic passes; its listing goes
+    /// on in the background and its answer is dropped. The engines that answered are
+    /// recovered as by [`recover`](Self::recover). [`from_settings`](Self::from_settings)
+    /// runs its start-up pass this way (`sqlassist.recovery_startup_wait`, default 5 s).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoDecisionLog`] when the registry has no decision log.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sqlassist::{Error, Registry};
+    ///
+    /// let registry = Registry::new();
+    /// assert!(matches!(registry.recover_within(Duration::from_secs(1)), Err(Error::NoDecisionLog)));
+    /// ```
+    pub fn recover_within(&self, limit: std::time::Duration) -> Result<RecoveryReport> {
+        let log = self.decision_log.as_ref().ok_or(Error::NoDecisionLog)?;
+        Ok(crate::recovery::pass(
+            &self.managed_engines(),
+            true,
+            &self.identity,
+            log,
+            Some(limit),
         ))
     }
 
@@ -813,7 +875,8 @@ impl Registry {
     /// thread that stops when the registry is dropped (or on
     /// [`stop_recovery`](Self::stop_recovery)). An engine that cannot be listed is skipped
     /// for a doubling time, up to 5 minutes, so a down server delays no pass. The passes
-    /// cover the managed engines registered at this call; a running thread is replaced.
+    /// cover every managed engine, also those registered after this call; a running
+    /// thread is replaced.
     /// [`from_settings`](Self::from_settings) starts it when `sqlassist.decision_log` is
     /// set (every `sqlassist.recovery_interval` seconds, default 30, 0 for none).
     ///
@@ -844,9 +907,13 @@ impl Registry {
     pub fn start_recovery(&mut self, interval: std::time::Duration) -> Result<()> {
         let log = self.decision_log.clone().ok_or(Error::NoDecisionLog)?;
         self.recovery = None;
-        let thread =
-            RecoveryThread::start(self.managed_engines(), self.identity.clone(), log, interval)
-                .map_err(|source| Error::RecoveryThread { source })?;
+        let thread = RecoveryThread::start(
+            self.recovery_engines.clone(),
+            self.identity.clone(),
+            log,
+            interval,
+        )
+        .map_err(|source| Error::RecoveryThread { source })?;
         self.recovery = Some(thread);
         Ok(())
     }
