@@ -57,6 +57,7 @@ mod instrument;
 mod migrate;
 mod options;
 mod pool;
+mod presence;
 mod recovery;
 mod redact;
 mod reflect;

@@ -20,6 +20,7 @@ use transaction::{FileDecisionLog, TransactionId};
 use crate::branch::{BranchId, Finished, Identity, Owner, PreparedBranch, XA_FORMAT_ID};
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::presence::Presence;
 
 /// What a recovery pass did to (or saw of) one prepared branch.
 ///
@@ -166,51 +167,53 @@ impl RecoveryReport {
     }
 }
 
-/// Every engine's prepared branches, listed in parallel (a slow engine delays no other).
-/// With a `limit`, an engine that has not answered by then counts as unreachable: its
-/// listing goes on in the background and its answer is dropped.
-fn list(
+/// `f` on every engine in parallel (a slow engine delays no other). With a `limit`, an
+/// engine that has not answered by then gets an [`Error::Connect`]: its call goes on in
+/// the background and its answer is dropped.
+pub(crate) fn on_each<T: Send + 'static>(
     engines: &[(String, Engine)],
-    identity: &Identity,
     limit: Option<Duration>,
-) -> Vec<crate::Result<Vec<PreparedBranch>>> {
+    f: Arc<dyn Fn(&str, &Engine) -> crate::Result<T> + Send + Sync>,
+) -> Vec<crate::Result<T>> {
     let Some(limit) = limit else {
         return std::thread::scope(|s| {
             let handles: Vec<_> = engines
                 .iter()
-                .map(|(_, engine)| s.spawn(move || engine.prepared_branches(&identity.node)))
+                .map(|(name, engine)| {
+                    let f = &f;
+                    s.spawn(move || f(name, engine))
+                })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().expect("listing prepared branches does not panic"))
+                .map(|h| h.join().expect("a recovery step does not panic"))
                 .collect()
         });
     };
     let deadline = Instant::now() + limit;
     let (tx, rx) = std::sync::mpsc::channel();
-    let mut listed: Vec<Option<crate::Result<Vec<PreparedBranch>>>> =
-        engines.iter().map(|_| None).collect();
+    let mut results: Vec<Option<crate::Result<T>>> = engines.iter().map(|_| None).collect();
     for (i, (name, engine)) in engines.iter().enumerate() {
-        let (tx, engine, node) = (tx.clone(), engine.clone(), identity.node.clone());
+        let (tx, f, name, engine) = (tx.clone(), f.clone(), name.clone(), engine.clone());
         let spawned = std::thread::Builder::new()
-            .name(format!("sqlassist-list-{name}"))
+            .name(format!("sqlassist-recover-{name}"))
             .spawn(move || {
                 // The receiver is gone once the pass has moved on: nothing to do then.
-                let _ = tx.send((i, engine.prepared_branches(&node)));
+                let _ = tx.send((i, f(&name, &engine)));
             });
         if let Err(e) = spawned {
-            listed[i] = Some(Err(Error::RecoveryThread { source: e }));
+            results[i] = Some(Err(Error::RecoveryThread { source: e }));
         }
     }
     drop(tx);
-    while listed.iter().any(Option::is_none) {
+    while results.iter().any(Option::is_none) {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok((i, result)) => listed[i] = Some(result),
+            Ok((i, result)) => results[i] = Some(result),
             Err(_) => break,
         }
     }
-    listed
+    results
         .into_iter()
         .zip(engines)
         .map(|(result, (_, engine))| {
@@ -227,6 +230,25 @@ fn list(
         .collect()
 }
 
+/// Every engine's prepared branches, once this registry holds the engine's presence lock
+/// (see [`on_each`] for `limit`).
+fn list(
+    engines: &[(String, Engine)],
+    identity: &Identity,
+    presence: &Arc<Presence>,
+    limit: Option<Duration>,
+) -> Vec<crate::Result<Vec<PreparedBranch>>> {
+    let (node, presence) = (identity.node.clone(), presence.clone());
+    on_each(
+        engines,
+        limit,
+        Arc::new(move |name: &str, engine: &Engine| {
+            presence.ensure(name, engine, &node)?;
+            engine.prepared_branches(&node)
+        }),
+    )
+}
+
 /// One pass over `engines` (name, engine), deciding from `log`. `complete` says whether
 /// `engines` are all the managed engines (a periodic pass skips engines in backoff): only
 /// a complete pass may forget a decision. With `limit`, an engine whose branches are not
@@ -236,6 +258,7 @@ pub(crate) fn pass(
     complete: bool,
     identity: &Identity,
     log: &FileDecisionLog,
+    presence: &Arc<Presence>,
     limit: Option<Duration>,
 ) -> RecoveryReport {
     let mut report = RecoveryReport::default();
@@ -243,7 +266,7 @@ pub(crate) fn pass(
     // 1. P: every engine's prepared branches.
     let listed: Vec<(&str, &Engine, crate::Result<Vec<PreparedBranch>>)> = engines
         .iter()
-        .zip(list(engines, identity, limit))
+        .zip(list(engines, identity, presence, limit))
         .map(|((name, engine), result)| (name.as_str(), engine, result))
         .collect();
     // 2. A: after P.
@@ -459,6 +482,7 @@ impl RecoveryThread {
         engines: SharedEngines,
         identity: Arc<Identity>,
         log: Arc<FileDecisionLog>,
+        presence: Arc<Presence>,
         interval: Duration,
     ) -> std::io::Result<Self> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
@@ -485,7 +509,14 @@ impl RecoveryThread {
                         .filter(|(name, _)| backoff.get(name).is_none_or(|(_, at)| *at <= now))
                         .cloned()
                         .collect();
-                    let report = pass(&due, due.len() == engines.len(), &identity, &log, None);
+                    let report = pass(
+                        &due,
+                        due.len() == engines.len(),
+                        &identity,
+                        &log,
+                        &presence,
+                        None,
+                    );
                     for (name, _) in &due {
                         if !report.unreachable.iter().any(|(n, _)| n == name) {
                             backoff.remove(name);

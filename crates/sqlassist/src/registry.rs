@@ -12,6 +12,7 @@ use crate::branch::{Identity, NodeId};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::options::{IsolationLevel, EXPECTED_ISOLATION_MANAGED};
+use crate::presence::Presence;
 use crate::recovery::{RecoveryReport, RecoveryThread, SharedEngines};
 use crate::session::Session;
 use crate::settings::Settings;
@@ -23,6 +24,8 @@ const EXPECTED_NODE_ID: &str = "1 to 24 characters of a-z, 0-9 and -";
 const DECISION_LOG_KEY: &str = "sqlassist.decision_log";
 /// The settings key of the seconds between periodic recovery passes (0: none).
 const RECOVERY_INTERVAL_KEY: &str = "sqlassist.recovery_interval";
+/// The settings key that turns the presence lock off (`false`).
+const PRESENCE_LOCK_KEY: &str = "sqlassist.presence_lock";
 /// The settings key of the seconds the start-up recovery pass waits for an engine.
 const RECOVERY_STARTUP_WAIT_KEY: &str = "sqlassist.recovery_startup_wait";
 /// How long the start-up recovery pass of [`Registry::from_settings`] waits for an
@@ -179,6 +182,7 @@ pub struct Registry {
     recovery: Option<RecoveryThread>,
     /// The managed engines, shared with the periodic recovery thread.
     recovery_engines: SharedEngines,
+    presence: Arc<Presence>,
 }
 
 impl fmt::Debug for Registry {
@@ -221,6 +225,7 @@ impl Registry {
             decision_log: None,
             recovery: None,
             recovery_engines: SharedEngines::default(),
+            presence: Arc::new(Presence::new(false)),
         }
     }
 
@@ -241,7 +246,10 @@ impl Registry {
     /// [`start_recovery`](Self::start_recovery)). The start-up pass waits at most
     /// `sqlassist.recovery_startup_wait` seconds (default 5) for an engine's branches
     /// ([`recover_within`](Self::recover_within)): an engine that does not answer by then
-    /// does not hold up the start, and the periodic passes recover it.
+    /// does not hold up the start, and the periodic passes recover it. Before opening the
+    /// log it takes the node id's presence locks
+    /// ([`hold_presence_locks`](Self::hold_presence_locks)), unless
+    /// `sqlassist.presence_lock = false`.
     ///
     /// # Errors
     ///
@@ -255,7 +263,8 @@ impl Registry {
     /// those of [`open_decision_log`](Self::open_decision_log) and
     /// [`start_recovery`](Self::start_recovery), and [`Error::InvalidSetting`] when
     /// `sqlassist.recovery_interval` or `sqlassist.recovery_startup_wait` is not a whole
-    /// number of seconds.
+    /// number of seconds or `sqlassist.presence_lock` not a boolean; [`Error::NodeInUse`]
+    /// when another process runs with this node id on a managed engine's database.
     ///
     /// # Examples
     ///
@@ -331,6 +340,14 @@ impl Registry {
         };
         let interval = seconds(RECOVERY_INTERVAL_KEY, DEFAULT_RECOVERY_INTERVAL)?;
         let startup_wait = seconds(RECOVERY_STARTUP_WAIT_KEY, DEFAULT_RECOVERY_STARTUP_WAIT)?;
+        let presence = settings
+            .get(PRESENCE_LOCK_KEY)
+            .map(|v| crate::options::parse_bool(PRESENCE_LOCK_KEY, v))
+            .transpose()?
+            .unwrap_or(true);
+        registry.set_presence_lock(presence);
+        // Before the log is opened: a process refused here leaves no trace.
+        registry.hold_presence_locks(startup_wait)?;
         registry.open_decision_log(settings.here().join(dir))?;
         // Start-up: finish what an earlier run left before the registry serves sessions,
         // without waiting long for an engine that does not answer.
@@ -423,6 +440,91 @@ impl Registry {
     /// ```
     pub fn set_node_id(&mut self, node: NodeId) {
         std::sync::Arc::make_mut(&mut self.identity).node = node;
+        // Locks taken for the old id are released.
+        self.presence = Arc::new(Presence::new(self.presence.is_enabled()));
+    }
+
+    /// Whether recovery first takes, on every managed engine, a lock that only one
+    /// process per node id can hold (see [`hold_presence_locks`](Self::hold_presence_locks)).
+    /// Default: off for a registry built by hand, on for one built
+    /// [`from_settings`](Self::from_settings) with a decision log (`sqlassist.presence_lock
+    /// = false` turns it off there). Turning it off releases the locks held.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut registry = sqlassist::Registry::new();
+    /// registry.set_presence_lock(true);
+    /// assert!(registry.is_presence_locked());
+    /// ```
+    pub fn set_presence_lock(&mut self, on: bool) {
+        if on != self.presence.is_enabled() {
+            self.presence = Arc::new(Presence::new(on));
+        }
+    }
+
+    /// Whether presence locks are on ([`set_presence_lock`](Self::set_presence_lock)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!sqlassist::Registry::new().is_presence_locked());
+    /// ```
+    pub fn is_presence_locked(&self) -> bool {
+        self.presence.is_enabled()
+    }
+
+    /// Takes the presence lock of this registry's node id on every managed engine, waiting
+    /// about `limit` at most: two processes configured with one `sqlassist.node_id` (and
+    /// different decision log directories, which the log's lock file cannot see) would
+    /// each roll back the other's prepared branches as their own undecided ones.
+    ///
+    /// Each lock is a session-level lock on the engine's database (PostgreSQL
+    /// `pg_try_advisory_lock` of a 64-bit hash of the node id, MariaDB/MySQL `GET_LOCK`
+    /// of `sqlassist:<node>:<database hash>`) on a connection opened for it outside the
+    /// pool and held while the registry lives: one more connection per managed server
+    /// engine. SQLite engines need none. Two engines of this registry on one database
+    /// share one lock. An engine that does not answer within `limit` is left: recovery
+    /// takes its lock before it acts on it, and does not act on it without. Does nothing
+    /// while presence locks are off.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NodeInUse`], naming the node id, the engine and the holder's server
+    /// session, when another process holds a lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let mut registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy.url", "sqlite://"), ("sqlalchemy.managed", "true")]))?;
+    /// registry.set_presence_lock(true);
+    /// registry.hold_presence_locks(Duration::from_secs(5))?; // SQLite needs no lock
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn hold_presence_locks(&self, limit: std::time::Duration) -> Result<()> {
+        if !self.presence.is_enabled() {
+            return Ok(());
+        }
+        let engines = self.managed_engines();
+        let (presence, node) = (self.presence.clone(), self.identity.node.clone());
+        let results = crate::recovery::on_each(
+            &engines,
+            Some(limit),
+            Arc::new(move |name: &str, engine: &Engine| presence.ensure(name, engine, &node)),
+        );
+        for ((name, _), result) in engines.iter().zip(results) {
+            match result {
+                Ok(()) => {}
+                Err(e @ Error::NodeInUse { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(engine = name.as_str(), error = %e, "could not take the presence lock of the node id; recovery takes it before it acts on this engine");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// This start's incarnation of the node: every branch id carries it, beside the
@@ -827,6 +929,7 @@ impl Registry {
             true,
             &self.identity,
             log,
+            &self.presence,
             None,
         ))
     }
@@ -859,6 +962,7 @@ impl Registry {
             true,
             &self.identity,
             log,
+            &self.presence,
             Some(limit),
         ))
     }
@@ -911,6 +1015,7 @@ impl Registry {
             self.recovery_engines.clone(),
             self.identity.clone(),
             log,
+            self.presence.clone(),
             interval,
         )
         .map_err(|source| Error::RecoveryThread { source })?;

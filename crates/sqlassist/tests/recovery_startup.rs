@@ -1,5 +1,6 @@
-//! Recovery at start-up never waits long for an engine that does not answer, and the
-//! periodic passes cover engines registered after they started. Against the real
+//! Recovery at start-up never waits long for an engine that does not answer, the
+//! periodic passes cover engines registered after they started, and a second process
+//! with the same node id (and another decision log directory) refuses to start. Against the real
 //! PostgreSQL server and real loopback sockets: one that accepts connections and never
 //! answers (a hung server), one that refuses them (a server that is down).
 //! Its own test binary: the registry from settings installs the process's default
@@ -10,14 +11,16 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use sqlassist::{
-    BranchId, DatabaseUrl, Engine, EngineOptions, InitOptions, NodeId, Registry, Settings,
+    BranchId, DatabaseUrl, Engine, EngineOptions, Error, InitOptions, NodeId, Registry, Settings,
 };
 use transaction::FileDecisionLog;
 
@@ -134,4 +137,139 @@ fn periodic_passes_cover_an_engine_registered_after_they_started() {
         common::pg::prepared(&pg, node.as_str()) == 0
     });
     assert_eq!(common::pg::count(&pg, &table), 0);
+}
+
+const HOLD_NODE: &str = "SQLASSIST_TEST_HOLD_NODE";
+const HOLD_DIR: &str = "SQLASSIST_TEST_HOLD_DIR";
+const HOLDING: &str = "holding the node id";
+
+/// Settings of node `node` with managed engines on the test PostgreSQL and MariaDB
+/// databases (`which`: "pg", "my" or both) and a decision log in `dir`.
+fn node_settings(node: &str, dir: &std::path::Path, which: &[&str]) -> Settings {
+    let pg = std::env::var("SQLASSIST_TEST_PG_URL").unwrap();
+    let my = std::env::var("SQLASSIST_TEST_MYSQL_URL").unwrap();
+    let mut pairs = vec![
+        ("sqlassist.node_id".to_owned(), node.to_owned()),
+        ("sqlassist.decision_log".to_owned(), "txlog".to_owned()),
+        ("sqlassist.recovery_interval".to_owned(), "0".to_owned()),
+    ];
+    for (name, url) in [("pg", pg), ("my", my)] {
+        if which.contains(&name) {
+            pairs.push((format!("sqlalchemy_{name}.url"), url));
+            pairs.push((format!("sqlalchemy_{name}.managed"), "true".to_owned()));
+        }
+    }
+    Settings::builder().here(dir).pairs(pairs).build().unwrap()
+}
+
+#[test]
+fn child_holding_a_node_id() {
+    let (Ok(node), Ok(dir)) = (std::env::var(HOLD_NODE), std::env::var(HOLD_DIR)) else {
+        return;
+    };
+    let registry = Registry::from_settings(&node_settings(
+        &node,
+        std::path::Path::new(&dir),
+        &["pg", "my"],
+    ))
+    .unwrap();
+    // libtest prints "test <name> ... " without a newline first.
+    println!("\n{HOLDING}");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    drop(registry);
+}
+
+#[test]
+fn a_second_process_with_the_same_node_id_and_another_log_refuses_to_start() {
+    if common::pg_url("SQLASSIST_TEST_PG_URL").is_none()
+        || common::mysql_url("SQLASSIST_TEST_MYSQL_URL").is_none()
+    {
+        return;
+    }
+    let node = unique("gp").replace('_', "-");
+    let (first_dir, second_dir) = (
+        TempDir::new("groupcommit-presence-1"),
+        TempDir::new("groupcommit-presence-2"),
+    );
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_holding_a_node_id",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HOLD_NODE, &node)
+        .env(HOLD_DIR, first_dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("the child started with the node id")
+            .unwrap();
+        if line.trim() == HOLDING {
+            break;
+        }
+    }
+
+    // Same node id, its own log directory: refused on each kind of server, before the log
+    // is opened.
+    for (engine, holder) in [("pg", "server backend pid"), ("my", "server connection id")] {
+        let err = Registry::from_settings(&node_settings(&node, second_dir.path(), &[engine]))
+            .expect_err("a second process with the node id started");
+        match &err {
+            Error::NodeInUse {
+                node: n,
+                engine: e,
+                holder: h,
+            } => {
+                assert_eq!((n.as_str(), e.as_str()), (node.as_str(), engine));
+                assert!(h.starts_with(holder), "{h}");
+            }
+            other => panic!("unexpected: {other:?}"),
+        }
+        let message = err.to_string();
+        assert!(
+            message.contains(&node) && message.contains(engine),
+            "{message}"
+        );
+    }
+    assert!(!second_dir.path().join("txlog").exists());
+    // Another node id is not refused.
+    let mut other = Registry::new();
+    other.set_node_id(NodeId::new(&format!("{node}-x")).unwrap());
+    other.set_presence_lock(true);
+    let pg = std::env::var("SQLASSIST_TEST_PG_URL").unwrap();
+    let my = std::env::var("SQLASSIST_TEST_MYSQL_URL").unwrap();
+    for (name, url) in [("pg", &pg), ("my", &my)] {
+        let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse(url).unwrap())).unwrap();
+        other
+            .init_engine(name, engine, InitOptions::new().managed(true))
+            .unwrap();
+    }
+    other.hold_presence_locks(Duration::from_secs(30)).unwrap();
+
+    // Once the first process is gone, the node id is free; two engines of one registry
+    // on the same database share its lock.
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    let mut second = Registry::new();
+    second.set_node_id(NodeId::new(&node).unwrap());
+    second.set_presence_lock(true);
+    for (name, url) in [
+        ("pg", &pg),
+        ("pg-again", &pg),
+        ("my", &my),
+        ("my-again", &my),
+    ] {
+        let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse(url).unwrap())).unwrap();
+        second
+            .init_engine(name, engine, InitOptions::new().managed(true))
+            .unwrap();
+    }
+    second.hold_presence_locks(Duration::from_secs(30)).unwrap();
 }
