@@ -1005,6 +1005,12 @@ impl Transaction {
         let resources = reordered.as_deref().unwrap_or(resources);
         let mut votes: Vec<Vote> = Vec::with_capacity(resources.len());
         let last = resources.len().wrapping_sub(1);
+        let log = manager
+            .as_ref()
+            .map(|m| m.decision_log())
+            .filter(|l| l.is_enabled());
+        // Tells the log's group commit that a decision may be asked for soon.
+        let deciding = (log.is_some() && _in_flight.is_some()).then(crate::log::Deciding::enter);
         crate::crash_point("before_prepare");
         for (i, r) in resources.iter().enumerate() {
             let alone = i == last
@@ -1036,11 +1042,8 @@ impl Transaction {
             }
         }
 
+        drop(deciding);
         let prepared = votes.contains(&Vote::Prepared);
-        let log = manager
-            .as_ref()
-            .map(|m| m.decision_log())
-            .filter(|l| l.is_enabled());
         let mut recorded = false;
         if let (true, Some(log)) = (prepared, &log) {
             crate::crash_point("before_decision");
