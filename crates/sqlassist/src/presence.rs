@@ -146,6 +146,7 @@ impl Presence {
     }
 }
 
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 enum Taken {
     /// Held by another session (its id, when the server tells).
     InUse(Option<i64>),

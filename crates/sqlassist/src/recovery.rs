@@ -167,13 +167,16 @@ impl RecoveryReport {
     }
 }
 
+/// A step run on each engine (its name, the engine).
+pub(crate) type EngineStep<T> = Arc<dyn Fn(&str, &Engine) -> crate::Result<T> + Send + Sync>;
+
 /// `f` on every engine in parallel (a slow engine delays no other). With a `limit`, an
 /// engine that has not answered by then gets an [`Error::Connect`]: its call goes on in
 /// the background and its answer is dropped.
 pub(crate) fn on_each<T: Send + 'static>(
     engines: &[(String, Engine)],
     limit: Option<Duration>,
-    f: Arc<dyn Fn(&str, &Engine) -> crate::Result<T> + Send + Sync>,
+    f: EngineStep<T>,
 ) -> Vec<crate::Result<T>> {
     let Some(limit) = limit else {
         return std::thread::scope(|s| {

@@ -451,45 +451,6 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn xids_fit_xa_limits_for_the_longest_node_and_engine_name() {
-        let node = crate::NodeId::new(&"n".repeat(crate::MAX_NODE_ID_LEN)).expect("valid");
-        let engine = "e".repeat(64);
-        let x = xid(BranchName {
-            node: &node,
-            incarnation: u32::MAX,
-            sequence: u64::MAX,
-            engine: &engine,
-        });
-        let parts: Vec<&str> = x.split(',').map(|p| p.trim_matches('\'')).collect();
-        assert_eq!(parts.len(), 2);
-        assert!(parts[0].len() <= 64 && parts[0].starts_with("sqlassist_"));
-        assert!(parts[1].len() <= 64);
-        assert_eq!(begin_sql(&x, false), format!("XA START {x}"));
-    }
-
-    #[test]
-    fn a_serialization_failure_is_transient_without_asking_the_server() {
-        assert!(is_transient(
-            None,
-            &DieselError::DatabaseError(
-                DatabaseErrorKind::SerializationFailure,
-                Box::new(String::new())
-            )
-        ));
-        // Without a connection to ask for the number, the message is not read.
-        let english = DieselError::DatabaseError(
-            DatabaseErrorKind::Unknown,
-            Box::new("Lock wait timeout exceeded; try restarting transaction".to_owned()),
-        );
-        assert!(!is_transient(None, &english));
-    }
-}
-
 /// Takes the named lock of node `node` on `conn`'s database without waiting (`GET_LOCK`,
 /// named `sqlassist:<node>:<16 hex of the database name's md5>`, at most 51 characters:
 /// lock names are server-wide and limited to 64), after telling `me` this connection's
@@ -531,4 +492,43 @@ pub(crate) fn presence_lock(
     .bind::<Text, _>(node)
     .get_result::<Value>(conn)?;
     Ok(Some(holder.value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xids_fit_xa_limits_for_the_longest_node_and_engine_name() {
+        let node = crate::NodeId::new(&"n".repeat(crate::MAX_NODE_ID_LEN)).expect("valid");
+        let engine = "e".repeat(64);
+        let x = xid(BranchName {
+            node: &node,
+            incarnation: u32::MAX,
+            sequence: u64::MAX,
+            engine: &engine,
+        });
+        let parts: Vec<&str> = x.split(',').map(|p| p.trim_matches('\'')).collect();
+        assert_eq!(parts.len(), 2);
+        assert!(parts[0].len() <= 64 && parts[0].starts_with("sqlassist_"));
+        assert!(parts[1].len() <= 64);
+        assert_eq!(begin_sql(&x, false), format!("XA START {x}"));
+    }
+
+    #[test]
+    fn a_serialization_failure_is_transient_without_asking_the_server() {
+        assert!(is_transient(
+            None,
+            &DieselError::DatabaseError(
+                DatabaseErrorKind::SerializationFailure,
+                Box::new(String::new())
+            )
+        ));
+        // Without a connection to ask for the number, the message is not read.
+        let english = DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("Lock wait timeout exceeded; try restarting transaction".to_owned()),
+        );
+        assert!(!is_transient(None, &english));
+    }
 }
