@@ -19,6 +19,10 @@ use crate::branch::NodeId;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 
+/// How long a lock held by another session is asked for again before the node id counts
+/// as in use.
+const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A held presence lock: the connection that holds it.
 enum Held {
     #[cfg(feature = "postgres")]
@@ -98,6 +102,20 @@ impl Presence {
     /// [`Error::NodeInUse`] when another session holds it; [`Error::Connect`] or
     /// [`Error::Database`] when the lock cannot be asked for.
     pub(crate) fn ensure(&self, name: &str, engine: &Engine, node: &NodeId) -> Result<()> {
+        // The session of a process that was just killed may take a moment to end on the
+        // server: a restarted process asks again for a little while before it gives up.
+        let deadline = std::time::Instant::now() + RELEASE_GRACE;
+        loop {
+            match self.try_ensure(name, engine, node) {
+                Err(Error::NodeInUse { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(RELEASE_GRACE / 20);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_ensure(&self, name: &str, engine: &Engine, node: &NodeId) -> Result<()> {
         if self.holds(name) {
             return Ok(());
         }
