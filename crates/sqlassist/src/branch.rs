@@ -768,7 +768,11 @@ impl Engine {
         }
     }
 
-    fn database_error(&self, conn: &mut crate::conn::Conn, source: diesel::result::Error) -> Error {
+    pub(crate) fn database_error(
+        &self,
+        conn: &mut crate::conn::Conn,
+        source: diesel::result::Error,
+    ) -> Error {
         let transient = dispatch!(conn, B => B::is_transient(Some(conn), &source));
         Error::Database {
             engine: self.url().redacted().to_owned(),

@@ -54,6 +54,18 @@ declared! {
     diesel::sql_types::Uuid => "uuid",
 }
 
+#[cfg(feature = "mysql")]
+declared! {
+    // MariaDB/MySQL `TINYINT`: reflected as a 1-byte integer, the `smallint` family.
+    diesel::sql_types::TinyInt => "smallint",
+}
+
+/// MariaDB/MySQL `UNSIGNED` integers compare as their signed family.
+#[cfg(feature = "mysql")]
+impl<T: DeclaredType> DeclaredType for diesel::sql_types::Unsigned<T> {
+    const FAMILY: &'static str = T::FAMILY;
+}
+
 impl<T: DeclaredType + diesel::sql_types::SqlType> DeclaredType for diesel::sql_types::Nullable<T> {
     const FAMILY: &'static str = T::FAMILY;
     const NULLABLE: bool = true;

@@ -390,7 +390,12 @@ impl Engine {
                 self.inner
                     .setup
                     .apply(&mut conn)
-                    .map_err(|e| self.connect_error(e))
+                    .map_err(|e| self.connect_error(e))?;
+                if two_phase && !self.is_read_only() {
+                    // Its commits carry commit decisions: they must survive a power loss.
+                    crate::backend::sqlite::check_durable(&mut conn, self.url().redacted())?;
+                }
+                Ok(())
             }
             #[cfg(feature = "mysql")]
             Pools::Mysql(_) => {
@@ -443,7 +448,7 @@ impl Engine {
     }
 
     /// Opens a connection outside the pool.
-    fn probe<C: diesel::r2d2::R2D2Connection + 'static>(
+    pub(crate) fn probe<C: diesel::r2d2::R2D2Connection + 'static>(
         &self,
     ) -> std::result::Result<C, diesel::r2d2::Error> {
         ConnectionManager::<C>::new(self.inner.connect_url.clone()).connect()

@@ -238,6 +238,19 @@ pub enum Error {
         source: transaction::FileLogError,
     },
 
+    /// A managed SQLite writer runs with `PRAGMA synchronous` below `FULL`: its commit
+    /// carries the commit decision of transactions over several databases, and with
+    /// `NORMAL` (in WAL mode) or `OFF` a power loss may lose a commit the other databases
+    /// then finish, or roll back. Set `PRAGMA synchronous = FULL` (the default) or `EXTRA`.
+    #[error("engine `{engine}` is a managed SQLite writer with PRAGMA synchronous = {synchronous}: its commits carry commit decisions, which need synchronous = FULL (2) or EXTRA (3)")]
+    SqliteNotDurable {
+        /// The engine's name (from [`Engine::check`](crate::Engine::check): its URL,
+        /// password redacted).
+        engine: String,
+        /// The value SQLite reported (0 OFF, 1 NORMAL).
+        synchronous: i32,
+    },
+
     /// The periodic recovery thread could not be spawned.
     #[error("cannot start the recovery thread")]
     RecoveryThread {

@@ -43,6 +43,7 @@ compile_error!("enable at least one backend feature of sqlassist: `sqlite`, `pos
 
 mod backend;
 mod branch;
+mod check;
 mod conn;
 mod drift;
 mod dynamic;
@@ -51,6 +52,7 @@ mod error;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod fault;
+mod in_doubt;
 mod ini;
 mod initialize;
 mod instrument;
@@ -68,18 +70,23 @@ mod url;
 
 pub use backend::Backend;
 pub use branch::{BranchId, Finished, NodeId, Owner, PreparedBranch, MAX_NODE_ID_LEN};
+pub use check::{check_setup, CheckItem, CheckOutcome, CheckReport};
 pub use conn::BackendConnection;
 pub use drift::{check_drift, DeclaredTable, DeclaredType, Drift, DriftMode};
 pub use dynamic::{Cmp, DynamicQuery, DynamicTable, Order, Row, Value};
 pub use engine::{Engine, PoolState};
 pub use error::{Error, Result};
+pub use in_doubt::{
+    record_manual_action, InDoubtBranch, InDoubtReport, LoggedDecision, ManualAction,
+    PlannedAction, MANUAL_LOG_FILE,
+};
 pub use initialize::initialize_sql;
 pub use migrate::run_pending_migrations;
 pub use options::{EngineOptions, EngineOptionsBuilder, IsolationLevel};
 pub use recovery::{RecoveredBranch, RecoveryAction, RecoveryReport};
 pub use reflect::{
-    Column, ColumnKind, ForeignKey, Schema, SchemaCache, Table, TableKind, TableName,
-    UniqueConstraint,
+    Column, ColumnKind, ForeignKey, PrintOptions, PrintedSchema, Schema, SchemaCache, Table,
+    TableKind, TableName, UniqueConstraint, UnmappedColumn,
 };
 pub use registry::{
     db_session, registry, InitOptions, Registry, DEFAULT_RECOVERY_INTERVAL,

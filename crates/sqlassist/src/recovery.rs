@@ -8,6 +8,12 @@
 //! listing, so its transaction entered the in-flight set before it; if it left the set
 //! before the snapshot, its decision (if any) was durable before that, so it is in the
 //! decision snapshot. A branch prepared after the listing is caught by the next pass.
+//!
+//! The durable decisions are the file log's and those carried by managed SQLite writers'
+//! own commits (rows of their `sqlassist_decision` tables). A decision is forgotten (its
+//! END written, its rows deleted) only if it was already durable before the listing: its
+//! branches were all prepared before the decision, so a branch still prepared is in the
+//! listing. A decision made after the listing may have a branch the listing missed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -15,8 +21,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use transaction::{FileDecisionLog, TransactionId};
+use transaction::{DecisionRecord, FileDecisionLog, TransactionId};
 
+use crate::backend::{dispatch, Protocol};
 use crate::branch::{BranchId, Finished, Identity, Owner, PreparedBranch, XA_FORMAT_ID};
 use crate::engine::Engine;
 use crate::error::Error;
@@ -265,6 +272,23 @@ pub(crate) fn pass(
     limit: Option<Duration>,
 ) -> RecoveryReport {
     let mut report = RecoveryReport::default();
+    let carriers: Vec<&(String, Engine)> = engines
+        .iter()
+        .filter(|(_, e)| e.carries_decisions())
+        .collect();
+
+    // 0. The decisions durable before the listing: only they may be forgotten below.
+    let durable_before: BTreeSet<TransactionId> = log
+        .open_decisions()
+        .into_iter()
+        .chain(
+            carriers
+                .iter()
+                .filter_map(|(_, e)| e.carried_decisions().ok())
+                .flatten(),
+        )
+        .map(|d| d.transaction)
+        .collect();
 
     // 1. P: every engine's prepared branches.
     let listed: Vec<(&str, &Engine, crate::Result<Vec<PreparedBranch>>)> = engines
@@ -275,11 +299,24 @@ pub(crate) fn pass(
     // 2. A: after P.
     let active: BTreeSet<TransactionId> = transaction::in_flight().into_iter().collect();
     let in_flight: BTreeSet<u64> = active.iter().map(|t| t.sequence()).collect();
-    // 3. D: after A.
+    // 3. D: after A: the log's decisions and those the carriers' commits hold. A carrier
+    //    that cannot be read may hold a decision: nothing is presumed aborted this pass.
     let decisions = log.open_decisions();
-    let presume_abort = log.may_presume_abort();
+    let mut presume_abort = log.may_presume_abort();
+    let mut carried: Vec<(&str, &Engine, Vec<DecisionRecord>)> = Vec::new();
+    for (name, engine) in &carriers {
+        match engine.carried_decisions() {
+            Ok(d) => carried.push((name.as_str(), engine, d)),
+            Err(e) => {
+                tracing::warn!(engine = name.as_str(), error = %e, "recovery could not read the decisions this engine carried; no branch is rolled back this pass");
+                presume_abort = false;
+                report.unreachable.push((name.clone(), e));
+            }
+        }
+    }
     let decided: BTreeMap<BranchId, TransactionId> = decisions
         .iter()
+        .chain(carried.iter().flat_map(|(_, _, d)| d))
         .flat_map(|d| {
             d.branches
                 .iter()
@@ -337,19 +374,37 @@ pub(crate) fn pass(
             })
             .filter_map(|b| b.parsed.as_ref())
             .collect();
-        for d in &decisions {
-            if active.contains(&d.transaction) {
-                continue;
-            }
-            let open =
-                d.branches
-                    .iter()
-                    .any(|b| match b.branch_id.as_deref().map(recorded_branch_id) {
+        let finished = |d: &DecisionRecord| {
+            durable_before.contains(&d.transaction)
+                && !active.contains(&d.transaction)
+                && !d.branches.iter().any(|b| {
+                    match b.branch_id.as_deref().map(recorded_branch_id) {
                         Some(Some(id)) => still_prepared.contains(&id),
                         // An id recovery cannot read: keep the decision for an operator.
                         _ => true,
-                    });
-            if open {
+                    }
+                })
+        };
+        for (name, engine, carried) in &carried {
+            let done: Vec<TransactionId> = carried
+                .iter()
+                .filter(|d| finished(d))
+                .map(|d| d.transaction)
+                .collect();
+            match engine.forget_carried(&done) {
+                Ok(()) => {
+                    for txn in done {
+                        tracing::info!(engine = name, transaction = %txn, "recovery finished every branch of a carried decision: removed");
+                        report.forgotten.push(txn);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(engine = name, error = %e, "recovery could not remove finished carried decisions");
+                }
+            }
+        }
+        for d in &decisions {
+            if !finished(d) {
                 continue;
             }
             match transaction::DecisionLog::forget(log, d.transaction) {
@@ -370,7 +425,7 @@ pub(crate) fn pass(
 /// (`sqlassist_…`) or a MariaDB/MySQL xid in SQL (`'<gtrid>','<engine>'`). A listed XA
 /// branch is named differently (`XA RECOVER CONVERT XID` gives hex), so decisions and
 /// listed branches are matched by the parsed id, never by text.
-fn recorded_branch_id(recorded: &str) -> Option<BranchId> {
+pub(crate) fn recorded_branch_id(recorded: &str) -> Option<BranchId> {
     match recorded
         .strip_prefix('\'')
         .and_then(|r| r.strip_suffix('\''))
@@ -445,6 +500,63 @@ fn act(
     };
     tracing::info!(engine = engine_name, branch = id, action = %action, "recovery left a prepared branch alone");
     done(action, None)
+}
+
+impl Engine {
+    /// Whether this engine's commits carry commit decisions: a SQLite writer, which
+    /// commits last in a transaction over several databases and writes the decision into
+    /// its own `sqlassist_decision` table inside that commit (when its session is managed
+    /// and a decision log is kept).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, Engine, EngineOptions};
+    ///
+    /// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+    /// assert!(engine.carries_decisions());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn carries_decisions(&self) -> bool {
+        dispatch!(self, B => B::CARRIES_DECISION) && !self.is_read_only()
+    }
+
+    /// The commit decisions this engine's own commits carried and recovery has not yet
+    /// removed (see [`carries_decisions`](Self::carries_decisions)): recovery commits the
+    /// prepared branches they list, like the decision log's. Empty for an engine that
+    /// carries none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`] or [`Error::Database`] when the database cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, Engine, EngineOptions};
+    ///
+    /// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+    /// assert!(engine.carried_decisions()?.is_empty());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn carried_decisions(&self) -> crate::Result<Vec<DecisionRecord>> {
+        if !self.carries_decisions() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.checkout()?;
+        dispatch!(conn, B => B::carried_decisions(&mut conn))
+            .map_err(|e| self.database_error(&mut conn, e))
+    }
+
+    /// Removes the carried decisions of `txns` (their every branch is finished).
+    pub(crate) fn forget_carried(&self, txns: &[TransactionId]) -> crate::Result<()> {
+        if txns.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.checkout()?;
+        dispatch!(conn, B => B::forget_carried(&mut conn, txns))
+            .map_err(|e| self.database_error(&mut conn, e))
+    }
 }
 
 /// The longest wait before an unreachable engine is tried again by the periodic passes.

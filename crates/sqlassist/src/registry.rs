@@ -367,6 +367,48 @@ impl Registry {
         Ok(registry)
     }
 
+    /// The engines of [`from_settings_with_prefixes`](Self::from_settings_with_prefixes)
+    /// and their node id, and nothing else: the decision log is not opened (its lock stays
+    /// with the application), no recovery pass runs and no periodic passes start. For
+    /// tools that inspect an application's databases and must not act unless asked (the
+    /// `sqlassist` command); [`decision_log_dir`](Self::decision_log_dir) says where the
+    /// log is.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`from_settings_with_prefixes`](Self::from_settings_with_prefixes) about
+    /// engines and the node id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let settings = Settings::from_pairs([
+    ///     ("sqlalchemy_main.url", "sqlite://"),
+    ///     ("sqlassist.decision_log", "/nonexistent-sqlassist-doc/log"),
+    /// ]);
+    /// let registry = Registry::from_settings_inert(&settings, &[])?;
+    /// assert!(registry.decision_log().is_none());
+    /// assert!(Registry::decision_log_dir(&settings).is_some());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn from_settings_inert(settings: &Settings, prefixes: &[&str]) -> Result<Self> {
+        Self::new_from_settings(settings, prefixes)
+    }
+
+    /// The decision log directory `sqlassist.decision_log` names, relative to the
+    /// settings' `here`, if set.
+    ///
+    /// # Examples
+    ///
+    /// See [`from_settings_inert`](Self::from_settings_inert).
+    pub fn decision_log_dir(settings: &Settings) -> Option<std::path::PathBuf> {
+        settings
+            .get(DECISION_LOG_KEY)
+            .map(|dir| settings.here().join(dir))
+    }
+
     fn new_from_settings(settings: &Settings, prefixes: &[&str]) -> Result<Self> {
         let mut registry = Self::new();
         if let Some(node) = settings.get(NODE_ID_KEY) {
@@ -967,7 +1009,7 @@ impl Registry {
         ))
     }
 
-    fn managed_engines(&self) -> Vec<(String, Engine)> {
+    pub(crate) fn managed_engines(&self) -> Vec<(String, Engine)> {
         self.engines
             .iter()
             .filter(|(_, r)| r.options.is_managed())

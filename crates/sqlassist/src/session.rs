@@ -1165,6 +1165,41 @@ impl DataManager for SessionInner {
             .map_err(|failed| self.failed(&mut st, failed))
     }
 
+    /// A managed writer of a backend that cannot prepare (SQLite) carries the decision:
+    /// it commits last, and its commit must be the commit point, or a crash right after it
+    /// would leave it committed and the prepared databases without a decision.
+    fn carries_decision(&self, _txn: &Transaction) -> bool {
+        self.managed
+            && dispatch!(self.engine, B => B::CARRIES_DECISION)
+            && !self.engine.is_read_only()
+            && self.state.try_borrow().is_ok_and(|st| st.open)
+    }
+
+    /// Writes the decision into the open transaction (SQLite: rows of
+    /// `sqlassist_decision`, after checking `PRAGMA synchronous` is `FULL`); the vote then
+    /// commits it with the session's work.
+    fn carry_decision(
+        &self,
+        _txn: &Transaction,
+        decision: &transaction::DecisionRecord,
+    ) -> std::result::Result<(), ResourceError> {
+        let mut st = self.resource_state()?;
+        self.check_committable(&mut st)
+            .map_err(ResourceError::new)?;
+        let conn = st
+            .conn
+            .as_mut()
+            .ok_or_else(|| ResourceError::new(self.no_connection()))?;
+        let ctx = self.ctx();
+        dispatch!(conn, B => B::carry_decision(conn, &ctx, decision)).map_err(|e| {
+            if crate::error::Transient::is_transient(&e) {
+                ResourceError::transient(e)
+            } else {
+                ResourceError::new(e)
+            }
+        })
+    }
+
     fn branch_id(&self, _txn: &Transaction) -> Option<String> {
         self.state
             .try_borrow()

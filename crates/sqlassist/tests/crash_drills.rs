@@ -371,40 +371,39 @@ fn recover(drill: &Drill) -> Recovered {
 /// Every id is on every database or on none; returns the ids committed.
 #[track_caller]
 fn assert_one_outcome(drill: &Drill, what: &str) -> BTreeSet<i64> {
-    let (all, gap) = one_outcome_but_gap(drill, what);
-    assert!(
-        gap.is_empty(),
-        "{what}: mixed outcome: only the one-phase resource has {gap:?}"
-    );
-    all
-}
-
-/// Like [`assert_one_outcome`], except for ids that only the one-phase (last) resource
-/// holds, the mixed outcome of [`known_gap`]: returned apart.
-#[track_caller]
-fn one_outcome_but_gap(drill: &Drill, what: &str) -> (BTreeSet<i64>, BTreeSet<i64>) {
     let rows = drill.rows();
-    let dbs = drill.dbs();
     let all: BTreeSet<i64> = rows.iter().flatten().copied().collect();
-    let mut gap = BTreeSet::new();
     for id in &all {
         let holders: Vec<bool> = rows.iter().map(|r| r.contains(id)).collect();
-        if holders.iter().all(|h| *h) {
-            continue;
-        }
-        let only_one_phase = holders
-            .iter()
-            .zip(&dbs)
-            .all(|(h, db)| *h == matches!(db, Db::Sqlite(_)));
         assert!(
-            only_one_phase,
+            holders.iter().all(|h| *h),
             "{what}: mixed outcome for id {id} in {}: held by {holders:?}",
             drill.mix.name()
         );
-        gap.insert(*id);
     }
-    let committed = all.difference(&gap).copied().collect();
-    (committed, gap)
+    all
+}
+
+/// The decisions the SQLite engine's commits carried and recovery has not removed.
+fn carried_rows(drill: &Drill) -> i64 {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = common::lite::raw(&drill.sqlite);
+    let exists: N = diesel::sql_query(
+        "SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'sqlassist_decision'",
+    )
+    .get_result(&mut conn)
+    .unwrap();
+    if exists.n == 0 {
+        return 0;
+    }
+    let n: N = diesel::sql_query("SELECT COUNT(*) AS n FROM sqlassist_decision")
+        .get_result(&mut conn)
+        .unwrap();
+    n.n
 }
 
 /// The outcome a crash at `point` implies for the transaction it interrupts.
@@ -421,9 +420,16 @@ fn commits_after(point: &str) -> bool {
     }
 }
 
-/// Points only a transaction with a one-phase resource reaches.
-fn needs_one_phase(point: &str) -> bool {
-    point.ends_with("one_phase_commit")
+/// Whether a transaction of `mix` reaches `point`. Only a transaction with a one-phase
+/// resource reaches the one-phase points; in such a transaction the SQLite commit carries
+/// the decision, so the file log gets no record (no sync, no compaction).
+fn reaches(mix: Mix, point: &str) -> bool {
+    let sqlite = mix == Mix::PgMariaSqlite;
+    match point {
+        "before_one_phase_commit" | "after_one_phase_commit" => sqlite,
+        "decision_unsynced" | "log_compaction" => !sqlite,
+        _ => true,
+    }
 }
 
 /// One child dies at `point`; recovery; checks. Returns a description of what happened.
@@ -437,8 +443,7 @@ fn crash_at(mix: Mix, point: &str) -> Option<String> {
     let reported = parse_output(&String::from_utf8_lossy(&out.stdout));
     assert!(reported.errors.is_empty(), "{:?}", reported.errors);
     use std::os::unix::process::ExitStatusExt;
-    let applies = !(needs_one_phase(point) && mix != Mix::PgMariaSqlite);
-    if !applies {
+    if !reaches(mix, point) {
         assert!(out.status.success(), "{point} in {}: {out:?}", mix.name());
         assert_eq!(reported.ok.len(), 6);
         assert_eq!(assert_one_outcome(&drill, point), reported.ok);
@@ -474,6 +479,13 @@ fn crash_at(mix: Mix, point: &str) -> Option<String> {
         .filter(|b| matches!(b.owner(), Owner::Ours(_)))
         .count();
     assert_eq!(left, 0, "branches of ours still prepared");
+    if mix == Mix::PgMariaSqlite {
+        assert_eq!(
+            carried_rows(&drill),
+            0,
+            "{point}: recovery left finished carried decisions"
+        );
+    }
     drill.drop_tables();
     Some(format!(
         "{point} {}: txn {crashed} {}, recovery committed {} rolled back {}",
@@ -488,20 +500,10 @@ fn crash_at(mix: Mix, point: &str) -> Option<String> {
     ))
 }
 
-/// The one-phase last resource (SQLite) commits in its vote, before the decision is
-/// recorded: a crash after its commit and before the decision is durable leaves SQLite
-/// committed and the prepared branches without a decision, which recovery rolls back.
-fn known_gap(mix: Mix, point: &str) -> bool {
-    mix == Mix::PgMariaSqlite && matches!(point, "after_one_phase_commit" | "before_decision")
-}
-
 #[test]
 fn a_crash_at_every_point_ends_with_one_outcome_per_transaction_on_every_database() {
     for mix in Mix::ALL {
         for point in transaction::CRASH_POINTS.iter().copied() {
-            if known_gap(mix, point) {
-                continue;
-            }
             let Some(what) = crash_at(mix, point) else {
                 return;
             };
@@ -546,15 +548,16 @@ fn a_crash_in_the_middle_of_a_recovery_pass_is_finished_by_the_next_one() {
     }
 }
 
-/// See [`known_gap`]: kept to show the gap until the decision is written inside the
-/// one-phase resource's own transaction. Fails today with a mixed outcome.
+/// The one-phase last resource (SQLite) commits in its vote, after every other resource
+/// prepared: its commit carries the decision, so a crash right before it rolls back
+/// everywhere and a crash right after it commits everywhere.
 #[test]
-#[ignore = "known gap: a crash after the one-phase resource committed gives a mixed outcome"]
 fn a_crash_after_the_one_phase_resource_committed_commits_everywhere() {
-    for point in transaction::CRASH_POINTS.iter().copied() {
-        if known_gap(Mix::PgMariaSqlite, point) {
-            crash_at(Mix::PgMariaSqlite, point);
-        }
+    for point in ["before_decision", "after_one_phase_commit"] {
+        let Some(what) = crash_at(Mix::PgMariaSqlite, point) else {
+            return;
+        };
+        eprintln!("{what}");
     }
 }
 
@@ -591,8 +594,6 @@ struct Totals {
     acknowledged: usize,
     recovered_commits: usize,
     recovered_rollbacks: usize,
-    /// Transactions committed on the one-phase resource only ([`known_gap`]).
-    one_phase_gap: usize,
 }
 
 /// `rounds` rounds per mix: a child under 4 threads of load is killed with `SIGKILL` after
@@ -627,8 +628,14 @@ fn random_kills(rounds: u64) -> Option<BTreeMap<Mix, Totals>> {
             let reported = parse_output(&reader.join().unwrap());
             assert!(reported.errors.is_empty(), "{:?}", reported.errors);
             let recovered = recover(&drill);
-            let (committed, gap) = one_outcome_but_gap(&drill, &format!("round {round}"));
-            t.one_phase_gap += gap.len();
+            let committed = assert_one_outcome(&drill, &format!("round {round}"));
+            if mix == Mix::PgMariaSqlite {
+                assert_eq!(
+                    carried_rows(&drill),
+                    0,
+                    "round {round}: carried decisions left"
+                );
+            }
             let missing: Vec<_> = reported.ok.difference(&committed).collect();
             assert!(missing.is_empty(), "acknowledged commits lost: {missing:?}");
             t.rounds += 1;
@@ -651,17 +658,16 @@ fn random_kills(rounds: u64) -> Option<BTreeMap<Mix, Totals>> {
 }
 
 fn print_summary(totals: &BTreeMap<Mix, Totals>) {
-    println!("| mix | rounds | commits acknowledged | branches committed by recovery | branches rolled back by recovery | other mixed outcomes | one-phase gap |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| mix | rounds | commits acknowledged | branches committed by recovery | branches rolled back by recovery | mixed outcomes |");
+    println!("|---|---|---|---|---|---|");
     for (mix, t) in totals {
         println!(
-            "| {} | {} | {} | {} | {} | 0 | {} |",
+            "| {} | {} | {} | {} | {} | 0 |",
             mix.name(),
             t.rounds,
             t.acknowledged,
             t.recovered_commits,
-            t.recovered_rollbacks,
-            t.one_phase_gap
+            t.recovered_rollbacks
         );
     }
 }

@@ -1,6 +1,6 @@
 //! The protocol between the coordinator and a resource.
 
-use crate::{ResourceError, Transaction};
+use crate::{DecisionRecord, ResourceError, Transaction};
 
 /// What a resource did when asked to vote.
 ///
@@ -113,7 +113,9 @@ pub enum WriteState {
 ///    it](Self::supports_one_phase_commit), every resource before it voted read-only and
 ///    none is one-phase, [`commit_one_phase`](Self::commit_one_phase) is called instead of
 ///    its vote;
-/// 5. the decision is recorded;
+/// 5. the decision is recorded: in the [`DecisionLog`](crate::DecisionLog), or, when the
+///    last resource to vote [carries it](Self::carries_decision), inside that resource's
+///    one-phase commit (then step 4 handed it the record just before its commit);
 /// 6. `tpc_finish` on every resource that voted [`Vote::Prepared`].
 ///
 /// If anything fails before the decision, `abort` is called on every resource that had not
@@ -270,6 +272,51 @@ pub trait DataManager {
     /// Default: nothing (a resource that never prepares has nothing to leave).
     fn leave_prepared(&self, txn: &Transaction) {
         let _ = txn;
+    }
+
+    /// Whether this resource can carry the commit decision of `txn` inside its own
+    /// one-phase commit, asked when it is the last resource to vote and a resource before
+    /// it prepared. Default: `false`.
+    ///
+    /// A resource that answers `true` makes its commit the commit point (the
+    /// "commit-markable resource" of Narayana, Citus' `pg_dist_transaction`): the
+    /// coordinator hands it the decision record with
+    /// [`carry_decision`](Self::carry_decision), then commits it in one phase (its
+    /// [`tpc_vote`](Self::tpc_vote) when it is [one-phase](Self::is_one_phase), which must
+    /// answer [`Vote::Committed`]). The decision is then durable exactly when the
+    /// resource's work is, so no crash can leave the resource committed while the prepared
+    /// resources have no decision, and the decision log is not written: recovery must read
+    /// the resource's copy of the record instead (as sqlassist's recovery reads its SQLite
+    /// engines' `sqlassist_decision` tables). The coordinator asks only when a
+    /// [decision log](crate::DecisionLog) is enabled: without one, nothing recovers.
+    fn carries_decision(&self, txn: &Transaction) -> bool {
+        let _ = txn;
+        false
+    }
+
+    /// Writes `decision` (the transaction and the branches every resource before this one
+    /// prepared: the record a [`DecisionLog`](crate::DecisionLog) would get) into this
+    /// resource's open work, so that its coming one-phase commit makes the decision durable
+    /// in the same atomic step as its data. Called only when
+    /// [`carries_decision`](Self::carries_decision) answered `true`, right before the
+    /// commit. If the commit then fails, the work and the record must both be gone (or the
+    /// resource must find out which before returning): the coordinator rolls every
+    /// prepared resource back.
+    ///
+    /// # Errors
+    ///
+    /// A failure aborts the whole commit, as a failed vote does. The default reports that
+    /// the resource cannot carry a decision.
+    fn carry_decision(
+        &self,
+        txn: &Transaction,
+        decision: &DecisionRecord,
+    ) -> Result<(), ResourceError> {
+        let _ = (txn, decision);
+        Err(ResourceError::new(format!(
+            "resource {} cannot carry a commit decision",
+            self.sort_key()
+        )))
     }
 
     /// The name of this resource's branch of the transaction, as the resource knows it

@@ -5,7 +5,9 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 
-use crate::{DataManager, ResourceError, ResourceSavepoint, Transaction, Vote, WriteState};
+use crate::{
+    DataManager, DecisionRecord, ResourceError, ResourceSavepoint, Transaction, Vote, WriteState,
+};
 
 /// A call made by the coordinator to a [`ScriptedDataManager`].
 ///
@@ -41,6 +43,8 @@ pub enum Call {
     TpcAbort,
     /// `leave_prepared`
     LeavePrepared,
+    /// `carry_decision`
+    CarryDecision,
     /// `savepoint`
     Savepoint,
     /// a savepoint's `rollback`
@@ -262,6 +266,8 @@ pub struct ScriptedDataManager {
     journal: Journal,
     committed: Cell<bool>,
     on_call: RefCell<Option<CallHook>>,
+    carries: bool,
+    carried: RefCell<Vec<DecisionRecord>>,
 }
 
 impl fmt::Debug for ScriptedDataManager {
@@ -302,6 +308,8 @@ impl ScriptedDataManager {
             journal: journal.clone(),
             committed: Cell::new(false),
             on_call: RefCell::new(None),
+            carries: false,
+            carried: RefCell::new(Vec::new()),
         })
     }
 
@@ -445,6 +453,48 @@ impl ScriptedDataManager {
     /// ```
     pub fn with_savepoints(self: Rc<Self>) -> Rc<Self> {
         self.edit(|s| s.savepoints = true)
+    }
+
+    /// Makes the resource [carry the commit decision](DataManager::carries_decision) when
+    /// it votes last after a prepared resource; [`carried`](Self::carried) lists the
+    /// records it got (kept even if its commit then fails).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    /// use transaction::{MemoryDecisionLog, TransactionManager};
+    ///
+    /// let journal = Journal::new();
+    /// let log = Rc::new(MemoryDecisionLog::new());
+    /// let manager = TransactionManager::builder().decision_log(log.clone()).build();
+    /// let lite = ScriptedDataManager::new("lite", Kind::OnePhase, &journal).with_decision_carrying();
+    /// let txn = manager.begin()?;
+    /// txn.join(ScriptedDataManager::new("pg", Kind::TwoPhase, &journal))?;
+    /// txn.join(lite.clone())?;
+    /// manager.commit()?;
+    /// assert_eq!(lite.carried()[0].branches[0].resource, "pg");
+    /// assert!(log.forgotten().is_empty()); // the log recorded nothing
+    /// # Ok::<(), transaction::Error>(())
+    /// ```
+    pub fn with_decision_carrying(self: Rc<Self>) -> Rc<Self> {
+        self.edit(|s| s.carries = true)
+    }
+
+    /// The decision records handed to this resource by
+    /// [`carry_decision`](DataManager::carry_decision), in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::testing::{Journal, Kind, ScriptedDataManager};
+    ///
+    /// let lite = ScriptedDataManager::new("lite", Kind::OnePhase, &Journal::new());
+    /// assert!(lite.carried().is_empty());
+    /// ```
+    pub fn carried(&self) -> Vec<DecisionRecord> {
+        self.carried.borrow().clone()
     }
 
     /// Replaces the calls that fail. A savepoint already taken keeps the
@@ -614,6 +664,20 @@ impl DataManager for ScriptedDataManager {
 
     fn supports_one_phase_commit(&self) -> bool {
         self.one_phase_commit
+    }
+
+    fn carries_decision(&self, _: &Transaction) -> bool {
+        self.carries
+    }
+
+    fn carry_decision(
+        &self,
+        txn: &Transaction,
+        decision: &DecisionRecord,
+    ) -> Result<(), ResourceError> {
+        self.call(Call::CarryDecision, txn)?;
+        self.carried.borrow_mut().push(decision.clone());
+        Ok(())
     }
 
     fn commit_one_phase(&self, txn: &Transaction) -> Result<(), ResourceError> {

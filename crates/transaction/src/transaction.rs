@@ -9,7 +9,7 @@ use std::rc::{Rc, Weak};
 
 use crate::data_manager::{DataManager, Vote, WriteState};
 use crate::error::{BoxError, Error, HeuristicError, Phase, ResourceError, Result};
-use crate::log::Branch;
+use crate::log::{Branch, DecisionRecord};
 use crate::manager::ManagerInner;
 use crate::savepoint::{Savepoint, SavepointMark};
 use crate::{Synchronizer, TransactionId};
@@ -1009,6 +1009,7 @@ impl Transaction {
             .as_ref()
             .map(|m| m.decision_log())
             .filter(|l| l.is_enabled());
+        let mut carried = false;
         // Tells the log's group commit that a decision may be asked for soon.
         let deciding = (log.is_some() && _in_flight.is_some()).then(crate::log::Deciding::enter);
         crate::crash_point("before_prepare");
@@ -1017,11 +1018,23 @@ impl Transaction {
                 && one_phase == 0
                 && votes.iter().all(|v| *v == Vote::ReadOnly)
                 && r.supports_one_phase_commit();
-            let one_phase_commit = alone || r.is_one_phase();
+            carried = i == last
+                && log.is_some()
+                && votes.contains(&Vote::Prepared)
+                && r.carries_decision(self);
+            if carried {
+                crate::crash_point("before_decision");
+            }
+            let one_phase_commit = alone || carried || r.is_one_phase();
             if one_phase_commit {
                 crate::crash_point("before_one_phase_commit");
             }
-            let (phase, outcome) = if alone {
+            let (phase, outcome) = if carried {
+                (
+                    Phase::Vote,
+                    self.commit_carrying_decision(r, resources, &votes),
+                )
+            } else if alone {
                 (
                     Phase::OnePhaseCommit,
                     r.commit_one_phase(self).map(|()| Vote::Committed),
@@ -1043,19 +1056,13 @@ impl Transaction {
         }
 
         drop(deciding);
-        let prepared = votes.contains(&Vote::Prepared);
+        // A carried decision is durable with the last resource's commit: the log gets
+        // no record (recovery reads the resource's copy).
+        let prepared = votes.contains(&Vote::Prepared) && !carried;
         let mut recorded = false;
         if let (true, Some(log)) = (prepared, &log) {
             crate::crash_point("before_decision");
-            let branches: Vec<Branch> = resources
-                .iter()
-                .zip(&votes)
-                .filter(|(_, v)| **v == Vote::Prepared)
-                .map(|(r, _)| Branch {
-                    resource: r.sort_key().to_owned(),
-                    branch_id: r.branch_id(self),
-                })
-                .collect();
+            let branches = self.prepared_branches(resources, &votes);
             let outcome = log.record_commit(self.id(), &branches);
             recorded = outcome.is_ok();
             if let Err(source) = outcome {
@@ -1083,7 +1090,7 @@ impl Transaction {
             }
         }
 
-        if recorded {
+        if recorded || carried {
             crate::crash_point("after_decision");
         }
         let mut failed: Vec<(usize, ResourceError)> = Vec::new();
@@ -1102,7 +1109,10 @@ impl Transaction {
             }
         }
         if failed.is_empty() {
-            if let (true, Some(log)) = (recorded, &log) {
+            if carried {
+                // The carrier's record is removed by recovery once every branch is gone.
+                crate::crash_point("before_end");
+            } else if let (true, Some(log)) = (recorded, &log) {
                 crate::crash_point("before_end");
                 if let Err(e) = log.forget(self.id()) {
                     tracing::warn!(transaction = %self.id(), error = %e, "could not forget a finished transaction in the decision log");
@@ -1124,6 +1134,50 @@ impl Transaction {
         let err = HeuristicError::new(self.id(), Phase::Finish, committed, failed);
         tracing::error!(transaction = %self.id(), error = %err, "heuristic outcome");
         Err(Error::Heuristic(Box::new(err)))
+    }
+
+    /// The branches of the resources that voted [`Vote::Prepared`] (`votes` may be
+    /// shorter than `resources`): the decision record.
+    fn prepared_branches(&self, resources: &[Rc<dyn DataManager>], votes: &[Vote]) -> Vec<Branch> {
+        resources
+            .iter()
+            .zip(votes)
+            .filter(|(_, v)| **v == Vote::Prepared)
+            .map(|(r, _)| Branch {
+                resource: r.sort_key().to_owned(),
+                branch_id: r.branch_id(self),
+            })
+            .collect()
+    }
+
+    /// The last resource carries the decision (see [`DataManager::carries_decision`]):
+    /// it gets the record of every branch prepared before it, then commits in one phase,
+    /// and that commit is the commit point.
+    fn commit_carrying_decision(
+        &self,
+        r: &Rc<dyn DataManager>,
+        resources: &[Rc<dyn DataManager>],
+        votes: &[Vote],
+    ) -> std::result::Result<Vote, ResourceError> {
+        let decision = DecisionRecord {
+            transaction: self.id(),
+            branches: self.prepared_branches(resources, votes),
+        };
+        r.carry_decision(self, &decision)?;
+        let vote = if r.is_one_phase() {
+            r.tpc_vote(self)?
+        } else {
+            r.commit_one_phase(self)?;
+            Vote::Committed
+        };
+        if vote != Vote::Committed {
+            return Err(ResourceError::new(format!(
+                "resource {} carried the commit decision but did not commit",
+                r.sort_key()
+            )));
+        }
+        tracing::debug!(transaction = %self.id(), resource = r.sort_key(), "the commit decision committed with the last resource");
+        Ok(vote)
     }
 
     /// The order in which resources vote: two-phase resources that know they wrote

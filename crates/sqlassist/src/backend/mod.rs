@@ -133,7 +133,6 @@ impl Ctx<'_> {
     }
 
     /// The session's state does not allow the operation any more (`what` says why).
-    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     pub(crate) fn lost(&self, what: &'static str) -> Error {
         Error::SessionStateLost {
             engine: self.name.to_owned(),
@@ -304,6 +303,40 @@ pub(crate) trait Protocol {
 
     /// The prepared branches of this database the server lists (any origin).
     fn list_prepared(conn: &mut Conn) -> diesel::QueryResult<Vec<Listed>>;
+
+    /// Whether a managed writer session of this backend carries the commit decision
+    /// inside its own one-phase commit ([`transaction::DataManager::carries_decision`]):
+    /// a backend that cannot prepare commits last, and its commit must then be the
+    /// decision.
+    const CARRIES_DECISION: bool = false;
+
+    /// Writes `decision` into the transaction open on `conn`, so that its commit makes
+    /// the decision durable (see [`CARRIES_DECISION`](Self::CARRIES_DECISION)).
+    fn carry_decision(
+        conn: &mut Conn,
+        ctx: &Ctx<'_>,
+        decision: &transaction::DecisionRecord,
+    ) -> Result<(), Error> {
+        let _ = (conn, decision);
+        Err(ctx.lost("its backend cannot carry a commit decision"))
+    }
+
+    /// The decisions carried by this database's own commits and not yet removed, for
+    /// recovery. On a connection outside a transaction.
+    fn carried_decisions(conn: &mut Conn) -> diesel::QueryResult<Vec<transaction::DecisionRecord>> {
+        let _ = conn;
+        Ok(Vec::new())
+    }
+
+    /// Removes carried decisions whose every branch is finished (the END). On a
+    /// connection outside a transaction.
+    fn forget_carried(
+        conn: &mut Conn,
+        txns: &[transaction::TransactionId],
+    ) -> diesel::QueryResult<()> {
+        let _ = (conn, txns);
+        Ok(())
+    }
 }
 
 /// Rolls back the transaction Diesel has open on `conn`, if any.

@@ -17,10 +17,13 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::registry::Registry;
 
+pub use print::{PrintOptions, PrintedSchema, UnmappedColumn};
+
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod print;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
