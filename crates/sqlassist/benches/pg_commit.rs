@@ -264,21 +264,37 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Two-phase commit over the two PostgreSQL databases with the file decision log against
-/// without, at 1 and 8 threads: per thread count and round, both registries run the same
-/// number of transactions (in alternating order); prints each one's throughput, the
-/// per-round ratio (file log / no log) and the log's fdatasyncs per transaction
-/// ([`transaction::LogStats::syncs`]). Scenario name `decision_log`, selected like the
-/// others with `SQLASSIST_BENCH_ONLY`.
+/// without, at 1 and 8 threads: per thread count and round, every registry runs the same
+/// number of transactions (in an order reversed every other round); prints each one's
+/// throughput, the per-round ratios (file log / no log) and the log's fdatasyncs per
+/// transaction ([`transaction::LogStats::syncs`]). Two file logs run: `file_log` with the
+/// default options, and `file_log_nowait` with `group_wait(0)` (a group leader writes at
+/// once, without waiting for voting commits). Scenario name `decision_log`, selected like
+/// the others with `SQLASSIST_BENCH_ONLY`; `SQLASSIST_BENCH_THREADS=8` runs one thread
+/// count, `SQLASSIST_BENCH_GROUP_WAIT_US` sets the `file_log` group wait.
 fn decision_log_scenarios(url_a: &str, url_b: &str, n: usize, rounds: usize) -> Res<()> {
     use std::sync::Arc;
+    use transaction::{FileDecisionLog, FileLogOptions};
     let table = "bench_dlog";
     for url in [url_a, url_b] {
         reset(&mut PgConnection::establish(url)?, table)?;
     }
-    let dir = std::env::temp_dir().join(format!("sqlassist-bench-dlog-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let log = Arc::new(transaction::FileDecisionLog::open(&dir)?);
-    let registry = |with_log: bool| -> Res<Registry> {
+    let dir = |name: &str| {
+        std::env::temp_dir().join(format!("sqlassist-bench-{name}-{}", std::process::id()))
+    };
+    let mut options = FileLogOptions::new();
+    if let Ok(us) = std::env::var("SQLASSIST_BENCH_GROUP_WAIT_US") {
+        options = options.group_wait(Duration::from_micros(us.parse()?));
+    }
+    let _ = std::fs::remove_dir_all(dir("dlog"));
+    let _ = std::fs::remove_dir_all(dir("dlog-nowait"));
+    let log = Arc::new(options.open(dir("dlog"))?);
+    let nowait = Arc::new(
+        FileLogOptions::new()
+            .group_wait(Duration::ZERO)
+            .open(dir("dlog-nowait"))?,
+    );
+    let registry = |log: Option<&Arc<FileDecisionLog>>| -> Res<Registry> {
         let mut r = Registry::new();
         for (name, url) in [("a", url_a), ("b", url_b)] {
             let options = EngineOptions::builder(DatabaseUrl::parse(url)?)
@@ -290,28 +306,37 @@ fn decision_log_scenarios(url_a: &str, url_b: &str, n: usize, rounds: usize) -> 
                 InitOptions::new().managed(true),
             )?;
         }
-        if with_log {
+        if let Some(log) = log {
             r.use_decision_log(log.clone());
         }
         Ok(r)
     };
-    let plain = registry(false)?;
-    let logged = registry(true)?;
+    let variants = [
+        ("no_log", registry(None)?, None),
+        ("file_log", registry(Some(&log))?, Some(&log)),
+        ("file_log_nowait", registry(Some(&nowait))?, Some(&nowait)),
+    ];
+    let threads_list: Vec<usize> = match std::env::var("SQLASSIST_BENCH_THREADS") {
+        Ok(t) => t
+            .split(',')
+            .map(|t| t.trim().parse())
+            .collect::<Result<_, _>>()?,
+        Err(_) => vec![1, 8],
+    };
     let mut written = 0usize;
-    for threads in [1usize, 8] {
+    for threads in threads_list {
         let per_thread = (n / rounds / threads).max(1);
         let total = per_thread * threads;
-        let (mut tps_plain, mut tps_log, mut ratios, mut syncs) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut tps = vec![Vec::new(); variants.len()];
+        let mut syncs = vec![Vec::new(); variants.len()];
         for round in 0..rounds {
-            let mut order = [false, true];
+            let mut order: Vec<usize> = (0..variants.len()).collect();
             if round % 2 == 1 {
                 order.reverse();
             }
-            let mut tps = [0.0f64; 2];
-            for with_log in order {
-                let r = if with_log { &logged } else { &plain };
-                let before = log.stats().syncs;
+            for v in order {
+                let (_, r, log) = &variants[v];
+                let before = log.map_or(0, |l| l.stats().syncs);
                 let start = Instant::now();
                 std::thread::scope(|s| -> Res<()> {
                     let handles: Vec<_> = (0..threads)
@@ -344,27 +369,27 @@ fn decision_log_scenarios(url_a: &str, url_b: &str, n: usize, rounds: usize) -> 
                     }
                     Ok(())
                 })?;
-                let rate = total as f64 / start.elapsed().as_secs_f64();
-                tps[usize::from(with_log)] = rate;
-                if with_log {
-                    syncs.push((log.stats().syncs - before) as f64 / total as f64);
+                tps[v].push(total as f64 / start.elapsed().as_secs_f64());
+                if let Some(log) = log {
+                    syncs[v].push((log.stats().syncs - before) as f64 / total as f64);
                 }
                 written += total;
             }
-            tps_plain.push(tps[0]);
-            tps_log.push(tps[1]);
-            ratios.push(tps[1] / tps[0]);
         }
-        let (min, max) = ratios
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
-        println!(
-            "{{\"scenario\":\"2pc_two_db_{threads}t\",\"threads\":{threads},\"rounds\":{rounds},\"tx_per_round\":{total},\"no_log_tx_per_s\":{:.1},\"file_log_tx_per_s\":{:.1},\"ratio_median\":{:.3},\"ratio_min\":{min:.3},\"ratio_max\":{max:.3},\"fdatasync_per_tx\":{:.3}}}",
-            median(tps_plain),
-            median(tps_log),
-            median(ratios),
-            median(syncs)
-        );
+        for v in 1..variants.len() {
+            let ratios: Vec<f64> = tps[v].iter().zip(&tps[0]).map(|(l, p)| l / p).collect();
+            let (min, max) = ratios
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+            println!(
+                "{{\"scenario\":\"2pc_two_db_{threads}t\",\"log\":\"{}\",\"threads\":{threads},\"rounds\":{rounds},\"tx_per_round\":{total},\"no_log_tx_per_s\":{:.1},\"file_log_tx_per_s\":{:.1},\"ratio_median\":{:.3},\"ratio_min\":{min:.3},\"ratio_max\":{max:.3},\"fdatasync_per_tx\":{:.3}}}",
+                variants[v].0,
+                median(tps[0].clone()),
+                median(tps[v].clone()),
+                median(ratios),
+                median(syncs[v].clone())
+            );
+        }
     }
     for url in [url_a, url_b] {
         let got = count(&mut PgConnection::establish(url)?, table)?;
@@ -373,8 +398,10 @@ fn decision_log_scenarios(url_a: &str, url_b: &str, n: usize, rounds: usize) -> 
         }
         PgConnection::establish(url)?.batch_execute(&format!("DROP TABLE IF EXISTS {table}"))?;
     }
-    drop((plain, logged, log));
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(variants);
+    drop((log, nowait));
+    let _ = std::fs::remove_dir_all(dir("dlog"));
+    let _ = std::fs::remove_dir_all(dir("dlog-nowait"));
     Ok(())
 }
 

@@ -426,6 +426,29 @@ impl Engine {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Opens a connection outside the pool, set up like the pool's, for the presence lock.
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+    pub(crate) fn presence_connection<C: diesel::r2d2::R2D2Connection + 'static>(
+        &self,
+    ) -> Result<C> {
+        let mut conn = self.probe::<C>().map_err(|e| self.connect_error(e))?;
+        self.inner
+            .setup
+            .apply(&mut conn)
+            .map_err(|e| self.connect_error(e))?;
+        Ok(conn)
+    }
+
+    /// A failed statement on a connection outside the pool.
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+    pub(crate) fn plain_database_error(&self, source: diesel::result::Error) -> Error {
+        Error::Database {
+            engine: self.url().redacted().to_owned(),
+            transient: false,
+            source,
+        }
+    }
+
     /// Opens a connection outside the pool.
     pub(crate) fn probe<C: diesel::r2d2::R2D2Connection + 'static>(
         &self,

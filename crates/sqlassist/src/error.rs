@@ -286,6 +286,20 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Another process holds this node id's presence lock on an engine's database: two
+    /// processes with one `sqlassist.node_id` would each take the other's prepared
+    /// branches for their own and roll them back. Give each process its own node id.
+    #[error("node id `{node}` is in use by another process on engine `{engine}` ({holder}): each process needs its own sqlassist.node_id")]
+    NodeInUse {
+        /// The node id.
+        node: String,
+        /// The engine's name.
+        engine: String,
+        /// Who holds it, as the server tells (a PostgreSQL backend pid, a MariaDB
+        /// connection id), or `holder unknown`.
+        holder: String,
+    },
+
     /// Recovery needs a decision log: without one, no prepared branch can be told
     /// committed from undecided.
     #[error("no decision log is configured: set `sqlassist.decision_log` or call Registry::use_decision_log() before recovering")]

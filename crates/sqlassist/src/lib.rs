@@ -61,6 +61,7 @@ mod instrument;
 mod migrate;
 mod options;
 mod pool;
+mod presence;
 mod recovery;
 mod redact;
 mod reflect;
@@ -91,7 +92,10 @@ pub use reflect::{
     Column, ColumnKind, ForeignKey, PrintOptions, PrintedSchema, Schema, SchemaCache, Table,
     TableKind, TableName, UniqueConstraint, UnmappedColumn,
 };
-pub use registry::{db_session, registry, InitOptions, Registry, DEFAULT_RECOVERY_INTERVAL};
+pub use registry::{
+    db_session, registry, InitOptions, Registry, DEFAULT_RECOVERY_INTERVAL,
+    DEFAULT_RECOVERY_STARTUP_WAIT,
+};
 pub use session::{close_sessions, open_sessions, ConnectionGuard, Session};
 pub use settings::{Settings, SettingsBuilder};
 pub use url::DatabaseUrl;

@@ -27,6 +27,7 @@ use crate::backend::{dispatch, Protocol};
 use crate::branch::{BranchId, Finished, Identity, NodeId, Owner, PreparedBranch, XA_FORMAT_ID};
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::presence::Presence;
 
 /// What a recovery pass did to (or saw of) one prepared branch.
 ///
@@ -173,15 +174,103 @@ impl RecoveryReport {
     }
 }
 
+/// A step run on each engine (its name, the engine).
+pub(crate) type EngineStep<T> = Arc<dyn Fn(&str, &Engine) -> crate::Result<T> + Send + Sync>;
+
+/// `f` on every engine in parallel (a slow engine delays no other). With a `limit`, an
+/// engine that has not answered by then gets an [`Error::Connect`]: its call goes on in
+/// the background and its answer is dropped.
+pub(crate) fn on_each<T: Send + 'static>(
+    engines: &[(String, Engine)],
+    limit: Option<Duration>,
+    f: EngineStep<T>,
+) -> Vec<crate::Result<T>> {
+    let Some(limit) = limit else {
+        return std::thread::scope(|s| {
+            let handles: Vec<_> = engines
+                .iter()
+                .map(|(name, engine)| {
+                    let f = &f;
+                    s.spawn(move || f(name, engine))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a recovery step does not panic"))
+                .collect()
+        });
+    };
+    let deadline = Instant::now() + limit;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut results: Vec<Option<crate::Result<T>>> = engines.iter().map(|_| None).collect();
+    for (i, (name, engine)) in engines.iter().enumerate() {
+        let (tx, f, name, engine) = (tx.clone(), f.clone(), name.clone(), engine.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("sqlassist-recover-{name}"))
+            .spawn(move || {
+                // The receiver is gone once the pass has moved on: nothing to do then.
+                let _ = tx.send((i, f(&name, &engine)));
+            });
+        if let Err(e) = spawned {
+            results[i] = Some(Err(Error::RecoveryThread { source: e }));
+        }
+    }
+    drop(tx);
+    while results.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((i, result)) => results[i] = Some(result),
+            Err(_) => break,
+        }
+    }
+    results
+        .into_iter()
+        .zip(engines)
+        .map(|(result, (_, engine))| {
+            result.unwrap_or_else(|| {
+                Err(Error::Connect {
+                    url: engine.url().redacted().to_owned(),
+                    reason: format!(
+                        "no answer within {} ms; left to the periodic recovery passes",
+                        limit.as_millis()
+                    ),
+                })
+            })
+        })
+        .collect()
+}
+
+/// Every engine's prepared branches, once this registry holds the engine's presence lock
+/// (see [`on_each`] for `limit`).
+fn list(
+    engines: &[(String, Engine)],
+    identity: &Identity,
+    presence: &Arc<Presence>,
+    limit: Option<Duration>,
+) -> Vec<crate::Result<Vec<PreparedBranch>>> {
+    let (node, presence) = (identity.node.clone(), presence.clone());
+    on_each(
+        engines,
+        limit,
+        Arc::new(move |name: &str, engine: &Engine| {
+            presence.ensure(name, engine, &node)?;
+            engine.prepared_branches(&node)
+        }),
+    )
+}
+
 /// One pass over `engines` (name, engine), deciding from `log`. `complete` says whether
 /// `engines` are all the managed engines (a periodic pass skips engines in backoff): only
-/// a complete pass may forget a decision.
+/// a complete pass may forget a decision. With `limit`, an engine whose branches are not
+/// listed within it is reported unreachable (see [`list`]).
 pub(crate) fn pass(
     engines: &[(String, Engine)],
     complete: bool,
     identity: &Identity,
     log: &(dyn DecisionLog + Send + Sync),
     taken: &[(NodeId, Vec<DecisionRecord>)],
+    presence: &Arc<Presence>,
+    limit: Option<Duration>,
 ) -> RecoveryReport {
     let mut report = RecoveryReport::default();
     let carriers: Vec<&(String, Engine)> = engines
@@ -203,26 +292,12 @@ pub(crate) fn pass(
         .map(|d| d.transaction)
         .collect();
 
-    // 1. P: every engine's prepared branches (in parallel: a slow engine delays no other).
-    let listed: Vec<(&str, &Engine, crate::Result<Vec<PreparedBranch>>)> =
-        std::thread::scope(|s| {
-            let handles: Vec<_> = engines
-                .iter()
-                .map(|(name, engine)| {
-                    s.spawn(move || {
-                        (
-                            name.as_str(),
-                            engine,
-                            engine.prepared_branches(&identity.node),
-                        )
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("listing prepared branches does not panic"))
-                .collect()
-        });
+    // 1. P: every engine's prepared branches.
+    let listed: Vec<(&str, &Engine, crate::Result<Vec<PreparedBranch>>)> = engines
+        .iter()
+        .zip(list(engines, identity, presence, limit))
+        .map(|((name, engine), result)| (name.as_str(), engine, result))
+        .collect();
     // 2. A: after P.
     let active: BTreeSet<TransactionId> = transaction::in_flight().into_iter().collect();
     let in_flight: BTreeSet<u64> = active.iter().map(|t| t.sequence()).collect();
@@ -529,6 +604,9 @@ impl Engine {
 /// The longest wait before an unreachable engine is tried again by the periodic passes.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// The managed engines periodic passes cover; the registry adds engines registered later.
+pub(crate) type SharedEngines = Arc<Mutex<Vec<(String, Engine)>>>;
+
 /// The periodic recovery passes of a registry, on a thread that stops when this is dropped.
 pub(crate) struct RecoveryThread {
     stop: Arc<(Mutex<bool>, Condvar)>,
@@ -554,12 +632,14 @@ fn jittered(interval: Duration) -> Duration {
 }
 
 impl RecoveryThread {
-    /// Starts passes every `interval` (jittered by +-20%) over `engines`; an engine that
-    /// could not be listed is skipped for an exponentially growing time (capped at 5 min).
+    /// Starts passes every `interval` (jittered by +-20%) over `engines` (as they are at
+    /// each pass); an engine that could not be listed is skipped for an exponentially
+    /// growing time (capped at 5 min).
     pub(crate) fn start(
-        engines: Vec<(String, Engine)>,
+        engines: SharedEngines,
         identity: Arc<Identity>,
         log: SharedDecisionLog,
+        presence: Arc<Presence>,
         interval: Duration,
     ) -> std::io::Result<Self> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
@@ -580,12 +660,21 @@ impl RecoveryThread {
                         }
                     }
                     let now = Instant::now();
+                    let engines = engines.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     let due: Vec<(String, Engine)> = engines
                         .iter()
                         .filter(|(name, _)| backoff.get(name).is_none_or(|(_, at)| *at <= now))
                         .cloned()
                         .collect();
-                    let report = pass(&due, due.len() == engines.len(), &identity, &*log, &[]);
+                    let report = pass(
+                        &due,
+                        due.len() == engines.len(),
+                        &identity,
+                        &*log,
+                        &[],
+                        &presence,
+                        None,
+                    );
                     for (name, _) in &due {
                         if !report.unreachable.iter().any(|(n, _)| n == name) {
                             backoff.remove(name);

@@ -12,7 +12,8 @@ use crate::branch::{Identity, NodeId};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::options::{IsolationLevel, EXPECTED_ISOLATION_MANAGED};
-use crate::recovery::{RecoveryReport, RecoveryThread};
+use crate::presence::Presence;
+use crate::recovery::{RecoveryReport, RecoveryThread, SharedEngines};
 use crate::session::Session;
 use crate::settings::Settings;
 
@@ -28,6 +29,20 @@ const ENGINE_LOG_PREFIX: &str = "engine:";
 const LEASE_TTL_KEY: &str = "sqlassist.decision_log_ttl";
 /// The settings key of the seconds between periodic recovery passes (0: none).
 const RECOVERY_INTERVAL_KEY: &str = "sqlassist.recovery_interval";
+/// The settings key that turns the presence lock off (`false`).
+const PRESENCE_LOCK_KEY: &str = "sqlassist.presence_lock";
+/// The settings key of the seconds the start-up recovery pass waits for an engine.
+const RECOVERY_STARTUP_WAIT_KEY: &str = "sqlassist.recovery_startup_wait";
+/// How long the start-up recovery pass of [`Registry::from_settings`] waits for an
+/// engine's prepared branches before leaving the engine to the periodic passes
+/// (`sqlassist.recovery_startup_wait`, whole seconds).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(sqlassist::DEFAULT_RECOVERY_STARTUP_WAIT.as_secs(), 5);
+/// ```
+pub const DEFAULT_RECOVERY_STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The default time between periodic recovery passes (`sqlassist.recovery_interval`).
 ///
 /// # Examples
@@ -173,6 +188,9 @@ pub struct Registry {
     #[cfg(feature = "postgres")]
     database_log: Option<Arc<crate::DatabaseDecisionLog>>,
     recovery: Option<RecoveryThread>,
+    /// The managed engines, shared with the periodic recovery thread.
+    recovery_engines: SharedEngines,
+    presence: Arc<Presence>,
 }
 
 impl fmt::Debug for Registry {
@@ -216,6 +234,8 @@ impl Registry {
             #[cfg(feature = "postgres")]
             database_log: None,
             recovery: None,
+            recovery_engines: SharedEngines::default(),
+            presence: Arc::new(Presence::new(false)),
         }
     }
 
@@ -231,13 +251,19 @@ impl Registry {
     /// `sqlassist.node_id` sets the [`node_id`](Self::node_id) its branches carry.
     /// `sqlassist.decision_log = <dir>` (relative to the settings' `here`) opens that
     /// file decision log ([`open_decision_log`](Self::open_decision_log): once per
-    /// process), runs a [`recover`](Self::recover) pass before returning, and starts
-    /// periodic passes every `sqlassist.recovery_interval` seconds (default 30, `0` for
-    /// none; see [`start_recovery`](Self::start_recovery)). `sqlassist.decision_log =
-    /// engine:<name>` (feature `postgres`) keeps the decisions in the database of the
-    /// registered PostgreSQL engine `<name>` instead (`DatabaseDecisionLog`, with a node
-    /// lease of `sqlassist.decision_log_ttl` seconds, default 30), and makes it every
-    /// thread's default manager's log.
+    /// process), runs a recovery pass before returning, and starts periodic passes every
+    /// `sqlassist.recovery_interval` seconds (default 30, `0` for none; see
+    /// [`start_recovery`](Self::start_recovery)). The start-up pass waits at most
+    /// `sqlassist.recovery_startup_wait` seconds (default 5) for an engine's branches
+    /// ([`recover_within`](Self::recover_within)): an engine that does not answer by then
+    /// does not hold up the start, and the periodic passes recover it. Before opening the
+    /// log it takes the node id's presence locks
+    /// ([`hold_presence_locks`](Self::hold_presence_locks)), unless
+    /// `sqlassist.presence_lock = false`. `sqlassist.decision_log = engine:<name>`
+    /// (feature `postgres`) keeps the decisions in the database of the registered
+    /// PostgreSQL engine `<name>` instead (`DatabaseDecisionLog`, with a node lease of
+    /// `sqlassist.decision_log_ttl` seconds, default 30), and makes it every thread's
+    /// default manager's log.
     ///
     /// # Errors
     ///
@@ -250,10 +276,12 @@ impl Registry {
     /// engine asks for `isolation_level = AUTOCOMMIT`. With `sqlassist.decision_log`:
     /// those of [`open_decision_log`](Self::open_decision_log) and
     /// [`start_recovery`](Self::start_recovery), and [`Error::InvalidSetting`] when
-    /// `sqlassist.recovery_interval` is not a whole number of seconds. With `engine:<name>`:
-    /// [`Error::UnknownEngine`], [`Error::NodeLeaseHeld`] when another process holds the
-    /// node id, [`Error::InvalidSetting`] for a ttl under 3 seconds or an engine that is
-    /// not PostgreSQL, and the database's errors.
+    /// `sqlassist.recovery_interval` or `sqlassist.recovery_startup_wait` is not a whole
+    /// number of seconds or `sqlassist.presence_lock` not a boolean; [`Error::NodeInUse`]
+    /// when another process runs with this node id on a managed engine's database. With
+    /// `engine:<name>`: [`Error::UnknownEngine`], [`Error::NodeLeaseHeld`] when another
+    /// process holds the node id, [`Error::InvalidSetting`] for a ttl under 3 seconds or an
+    /// engine that is not PostgreSQL, and the database's errors.
     ///
     /// # Examples
     ///
@@ -319,16 +347,24 @@ impl Registry {
         let Some(dir) = settings.get(DECISION_LOG_KEY) else {
             return Ok(registry);
         };
-        let interval = match settings.get(RECOVERY_INTERVAL_KEY) {
-            None => DEFAULT_RECOVERY_INTERVAL,
+        let seconds = |key: &str, default: std::time::Duration| match settings.get(key) {
+            None => Ok(default),
             Some(v) => v
                 .trim()
                 .parse::<u64>()
                 .map(std::time::Duration::from_secs)
-                .map_err(|_| {
-                    Error::invalid_setting(RECOVERY_INTERVAL_KEY, v, "a whole number of seconds")
-                })?,
+                .map_err(|_| Error::invalid_setting(key, v, "a whole number of seconds")),
         };
+        let interval = seconds(RECOVERY_INTERVAL_KEY, DEFAULT_RECOVERY_INTERVAL)?;
+        let startup_wait = seconds(RECOVERY_STARTUP_WAIT_KEY, DEFAULT_RECOVERY_STARTUP_WAIT)?;
+        let presence = settings
+            .get(PRESENCE_LOCK_KEY)
+            .map(|v| crate::options::parse_bool(PRESENCE_LOCK_KEY, v))
+            .transpose()?
+            .unwrap_or(true);
+        registry.set_presence_lock(presence);
+        // Before the log is opened: a process refused here leaves no trace.
+        registry.hold_presence_locks(startup_wait)?;
         match dir.strip_prefix(ENGINE_LOG_PREFIX) {
             #[cfg(feature = "postgres")]
             Some(name) => {
@@ -363,8 +399,12 @@ impl Registry {
             }
             None => registry.open_decision_log(settings.here().join(dir))?,
         }
-        // Start-up: finish what an earlier run left before the registry serves sessions.
-        let report = registry.recover()?;
+        // Start-up: finish what an earlier run left before the registry serves sessions,
+        // without waiting long for an engine that does not answer.
+        let report = registry.recover_within(startup_wait)?;
+        for (engine, error) in &report.unreachable {
+            tracing::warn!(engine = engine.as_str(), error = %error, "start-up recovery could not list an engine's prepared branches; the periodic passes will");
+        }
         tracing::info!(
             branches = report.branches.len(),
             unreachable = report.unreachable.len(),
@@ -492,6 +532,91 @@ impl Registry {
     /// ```
     pub fn set_node_id(&mut self, node: NodeId) {
         std::sync::Arc::make_mut(&mut self.identity).node = node;
+        // Locks taken for the old id are released.
+        self.presence = Arc::new(Presence::new(self.presence.is_enabled()));
+    }
+
+    /// Whether recovery first takes, on every managed engine, a lock that only one
+    /// process per node id can hold (see [`hold_presence_locks`](Self::hold_presence_locks)).
+    /// Default: off for a registry built by hand, on for one built
+    /// [`from_settings`](Self::from_settings) with a decision log (`sqlassist.presence_lock
+    /// = false` turns it off there). Turning it off releases the locks held.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut registry = sqlassist::Registry::new();
+    /// registry.set_presence_lock(true);
+    /// assert!(registry.is_presence_locked());
+    /// ```
+    pub fn set_presence_lock(&mut self, on: bool) {
+        if on != self.presence.is_enabled() {
+            self.presence = Arc::new(Presence::new(on));
+        }
+    }
+
+    /// Whether presence locks are on ([`set_presence_lock`](Self::set_presence_lock)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!sqlassist::Registry::new().is_presence_locked());
+    /// ```
+    pub fn is_presence_locked(&self) -> bool {
+        self.presence.is_enabled()
+    }
+
+    /// Takes the presence lock of this registry's node id on every managed engine, waiting
+    /// about `limit` at most: two processes configured with one `sqlassist.node_id` (and
+    /// different decision log directories, which the log's lock file cannot see) would
+    /// each roll back the other's prepared branches as their own undecided ones.
+    ///
+    /// Each lock is a session-level lock on the engine's database (PostgreSQL
+    /// `pg_try_advisory_lock` of a 64-bit hash of the node id, MariaDB/MySQL `GET_LOCK`
+    /// of `sqlassist:<node>:<database hash>`) on a connection opened for it outside the
+    /// pool and held while the registry lives: one more connection per managed server
+    /// engine. SQLite engines need none. Two engines of this registry on one database
+    /// share one lock. An engine that does not answer within `limit` is left: recovery
+    /// takes its lock before it acts on it, and does not act on it without. Does nothing
+    /// while presence locks are off.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NodeInUse`], naming the node id, the engine and the holder's server
+    /// session, when another process holds a lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let mut registry = Registry::from_settings(&Settings::from_pairs([("sqlalchemy.url", "sqlite://"), ("sqlalchemy.managed", "true")]))?;
+    /// registry.set_presence_lock(true);
+    /// registry.hold_presence_locks(Duration::from_secs(5))?; // SQLite needs no lock
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn hold_presence_locks(&self, limit: std::time::Duration) -> Result<()> {
+        if !self.presence.is_enabled() {
+            return Ok(());
+        }
+        let engines = self.managed_engines();
+        let (presence, node) = (self.presence.clone(), self.identity.node.clone());
+        let results = crate::recovery::on_each(
+            &engines,
+            Some(limit),
+            Arc::new(move |name: &str, engine: &Engine| presence.ensure(name, engine, &node)),
+        );
+        for ((name, _), result) in engines.iter().zip(results) {
+            match result {
+                Ok(()) => {}
+                Err(e @ Error::NodeInUse { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(engine = name.as_str(), error = %e, "could not take the presence lock of the node id; recovery takes it before it acts on this engine");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// This start's incarnation of the node: every branch id carries it, beside the
@@ -593,6 +718,12 @@ impl Registry {
             self.default = Some(name.to_owned());
         }
         tracing::debug!(engine = name, url = %engine.url().redacted(), managed = options.is_managed(), "engine registered");
+        if options.is_managed() {
+            self.recovery_engines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((name.to_owned(), engine.clone()));
+        }
         self.engines
             .insert(name.to_owned(), Registered { engine, options });
         Ok(())
@@ -892,6 +1023,36 @@ impl Registry {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn recover(&self) -> Result<RecoveryReport> {
+        self.recover_inner(None)
+    }
+
+    /// Like [`recover`](Self::recover), but returns after about `limit` whatever the
+    /// engines do: an engine whose prepared branches are not listed by then (a server that
+    /// does not answer, a pool waiting for its timeout) is reported in
+    /// [`RecoveryReport::unreachable`] and left to the periodic passes; its listing goes
+    /// on in the background and its answer is dropped. The engines that answered are
+    /// recovered as by [`recover`](Self::recover). [`from_settings`](Self::from_settings)
+    /// runs its start-up pass this way (`sqlassist.recovery_startup_wait`, default 5 s).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoDecisionLog`] when the registry has no decision log.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sqlassist::{Error, Registry};
+    ///
+    /// let registry = Registry::new();
+    /// assert!(matches!(registry.recover_within(Duration::from_secs(1)), Err(Error::NoDecisionLog)));
+    /// ```
+    pub fn recover_within(&self, limit: std::time::Duration) -> Result<RecoveryReport> {
+        self.recover_inner(Some(limit))
+    }
+
+    /// [`recover`](Self::recover) with an optional time limit per engine listing.
+    fn recover_inner(&self, limit: Option<std::time::Duration>) -> Result<RecoveryReport> {
         let log = self.recovery_log().ok_or(Error::NoDecisionLog)?;
         // With a database log: nodes whose lease expired are taken over (one winner) and
         // their branches settled in this pass too.
@@ -905,8 +1066,15 @@ impl Registry {
         };
         #[cfg(not(feature = "postgres"))]
         let taken = Vec::new();
-        let report =
-            crate::recovery::pass(&self.managed_engines(), true, &self.identity, &*log, &taken);
+        let report = crate::recovery::pass(
+            &self.managed_engines(),
+            true,
+            &self.identity,
+            &*log,
+            &taken,
+            &self.presence,
+            limit,
+        );
         #[cfg(feature = "postgres")]
         if let Some(db) = &self.database_log {
             if report.unreachable.is_empty() {
@@ -965,7 +1133,8 @@ impl Registry {
     /// thread that stops when the registry is dropped (or on
     /// [`stop_recovery`](Self::stop_recovery)). An engine that cannot be listed is skipped
     /// for a doubling time, up to 5 minutes, so a down server delays no pass. The passes
-    /// cover the managed engines registered at this call; a running thread is replaced.
+    /// cover every managed engine, also those registered after this call; a running
+    /// thread is replaced.
     /// [`from_settings`](Self::from_settings) starts it when `sqlassist.decision_log` is
     /// set (every `sqlassist.recovery_interval` seconds, default 30, 0 for none).
     ///
@@ -996,9 +1165,14 @@ impl Registry {
     pub fn start_recovery(&mut self, interval: std::time::Duration) -> Result<()> {
         let log = self.recovery_log().ok_or(Error::NoDecisionLog)?;
         self.recovery = None;
-        let thread =
-            RecoveryThread::start(self.managed_engines(), self.identity.clone(), log, interval)
-                .map_err(|source| Error::RecoveryThread { source })?;
+        let thread = RecoveryThread::start(
+            self.recovery_engines.clone(),
+            self.identity.clone(),
+            log,
+            self.presence.clone(),
+            interval,
+        )
+        .map_err(|source| Error::RecoveryThread { source })?;
         self.recovery = Some(thread);
         Ok(())
     }

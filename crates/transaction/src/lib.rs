@@ -98,7 +98,7 @@ pub use crate::file_log::{
 pub use crate::id::{coordinator_id, TransactionId};
 pub use crate::in_flight::in_flight;
 pub use crate::log::{
-    default_decision_log, set_default_decision_log, Branch, DecisionLog, DecisionRecord,
+    deciding, default_decision_log, set_default_decision_log, Branch, DecisionLog, DecisionRecord,
     MemoryDecisionLog, NopDecisionLog, SharedDecisionLog,
 };
 pub use crate::manager::{

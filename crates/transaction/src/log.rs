@@ -1,6 +1,7 @@
 //! The decision log: where the commit decision is recorded for recovery.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::{BoxError, Error, TransactionId};
@@ -175,6 +176,44 @@ impl<T: DecisionLog + ?Sized> DecisionLog for Arc<T> {
 
     fn is_outcome_unknown(&self, error: &(dyn std::error::Error + 'static)) -> bool {
         (**self).is_outcome_unknown(error)
+    }
+}
+
+/// Transactions of this process that are voting with a decision log enabled and have not
+/// asked for their decision yet.
+static DECIDING: AtomicUsize = AtomicUsize::new(0);
+
+/// How many transactions of this process are in their vote phase with a decision log
+/// enabled and will ask for a commit decision (or abort) next: a commit enters this count
+/// before its first vote and leaves it just before it calls
+/// [`record_commit`](DecisionLog::record_commit), or when a vote fails.
+///
+/// A log with group commit uses it to wait for exactly the commits that are about to
+/// join a group: while the count is zero, nobody else is coming and waiting gains nothing.
+///
+/// # Examples
+///
+/// ```
+/// // No commit is voting in this process.
+/// assert_eq!(transaction::deciding(), 0);
+/// ```
+pub fn deciding() -> usize {
+    DECIDING.load(Ordering::Acquire)
+}
+
+/// Keeps a voting transaction in the [`deciding`] count while it lives.
+pub(crate) struct Deciding(());
+
+impl Deciding {
+    pub(crate) fn enter() -> Self {
+        DECIDING.fetch_add(1, Ordering::AcqRel);
+        Self(())
+    }
+}
+
+impl Drop for Deciding {
+    fn drop(&mut self) {
+        DECIDING.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

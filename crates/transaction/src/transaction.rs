@@ -1008,10 +1008,13 @@ impl Transaction {
             .map(|m| m.decision_log())
             .filter(|l| l.is_enabled());
         let parallel = manager.as_ref().is_some_and(|m| m.parallel_phases());
+        // Tells the log's group commit that a decision may be asked for soon.
+        let deciding = (log.is_some() && _in_flight.is_some()).then(crate::log::Deciding::enter);
         crate::crash_point("before_prepare");
         let (votes, carried) =
             self.vote_phase(resources, one_phase, dirty, parallel, log.is_some())?;
 
+        drop(deciding);
         // A carried decision is durable with the last resource's commit: the log gets
         // no record (recovery reads the resource's copy).
         let prepared = votes.contains(&Vote::Prepared) && !carried;

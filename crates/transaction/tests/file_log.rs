@@ -450,6 +450,62 @@ fn concurrent_commits_share_fdatasyncs_and_each_is_durable_when_it_returns() {
 }
 
 #[test]
+fn a_group_leader_waits_for_a_commit_that_is_still_voting() {
+    use std::rc::Rc;
+    use std::time::{Duration, Instant};
+    use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    use transaction::TransactionManager;
+
+    let dir = TempDir::new("gather");
+    let log = FileLogOptions::new()
+        .preallocate(false)
+        .group_wait(Duration::from_secs(20))
+        .open(dir.path())
+        .expect("open");
+    let before = log.stats();
+    let (voting_tx, voting_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let voter_log = log.clone();
+        s.spawn(move || {
+            let manager = TransactionManager::builder()
+                .decision_log(Rc::new(voter_log.clone()))
+                .build();
+            let journal = Journal::new();
+            let slow = ScriptedDataManager::new("slow", Kind::TwoPhase, &journal);
+            let gathered = before.group_waits;
+            slow.on_call(move |call, _| {
+                if call == Call::TpcVote {
+                    voting_tx.send(()).expect("main thread listens");
+                    // Stay in the vote until the other commit leads a group (bounded, so
+                    // that a log that does not wait fails the assertions below instead
+                    // of hanging).
+                    let until = Instant::now() + Duration::from_secs(10);
+                    while voter_log.stats().group_waits == gathered && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            });
+            let txn = manager.begin().expect("begin");
+            txn.join(slow.clone()).expect("join");
+            txn.join(ScriptedDataManager::new("other", Kind::TwoPhase, &journal))
+                .expect("join");
+            manager.commit().expect("commit");
+            assert!(slow.committed());
+        });
+        voting_rx.recv().expect("the voter votes");
+        log.record_commit(TransactionId::next(), &[branch("db", "leader")])
+            .expect("record");
+    });
+    let after = log.stats();
+    assert_eq!(after.commits - before.commits, 2);
+    assert_eq!(
+        after.batches - before.batches,
+        1,
+        "the leader wrote before the voting commit joined"
+    );
+}
+
+#[test]
 fn reopening_keeps_open_decisions_drops_ended_ones_and_bumps_the_incarnation() {
     let dir = TempDir::new("reopen");
     let log = FileDecisionLog::open(dir.path()).expect("open");

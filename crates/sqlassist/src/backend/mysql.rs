@@ -451,6 +451,49 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// Takes the named lock of node `node` on `conn`'s database without waiting (`GET_LOCK`,
+/// named `sqlassist:<node>:<16 hex of the database name's md5>`, at most 51 characters:
+/// lock names are server-wide and limited to 64), after telling `me` this connection's
+/// id: `None` when taken, or `Some(holder connection id)` when another session holds it.
+pub(crate) fn presence_lock(
+    conn: &mut diesel::MysqlConnection,
+    node: &str,
+    me: impl FnOnce(i64),
+) -> diesel::QueryResult<Option<Option<i64>>> {
+    use diesel::sql_types::{BigInt, Nullable, Text};
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Me {
+        #[diesel(sql_type = BigInt)]
+        me: i64,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Value {
+        #[diesel(sql_type = Nullable<BigInt>)]
+        value: Option<i64>,
+    }
+    const NAME: &str = "CONCAT('sqlassist:', ?, ':', LEFT(MD5(COALESCE(DATABASE(), '')), 16))";
+    me(
+        diesel::sql_query("SELECT CAST(CONNECTION_ID() AS SIGNED) AS me")
+            .get_result::<Me>(conn)?
+            .me,
+    );
+    let taken = diesel::sql_query(format!(
+        "SELECT CAST(GET_LOCK({NAME}, 0) AS SIGNED) AS value"
+    ))
+    .bind::<Text, _>(node)
+    .get_result::<Value>(conn)?;
+    if taken.value == Some(1) {
+        return Ok(None);
+    }
+    let holder = diesel::sql_query(format!(
+        "SELECT CAST(IS_USED_LOCK({NAME}) AS SIGNED) AS value"
+    ))
+    .bind::<Text, _>(node)
+    .get_result::<Value>(conn)?;
+    Ok(Some(holder.value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

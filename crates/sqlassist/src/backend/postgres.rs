@@ -329,3 +329,48 @@ impl Protocol for Postgres {
         .map(|rows| rows.into_iter().map(|r| Listed::gid(r.gid)).collect())
     }
 }
+
+/// Takes the session-level advisory lock `key` on `conn` without waiting, after telling
+/// `me` this session's backend pid: `None` when taken, or `Some(holder pid)` when another
+/// session holds it (the holder's pid when `pg_locks` still shows it).
+pub(crate) fn presence_lock(
+    conn: &mut PgConnection,
+    key: i64,
+    me: impl FnOnce(i64),
+) -> diesel::QueryResult<Option<Option<i64>>> {
+    use diesel::sql_types::{BigInt, Bool, Nullable};
+    #[derive(QueryableByName)]
+    struct Me {
+        #[diesel(sql_type = BigInt)]
+        me: i64,
+    }
+    #[derive(QueryableByName)]
+    struct Tried {
+        #[diesel(sql_type = Bool)]
+        taken: bool,
+    }
+    #[derive(QueryableByName)]
+    struct Holder {
+        #[diesel(sql_type = Nullable<BigInt>)]
+        pid: Option<i64>,
+    }
+    me(diesel::sql_query("SELECT pg_backend_pid()::bigint AS me")
+        .get_result::<Me>(conn)?
+        .me);
+    let tried = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS taken")
+        .bind::<BigInt, _>(key)
+        .get_result::<Tried>(conn)?;
+    if tried.taken {
+        return Ok(None);
+    }
+    // A bigint advisory key shows as its high half in classid, its low half in objid.
+    let holder = diesel::sql_query(
+        "SELECT (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND classid = (($1 >> 32) & 4294967295)::bigint::oid \
+         AND objid = ($1 & 4294967295)::bigint::oid AND objsubid = 1 LIMIT 1)::bigint AS pid",
+    )
+    .bind::<BigInt, _>(key)
+    .get_result::<Holder>(conn)?;
+    Ok(Some(holder.pid))
+}
