@@ -454,7 +454,6 @@ impl DatabaseDecisionLog {
                 );
             return Err(self.database(&mut conn, e));
         }
-        transaction::crash_point("decision_commit");
         match <AnsiTransactionManager as TransactionManager<PgConnection>>::commit_transaction(pg(
             &mut conn,
         )) {
