@@ -8,7 +8,10 @@
 //!
 //! The `decision_log` scenario runs first: two-phase commit over the two databases with
 //! the file decision log against without, at 1 and 8 threads, with the log's fdatasyncs
-//! per transaction (`SQLASSIST_BENCH_ONLY=decision_log` runs it alone).
+//! per transaction (`SQLASSIST_BENCH_ONLY=decision_log` runs it alone). The `db_log`
+//! scenario compares no log, the file log and the database log kept in the first
+//! database, which takes part and carries the decision in its own commit, with the
+//! server's WAL flushes per transaction (`pg_stat_wal`).
 //!
 //! With the `mysql` feature and `SQLASSIST_TEST_MYSQL_URL` set, two more scenarios run:
 //! `raw_2pc_pg_mariadb` (hand-written PREPARE TRANSACTION + XA) and
@@ -427,6 +430,152 @@ fn helper() -> (
     (to, from)
 }
 
+#[derive(QueryableByName)]
+struct WalSyncs {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// `pg_stat_wal.wal_sync` of the server (cluster-wide: other clients' flushes count too).
+fn wal_syncs(conn: &mut PgConnection) -> Res<i64> {
+    Ok(
+        diesel::sql_query("SELECT wal_sync::bigint AS n FROM pg_stat_wal")
+            .get_result::<WalSyncs>(conn)?
+            .n,
+    )
+}
+
+/// Two-phase commit over the two databases with no decision log, the file log, and the
+/// database log kept in database `a`, which takes part and carries each decision in its
+/// one-phase commit (not prepared): per thread count (1, 8) and round, the three
+/// registries run the same number of transactions in rotating order. Prints each one's
+/// median throughput, the median per-round ratios to no log, and the server's WAL
+/// flushes per transaction (`pg_stat_wal.wal_sync`, cluster-wide). Scenario name `db_log`.
+fn db_log_scenarios(url_a: &str, url_b: &str, n: usize, rounds: usize) -> Res<()> {
+    use std::sync::Arc;
+    let table = "bench_dblog";
+    for url in [url_a, url_b] {
+        reset(&mut PgConnection::establish(url)?, table)?;
+    }
+    let dir = std::env::temp_dir().join(format!("sqlassist-bench-dblog-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let file_log = Arc::new(transaction::FileDecisionLog::open(&dir)?);
+    let engines = || -> Res<Vec<(&str, Engine)>> {
+        let mut v = Vec::new();
+        for (name, url) in [("a", url_a), ("b", url_b)] {
+            let options = EngineOptions::builder(DatabaseUrl::parse(url)?)
+                .pool_size(10)
+                .build()?;
+            v.push((name, Engine::new(options)?));
+        }
+        Ok(v)
+    };
+    let registry = |mode: usize| -> Res<Registry> {
+        let mut r = Registry::new();
+        let engines = engines()?;
+        for (name, engine) in &engines {
+            r.init_engine(name, engine.clone(), InitOptions::new().managed(true))?;
+        }
+        match mode {
+            1 => r.use_decision_log(file_log.clone()),
+            2 => {
+                let node = sqlassist::NodeId::new(&format!("bench-{}", std::process::id()))?;
+                r.set_node_id(node.clone());
+                let log = sqlassist::DatabaseDecisionLog::open(
+                    engines[0].1.clone(),
+                    &node,
+                    Duration::from_secs(30),
+                )?;
+                r.use_database_decision_log(log);
+            }
+            _ => {}
+        }
+        Ok(r)
+    };
+    let registries = [registry(0)?, registry(1)?, registry(2)?];
+    let names = ["no_log", "file_log", "db_log_riding"];
+    let mut stat = PgConnection::establish(url_a)?;
+    let mut written = 0usize;
+    for threads in [1usize, 8] {
+        let per_thread = (n / rounds / threads).max(1);
+        let total = per_thread * threads;
+        let mut tps: [Vec<f64>; 3] = Default::default();
+        let mut flushes: [Vec<f64>; 3] = Default::default();
+        let mut ratios: [Vec<f64>; 3] = Default::default();
+        for round in 0..rounds {
+            let mut order = [0usize, 1, 2];
+            order.rotate_left(round % 3);
+            let mut rate = [0.0f64; 3];
+            for mode in order {
+                let r = &registries[mode];
+                let before = wal_syncs(&mut stat)?;
+                let start = Instant::now();
+                std::thread::scope(|s| -> Res<()> {
+                    let handles: Vec<_> = (0..threads)
+                        .map(|_| {
+                            s.spawn(move || -> Result<(), String> {
+                                let run = || -> Res<()> {
+                                    r.transaction_manager().scope(|| -> Res<()> {
+                                        for i in 0..per_thread {
+                                            transaction::begin()?;
+                                            for name in ["a", "b"] {
+                                                let session = r.session(name)?;
+                                                insert(
+                                                    &mut *session.conn::<PgConnection>()?,
+                                                    table,
+                                                    i as i32,
+                                                )?;
+                                            }
+                                            transaction::commit()?;
+                                        }
+                                        sqlassist::close_sessions()?;
+                                        Ok(())
+                                    })
+                                };
+                                run().map_err(|e| e.to_string())
+                            })
+                        })
+                        .collect();
+                    for h in handles {
+                        h.join().map_err(|_| "a bench thread panicked")??;
+                    }
+                    Ok(())
+                })?;
+                rate[mode] = total as f64 / start.elapsed().as_secs_f64();
+                flushes[mode].push((wal_syncs(&mut stat)? - before) as f64 / total as f64);
+                written += total;
+                if mode == 2 {
+                    // The riding decisions stay until recovery finds them finished.
+                    r.recover()?;
+                }
+            }
+            for mode in 0..3 {
+                tps[mode].push(rate[mode]);
+                ratios[mode].push(rate[mode] / rate[0]);
+            }
+        }
+        for mode in 0..3 {
+            println!(
+                "{{\"scenario\":\"2pc_two_db_{}_{threads}t\",\"threads\":{threads},\"rounds\":{rounds},\"tx_per_round\":{total},\"tx_per_s\":{:.1},\"ratio_to_no_log_median\":{:.3},\"wal_sync_per_tx_median\":{:.2}}}",
+                names[mode],
+                median(tps[mode].clone()),
+                median(ratios[mode].clone()),
+                median(flushes[mode].clone())
+            );
+        }
+    }
+    for url in [url_a, url_b] {
+        let got = count(&mut PgConnection::establish(url)?, table)?;
+        if got != written as i64 {
+            return Err(format!("db_log: {got} rows, expected {written}").into());
+        }
+        PgConnection::establish(url)?.batch_execute(&format!("DROP TABLE IF EXISTS {table}"))?;
+    }
+    drop(registries);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 fn main() -> Res<()> {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return Ok(()); // `cargo test --benches` / `--list` probes: nothing to run
@@ -452,6 +601,12 @@ fn main() -> Res<()> {
         .is_none_or(|o| o.split(',').any(|s| s.trim() == "decision_log"))
     {
         decision_log_scenarios(&url_a, &url_b, n, rounds)?;
+    }
+    if only
+        .as_deref()
+        .is_none_or(|o| o.split(',').any(|s| s.trim() == "db_log"))
+    {
+        db_log_scenarios(&url_a, &url_b, n, rounds)?;
     }
     let scenarios = scenarios();
     if scenarios.is_empty() {

@@ -36,6 +36,10 @@ use crate::conn::Conn;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 
+/// `taken_over_by` of a node whose takeover finished: never a valid node id, so no
+/// pass takes it again, and its zombies stay fenced (the fence wants `NULL`).
+const SETTLED: &str = "settled!";
+
 /// The default time to live of a node's lease.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 
@@ -454,7 +458,6 @@ impl DatabaseDecisionLog {
                 );
             return Err(self.database(&mut conn, e));
         }
-        transaction::crash_point("decision_commit");
         match <AnsiTransactionManager as TransactionManager<PgConnection>>::commit_transaction(pg(
             &mut conn,
         )) {
@@ -602,15 +605,17 @@ impl DatabaseDecisionLog {
         let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
         let taken: Vec<NodeName> = diesel::sql_query(
             "WITH x AS (SELECT node FROM sqlassist_node WHERE node <> $1 \
+               AND taken_over_by IS DISTINCT FROM $3 \
                AND (lease_until < statement_timestamp() OR taken_over_by = $1) FOR UPDATE) \
              UPDATE sqlassist_node n SET taken_over_by = $1, \
                lease_until = statement_timestamp() + $2 * interval '1 millisecond' \
-             FROM x WHERE n.node = x.node \
+             FROM x WHERE n.node = x.node AND n.taken_over_by IS DISTINCT FROM $3 \
                AND (n.lease_until < statement_timestamp() OR n.taken_over_by = $1) \
              RETURNING n.node",
         )
         .bind::<Text, _>(self.node.as_str())
         .bind::<BigInt, _>(ttl_ms)
+        .bind::<Text, _>(SETTLED)
         .load(pg(&mut conn))
         .map_err(|e| self.engine.database_error(&mut conn, e))?;
         let mut out = Vec::new();
@@ -631,17 +636,19 @@ impl DatabaseDecisionLog {
         Ok(out)
     }
 
-    /// Every branch of taken-over `node` is finished: deletes its decisions and ends the
-    /// takeover (the row stays, with its incarnation count and no lease, so the node may
-    /// start again).
+    /// Every branch of taken-over `node` is finished: deletes its decisions and marks the
+    /// row settled (no later pass takes it again; a zombie of it stays fenced). The row
+    /// stays, with its incarnation count and no lease, so the node may start again.
     pub(crate) fn finish_takeover(&self, node: &NodeId) -> Result<()> {
         let mut conn = self.engine.checkout()?;
         let sql = format!(
             "BEGIN; DELETE FROM sqlassist_decision WHERE node = '{node}'; \
-             UPDATE sqlassist_node SET taken_over_by = NULL, lease_until = statement_timestamp() \
+             UPDATE sqlassist_node SET taken_over_by = '{settled}', \
+               lease_until = statement_timestamp() \
              WHERE node = '{node}' AND taken_over_by = '{me}'; COMMIT",
             node = node.as_str(),
-            me = self.node.as_str()
+            me = self.node.as_str(),
+            settled = SETTLED
         );
         pg(&mut conn)
             .batch_execute(&sql)

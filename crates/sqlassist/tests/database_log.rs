@@ -455,6 +455,18 @@ fn a_node_killed_for_good_is_taken_over_and_its_transactions_settled_by_another(
     assert_eq!(common::pg::prepared(&url2, dead.as_str()), 0);
     // Nothing of the dead node is left: its decisions are gone and its id is free again.
     assert_eq!(decision_rows(&url, &dead), 0);
+    // Settled: no later pass takes it again.
+    let settled = format!(
+        "SELECT COUNT(*) FROM sqlassist_node WHERE node = '{dead}' AND taken_over_by = 'settled!'"
+    );
+    assert_eq!(common::pg::scalar(&url, &settled), 1);
+    let lease = format!(
+        "SELECT (extract(epoch FROM lease_until) * 1000000)::bigint FROM sqlassist_node WHERE node = '{dead}'"
+    );
+    let before = common::pg::scalar(&url, &lease);
+    registry.recover().unwrap();
+    assert_eq!(common::pg::scalar(&url, &settled), 1);
+    assert_eq!(common::pg::scalar(&url, &lease), before, "taken over again");
     let again = DatabaseDecisionLog::open(engine(&url), &dead, TTL).unwrap();
     assert_eq!(again.incarnation(), 2);
     for u in [&url, &url2] {
