@@ -62,14 +62,16 @@ fn a_branch_whose_server_restarted_before_commit_prepared_is_committed_by_the_pe
     assert!(registry.is_recovering());
     assert!(dir.path().join("txlog").is_dir());
 
-    // A second resource finishes first and stops the server: the decision is durable,
-    // the PostgreSQL branch is prepared, and COMMIT PREPARED cannot reach the server.
+    // A one-phase resource, which votes last and alone once the PostgreSQL branch is
+    // prepared, stops the server in its commit: the decision is then made durable, and
+    // COMMIT PREPARED cannot reach the server. (Phase two of two-phase resources may run
+    // at the same time, so a two-phase stopper could not come between them.)
     let journal = Journal::new();
-    let stopper = ScriptedDataManager::new("a-stopper", Kind::TwoPhase, &journal)
-        .with_write_state(WriteState::Clean);
+    let stopper = ScriptedDataManager::new("a-stopper", Kind::OnePhase, &journal)
+        .with_write_state(WriteState::Dirty);
     let stop_data = data.clone();
     stopper.on_call(move |call, _| {
-        if call == Call::TpcFinish {
+        if call == Call::TpcVote {
             pg_ctl(&stop_data, &["stop", "-w", "-m", "fast"]);
         }
     });
