@@ -723,6 +723,15 @@ fn random_kills(rounds: u64) -> Option<BTreeMap<Mix, Totals>> {
             t.acknowledged += reported.ok.len();
             t.recovered_commits += recovered.committed;
             t.recovered_rollbacks += recovered.rolled_back;
+            // Progress for long runs (stderr, shown with --nocapture).
+            eprintln!(
+                "{} round {}/{rounds}: {} acknowledged, recovery committed {} and rolled back {}",
+                mix.name(),
+                round + 1,
+                reported.ok.len(),
+                recovered.committed,
+                recovered.rolled_back
+            );
             // Next round starts on a clean table: the child's ids restart at 1.
             for db in drill.dbs() {
                 let sql = format!("DELETE FROM {}", drill.table);
