@@ -80,4 +80,26 @@ mod tests {
         drop(again);
         assert!(!in_flight().contains(&txn));
     }
+
+    #[test]
+    fn transactions_leave_in_any_order_and_are_listed_in_id_order() {
+        let (a, b, c) = (
+            TransactionId::next(),
+            TransactionId::next(),
+            TransactionId::next(),
+        );
+        let (gc, ga, gb) = (InFlight::enter(c), InFlight::enter(a), InFlight::enter(b));
+        let mine = |ids: Vec<TransactionId>| -> Vec<TransactionId> {
+            ids.into_iter()
+                .filter(|id| [a, b, c].contains(id))
+                .collect()
+        };
+        assert_eq!(mine(in_flight()), [a, b, c]);
+        drop(ga);
+        assert_eq!(mine(in_flight()), [b, c]);
+        drop(gc);
+        assert_eq!(mine(in_flight()), [b]);
+        drop(gb);
+        assert!(mine(in_flight()).is_empty());
+    }
 }

@@ -2208,4 +2208,76 @@ mod tests {
         txn.abort().expect("abort");
         assert_eq!(journal.calls_of("a"), [Call::Abort]);
     }
+
+    #[test]
+    fn the_next_transaction_starts_with_no_resource_of_a_committed_one() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let a = ScriptedDataManager::new("a", Kind::TwoPhase, &journal);
+        let b = ScriptedDataManager::new("b", Kind::TwoPhase, &journal);
+        joined(&manager, &[&b, &a]).commit().expect("commit");
+        let next = manager.begin().expect("begin");
+        assert_eq!(next.resource_count(), 0);
+        let a_dyn: Rc<dyn DataManager> = a.clone();
+        assert!(!next.has_joined(&a_dyn));
+        next.join(a.clone()).expect("join");
+        assert_eq!(next.resource_count(), 1);
+    }
+
+    #[test]
+    fn commit_order_sorts_many_resources_stably_two_phase_first() {
+        let journal = Journal::new();
+        let mut resources: Vec<Rc<dyn DataManager>> = Vec::new();
+        for i in (0..20).rev() {
+            let kind = if i % 7 == 0 {
+                Kind::OnePhase
+            } else {
+                Kind::TwoPhase
+            };
+            resources.push(ScriptedDataManager::new(
+                &format!("r{i:02}"),
+                kind,
+                &journal,
+            ));
+        }
+        for n in [0, 1, 2, 5, 16, 17, 20] {
+            let mut sorted = resources[..n].to_vec();
+            sort_in_commit_order(&mut sorted);
+            let mut expected = resources[..n].to_vec();
+            expected.sort_by(commit_order);
+            let keys = |v: &[Rc<dyn DataManager>]| -> Vec<String> {
+                v.iter().map(|r| r.sort_key().to_owned()).collect()
+            };
+            assert_eq!(keys(&sorted), keys(&expected), "{n} resources");
+        }
+    }
+
+    #[test]
+    fn setting_data_of_a_type_twice_keeps_the_last_value() {
+        struct Tenant(&'static str);
+        struct RequestId(u64);
+        let manager = TransactionManager::new();
+        let txn = manager.begin().expect("begin");
+        txn.set_data(Tenant("a"));
+        txn.set_data(RequestId(1));
+        txn.set_data(Tenant("b"));
+        assert_eq!(txn.data::<Tenant>().map(|t| t.0), Some("b"));
+        assert_eq!(txn.data::<RequestId>().map(|r| r.0), Some(1));
+    }
+
+    #[test]
+    fn votes_spill_past_the_inline_capacity_in_order() {
+        let mut votes = Votes::new();
+        let all: Vec<Vote> = (0..40)
+            .map(|i| match i % 3 {
+                0 => Vote::Prepared,
+                1 => Vote::ReadOnly,
+                _ => Vote::Committed,
+            })
+            .collect();
+        for (i, v) in all.iter().enumerate() {
+            votes.push(*v);
+            assert_eq!(&votes[..], &all[..=i]);
+        }
+    }
 }
