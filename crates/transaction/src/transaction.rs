@@ -168,7 +168,9 @@ fn sort_in_commit_order(resources: &mut [Rc<dyn DataManager>]) {
 struct Meta {
     user: String,
     description: String,
-    extension: BTreeMap<String, String>,
+    /// `None` until the first extension is set: most transactions have none, and an empty
+    /// `BTreeMap` still costs its drop.
+    extension: Option<BTreeMap<String, String>>,
 }
 
 struct State {
@@ -582,6 +584,7 @@ impl Transaction {
             .borrow_mut()
             .meta
             .extension
+            .get_or_insert_with(BTreeMap::new)
             .insert(key.into(), value.into());
     }
 
@@ -598,7 +601,13 @@ impl Transaction {
     /// # Ok::<(), transaction::Error>(())
     /// ```
     pub fn extension(&self, key: &str) -> Option<String> {
-        self.inner.state.borrow().meta.extension.get(key).cloned()
+        self.inner
+            .state
+            .borrow()
+            .meta
+            .extension
+            .as_ref()
+            .and_then(|e| e.get(key).cloned())
     }
 
     /// Every extension value, sorted by key.
@@ -615,7 +624,13 @@ impl Transaction {
     /// # Ok::<(), transaction::Error>(())
     /// ```
     pub fn extensions(&self) -> BTreeMap<String, String> {
-        self.inner.state.borrow().meta.extension.clone()
+        self.inner
+            .state
+            .borrow()
+            .meta
+            .extension
+            .clone()
+            .unwrap_or_default()
     }
 
     /// Stores per-transaction data keyed by its type; a caller keeps its data private by
@@ -954,7 +969,7 @@ impl Transaction {
                 && st.before_abort.is_empty()
                 && st.after_abort.is_empty()
                 && st.data.is_empty()
-                && st.meta.extension.is_empty()
+                && st.meta.extension.is_none()
             {
                 return;
             }
