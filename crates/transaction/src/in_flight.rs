@@ -1,16 +1,17 @@
 //! The process-wide set of transactions between their first PREPARE and their end.
 
-use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::TransactionId;
 
 /// Transactions of this process that may have a prepared branch and are still being
-/// finished by their coordinator, with how many commits of each are running (one).
-static ACTIVE: Mutex<BTreeMap<TransactionId, usize>> = Mutex::new(BTreeMap::new());
+/// finished by their coordinator, with how many commits of each are running (one). A
+/// vector rather than a map: it holds one entry per committing thread, and it keeps its
+/// capacity, so that entering and leaving allocate nothing once it has grown.
+static ACTIVE: Mutex<Vec<(TransactionId, usize)>> = Mutex::new(Vec::new());
 
-fn active() -> MutexGuard<'static, BTreeMap<TransactionId, usize>> {
-    // The map stays consistent even if a holder panicked: every update is one call.
+fn active() -> MutexGuard<'static, Vec<(TransactionId, usize)>> {
+    // The list stays consistent even if a holder panicked: every update is one call.
     ACTIVE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -31,7 +32,9 @@ fn active() -> MutexGuard<'static, BTreeMap<TransactionId, usize>> {
 /// assert!(transaction::in_flight().is_empty());
 /// ```
 pub fn in_flight() -> Vec<TransactionId> {
-    active().keys().copied().collect()
+    let mut ids: Vec<TransactionId> = active().iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids
 }
 
 /// Keeps a transaction in the in-flight set while it lives.
@@ -40,7 +43,11 @@ pub(crate) struct InFlight(TransactionId);
 impl InFlight {
     /// Enters `txn` into the set; it leaves when the guard drops (also on unwinding).
     pub(crate) fn enter(txn: TransactionId) -> Self {
-        *active().entry(txn).or_insert(0) += 1;
+        let mut active = active();
+        match active.iter_mut().find(|(id, _)| *id == txn) {
+            Some((_, n)) => *n += 1,
+            None => active.push((txn, 1)),
+        }
         Self(txn)
     }
 }
@@ -48,10 +55,10 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         let mut active = active();
-        if let Some(n) = active.get_mut(&self.0) {
-            *n -= 1;
-            if *n == 0 {
-                active.remove(&self.0);
+        if let Some(i) = active.iter().position(|(id, _)| *id == self.0) {
+            active[i].1 -= 1;
+            if active[i].1 == 0 {
+                active.swap_remove(i);
             }
         }
     }
@@ -72,5 +79,27 @@ mod tests {
         assert!(in_flight().contains(&txn));
         drop(again);
         assert!(!in_flight().contains(&txn));
+    }
+
+    #[test]
+    fn transactions_leave_in_any_order_and_are_listed_in_id_order() {
+        let (a, b, c) = (
+            TransactionId::next(),
+            TransactionId::next(),
+            TransactionId::next(),
+        );
+        let (gc, ga, gb) = (InFlight::enter(c), InFlight::enter(a), InFlight::enter(b));
+        let mine = |ids: Vec<TransactionId>| -> Vec<TransactionId> {
+            ids.into_iter()
+                .filter(|id| [a, b, c].contains(id))
+                .collect()
+        };
+        assert_eq!(mine(in_flight()), [a, b, c]);
+        drop(ga);
+        assert_eq!(mine(in_flight()), [b, c]);
+        drop(gc);
+        assert_eq!(mine(in_flight()), [b]);
+        drop(gb);
+        assert!(mine(in_flight()).is_empty());
     }
 }

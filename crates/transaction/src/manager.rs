@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use crate::error::{BoxError, Error, Result, Transient};
 use crate::log::{DecisionLog, ProcessDefaultLog};
-use crate::{Savepoint, Transaction};
+use crate::{DataManager, Savepoint, Transaction};
 
 /// Observes every transaction of a manager (zope's `ISynchronizer`).
 ///
@@ -93,6 +93,9 @@ pub(crate) struct ManagerInner {
     current: RefCell<Option<Transaction>>,
     synchronizers: RefCell<Vec<(SynchronizerId, Rc<dyn Synchronizer>)>>,
     next_sync: Cell<u64>,
+    /// An empty resource list kept from a committed transaction for the next one, so
+    /// that a transaction after the first allocates none.
+    spare_resources: Cell<Vec<Rc<dyn DataManager>>>,
 }
 
 impl ManagerInner {
@@ -114,6 +117,15 @@ impl ManagerInner {
             return Vec::new();
         }
         syncs.iter().map(|(_, s)| s.clone()).collect()
+    }
+
+    /// Keeps the (emptied) resource list of a committed transaction for the next one.
+    pub(crate) fn recycle_resources(&self, mut resources: Vec<Rc<dyn DataManager>>) {
+        // A list grown for an unusually large transaction is not worth keeping.
+        if resources.capacity() <= 64 {
+            resources.clear();
+            self.spare_resources.set(resources);
+        }
     }
 
     /// Forgets `txn` as the current transaction if it is.
@@ -327,6 +339,7 @@ impl TransactionManagerBuilder {
                 current: RefCell::new(None),
                 synchronizers: RefCell::new(Vec::new()),
                 next_sync: Cell::new(0),
+                spare_resources: Cell::new(Vec::new()),
             }),
         }
     }
@@ -464,7 +477,10 @@ impl TransactionManager {
 
     /// A new transaction, made current without telling synchronizers.
     fn new_current(&self) -> Transaction {
-        let txn = Transaction::new(Rc::downgrade(&self.inner));
+        let txn = Transaction::new(
+            Rc::downgrade(&self.inner),
+            self.inner.spare_resources.take(),
+        );
         *self.inner.current.borrow_mut() = Some(txn.clone());
         txn
     }

@@ -3,7 +3,7 @@
 use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::{Rc, Weak};
 
@@ -103,11 +103,74 @@ fn commit_order(a: &Rc<dyn DataManager>, b: &Rc<dyn DataManager>) -> Ordering {
         .then_with(|| a.sort_key().cmp(b.sort_key()))
 }
 
+/// The votes of one commit, in vote order: on the stack for up to 16 resources, so that
+/// a commit allocates nothing for them.
+struct Votes {
+    inline: [Vote; Votes::INLINE],
+    len: usize,
+    spilled: Vec<Vote>,
+}
+
+impl Votes {
+    const INLINE: usize = 16;
+
+    fn new() -> Self {
+        Self {
+            inline: [Vote::ReadOnly; Self::INLINE],
+            len: 0,
+            spilled: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, vote: Vote) {
+        if self.spilled.is_empty() && self.len < Self::INLINE {
+            self.inline[self.len] = vote;
+            self.len += 1;
+        } else {
+            if self.spilled.is_empty() {
+                self.spilled.extend_from_slice(&self.inline[..self.len]);
+            }
+            self.spilled.push(vote);
+        }
+    }
+}
+
+impl std::ops::Deref for Votes {
+    type Target = [Vote];
+
+    fn deref(&self) -> &[Vote] {
+        if self.spilled.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
+    }
+}
+
+/// Sorts `resources` by [`commit_order`], stably. A transaction joins a handful of
+/// resources: an insertion sort does fewer comparisons and less work than the general
+/// sort for those; a long list goes to the general sort.
+fn sort_in_commit_order(resources: &mut [Rc<dyn DataManager>]) {
+    if resources.len() > 16 {
+        resources.sort_by(commit_order);
+        return;
+    }
+    for i in 1..resources.len() {
+        let mut j = i;
+        while j > 0 && commit_order(&resources[j - 1], &resources[j]) == Ordering::Greater {
+            resources.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
 #[derive(Default)]
 struct Meta {
     user: String,
     description: String,
-    extension: BTreeMap<String, String>,
+    /// `None` until the first extension is set: most transactions have none, and an empty
+    /// `BTreeMap` still costs its drop.
+    extension: Option<BTreeMap<String, String>>,
 }
 
 struct State {
@@ -118,7 +181,9 @@ struct State {
     before_abort: Vec<AbortHook>,
     after_abort: Vec<AbortHook>,
     meta: Meta,
-    data: HashMap<TypeId, Rc<dyn Any>>,
+    /// Keyed by type; a vector, as a transaction holds few values (and an empty one costs
+    /// nothing to create, unlike a `HashMap` and its random state).
+    data: Vec<(TypeId, Rc<dyn Any>)>,
     savepoints: Vec<Rc<SavepointMark>>,
 }
 
@@ -165,20 +230,23 @@ impl fmt::Debug for Transaction {
 }
 
 impl Transaction {
-    pub(crate) fn new(manager: Weak<ManagerInner>) -> Self {
+    /// A new transaction; `resources` is an empty list to fill (with its capacity kept
+    /// from an earlier transaction).
+    pub(crate) fn new(manager: Weak<ManagerInner>, resources: Vec<Rc<dyn DataManager>>) -> Self {
+        debug_assert!(resources.is_empty());
         Self {
             inner: Rc::new(Inner {
                 id: TransactionId::next(),
                 manager,
                 state: RefCell::new(State {
                     status: Status::Active,
-                    resources: Vec::new(),
+                    resources,
                     before_commit: Vec::new(),
                     after_commit: Vec::new(),
                     before_abort: Vec::new(),
                     after_abort: Vec::new(),
                     meta: Meta::default(),
-                    data: HashMap::new(),
+                    data: Vec::new(),
                     savepoints: Vec::new(),
                 }),
                 next_savepoint: Cell::new(0),
@@ -516,6 +584,7 @@ impl Transaction {
             .borrow_mut()
             .meta
             .extension
+            .get_or_insert_with(BTreeMap::new)
             .insert(key.into(), value.into());
     }
 
@@ -532,7 +601,13 @@ impl Transaction {
     /// # Ok::<(), transaction::Error>(())
     /// ```
     pub fn extension(&self, key: &str) -> Option<String> {
-        self.inner.state.borrow().meta.extension.get(key).cloned()
+        self.inner
+            .state
+            .borrow()
+            .meta
+            .extension
+            .as_ref()
+            .and_then(|e| e.get(key).cloned())
     }
 
     /// Every extension value, sorted by key.
@@ -549,7 +624,13 @@ impl Transaction {
     /// # Ok::<(), transaction::Error>(())
     /// ```
     pub fn extensions(&self) -> BTreeMap<String, String> {
-        self.inner.state.borrow().meta.extension.clone()
+        self.inner
+            .state
+            .borrow()
+            .meta
+            .extension
+            .clone()
+            .unwrap_or_default()
     }
 
     /// Stores per-transaction data keyed by its type; a caller keeps its data private by
@@ -566,11 +647,19 @@ impl Transaction {
     /// # Ok::<(), transaction::Error>(())
     /// ```
     pub fn set_data<T: 'static>(&self, value: T) {
-        self.inner
-            .state
-            .borrow_mut()
-            .data
-            .insert(TypeId::of::<T>(), Rc::new(value));
+        let value: Rc<dyn Any> = Rc::new(value);
+        let key = TypeId::of::<T>();
+        let mut st = self.inner.state.borrow_mut();
+        let old = match st.data.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, slot)) => Some(std::mem::replace(slot, value)),
+            None => {
+                st.data.push((key, value));
+                None
+            }
+        };
+        drop(st);
+        // Dropped outside the borrow: its Drop may call back into the transaction.
+        drop(old);
     }
 
     /// The per-transaction data of type `T`, if set.
@@ -594,8 +683,9 @@ impl Transaction {
             .state
             .borrow()
             .data
-            .get(&TypeId::of::<T>())
-            .cloned()?;
+            .iter()
+            .find(|(k, _)| *k == TypeId::of::<T>())
+            .map(|(_, v)| v.clone())?;
         value.downcast::<T>().ok()
     }
 
@@ -832,7 +922,7 @@ impl Transaction {
                 *slot = Rc::as_ptr(r).cast::<()>();
             }
             // Two-phase resources first, then one-phase ones; each group by sort key.
-            resources.sort_by(commit_order);
+            sort_in_commit_order(&mut resources);
             let result = self.commit_resources(&resources);
             if result.is_err() {
                 // The resources stay joined until the transaction ends: abort() asks each
@@ -843,6 +933,8 @@ impl Transaction {
                     join_order.iter().position(|p| *p == ptr)
                 });
                 self.inner.state.borrow_mut().resources = resources;
+            } else if let Some(m) = self.manager() {
+                m.recycle_resources(resources);
             }
             result
         };
@@ -877,7 +969,7 @@ impl Transaction {
                 && st.before_abort.is_empty()
                 && st.after_abort.is_empty()
                 && st.data.is_empty()
-                && st.meta.extension.is_empty()
+                && st.meta.extension.is_none()
             {
                 return;
             }
@@ -949,7 +1041,13 @@ impl Transaction {
         for sync in self.synchronizers() {
             sync.after_completion(self);
         }
-        let hooks = std::mem::take(&mut self.inner.state.borrow_mut().after_commit);
+        let hooks = {
+            let mut st = self.inner.state.borrow_mut();
+            if st.after_commit.is_empty() {
+                return;
+            }
+            std::mem::take(&mut st.after_commit)
+        };
         for hook in hooks {
             // The commit has happened (or failed) already: an error here changes nothing.
             if let Err(e) = hook(self, committed) {
@@ -1057,7 +1155,7 @@ impl Transaction {
         }
         let committed = resources
             .iter()
-            .zip(&votes)
+            .zip(votes.iter())
             .enumerate()
             .filter(|(i, (_, v))| **v != Vote::ReadOnly && !failed.iter().any(|(f, _)| f == i))
             .map(|(_, (r, _))| r.sort_key().to_owned())
@@ -1198,8 +1296,8 @@ impl Transaction {
         dirty: usize,
         parallel: bool,
         logged: bool,
-    ) -> Result<(Vec<Vote>, bool)> {
-        let mut votes: Vec<Vote> = Vec::with_capacity(resources.len());
+    ) -> Result<(Votes, bool)> {
+        let mut votes = Votes::new();
         let last = resources.len().wrapping_sub(1);
         let two_phase = resources.len() - one_phase.min(resources.len());
         if parallel && two_phase >= 2 {
@@ -1272,7 +1370,7 @@ impl Transaction {
         &self,
         group: &[Rc<dyn DataManager>],
         all: &[Rc<dyn DataManager>],
-        votes: &mut Vec<Vote>,
+        votes: &mut Votes,
     ) -> Result<()> {
         // Jobs first, so that they run while this thread votes the others.
         // Nothing is allocated when no resource offers a job.
@@ -1342,7 +1440,9 @@ impl Transaction {
             }
         }
         let Some((failed_at, source)) = first_failure else {
-            votes.extend(voted.into_iter().flatten());
+            for vote in voted.into_iter().flatten() {
+                votes.push(vote);
+            }
             return Ok(());
         };
         voted.resize(all.len(), None);
@@ -1768,7 +1868,13 @@ impl Transaction {
     }
 
     fn invalidate_savepoints(&self) {
-        let marks = std::mem::take(&mut self.inner.state.borrow_mut().savepoints);
+        let marks = {
+            let mut st = self.inner.state.borrow_mut();
+            if st.savepoints.is_empty() {
+                return;
+            }
+            std::mem::take(&mut st.savepoints)
+        };
         for m in marks {
             m.invalidate();
         }
@@ -2119,5 +2225,77 @@ mod tests {
         assert!(journal.calls().is_empty());
         txn.abort().expect("abort");
         assert_eq!(journal.calls_of("a"), [Call::Abort]);
+    }
+
+    #[test]
+    fn the_next_transaction_starts_with_no_resource_of_a_committed_one() {
+        let manager = TransactionManager::new();
+        let journal = Journal::new();
+        let a = ScriptedDataManager::new("a", Kind::TwoPhase, &journal);
+        let b = ScriptedDataManager::new("b", Kind::TwoPhase, &journal);
+        joined(&manager, &[&b, &a]).commit().expect("commit");
+        let next = manager.begin().expect("begin");
+        assert_eq!(next.resource_count(), 0);
+        let a_dyn: Rc<dyn DataManager> = a.clone();
+        assert!(!next.has_joined(&a_dyn));
+        next.join(a.clone()).expect("join");
+        assert_eq!(next.resource_count(), 1);
+    }
+
+    #[test]
+    fn commit_order_sorts_many_resources_stably_two_phase_first() {
+        let journal = Journal::new();
+        let mut resources: Vec<Rc<dyn DataManager>> = Vec::new();
+        for i in (0..20).rev() {
+            let kind = if i % 7 == 0 {
+                Kind::OnePhase
+            } else {
+                Kind::TwoPhase
+            };
+            resources.push(ScriptedDataManager::new(
+                &format!("r{i:02}"),
+                kind,
+                &journal,
+            ));
+        }
+        for n in [0, 1, 2, 5, 16, 17, 20] {
+            let mut sorted = resources[..n].to_vec();
+            sort_in_commit_order(&mut sorted);
+            let mut expected = resources[..n].to_vec();
+            expected.sort_by(commit_order);
+            let keys = |v: &[Rc<dyn DataManager>]| -> Vec<String> {
+                v.iter().map(|r| r.sort_key().to_owned()).collect()
+            };
+            assert_eq!(keys(&sorted), keys(&expected), "{n} resources");
+        }
+    }
+
+    #[test]
+    fn setting_data_of_a_type_twice_keeps_the_last_value() {
+        struct Tenant(&'static str);
+        struct RequestId(u64);
+        let manager = TransactionManager::new();
+        let txn = manager.begin().expect("begin");
+        txn.set_data(Tenant("a"));
+        txn.set_data(RequestId(1));
+        txn.set_data(Tenant("b"));
+        assert_eq!(txn.data::<Tenant>().map(|t| t.0), Some("b"));
+        assert_eq!(txn.data::<RequestId>().map(|r| r.0), Some(1));
+    }
+
+    #[test]
+    fn votes_spill_past_the_inline_capacity_in_order() {
+        let mut votes = Votes::new();
+        let all: Vec<Vote> = (0..40)
+            .map(|i| match i % 3 {
+                0 => Vote::Prepared,
+                1 => Vote::ReadOnly,
+                _ => Vote::Committed,
+            })
+            .collect();
+        for (i, v) in all.iter().enumerate() {
+            votes.push(*v);
+            assert_eq!(&votes[..], &all[..=i]);
+        }
     }
 }
