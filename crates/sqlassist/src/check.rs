@@ -214,6 +214,7 @@ struct Text1 {
     v: String,
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 #[derive(QueryableByName)]
 struct Target {
     #[diesel(sql_type = diesel::sql_types::Text)]

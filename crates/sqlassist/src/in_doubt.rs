@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
-use diesel::{QueryableByName, RunQueryDsl};
+use diesel::QueryableByName;
+#[cfg(feature = "postgres")]
+use diesel::RunQueryDsl;
 use transaction::LogInspection;
 
 use crate::branch::{BranchId, Owner, PreparedBranch};
@@ -138,7 +140,7 @@ fn ages(engine: &Engine) -> Vec<(String, Duration)> {
         return Vec::new();
     };
     #[allow(irrefutable_let_patterns)]
-    let listed = match &mut conn {
+    let listed: Vec<Age> = match &mut conn {
         #[cfg(feature = "postgres")]
         crate::conn::Conn::Pg(c) => diesel::sql_query(
             "SELECT gid, CAST(EXTRACT(EPOCH FROM now() - prepared) AS float8) AS seconds \
