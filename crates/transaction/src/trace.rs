@@ -37,6 +37,9 @@ pub(crate) fn phases_enabled() -> bool {
 pub(crate) struct PhaseSpan {
     span: Span,
     start: Option<Instant>,
+    /// Whether the gid was known when the span opened (else it is asked again at the
+    /// end: a branch may get its id as it prepares).
+    gid: bool,
 }
 
 /// Opens the span of `phase` for resource `r` in `txn`.
@@ -53,16 +56,22 @@ pub(crate) fn phase(txn: &Transaction, r: &Rc<dyn DataManager>, phase: &'static 
         outcome = Empty,
     );
     if span.is_disabled() {
-        return PhaseSpan { span, start: None };
+        return PhaseSpan {
+            span,
+            start: None,
+            gid: false,
+        };
     }
     span.record("engine", r.sort_key());
-    if let Some(gid) = r.branch_id(txn) {
+    let gid = r.branch_id(txn);
+    if let Some(gid) = &gid {
         span.record("gid", gid.as_str());
     }
     span.record("transaction", display(txn.id()));
     PhaseSpan {
         span,
         start: Some(Instant::now()),
+        gid: gid.is_some(),
     }
 }
 
@@ -101,9 +110,20 @@ impl PhaseSpan {
         job.in_span(self.span.clone())
     }
 
-    /// Records the duration and the outcome, and closes the span.
-    pub(crate) fn end<T>(self, outcome: &Result<T, ResourceError>) {
+    /// Records the duration, the outcome and (if it was not known at the start) the gid of
+    /// `r`, and closes the span.
+    pub(crate) fn end<T>(
+        self,
+        txn: &Transaction,
+        r: &Rc<dyn DataManager>,
+        outcome: &Result<T, ResourceError>,
+    ) {
         if let Some(start) = self.start {
+            if !self.gid {
+                if let Some(gid) = r.branch_id(txn) {
+                    self.span.record("gid", gid.as_str());
+                }
+            }
             record_end(&self.span, start, resource_outcome(outcome));
         }
     }
@@ -118,7 +138,7 @@ pub(crate) fn run<T>(
 ) -> Result<T, ResourceError> {
     let span = phase(txn, r, phase_name);
     let outcome = span.in_scope(work);
-    span.end(&outcome);
+    span.end(txn, r, &outcome);
     outcome
 }
 
@@ -207,12 +227,14 @@ pub(crate) fn wrap_slot(spans: &[Option<PhaseSpan>], i: usize, job: PhaseJob) ->
 
 /// Closes every span of `spans` whose outcome is in `outcomes` (same indices).
 pub(crate) fn end_slots<T>(
+    txn: &Transaction,
+    resources: &[Rc<dyn DataManager>],
     spans: Vec<Option<PhaseSpan>>,
     outcomes: &[Option<Result<T, ResourceError>>],
 ) {
-    for (span, outcome) in spans.into_iter().zip(outcomes) {
+    for ((span, outcome), r) in spans.into_iter().zip(outcomes).zip(resources) {
         if let (Some(span), Some(outcome)) = (span, outcome) {
-            span.end(outcome);
+            span.end(txn, r, outcome);
         }
     }
 }

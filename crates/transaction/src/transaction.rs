@@ -1337,7 +1337,7 @@ impl Transaction {
             // outputs back first.
             std::panic::resume_unwind(payload);
         }
-        crate::trace::end_slots(spans, &outcomes);
+        crate::trace::end_slots(self, group, spans, &outcomes);
         let mut first_failure = None;
         let mut voted = Vec::with_capacity(all.len());
         for (i, (r, outcome)) in group.iter().zip(outcomes).enumerate() {
@@ -1481,7 +1481,7 @@ impl Transaction {
                 if let Some(payload) = panicked {
                     std::panic::resume_unwind(payload);
                 }
-                crate::trace::end_slots(spans, &outcomes);
+                crate::trace::end_slots(self, resources, spans, &outcomes);
                 let mut finished = 0;
                 for (i, (r, outcome)) in resources.iter().zip(outcomes).enumerate() {
                     let Some(outcome) = outcome else { continue };
