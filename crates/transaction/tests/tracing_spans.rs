@@ -5,6 +5,10 @@
 // A panic is how a test reports failure: unwrapping is the point here.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use transaction::testing::spans::{CapturedSpan, SpanCapture};
 use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
 use transaction::TransactionManager;
@@ -111,8 +115,19 @@ fn a_lone_writer_commits_in_one_phase_and_a_failed_vote_reports_its_error_kind()
 fn parallel_votes_and_finishes_enter_their_spans_on_the_worker_threads() {
     let capture = SpanCapture::new();
     let journal = Journal::new();
-    let work = |_: Call| std::thread::sleep(std::time::Duration::from_millis(5));
-    let a = ScriptedDataManager::new("pa", Kind::TwoPhase, &journal).with_phase_jobs(work);
+    // Each job waits (up to 5 s) until both jobs of its phase run at once, so one of them
+    // runs on a worker thread; then stays 5 ms for the other to see it.
+    let inside = Arc::new(AtomicUsize::new(0));
+    let work = move |_: Call| {
+        inside.fetch_add(1, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while inside.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        inside.fetch_sub(1, Ordering::SeqCst);
+    };
+    let a = ScriptedDataManager::new("pa", Kind::TwoPhase, &journal).with_phase_jobs(work.clone());
     let b = ScriptedDataManager::new("pb", Kind::TwoPhase, &journal).with_phase_jobs(work);
     let manager = TransactionManager::builder().parallel_phases(true).build();
     tracing::subscriber::with_default(capture.clone(), || {
@@ -142,6 +157,6 @@ fn parallel_votes_and_finishes_enter_their_spans_on_the_worker_threads() {
         elsewhere += usize::from(span.entered_on.iter().any(|t| *t != me));
         assert_eq!(span.parent, Some("commit"));
     }
-    // Of each pair of jobs, one runs on a worker thread.
-    assert!(elsewhere >= 2, "{closed:?}");
+    // Of each pair of jobs running at once, one runs on a worker thread.
+    assert_eq!(elsewhere, 2, "{closed:?}");
 }
