@@ -12,7 +12,7 @@
 //! | `GET /slow/{ms}` | holds the writer for `ms` milliseconds (to saturate the service) |
 //! | `GET /debug/engines` | introspection: engines (URL redacted), pools, units in flight, as JSON |
 //! | `GET /debug` | the same as a small HTML page |
-//! | `GET /metrics` | commits, aborts, retries, commit latency, gate waits: Prometheus text format |
+//! | `GET /metrics` | commits, aborts, retries, commit latency, gate waits, pool waits per engine: Prometheus text format |
 
 use std::net::SocketAddr;
 use std::sync::Arc;

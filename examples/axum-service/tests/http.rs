@@ -171,6 +171,13 @@ async fn metrics_and_the_debug_page_show_what_happened() {
         assert!(m.body.lines().any(|l| l == line), "{line} in:\n{}", m.body);
     }
     assert!(m.body.contains("sqlassist_commit_seconds"), "{}", m.body);
+    // Every request checked a connection out of the writer's pool.
+    let pool_waits = m
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("sqlassist_pool_wait_seconds_count{engine=\"writer\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(pool_waits.is_some_and(|n| n >= 3), "{}", m.body);
     let page = common::get(s.addr, "/debug").await;
     assert_eq!(page.status, 200);
     assert!(
