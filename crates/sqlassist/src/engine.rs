@@ -47,6 +47,24 @@ struct EngineInner {
     pings: Arc<AtomicU64>,
     /// How long checkouts waited (see [`PoolState::checkout_wait`]).
     waits: Arc<PoolWaits>,
+    /// Sessions open on this engine, on every thread (see [`Engine::open_sessions`]).
+    sessions: AtomicU64,
+}
+
+/// Counts a session as open on its engine while it lives.
+pub(crate) struct OpenSession(Engine);
+
+impl OpenSession {
+    pub(crate) fn new(engine: &Engine) -> Self {
+        engine.inner.sessions.fetch_add(1, Ordering::Relaxed);
+        Self(engine.clone())
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        self.0.inner.sessions.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What an engine's pool reports of each checkout: how many, how long they waited in all,
@@ -266,6 +284,7 @@ impl Engine {
                 setup,
                 pings,
                 waits,
+                sessions: AtomicU64::new(0),
             }),
         })
     }
@@ -371,6 +390,29 @@ impl Engine {
                 self.inner.waits.wait_nanos.load(Ordering::Relaxed),
             ),
         }
+    }
+
+    /// How many sessions are open on this engine right now, on every thread (a session
+    /// counts from the first `Registry::session` call of its thread until it is closed and
+    /// dropped).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, Engine, EngineOptions, InitOptions, Registry};
+    ///
+    /// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+    /// let mut registry = Registry::new();
+    /// registry.init_engine("main", engine.clone(), InitOptions::new())?;
+    /// let session = registry.session("main")?;
+    /// assert_eq!(engine.open_sessions(), 1);
+    /// drop(session);
+    /// sqlassist::close_sessions()?;
+    /// assert_eq!(engine.open_sessions(), 0);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn open_sessions(&self) -> u64 {
+        self.inner.sessions.load(Ordering::Relaxed)
     }
 
     /// Calls `observer` with how long each checkout from this engine's pool waited for a

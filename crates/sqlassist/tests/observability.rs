@@ -34,7 +34,7 @@ fn a_two_phase_commit_over_two_postgresql_databases_is_traced_per_engine_and_pha
         return;
     };
     reset_thread();
-    let node = NodeId::new(&unique("observe").replace('_', "-")).unwrap();
+    let node = NodeId::new(&unique("obs").replace('_', "-")).unwrap();
     let mut registry = Registry::new();
     registry.set_node_id(node.clone());
     let names = [unique("observe_a"), unique("observe_b")];
@@ -132,4 +132,49 @@ fn each_checkout_reports_how_long_it_waited_for_a_connection() {
     );
     assert!(state.checkout_wait <= waits.iter().sum::<Duration>() + Duration::from_millis(1));
     sqlassist::close_sessions().unwrap();
+}
+
+#[test]
+fn an_engine_counts_the_sessions_open_on_it_across_threads() {
+    let Some(url) = common::pg_url("SQLASSIST_TEST_PG_URL") else {
+        return;
+    };
+    reset_thread();
+    let engine = engine(&url, 2);
+    let mut registry = Registry::new();
+    let name = unique("observe_open");
+    registry
+        .init_engine(&name, engine.clone(), InitOptions::new())
+        .unwrap();
+    let registry = Arc::new(registry);
+    assert_eq!(engine.open_sessions(), 0);
+    let session = registry.session(&name).unwrap();
+    session.execute("SELECT 1").unwrap();
+    assert_eq!(engine.open_sessions(), 1);
+    let (opened, close) = (
+        Arc::new(std::sync::Barrier::new(2)),
+        Arc::new(std::sync::Barrier::new(2)),
+    );
+    let other = {
+        let (registry, name) = (registry.clone(), name.clone());
+        let (opened, close) = (opened.clone(), close.clone());
+        std::thread::spawn(move || {
+            registry
+                .session(&name)
+                .unwrap()
+                .execute("SELECT 1")
+                .unwrap();
+            opened.wait();
+            close.wait();
+            sqlassist::close_sessions().unwrap();
+        })
+    };
+    opened.wait();
+    assert_eq!(engine.open_sessions(), 2);
+    close.wait();
+    other.join().unwrap();
+    assert_eq!(engine.open_sessions(), 1);
+    drop(session);
+    sqlassist::close_sessions().unwrap();
+    assert_eq!(engine.open_sessions(), 0);
 }
