@@ -61,6 +61,12 @@ pub struct EngineSnapshot {
     pub connections: u32,
     /// Connections idle in the pool.
     pub idle: u32,
+    /// Sessions open on the engine right now, on every thread.
+    pub open_sessions: u64,
+    /// The units of work holding those sessions (`METHOD /path`), one entry per session
+    /// opened inside a unit of work of a layer (sessions opened elsewhere are counted in
+    /// `open_sessions` only).
+    pub held_by: Vec<String>,
 }
 
 /// One unit of work in flight, as [`Snapshot`] shows it.
@@ -202,6 +208,8 @@ impl TmLayer {
                     read_only: engine.is_read_only(),
                     connections: pool.connections,
                     idle: pool.idle,
+                    open_sessions: engine.open_sessions(),
+                    held_by: engine.session_holders(),
                 })
             })
             .collect();

@@ -49,21 +49,89 @@ struct EngineInner {
     waits: Arc<PoolWaits>,
     /// Sessions open on this engine, on every thread (see [`Engine::open_sessions`]).
     sessions: AtomicU64,
+    /// The named holders of open sessions (see [`hold_sessions_as`]).
+    holders: std::sync::Mutex<Vec<(u64, Arc<str>)>>,
 }
 
-/// Counts a session as open on its engine while it lives.
-pub(crate) struct OpenSession(Engine);
+/// Counts a session as open on its engine while it lives, and lists its holder (see
+/// [`hold_sessions_as`]) if its thread named one.
+pub(crate) struct OpenSession {
+    engine: Engine,
+    held: Option<u64>,
+}
+
+std::thread_local! {
+    /// What holds the sessions this thread opens (see [`hold_sessions_as`]).
+    static HOLDER: std::cell::RefCell<Option<Arc<str>>> = const { std::cell::RefCell::new(None) };
+}
+
+static NEXT_HELD: AtomicU64 = AtomicU64::new(0);
 
 impl OpenSession {
     pub(crate) fn new(engine: &Engine) -> Self {
         engine.inner.sessions.fetch_add(1, Ordering::Relaxed);
-        Self(engine.clone())
+        let held = HOLDER.with(|h| h.borrow().clone()).map(|holder| {
+            let id = NEXT_HELD.fetch_add(1, Ordering::Relaxed);
+            engine.holders().push((id, holder));
+            id
+        });
+        Self {
+            engine: engine.clone(),
+            held,
+        }
     }
 }
 
 impl Drop for OpenSession {
     fn drop(&mut self) {
-        self.0.inner.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.engine.inner.sessions.fetch_sub(1, Ordering::Relaxed);
+        if let Some(id) = self.held {
+            self.engine.holders().retain(|(held, _)| *held != id);
+        }
+    }
+}
+
+/// Names what holds the sessions this thread opens from now until the guard drops (a
+/// unit of work: `"POST /notes/1"`), for [`Engine::session_holders`]. The previous name
+/// comes back when the guard drops.
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::{DatabaseUrl, Engine, EngineOptions, InitOptions, Registry};
+///
+/// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+/// let mut registry = Registry::new();
+/// registry.init_engine("main", engine.clone(), InitOptions::new())?;
+/// let holder = sqlassist::hold_sessions_as("job 7");
+/// let session = registry.session("main")?;
+/// assert_eq!(engine.session_holders(), ["job 7"]);
+/// drop((session, holder));
+/// sqlassist::close_sessions()?;
+/// assert!(engine.session_holders().is_empty());
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
+pub fn hold_sessions_as(holder: &str) -> HolderGuard {
+    let previous = HOLDER.with(|h| h.borrow_mut().replace(Arc::from(holder)));
+    HolderGuard {
+        previous,
+        _thread: std::marker::PhantomData,
+    }
+}
+
+/// Restores the previous holder name of [`hold_sessions_as`] when dropped.
+#[must_use = "the name holds only while the guard lives"]
+#[derive(Debug)]
+pub struct HolderGuard {
+    previous: Option<Arc<str>>,
+    /// The name belongs to the thread that set it.
+    _thread: std::marker::PhantomData<std::rc::Rc<()>>,
+}
+
+impl Drop for HolderGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        HOLDER.with(|h| *h.borrow_mut() = previous);
     }
 }
 
@@ -285,6 +353,7 @@ impl Engine {
                 pings,
                 waits,
                 sessions: AtomicU64::new(0),
+                holders: std::sync::Mutex::default(),
             }),
         })
     }
@@ -413,6 +482,21 @@ impl Engine {
     /// ```
     pub fn open_sessions(&self) -> u64 {
         self.inner.sessions.load(Ordering::Relaxed)
+    }
+
+    /// What holds the sessions open on this engine right now, one entry per session opened
+    /// under a [`hold_sessions_as`] name, oldest first (sessions opened without a name are
+    /// only counted, by [`Engine::open_sessions`]).
+    pub fn session_holders(&self) -> Vec<String> {
+        self.holders().iter().map(|(_, h)| h.to_string()).collect()
+    }
+
+    fn holders(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Arc<str>)>> {
+        // Every change is one push or one retain: the list is whole after a panic.
+        self.inner
+            .holders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Calls `observer` with how long each checkout from this engine's pool waited for a

@@ -141,6 +141,15 @@ async fn a_saturated_service_answers_503_and_a_panic_leaves_the_pools_whole() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let busy = common::get(addr, "/slow/1").await;
     assert_eq!(busy.status, 503);
+    // The snapshot shows the writer's session and the request holding it.
+    let engines = common::get(addr, "/debug/engines").await;
+    assert!(
+        engines
+            .body
+            .contains("\"open_sessions\":1,\"held_by\":[\"GET /slow/1500\"]"),
+        "{}",
+        engines.body
+    );
     assert_eq!(slow.await.expect("slow").status, 200);
     for _ in 0..3 {
         assert_eq!(common::post(addr, "/panic").await.status, 500);
