@@ -108,6 +108,7 @@ impl TmLayer {
             .min()
             .unwrap_or(1)
             .max(1);
+        crate::observe::report_pool_waits(&registry);
         TmLayer {
             cfg: Arc::new(Config {
                 registry,

@@ -65,8 +65,9 @@
 //! Each unit of work runs in a `sqlassist.request` tracing span (method, path) whose
 //! parent is the span of the handler that called [`Tm::run`], with one `sqlassist.attempt`
 //! span per attempt (number, outcome). Counters and histograms go through the `metrics`
-//! facade under the names [`REQUESTS`], [`RETRIES`], [`COMMIT_SECONDS`] and
-//! [`GATE_WAIT_SECONDS`]; install any `metrics` recorder (the example renders them in
+//! facade under the names [`REQUESTS`], [`RETRIES`], [`COMMIT_SECONDS`],
+//! [`GATE_WAIT_SECONDS`] and [`POOL_WAIT_SECONDS`] (per engine: the layer sets each
+//! engine's [`Engine::on_pool_wait`](sqlassist::Engine::on_pool_wait) observer); install any `metrics` recorder (the example renders them in
 //! Prometheus text format). [`TmLayer::snapshot`] gives the engines, their pools and the
 //! units in flight as a value to serve.
 //!
@@ -90,7 +91,8 @@ mod unit;
 pub use error::{DbError, TmError};
 pub use layer::{default_commit_veto, RequestMeta, Tm, TmLayer, TmRejection, TmService, TM_HEADER};
 pub use observe::{
-    EngineSnapshot, Snapshot, UnitSnapshot, COMMIT_SECONDS, GATE_WAIT_SECONDS, REQUESTS, RETRIES,
+    EngineSnapshot, Snapshot, UnitSnapshot, COMMIT_SECONDS, GATE_WAIT_SECONDS, POOL_WAIT_SECONDS,
+    REQUESTS, RETRIES,
 };
 pub use route::{ReaderDown, Router, Routes, WalPosition, POSITION_NAME};
 pub use unit::Attempt;

@@ -19,6 +19,23 @@ pub const RETRIES: &str = "sqlassist_retries_total";
 pub const COMMIT_SECONDS: &str = "sqlassist_commit_seconds";
 /// Histogram of the wait for a slot of the gate, in seconds.
 pub const GATE_WAIT_SECONDS: &str = "sqlassist_gate_wait_seconds";
+/// Histogram of the wait of each pool checkout for a connection, in seconds, labelled
+/// `engine` (the engine's name in the registry); zero when a connection was idle.
+pub const POOL_WAIT_SECONDS: &str = "sqlassist_pool_wait_seconds";
+
+/// Reports each checkout's wait of every engine of `registry` as [`POOL_WAIT_SECONDS`].
+pub(crate) fn report_pool_waits(registry: &sqlassist::Registry) {
+    for name in registry.names() {
+        if let Ok(engine) = registry.engine(name) {
+            let name = name.to_owned();
+            // Looked up at each checkout: the recorder may be installed after the layer.
+            engine.on_pool_wait(move |waited| {
+                metrics::histogram!(POOL_WAIT_SECONDS, "engine" => name.clone())
+                    .record(waited.as_secs_f64());
+            });
+        }
+    }
+}
 
 pub(crate) fn finished(outcome: &'static str) {
     metrics::counter!(REQUESTS, "outcome" => outcome).increment(1);
@@ -44,6 +61,12 @@ pub struct EngineSnapshot {
     pub connections: u32,
     /// Connections idle in the pool.
     pub idle: u32,
+    /// Sessions open on the engine right now, on every thread.
+    pub open_sessions: u64,
+    /// The units of work holding those sessions (`METHOD /path`), one entry per session
+    /// opened inside a unit of work of a layer (sessions opened elsewhere are counted in
+    /// `open_sessions` only).
+    pub held_by: Vec<String>,
 }
 
 /// One unit of work in flight, as [`Snapshot`] shows it.
@@ -185,6 +208,8 @@ impl TmLayer {
                     read_only: engine.is_read_only(),
                     connections: pool.connections,
                     idle: pool.idle,
+                    open_sessions: engine.open_sessions(),
+                    held_by: engine.session_holders(),
                 })
             })
             .collect();

@@ -71,6 +71,8 @@ impl Tm {
             let _permit = permit;
             let span = tracing::info_span!(parent: &parent, "sqlassist.request", method = %meta.method, path = %meta.uri.path());
             let _entered = span.enter();
+            let _holder =
+                sqlassist::hold_sessions_as(&format!("{} {}", meta.method, meta.uri.path()));
             unit_of_work(&cfg, &meta, &work)
         });
         match task.await {

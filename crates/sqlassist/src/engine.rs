@@ -1,11 +1,13 @@
 //! Engines: a database URL, its options and an r2d2 pool.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, ManageConnection, Pool};
+use r2d2::event::{CheckoutEvent, HandleEvent};
 
 #[cfg(feature = "mysql")]
 use diesel::MysqlConnection;
@@ -43,6 +45,132 @@ struct EngineInner {
     setup: Arc<Setup>,
     /// Checkout tests the pool has run (see [`PoolState::pings`]).
     pings: Arc<AtomicU64>,
+    /// How long checkouts waited (see [`PoolState::checkout_wait`]).
+    waits: Arc<PoolWaits>,
+    /// Sessions open on this engine, on every thread (see [`Engine::open_sessions`]).
+    sessions: AtomicU64,
+    /// The named holders of open sessions (see [`hold_sessions_as`]).
+    holders: std::sync::Mutex<Vec<(u64, Arc<str>)>>,
+}
+
+/// Counts a session as open on its engine while it lives, and lists its holder (see
+/// [`hold_sessions_as`]) if its thread named one.
+pub(crate) struct OpenSession {
+    engine: Engine,
+    held: Option<u64>,
+}
+
+std::thread_local! {
+    /// What holds the sessions this thread opens (see [`hold_sessions_as`]).
+    static HOLDER: std::cell::RefCell<Option<Arc<str>>> = const { std::cell::RefCell::new(None) };
+}
+
+static NEXT_HELD: AtomicU64 = AtomicU64::new(0);
+
+impl OpenSession {
+    pub(crate) fn new(engine: &Engine) -> Self {
+        engine.inner.sessions.fetch_add(1, Ordering::Relaxed);
+        let held = HOLDER.with(|h| h.borrow().clone()).map(|holder| {
+            let id = NEXT_HELD.fetch_add(1, Ordering::Relaxed);
+            engine.holders().push((id, holder));
+            id
+        });
+        Self {
+            engine: engine.clone(),
+            held,
+        }
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        self.engine.inner.sessions.fetch_sub(1, Ordering::Relaxed);
+        if let Some(id) = self.held {
+            self.engine.holders().retain(|(held, _)| *held != id);
+        }
+    }
+}
+
+/// Names what holds the sessions this thread opens from now until the guard drops (a
+/// unit of work: `"POST /notes/1"`), for [`Engine::session_holders`]. The previous name
+/// comes back when the guard drops.
+///
+/// # Examples
+///
+/// ```
+/// use sqlassist::{DatabaseUrl, Engine, EngineOptions, InitOptions, Registry};
+///
+/// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+/// let mut registry = Registry::new();
+/// registry.init_engine("main", engine.clone(), InitOptions::new())?;
+/// let holder = sqlassist::hold_sessions_as("job 7");
+/// let session = registry.session("main")?;
+/// assert_eq!(engine.session_holders(), ["job 7"]);
+/// drop((session, holder));
+/// sqlassist::close_sessions()?;
+/// assert!(engine.session_holders().is_empty());
+/// # Ok::<(), sqlassist::Error>(())
+/// ```
+pub fn hold_sessions_as(holder: &str) -> HolderGuard {
+    let previous = HOLDER.with(|h| h.borrow_mut().replace(Arc::from(holder)));
+    HolderGuard {
+        previous,
+        _thread: std::marker::PhantomData,
+    }
+}
+
+/// Restores the previous holder name of [`hold_sessions_as`] when dropped.
+#[must_use = "the name holds only while the guard lives"]
+#[derive(Debug)]
+pub struct HolderGuard {
+    previous: Option<Arc<str>>,
+    /// The name belongs to the thread that set it.
+    _thread: std::marker::PhantomData<std::rc::Rc<()>>,
+}
+
+impl Drop for HolderGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        HOLDER.with(|h| *h.borrow_mut() = previous);
+    }
+}
+
+/// What an engine's pool reports of each checkout: how many, how long they waited in all,
+/// and whom to tell of each wait.
+#[derive(Default)]
+struct PoolWaits {
+    checkouts: AtomicU64,
+    wait_nanos: AtomicU64,
+    observer: RwLock<Option<PoolWaitObserver>>,
+}
+
+type PoolWaitObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
+/// The pool's event handler: counts each checkout and its wait.
+struct WaitHandler(Arc<PoolWaits>);
+
+impl fmt::Debug for WaitHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitHandler").finish_non_exhaustive()
+    }
+}
+
+impl HandleEvent for WaitHandler {
+    fn handle_checkout(&self, event: CheckoutEvent) {
+        let waited = event.duration();
+        let waits = &self.0;
+        waits.checkouts.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        waits.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
+        let observer = waits
+            .observer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(observer) = observer {
+            observer(waited);
+        }
+    }
 }
 
 /// A database to talk to: its URL, its options and a pool of connections (SQLAlchemy's
@@ -109,6 +237,11 @@ pub struct PoolState {
     /// since the engine was built. A connection returned to the pool, or opened, less than
     /// [`EngineOptions::pool_pre_ping_window`] ago is handed out untested.
     pub pings: u64,
+    /// Connections handed out by the pool since the engine was built.
+    pub checkouts: u64,
+    /// How long those checkouts waited for a connection, in all (per checkout: see
+    /// [`Engine::on_pool_wait`]).
+    pub checkout_wait: Duration,
 }
 
 impl Engine {
@@ -175,6 +308,7 @@ impl Engine {
             _ => options.url().connection_string().to_owned(),
         };
         let pings = Arc::new(AtomicU64::new(0));
+        let waits = Arc::new(PoolWaits::default());
         let pool = match options.url().backend() {
             #[cfg(feature = "postgres")]
             Backend::Postgres => Pools::Pg(build_pool(
@@ -182,6 +316,7 @@ impl Engine {
                 connect_url.clone(),
                 setup.clone(),
                 pings.clone(),
+                waits.clone(),
             )),
             #[cfg(feature = "sqlite")]
             Backend::Sqlite => Pools::Sqlite(build_pool(
@@ -189,6 +324,7 @@ impl Engine {
                 connect_url.clone(),
                 setup.clone(),
                 pings.clone(),
+                waits.clone(),
             )),
             #[cfg(feature = "mysql")]
             Backend::Mysql => Pools::Mysql(build_pool(
@@ -196,6 +332,7 @@ impl Engine {
                 connect_url.clone(),
                 setup.clone(),
                 pings.clone(),
+                waits.clone(),
             )),
             #[allow(unreachable_patterns)]
             backend => {
@@ -214,6 +351,9 @@ impl Engine {
                 pool,
                 setup,
                 pings,
+                waits,
+                sessions: AtomicU64::new(0),
+                holders: std::sync::Mutex::default(),
             }),
         })
     }
@@ -314,7 +454,83 @@ impl Engine {
             connections: state.connections,
             idle: state.idle_connections,
             pings: self.inner.pings.load(Ordering::Relaxed),
+            checkouts: self.inner.waits.checkouts.load(Ordering::Relaxed),
+            checkout_wait: Duration::from_nanos(
+                self.inner.waits.wait_nanos.load(Ordering::Relaxed),
+            ),
         }
+    }
+
+    /// How many sessions are open on this engine right now, on every thread (a session
+    /// counts from the first `Registry::session` call of its thread until it is closed and
+    /// dropped).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseUrl, Engine, EngineOptions, InitOptions, Registry};
+    ///
+    /// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+    /// let mut registry = Registry::new();
+    /// registry.init_engine("main", engine.clone(), InitOptions::new())?;
+    /// let session = registry.session("main")?;
+    /// assert_eq!(engine.open_sessions(), 1);
+    /// drop(session);
+    /// sqlassist::close_sessions()?;
+    /// assert_eq!(engine.open_sessions(), 0);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn open_sessions(&self) -> u64 {
+        self.inner.sessions.load(Ordering::Relaxed)
+    }
+
+    /// What holds the sessions open on this engine right now, one entry per session opened
+    /// under a [`hold_sessions_as`] name, oldest first (sessions opened without a name are
+    /// only counted, by [`Engine::open_sessions`]).
+    pub fn session_holders(&self) -> Vec<String> {
+        self.holders().iter().map(|(_, h)| h.to_string()).collect()
+    }
+
+    fn holders(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Arc<str>)>> {
+        // Every change is one push or one retain: the list is whole after a panic.
+        self.inner
+            .holders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Calls `observer` with how long each checkout from this engine's pool waited for a
+    /// connection (zero when one was idle), on the thread that checked out, once it has
+    /// the connection: for a histogram of pool waits. It replaces the observer set before.
+    /// [`PoolState::checkouts`] and [`PoolState::checkout_wait`] hold the totals.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use sqlassist::{DatabaseUrl, Engine, EngineOptions, InitOptions, Registry};
+    ///
+    /// let engine = Engine::new(EngineOptions::new(DatabaseUrl::parse("sqlite://")?))?;
+    /// let waits = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = waits.clone();
+    /// engine.on_pool_wait(move |waited| seen.lock().unwrap().push(waited));
+    ///
+    /// let mut registry = Registry::new();
+    /// registry.init_engine("main", engine.clone(), InitOptions::new())?;
+    /// let session = registry.session("main")?;
+    /// session.execute("CREATE TABLE t (v INTEGER)")?;
+    /// session.commit()?;
+    /// assert_eq!(waits.lock().unwrap().len(), 1);
+    /// assert_eq!(engine.pool_state().checkouts, 1);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    pub fn on_pool_wait(&self, observer: impl Fn(Duration) + Send + Sync + 'static) {
+        *self
+            .inner
+            .waits
+            .observer
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(observer));
     }
 
     /// Opens a connection now, outside the pool, and checks the server is usable (for
@@ -503,6 +719,7 @@ fn build_pool<C>(
     url: String,
     setup: Arc<Setup>,
     pings: Arc<AtomicU64>,
+    waits: Arc<PoolWaits>,
 ) -> Pool<Manager<C>>
 where
     C: diesel::r2d2::R2D2Connection + Send + 'static,
@@ -535,6 +752,7 @@ where
         .error_handler(Box::new(crate::redact::PoolErrorHandler::new(
             options.url().clone(),
         )))
+        .event_handler(Box::new(WaitHandler(waits)))
         .build_unchecked(Manager::new(url, options.pool_pre_ping_window(), pings))
 }
 

@@ -78,7 +78,7 @@ pub use conn::BackendConnection;
 pub use db_log::{DatabaseDecisionLog, DatabaseLogError, DEFAULT_LEASE_TTL};
 pub use drift::{check_drift, DeclaredTable, DeclaredType, Drift, DriftMode};
 pub use dynamic::{Cmp, DynamicQuery, DynamicTable, Order, Row, Value};
-pub use engine::{Engine, PoolState};
+pub use engine::{hold_sessions_as, Engine, HolderGuard, PoolState};
 pub use error::{Error, Result};
 pub use in_doubt::{
     record_manual_action, InDoubtBranch, InDoubtReport, LoggedDecision, ManualAction,

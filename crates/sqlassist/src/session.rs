@@ -94,6 +94,8 @@ pub(crate) struct SessionInner {
     carrier: Option<std::sync::Arc<crate::DatabaseDecisionLog>>,
     me: Weak<SessionInner>,
     state: RefCell<State>,
+    /// Counts this session in its engine's open sessions while it lives.
+    _open: crate::engine::OpenSession,
 }
 
 #[derive(Default)]
@@ -208,6 +210,7 @@ impl Session {
                     carrier,
                     me: me.clone(),
                     state: RefCell::new(State::default()),
+                    _open: crate::engine::OpenSession::new(engine),
                 }),
             };
             sessions.push(session.clone());

@@ -52,6 +52,14 @@ impl PhaseJob {
     pub fn run(self) -> PhaseOutput {
         (self.work)()
     }
+
+    /// The same job, run inside `span` on whichever thread runs it.
+    pub(crate) fn in_span(self, span: tracing::Span) -> Self {
+        let work = self.work;
+        Self {
+            work: Box::new(move || span.in_scope(work)),
+        }
+    }
 }
 
 impl std::fmt::Debug for PhaseJob {

@@ -12,6 +12,8 @@ use crate::{
     Transaction, Vote, WriteState,
 };
 
+pub mod spans;
+
 /// Work a [`ScriptedDataManager`] runs inside its phase jobs, on the thread that runs them.
 type JobWork = Arc<dyn Fn(Call) + Send + Sync>;
 

@@ -902,7 +902,8 @@ impl Transaction {
         // A hook may have doomed the transaction.
         self.check_committable()?;
 
-        let result = {
+        let span = crate::trace::commit(self);
+        let result = span.in_scope(|| {
             let mut resources = {
                 let mut st = self.inner.state.borrow_mut();
                 st.status = Status::Committing;
@@ -937,7 +938,8 @@ impl Transaction {
                 m.recycle_resources(resources);
             }
             result
-        };
+        });
+        span.end(&result);
         let ok = result.is_ok();
         self.set_status(if ok {
             Status::Committed
@@ -1335,15 +1337,27 @@ impl Transaction {
             let (phase, outcome) = if carried {
                 (
                     Phase::Vote,
-                    self.commit_carrying_decision(r, resources, &votes),
+                    crate::trace::run(self, r, "one_phase_commit", || {
+                        self.commit_carrying_decision(r, resources, &votes)
+                    }),
                 )
             } else if alone {
                 (
                     Phase::OnePhaseCommit,
-                    r.commit_one_phase(self).map(|()| Vote::Committed),
+                    crate::trace::run(self, r, "one_phase_commit", || {
+                        r.commit_one_phase(self).map(|()| Vote::Committed)
+                    }),
                 )
             } else {
-                (Phase::Vote, r.tpc_vote(self))
+                let name = if r.is_one_phase() {
+                    "one_phase_commit"
+                } else {
+                    "vote"
+                };
+                (
+                    Phase::Vote,
+                    crate::trace::run(self, r, name, || r.tpc_vote(self)),
+                )
             };
             match outcome {
                 Ok(vote) => votes.push(vote),
@@ -1374,13 +1388,14 @@ impl Transaction {
     ) -> Result<()> {
         // Jobs first, so that they run while this thread votes the others.
         // Nothing is allocated when no resource offers a job.
+        let spans = crate::trace::phases(self, group, "vote", |_| true);
         let mut jobs = Vec::new();
         let mut has_job = Vec::new();
         for (i, r) in group.iter().enumerate() {
-            if let Some(job) = r.vote_job(self) {
+            if let Some(job) = crate::trace::in_slot(&spans, i, || r.vote_job(self)) {
                 has_job.resize(i, false);
                 has_job.push(true);
-                jobs.push(job);
+                jobs.push(crate::trace::wrap_slot(&spans, i, job));
             }
         }
         if jobs.is_empty() {
@@ -1395,19 +1410,23 @@ impl Transaction {
             crate::parallel::run_all(jobs)
         } else {
             let handle = crate::parallel::start(jobs);
-            for ((r, job), slot) in group.iter().zip(&has_job).zip(&mut outcomes) {
+            for (i, ((r, job), slot)) in group.iter().zip(&has_job).zip(&mut outcomes).enumerate() {
                 if !job {
-                    *slot = Some(r.tpc_vote(self));
+                    *slot = Some(crate::trace::in_slot(&spans, i, || r.tpc_vote(self)));
                 }
             }
             handle.wait()
         }
         .into_iter();
         let mut panicked = None;
-        for ((r, job), slot) in group.iter().zip(&has_job).zip(&mut outcomes) {
+        for (i, ((r, job), slot)) in group.iter().zip(&has_job).zip(&mut outcomes).enumerate() {
             if *job {
                 match outputs.next().expect("one output per job") {
-                    Ok(output) => *slot = Some(r.complete_vote(self, output)),
+                    Ok(output) => {
+                        *slot = Some(crate::trace::in_slot(&spans, i, || {
+                            r.complete_vote(self, output)
+                        }));
+                    }
                     Err(payload) => {
                         panicked.get_or_insert(payload);
                     }
@@ -1419,6 +1438,7 @@ impl Transaction {
             // outputs back first.
             std::panic::resume_unwind(payload);
         }
+        crate::trace::end_slots(self, group, spans, &outcomes);
         let mut first_failure = None;
         let mut voted = Vec::with_capacity(all.len());
         for (i, (r, outcome)) in group.iter().zip(outcomes).enumerate() {
@@ -1461,12 +1481,12 @@ impl Transaction {
         let resource = resources[failed_at].sort_key().to_owned();
         tracing::warn!(transaction = %self.id(), resource = %resource, phase = %Phase::Vote, error = %source, "commit failed; rolling back every resource");
         for (r, _) in resources.iter().zip(voted).filter(|(_, v)| v.is_none()) {
-            if let Err(e) = r.abort(self) {
+            if let Err(e) = crate::trace::run(self, r, "abort", || r.abort(self)) {
                 tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %e, "abort failed while cleaning up a failed commit");
             }
         }
         for r in resources {
-            if let Err(e) = r.tpc_abort(self) {
+            if let Err(e) = crate::trace::run(self, r, "tpc_abort", || r.tpc_abort(self)) {
                 tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %e, "tpc_abort failed while cleaning up a failed commit");
             }
         }
@@ -1505,14 +1525,17 @@ impl Transaction {
             tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %e, "tpc_finish failed after the commit decision: the branch is in doubt");
         };
         if parallel && to_finish >= 2 {
+            let spans = crate::trace::phases(self, resources, "finish", |i| {
+                votes.get(i) == Some(&Vote::Prepared)
+            });
             let mut jobs = Vec::new();
             let mut has_job = Vec::new();
             for (i, (r, vote)) in resources.iter().zip(votes).enumerate() {
                 if *vote == Vote::Prepared {
-                    if let Some(j) = r.finish_job(self) {
+                    if let Some(j) = crate::trace::in_slot(&spans, i, || r.finish_job(self)) {
                         has_job.resize(i, false);
                         has_job.push(true);
-                        jobs.push(j);
+                        jobs.push(crate::trace::wrap_slot(&spans, i, j));
                     }
                 }
             }
@@ -1524,21 +1547,34 @@ impl Transaction {
                     crate::parallel::run_all(jobs)
                 } else {
                     let handle = crate::parallel::start(jobs);
-                    for (((r, vote), job), slot) in
-                        resources.iter().zip(votes).zip(&has_job).zip(&mut outcomes)
+                    for (i, (((r, vote), job), slot)) in resources
+                        .iter()
+                        .zip(votes)
+                        .zip(&has_job)
+                        .zip(&mut outcomes)
+                        .enumerate()
                     {
                         if *vote == Vote::Prepared && !job {
-                            *slot = Some(r.tpc_finish(self));
+                            *slot = Some(crate::trace::in_slot(&spans, i, || r.tpc_finish(self)));
                         }
                     }
                     handle.wait()
                 };
                 let mut outputs = outputs.into_iter();
                 let mut panicked = None;
-                for ((r, job), slot) in resources.iter().zip(&has_job).zip(&mut outcomes) {
+                for (i, ((r, job), slot)) in resources
+                    .iter()
+                    .zip(&has_job)
+                    .zip(&mut outcomes)
+                    .enumerate()
+                {
                     if *job {
                         match outputs.next().expect("one output per job") {
-                            Ok(output) => *slot = Some(r.complete_finish(self, output)),
+                            Ok(output) => {
+                                *slot = Some(crate::trace::in_slot(&spans, i, || {
+                                    r.complete_finish(self, output)
+                                }));
+                            }
                             Err(payload) => {
                                 panicked.get_or_insert(payload);
                             }
@@ -1548,6 +1584,7 @@ impl Transaction {
                 if let Some(payload) = panicked {
                     std::panic::resume_unwind(payload);
                 }
+                crate::trace::end_slots(self, resources, spans, &outcomes);
                 let mut finished = 0;
                 for (i, (r, outcome)) in resources.iter().zip(outcomes).enumerate() {
                     let Some(outcome) = outcome else { continue };
@@ -1566,7 +1603,7 @@ impl Transaction {
         let mut finished = 0;
         for (i, (r, vote)) in resources.iter().zip(votes).enumerate() {
             if *vote == Vote::Prepared {
-                if let Err(e) = r.tpc_finish(self) {
+                if let Err(e) = crate::trace::run(self, r, "finish", || r.tpc_finish(self)) {
                     report(r, &e);
                     failed.push((i, e));
                 }
@@ -1619,12 +1656,12 @@ impl Transaction {
     /// that saw `tpc_begin`. Errors are logged: the first failure is the one reported.
     fn cleanup(&self, resources: &[Rc<dyn DataManager>], begun: usize, voted: usize) {
         for r in &resources[voted.min(resources.len())..] {
-            if let Err(e) = r.abort(self) {
+            if let Err(e) = crate::trace::run(self, r, "abort", || r.abort(self)) {
                 tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %e, "abort failed while cleaning up a failed commit");
             }
         }
         for r in &resources[..begun.min(resources.len())] {
-            if let Err(e) = r.tpc_abort(self) {
+            if let Err(e) = crate::trace::run(self, r, "tpc_abort", || r.tpc_abort(self)) {
                 tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %e, "tpc_abort failed while cleaning up a failed commit");
             }
         }
@@ -1701,7 +1738,7 @@ impl Transaction {
                 break;
             }
             for r in &resources {
-                if let Err(source) = r.abort(self) {
+                if let Err(source) = crate::trace::run(self, r, "abort", || r.abort(self)) {
                     tracing::error!(transaction = %self.id(), resource = r.sort_key(), error = %source, "abort failed");
                     failed(Error::Resource {
                         phase: Phase::Abort,

@@ -12,7 +12,7 @@
 //! | `GET /slow/{ms}` | holds the writer for `ms` milliseconds (to saturate the service) |
 //! | `GET /debug/engines` | introspection: engines (URL redacted), pools, units in flight, as JSON |
 //! | `GET /debug` | the same as a small HTML page |
-//! | `GET /metrics` | commits, aborts, retries, commit latency, gate waits: Prometheus text format |
+//! | `GET /metrics` | commits, aborts, retries, commit latency, gate waits, pool waits per engine: Prometheus text format |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -324,7 +324,7 @@ async fn debug_page(State(state): State<AppState>) -> axum::response::Html<Strin
     let mut rows = String::new();
     for e in &snapshot.engines {
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td><td>{} {}</td></tr>\n",
             escape(&e.name),
             e.role,
             escape(&e.backend),
@@ -333,6 +333,8 @@ async fn debug_page(State(state): State<AppState>) -> axum::response::Html<Strin
             e.read_only,
             e.idle,
             e.connections,
+            e.open_sessions,
+            escape(&e.held_by.join(", ")),
         ));
     }
     axum::response::Html(format!(
@@ -340,7 +342,7 @@ async fn debug_page(State(state): State<AppState>) -> axum::response::Html<Strin
          <h1>sqlassist engines</h1>\n\
          <p id=\"units\">units in flight: {} of {}</p>\n\
          <table id=\"engines\"><tr><th>name</th><th>role</th><th>backend</th><th>url</th>\
-         <th>managed</th><th>read-only</th><th>idle/open</th></tr>\n{rows}</table>\n</body></html>\n",
+         <th>managed</th><th>read-only</th><th>idle/open</th><th>sessions</th></tr>\n{rows}</table>\n</body></html>\n",
         snapshot.units_in_flight, snapshot.max_in_flight
     ))
 }

@@ -141,6 +141,15 @@ async fn a_saturated_service_answers_503_and_a_panic_leaves_the_pools_whole() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let busy = common::get(addr, "/slow/1").await;
     assert_eq!(busy.status, 503);
+    // The snapshot shows the writer's session and the request holding it.
+    let engines = common::get(addr, "/debug/engines").await;
+    assert!(
+        engines
+            .body
+            .contains("\"open_sessions\":1,\"held_by\":[\"GET /slow/1500\"]"),
+        "{}",
+        engines.body
+    );
     assert_eq!(slow.await.expect("slow").status, 200);
     for _ in 0..3 {
         assert_eq!(common::post(addr, "/panic").await.status, 500);
@@ -171,6 +180,13 @@ async fn metrics_and_the_debug_page_show_what_happened() {
         assert!(m.body.lines().any(|l| l == line), "{line} in:\n{}", m.body);
     }
     assert!(m.body.contains("sqlassist_commit_seconds"), "{}", m.body);
+    // Every request checked a connection out of the writer's pool.
+    let pool_waits = m
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("sqlassist_pool_wait_seconds_count{engine=\"writer\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(pool_waits.is_some_and(|n| n >= 3), "{}", m.body);
     let page = common::get(s.addr, "/debug").await;
     assert_eq!(page.status, 200);
     assert!(
