@@ -17,7 +17,8 @@
 //! takeover (`SELECT ... FOR UPDATE`, then `UPDATE ... SET taken_over_by`) serializes with
 //! it: a decision commits before a takeover (the taker sees it) or not at all. A node
 //! paused past its lease and taken over cannot write a decision afterwards: 0 rows
-//! inserted, the commit aborts. The INSERT runs on its own connection in its own
+//! inserted, the commit aborts. A claim of the id by a new incarnation locks the row
+//! `FOR UPDATE` first, so it also waits for a decision still in flight. The INSERT runs on its own connection in its own
 //! transaction (`synchronous_commit = on`); when its COMMIT fails without an answer, the
 //! outcome is read from the server (`pg_xact_status`), never guessed.
 
@@ -244,21 +245,34 @@ impl DatabaseDecisionLog {
         let host = std::env::var("HOSTNAME").unwrap_or_default();
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let sent = Instant::now();
-        let claimed: Vec<Incarnation> = diesel::sql_query(
-            "INSERT INTO sqlassist_node AS n (node, incarnation, lease_until, host, pid) \
-             VALUES ($1, 1, statement_timestamp() + $2 * interval '1 millisecond', $3, $4) \
-             ON CONFLICT (node) DO UPDATE SET incarnation = n.incarnation + 1, \
-               lease_until = EXCLUDED.lease_until, taken_over_by = NULL, \
-               host = EXCLUDED.host, pid = EXCLUDED.pid \
-             WHERE n.lease_until < statement_timestamp() \
-             RETURNING n.incarnation",
-        )
-        .bind::<Text, _>(node.as_str())
-        .bind::<BigInt, _>(ttl_ms)
-        .bind::<Text, _>(&host)
-        .bind::<Integer, _>(i32::try_from(std::process::id()).unwrap_or(-1))
-        .load(pg(&mut conn))
-        .map_err(|e| db(e, &mut conn))?;
+        // The row is locked `FOR UPDATE` first, which waits for every decision INSERT of an
+        // earlier incarnation still in flight (they hold it `FOR KEY SHARE`): such a
+        // decision commits before the claim (and this process's start-up recovery sees it)
+        // or is fenced. The upsert alone would not wait: an update of non-key columns
+        // takes a lock that `FOR KEY SHARE` does not conflict with.
+        let claimed: Vec<Incarnation> = pg(&mut conn)
+            .build_transaction()
+            .read_committed()
+            .run(|c| {
+                diesel::sql_query("SELECT node FROM sqlassist_node WHERE node = $1 FOR UPDATE")
+                    .bind::<Text, _>(node.as_str())
+                    .execute(c)?;
+                diesel::sql_query(
+                    "INSERT INTO sqlassist_node AS n (node, incarnation, lease_until, host, pid) \
+                     VALUES ($1, 1, statement_timestamp() + $2 * interval '1 millisecond', $3, $4) \
+                     ON CONFLICT (node) DO UPDATE SET incarnation = n.incarnation + 1, \
+                       lease_until = EXCLUDED.lease_until, taken_over_by = NULL, \
+                       host = EXCLUDED.host, pid = EXCLUDED.pid \
+                     WHERE n.lease_until < statement_timestamp() \
+                     RETURNING n.incarnation",
+                )
+                .bind::<Text, _>(node.as_str())
+                .bind::<BigInt, _>(ttl_ms)
+                .bind::<Text, _>(&host)
+                .bind::<Integer, _>(i32::try_from(std::process::id()).unwrap_or(-1))
+                .load(c)
+            })
+            .map_err(|e| db(e, &mut conn))?;
         let Some(claimed) = claimed.first() else {
             let holder: Vec<Holder> = diesel::sql_query(
                 "SELECT host, pid, taken_over_by FROM sqlassist_node WHERE node = $1",

@@ -27,6 +27,8 @@ use common::{reset_thread, unique};
 /// commit one transaction when told on stdin).
 const CHILD: &str = "SQLASSIST_DBLOG_CHILD";
 const TTL: Duration = Duration::from_secs(3);
+/// Set with [`CHILD`]: the child claims the node, runs one recovery pass and exits.
+const RECOVER: &str = "SQLASSIST_DBLOG_RECOVER";
 
 fn engine(url: &str) -> Engine {
     Engine::new(EngineOptions::new(DatabaseUrl::parse(url).unwrap())).unwrap()
@@ -58,6 +60,14 @@ fn registry(node: &NodeId, log: Arc<DatabaseDecisionLog>) -> Registry {
     registry
 }
 
+/// The tests of this file that let a lease expire or take nodes over run one at a time:
+/// a recovery pass takes over every expired node of the database, other tests' included.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn urls() -> Option<(String, String)> {
     Some((
         common::pg_url("SQLASSIST_TEST_PG_URL")?,
@@ -77,6 +87,18 @@ fn db_log_child() {
     let url = std::env::var("SQLASSIST_TEST_PG_URL").unwrap();
     let log = DatabaseDecisionLog::open(engine(&url), &node, TTL).unwrap();
     println!("claimed {}", log.incarnation());
+    if std::env::var_os(RECOVER).is_some() {
+        let report = registry(&node, log).recover().unwrap();
+        let count = |f: fn(&RecoveryAction) -> bool| {
+            report.branches.iter().filter(|b| f(&b.action)).count()
+        };
+        println!(
+            "recovered committed {} rolled back {}",
+            count(|a| matches!(a, RecoveryAction::Committed(_))),
+            count(|a| matches!(a, RecoveryAction::RolledBack(_)))
+        );
+        return;
+    }
     let Some(table) = lines.next() else {
         loop {
             std::thread::sleep(Duration::from_secs(1));
@@ -143,6 +165,7 @@ fn child_with(
 
 #[test]
 fn a_second_process_on_the_same_node_id_refuses_to_start_until_the_first_lease_expires() {
+    let _serial = serial();
     let Some((url, _)) = urls() else { return };
     let node = node();
     let (mut first, _out) = child(&node, None);
@@ -178,6 +201,7 @@ fn a_second_process_on_the_same_node_id_refuses_to_start_until_the_first_lease_e
 
 #[test]
 fn a_taken_over_node_cannot_record_a_decision() {
+    let _serial = serial();
     let Some((url, _)) = urls() else { return };
     let node = node();
     let log = DatabaseDecisionLog::open(engine(&url), &node, TTL).unwrap();
@@ -219,6 +243,7 @@ fn a_taken_over_node_cannot_record_a_decision() {
 
 #[test]
 fn a_node_paused_past_its_lease_and_taken_over_commits_nothing_after_it_resumes() {
+    let _serial = serial();
     let Some((url, url2)) = urls() else { return };
     let node = node();
     let table = unique("lastres_paused");
@@ -269,6 +294,7 @@ fn a_node_paused_past_its_lease_and_taken_over_commits_nothing_after_it_resumes(
 
 #[test]
 fn recovery_commits_a_prepared_branch_from_the_decision_row() {
+    let _serial = serial();
     reset_thread();
     let Some((url, url2)) = urls() else { return };
     let node = node();
@@ -305,6 +331,7 @@ fn recovery_commits_a_prepared_branch_from_the_decision_row() {
         .branches
         .iter()
         .filter(|b| matches!(b.action, RecoveryAction::Committed(_)))
+        .filter(|b| b.branch_id().is_some_and(|id| id.node() == &node))
         .map(|b| b.engine.as_str())
         .collect();
     assert_eq!(committed, ["b"], "{report:?}");
@@ -326,6 +353,7 @@ fn decision_rows(url: &str, node: &NodeId) -> i64 {
 
 #[test]
 fn the_log_database_takes_part_unprepared_and_its_commit_is_the_decision() {
+    let _serial = serial();
     reset_thread();
     let Some((url, url2)) = urls() else { return };
     let node = node();
@@ -406,6 +434,7 @@ fn the_log_database_takes_part_unprepared_and_its_commit_is_the_decision() {
 
 #[test]
 fn a_node_killed_for_good_is_taken_over_and_its_transactions_settled_by_another() {
+    let _serial = serial();
     reset_thread();
     let Some((url, url2)) = urls() else { return };
     let dead = node();
@@ -442,6 +471,7 @@ fn a_node_killed_for_good_is_taken_over_and_its_transactions_settled_by_another(
         .branches
         .iter()
         .filter(|b| matches!(b.action, RecoveryAction::Committed(_)))
+        .filter(|b| b.branch_id().is_some_and(|id| id.node() == &dead))
         .map(|b| b.engine.as_str())
         .collect();
     assert_eq!(committed, ["b"], "{report:?}");
@@ -472,4 +502,101 @@ fn a_node_killed_for_good_is_taken_over_and_its_transactions_settled_by_another(
     for u in [&url, &url2] {
         common::pg::exec(u, &format!("DROP TABLE {table}"));
     }
+}
+
+/// A process that claims a node id again once the lease expired (a restart, or a second
+/// process on the id) while the old incarnation's decision is still in flight (inserted,
+/// not yet committed: here its COMMIT runs a deferred trigger that takes seconds) must wait
+/// for that decision: its start-up recovery then sees it and commits the prepared branch
+/// instead of rolling it back under a decision that commits a moment later.
+#[test]
+fn a_node_claimed_again_while_a_decision_is_in_flight_waits_for_that_decision() {
+    let _serial = serial();
+    reset_thread();
+    let Some((url, url2)) = urls() else { return };
+    let admin = std::env::var("SQLASSIST_TEST_PG_ADMIN_URL").unwrap();
+    let node = node();
+    let table = unique("lastres_reclaim");
+    for u in [&url, &url2] {
+        common::pg::exec(u, &format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"));
+    }
+    common::pg::exec(
+        &url,
+        &format!(
+            "CREATE FUNCTION {table}_slow() RETURNS trigger LANGUAGE plpgsql AS \
+               'BEGIN PERFORM pg_sleep(3); RETURN NULL; END'; \
+             CREATE CONSTRAINT TRIGGER {table}_slow AFTER INSERT ON {table} \
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {table}_slow()"
+        ),
+    );
+    // This process's lease is long: no renewal runs while the test expires it by hand,
+    // as a pause would.
+    let log = DatabaseDecisionLog::open(engine(&url), &node, Duration::from_secs(3600)).unwrap();
+    let committer = {
+        let (node, table) = (node.clone(), table.clone());
+        std::thread::spawn(move || {
+            let registry = registry(&node, log);
+            let manager = registry.transaction_manager();
+            manager.scope(|| {
+                manager.begin().unwrap();
+                for name in ["a", "b"] {
+                    registry
+                        .session(name)
+                        .unwrap()
+                        .execute(&format!("INSERT INTO {table} (id) VALUES (1)"))
+                        .unwrap();
+                }
+                let outcome = manager.commit().map_err(|e| e.to_string());
+                if outcome.is_err() {
+                    let _ = manager.abort();
+                }
+                outcome
+            })
+        })
+    };
+    // `b` is prepared and `a`'s COMMIT, carrying the decision, sleeps in its trigger.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let sleeping = format!(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = '{}'",
+        url.rsplit('/').next().unwrap()
+    );
+    while common::pg::scalar(&admin, &sleeping) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the decision's COMMIT never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(common::pg::prepared(&url2, node.as_str()), 1);
+    common::pg::exec(
+        &url,
+        &format!(
+            "UPDATE sqlassist_node SET lease_until = statement_timestamp() - interval '1 second' \
+             WHERE node = '{node}'"
+        ),
+    );
+    // Another process claims the id and recovers at once.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "db_log_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD, node.to_string())
+        .env(RECOVER, "1")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("recovered "), "{said}");
+    let outcome = committer.join().unwrap();
+    let counts = (
+        common::pg::count(&url, &table),
+        common::pg::count(&url2, &table),
+    );
+    assert_eq!(
+        counts,
+        (1, 1),
+        "one outcome, the decided one (commit: {outcome:?}; the claimer said {said})"
+    );
+    for u in [&url, &url2] {
+        assert_eq!(common::pg::prepared(u, node.as_str()), 0);
+        common::pg::exec(u, &format!("DROP TABLE {table}"));
+    }
+    common::pg::exec(&url, &format!("DROP FUNCTION {table}_slow()"));
 }
