@@ -444,11 +444,7 @@ impl DatabaseDecisionLog {
         let outcome = {
             let c = pg(&mut conn);
             let xid = &mut xid;
-            AnsiTransactionManager::begin_transaction_sql(
-                c,
-                "BEGIN; SET LOCAL synchronous_commit = on",
-            )
-            .and_then(|()| {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN").and_then(|()| {
                 *xid = self.fenced_insert(c, txn, branches)?;
                 Ok(())
             })
@@ -496,12 +492,16 @@ impl DatabaseDecisionLog {
             .iter()
             .map(|b| b.branch_id.as_deref().unwrap_or(""))
             .collect();
+        // `set_config(.., true)` is `SET LOCAL` inside the statement: the session may run
+        // with synchronous_commit off, and this transaction's commit is the decision.
         let inserted: Vec<Xid> = diesel::sql_query(
-            "INSERT INTO sqlassist_decision \
+            "WITH durable AS (SELECT set_config('synchronous_commit', 'on', true) AS s) \
+             INSERT INTO sqlassist_decision \
              (node, incarnation, coordinator, sequence, decided_at, resources, branch_ids) \
-             SELECT $1, $2, $3, $4, statement_timestamp(), $5, $6 FROM sqlassist_node \
+             SELECT $1, $2, $3, $4, statement_timestamp(), $5, $6 FROM sqlassist_node, durable \
              WHERE node = $1 AND incarnation = $2 AND taken_over_by IS NULL \
-               AND lease_until > statement_timestamp() FOR KEY SHARE \
+               AND lease_until > statement_timestamp() AND durable.s = 'on' \
+             FOR KEY SHARE OF sqlassist_node \
              RETURNING pg_current_xact_id()::text AS xid",
         )
         .bind::<Text, _>(self.node.as_str())
@@ -534,9 +534,7 @@ impl DatabaseDecisionLog {
                 node: self.node.to_string(),
             });
         }
-        // The session may run with synchronous_commit off: this commit is the decision.
-        c.batch_execute("SET LOCAL synchronous_commit = on")
-            .and_then(|()| self.fenced_insert(c, decision.transaction, &decision.branches))
+        self.fenced_insert(c, decision.transaction, &decision.branches)
             .map_err(|source| DatabaseLogError::Database {
                 source: Error::Database {
                     engine: self.engine.url().redacted().to_owned(),

@@ -600,3 +600,57 @@ fn a_node_claimed_again_while_a_decision_is_in_flight_waits_for_that_decision() 
     }
     common::pg::exec(&url, &format!("DROP FUNCTION {table}_slow()"));
 }
+
+/// The participant that carries the decision commits it durably even when its session
+/// runs with `synchronous_commit = off`: the setting in force at its COMMIT (read by a
+/// deferred trigger, which runs inside the COMMIT) is `on`, and the session's own setting
+/// is back afterwards.
+#[test]
+fn the_carried_decision_commits_durably_in_a_session_without_synchronous_commit() {
+    reset_thread();
+    let Some((url, url2)) = urls() else { return };
+    let node = node();
+    let table = unique("lastres_sync");
+    for u in [&url, &url2] {
+        common::pg::exec(u, &format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"));
+    }
+    common::pg::exec(
+        &url,
+        &format!(
+            "CREATE TABLE {table}_seen (name text); \
+             CREATE FUNCTION {table}_seen() RETURNS trigger LANGUAGE plpgsql AS \
+               'BEGIN INSERT INTO {table}_seen VALUES (current_setting(''synchronous_commit'')); RETURN NULL; END'; \
+             CREATE CONSTRAINT TRIGGER {table}_seen AFTER INSERT ON {table} \
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {table}_seen()"
+        ),
+    );
+    let log = DatabaseDecisionLog::open(engine(&url), &node, TTL).unwrap();
+    let registry = registry(&node, log);
+    let manager = registry.transaction_manager();
+    manager.scope(|| {
+        manager.begin().unwrap();
+        let a = registry.session("a").unwrap();
+        a.execute("SET synchronous_commit = off").unwrap();
+        a.execute(&format!("INSERT INTO {table} (id) VALUES (1)"))
+            .unwrap();
+        registry
+            .session("b")
+            .unwrap()
+            .execute(&format!("INSERT INTO {table} (id) VALUES (1)"))
+            .unwrap();
+        manager.commit().unwrap();
+    });
+    let seen = common::pg::names(&url, &format!("{table}_seen"));
+    assert_eq!(
+        seen,
+        ["on"],
+        "synchronous_commit in force at the decision's COMMIT"
+    );
+    assert_eq!(common::pg::count(&url2, &table), 1);
+    registry.recover().unwrap();
+    common::pg::exec(
+        &url,
+        &format!("DROP TABLE {table}; DROP TABLE {table}_seen; DROP FUNCTION {table}_seen()"),
+    );
+    common::pg::exec(&url2, &format!("DROP TABLE {table}"));
+}
