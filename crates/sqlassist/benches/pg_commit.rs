@@ -445,11 +445,14 @@ fn wal_syncs(conn: &mut PgConnection) -> Res<i64> {
     )
 }
 
-/// Two-phase commit over the two databases with no decision log, the file log, and the
+/// Two-phase commit over the two databases with no decision log, the file log, the
 /// database log kept in database `a`, which takes part and carries each decision in its
-/// one-phase commit (not prepared): per thread count (1, 8) and round, the three
-/// registries run the same number of transactions in rotating order. Prints each one's
-/// median throughput, the median per-round ratios to no log, and the server's WAL
+/// one-phase commit (not prepared), and the database log in `a` reached over a pool of its
+/// own, so that it takes no part (a separate INSERT and COMMIT per decision): per thread
+/// count (1, 8) and round, these four and no log with sequential phases run the same number
+/// of transactions in rotating order. Prints each one's
+/// median throughput, the median per-round ratios to no log (parallel phases) and to no
+/// log with sequential phases, and the server's WAL
 /// flushes per transaction (`pg_stat_wal.wal_sync`, cluster-wide). Scenario name `db_log`.
 fn db_log_scenarios(url_a: &str, url_b: &str, n: usize, rounds: usize) -> Res<()> {
     use std::sync::Arc;
@@ -470,19 +473,38 @@ fn db_log_scenarios(url_a: &str, url_b: &str, n: usize, rounds: usize) -> Res<()
         }
         Ok(v)
     };
+    // One pool per database, shared by every registry (they never run at once): five
+    // registries with pools of their own would need more connections than the server's
+    // default limit, and a pool short of connections would decide the figures.
+    let engines = engines()?;
     let registry = |mode: usize| -> Res<Registry> {
         let mut r = Registry::new();
-        let engines = engines()?;
         for (name, engine) in &engines {
             r.init_engine(name, engine.clone(), InitOptions::new().managed(true))?;
         }
         match mode {
             1 => r.use_decision_log(file_log.clone()),
-            2 => {
-                let node = sqlassist::NodeId::new(&format!("bench-{}", std::process::id()))?;
+            2 | 3 => {
+                let node = sqlassist::NodeId::new(&format!("bench-{mode}-{}", std::process::id()))?;
                 r.set_node_id(node.clone());
+                // Mode 3: the same database over a pool of its own (another application
+                // name), so the log takes no part and records each decision with a
+                // separate INSERT and COMMIT.
+                let log_engine = if mode == 2 {
+                    engines[0].1.clone()
+                } else {
+                    let url = format!(
+                        "{url_a}{}application_name=sqlassist_decision_log",
+                        if url_a.contains('?') { '&' } else { '?' }
+                    );
+                    Engine::new(
+                        EngineOptions::builder(DatabaseUrl::parse(&url)?)
+                            .pool_size(10)
+                            .build()?,
+                    )?
+                };
                 let log = sqlassist::DatabaseDecisionLog::open(
-                    engines[0].1.clone(),
+                    log_engine,
                     &node,
                     Duration::from_secs(30),
                 )?;
@@ -492,20 +514,34 @@ fn db_log_scenarios(url_a: &str, url_b: &str, n: usize, rounds: usize) -> Res<()
         }
         Ok(r)
     };
-    let registries = [registry(0)?, registry(1)?, registry(2)?];
-    let names = ["no_log", "file_log", "db_log_riding"];
+    // Mode 4: no log, with the phases sent one resource after the other.
+    let registries = [
+        registry(0)?,
+        registry(1)?,
+        registry(2)?,
+        registry(3)?,
+        registry(0)?,
+    ];
+    let names = [
+        "no_log",
+        "file_log",
+        "db_log_riding",
+        "db_log_separate",
+        "no_log_sequential",
+    ];
     let mut stat = PgConnection::establish(url_a)?;
     let mut written = 0usize;
     for threads in [1usize, 8] {
         let per_thread = (n / rounds / threads).max(1);
         let total = per_thread * threads;
-        let mut tps: [Vec<f64>; 3] = Default::default();
-        let mut flushes: [Vec<f64>; 3] = Default::default();
-        let mut ratios: [Vec<f64>; 3] = Default::default();
+        let mut tps: [Vec<f64>; 5] = Default::default();
+        let mut flushes: [Vec<f64>; 5] = Default::default();
+        let mut ratios: [Vec<f64>; 5] = Default::default();
+        let mut ratios_sequential: [Vec<f64>; 5] = Default::default();
         for round in 0..rounds {
-            let mut order = [0usize, 1, 2];
-            order.rotate_left(round % 3);
-            let mut rate = [0.0f64; 3];
+            let mut order = [0usize, 1, 2, 3, 4];
+            order.rotate_left(round % 5);
+            let mut rate = [0.0f64; 5];
             for mode in order {
                 let r = &registries[mode];
                 let before = wal_syncs(&mut stat)?;
@@ -515,7 +551,9 @@ fn db_log_scenarios(url_a: &str, url_b: &str, n: usize, rounds: usize) -> Res<()
                         .map(|_| {
                             s.spawn(move || -> Result<(), String> {
                                 let run = || -> Res<()> {
-                                    r.transaction_manager().scope(|| -> Res<()> {
+                                    let manager = r.transaction_manager();
+                                    manager.set_parallel_phases(mode != 4);
+                                    manager.scope(|| -> Res<()> {
                                         for i in 0..per_thread {
                                             transaction::begin()?;
                                             for name in ["a", "b"] {
@@ -544,22 +582,24 @@ fn db_log_scenarios(url_a: &str, url_b: &str, n: usize, rounds: usize) -> Res<()
                 rate[mode] = total as f64 / start.elapsed().as_secs_f64();
                 flushes[mode].push((wal_syncs(&mut stat)? - before) as f64 / total as f64);
                 written += total;
-                if mode == 2 {
+                if mode == 2 || mode == 3 {
                     // The riding decisions stay until recovery finds them finished.
                     r.recover()?;
                 }
             }
-            for mode in 0..3 {
+            for mode in 0..5 {
                 tps[mode].push(rate[mode]);
                 ratios[mode].push(rate[mode] / rate[0]);
+                ratios_sequential[mode].push(rate[mode] / rate[4]);
             }
         }
-        for mode in 0..3 {
+        for mode in 0..5 {
             println!(
-                "{{\"scenario\":\"2pc_two_db_{}_{threads}t\",\"threads\":{threads},\"rounds\":{rounds},\"tx_per_round\":{total},\"tx_per_s\":{:.1},\"ratio_to_no_log_median\":{:.3},\"wal_sync_per_tx_median\":{:.2}}}",
+                "{{\"scenario\":\"2pc_two_db_{}_{threads}t\",\"threads\":{threads},\"rounds\":{rounds},\"tx_per_round\":{total},\"tx_per_s\":{:.1},\"ratio_to_no_log_median\":{:.3},\"ratio_to_sequential_no_log_median\":{:.3},\"wal_sync_per_tx_median\":{:.2}}}",
                 names[mode],
                 median(tps[mode].clone()),
                 median(ratios[mode].clone()),
+                median(ratios_sequential[mode].clone()),
                 median(flushes[mode].clone())
             );
         }
