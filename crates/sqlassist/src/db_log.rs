@@ -27,7 +27,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::connection::SimpleConnection;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel::{PgConnection, QueryableByName, RunQueryDsl};
 use transaction::{BoxError, Branch, DecisionLog, DecisionRecord, TransactionId};
@@ -123,6 +123,23 @@ struct Holder {
 struct Xid {
     #[diesel(sql_type = Text)]
     xid: String,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Whether the server answered `error` (the statement ran and failed, so its implicit
+/// transaction rolled back), rather than the connection failing with the outcome unknown.
+fn server_answered(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+    matches!(
+        error,
+        DieselError::DatabaseError(kind, _)
+            if !matches!(kind, DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand)
+    )
 }
 
 #[derive(QueryableByName)]
@@ -429,8 +446,11 @@ impl DatabaseDecisionLog {
         }
     }
 
-    /// The fenced INSERT in its own transaction; `Ok(None)`: fenced. The xid is read
-    /// before the COMMIT so that an unanswered COMMIT can be settled.
+    /// The fenced INSERT as one statement in a transaction of its own (autocommit: one
+    /// round trip, whose answer is the commit's). A statement left without an answer (the
+    /// connection lost) is settled by running it again on a fresh connection: the
+    /// decision's primary key makes the second INSERT wait for the first while that one
+    /// runs, and skip it once it committed, so the server says which it was; never guessed.
     fn insert_decision(
         &self,
         txn: TransactionId,
@@ -440,41 +460,77 @@ impl DatabaseDecisionLog {
             .engine
             .checkout()
             .map_err(|source| DatabaseLogError::Database { source })?;
-        let mut xid: Option<String> = None;
-        let outcome = {
-            let c = pg(&mut conn);
-            let xid = &mut xid;
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN").and_then(|()| {
-                *xid = self.fenced_insert(c, txn, branches)?;
-                Ok(())
-            })
-        };
-        let Some(xid) = xid else {
-            let _ =
-                <AnsiTransactionManager as TransactionManager<PgConnection>>::rollback_transaction(
-                    pg(&mut conn),
-                );
-            return match outcome {
-                Ok(()) => Err(DatabaseLogError::Fenced {
-                    node: self.node.to_string(),
-                }),
-                Err(e) => Err(self.database(&mut conn, e)),
-            };
-        };
-        if let Err(e) = outcome {
-            let _ =
-                <AnsiTransactionManager as TransactionManager<PgConnection>>::rollback_transaction(
-                    pg(&mut conn),
-                );
-            return Err(self.database(&mut conn, e));
-        }
-        match <AnsiTransactionManager as TransactionManager<PgConnection>>::commit_transaction(pg(
-            &mut conn,
-        )) {
-            Ok(()) => Ok(()),
+        match self.fenced_insert(pg(&mut conn), txn, branches) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => self.recorded_or_fenced(pg(&mut conn), txn),
+            Err(e) if server_answered(&e) => Err(self.database(&mut conn, e)),
             Err(e) => {
+                let first: BoxError = Box::new(self.database(&mut conn, e));
                 drop(conn);
-                self.settle(&xid, Box::new(e))
+                self.insert_again(txn, branches, first)
+            }
+        }
+    }
+
+    /// The fenced INSERT inserted nothing: fenced, or (when it ran again after a lost
+    /// answer) the decision was already there.
+    fn recorded_or_fenced(
+        &self,
+        c: &mut PgConnection,
+        txn: TransactionId,
+    ) -> std::result::Result<(), DatabaseLogError> {
+        let present: Count = diesel::sql_query(
+            "SELECT COUNT(*) AS n FROM sqlassist_decision \
+             WHERE node = $1 AND incarnation = $2 AND coordinator = $3 AND sequence = $4",
+        )
+        .bind::<Text, _>(self.node.as_str())
+        .bind::<BigInt, _>(i64::from(self.incarnation))
+        .bind::<BigInt, _>(as_stored(txn.coordinator()))
+        .bind::<BigInt, _>(as_stored(txn.sequence()))
+        .get_result(c)
+        .map_err(|source| DatabaseLogError::Database {
+            source: Error::Database {
+                engine: self.engine.url().redacted().to_owned(),
+                transient: false,
+                source,
+            },
+        })?;
+        if present.n == 0 {
+            Err(DatabaseLogError::Fenced {
+                node: self.node.to_string(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The decision INSERT got no answer: runs it again on fresh connections, for up to
+    /// the lease's time to live, until the server answers.
+    fn insert_again(
+        &self,
+        txn: TransactionId,
+        branches: &[Branch],
+        first: BoxError,
+    ) -> std::result::Result<(), DatabaseLogError> {
+        tracing::warn!(node = %self.node, transaction = %txn, error = %first, "the decision INSERT got no answer; asking the server again");
+        let deadline = Instant::now() + self.ttl;
+        let mut last: BoxError;
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            match self.engine.checkout() {
+                Ok(mut conn) => match self.fenced_insert(pg(&mut conn), txn, branches) {
+                    Ok(Some(_)) => return Ok(()),
+                    Ok(None) => return self.recorded_or_fenced(pg(&mut conn), txn),
+                    Err(e) => last = Box::new(self.database(&mut conn, e)),
+                },
+                Err(e) => last = Box::new(e),
+            }
+            if Instant::now() >= deadline {
+                return Err(DatabaseLogError::OutcomeUnknown {
+                    node: self.node.to_string(),
+                    xid: format!("decision of {txn}"),
+                    source: last,
+                });
             }
         }
     }
@@ -502,6 +558,7 @@ impl DatabaseDecisionLog {
              WHERE node = $1 AND incarnation = $2 AND taken_over_by IS NULL \
                AND lease_until > statement_timestamp() AND durable.s = 'on' \
              FOR KEY SHARE OF sqlassist_node \
+             ON CONFLICT (node, incarnation, coordinator, sequence) DO NOTHING \
              RETURNING pg_current_xact_id()::text AS xid",
         )
         .bind::<Text, _>(self.node.as_str())
