@@ -83,11 +83,13 @@ struct Gid {
     gid: String,
 }
 
-/// Rolls back this test's prepared branches and removes its rows and table, even when the
-/// test fails half-way: the servers are shared.
+/// Rolls back this test's prepared branches and drops its table and its log schema, even
+/// when the test fails half-way: the servers are shared.
 struct Cleanup {
     pg: String,
+    /// The log database, without the schema option.
     log: String,
+    schema: String,
     nodes: Vec<String>,
     table: String,
 }
@@ -110,15 +112,25 @@ impl Drop for Cleanup {
             let _ = c.batch_execute(&format!("DROP TABLE IF EXISTS {}", self.table));
         }
         if let Ok(mut c) = diesel::PgConnection::establish(&self.log) {
-            for n in &self.nodes {
-                let _ = c.batch_execute(&format!(
-                    "DELETE FROM sqlassist_decision WHERE node = '{n}'; \
-                     DELETE FROM sqlassist_node WHERE node = '{n}'; \
-                     DELETE FROM sqlassist_manual_action WHERE node = '{n}'"
-                ));
-            }
+            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
         }
     }
+}
+
+/// A schema of its own in the log database for one test, and the URL whose connections
+/// use it: a pass takes over every expired node of its log, so a test must not share a
+/// log with other tests.
+fn log_schema(url: &str, tag: &str) -> (String, String) {
+    let schema = format!("cli_dblog_{tag}_{}", std::process::id());
+    common::pg_exec(
+        url,
+        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+    );
+    let sep = if url.contains('?') { '&' } else { '?' };
+    (
+        schema.clone(),
+        format!("{url}{sep}options=-csearch_path%3D{schema}"),
+    )
 }
 
 fn node_name(tag: &str) -> String {
@@ -131,13 +143,14 @@ fn node_name(tag: &str) -> String {
 
 #[test]
 fn operators_list_recover_and_settle_branches_with_the_database_log() {
-    let (Some(pg), Some(log_url)) = (
+    let (Some(pg), Some(log_db)) = (
         common::server_url("SQLASSIST_TEST_PG_URL"),
         common::server_url("SQLASSIST_TEST_PG_URL_2"),
     ) else {
         return;
     };
     let dir = TempDir::new("dblog");
+    let (schema, log_url) = log_schema(&log_db, "ops");
     // N: this settings file's node; M: a node whose lease expired (a pass takes it over);
     // L: a node with a live lease; T: a node another live node took over.
     let (n, m, l, t) = (
@@ -149,7 +162,8 @@ fn operators_list_recover_and_settle_branches_with_the_database_log() {
     let table = format!("cli_dblog_{}", std::process::id());
     let _cleanup = Cleanup {
         pg: pg.clone(),
-        log: log_url.clone(),
+        log: log_db.clone(),
+        schema,
         nodes: vec![n.clone(), m.clone(), l.clone(), t.clone()],
         table: table.clone(),
     };
@@ -163,7 +177,7 @@ fn operators_list_recover_and_settle_branches_with_the_database_log() {
             "sqlassist.decision_log_ttl = 3".into(),
             format!("sqlalchemy_pg.url = {pg}"),
             "sqlalchemy_pg.managed = true".into(),
-            format!("sqlalchemy_log.url = {log_url}"),
+            format!("sqlalchemy_log.url = {}", log_url.replace('%', "%%")),
         ],
     );
     let settings = settings.to_str().unwrap();
@@ -332,12 +346,27 @@ fn operators_list_recover_and_settle_branches_with_the_database_log() {
     );
     let (code, list, _) = run_json(&["in-doubt", "list", settings, "--json"]);
     assert_eq!(code, 0, "{list}");
+
+    // --force overrides a live lease (with a warning), and the row says it was forced.
+    let g_id = g.to_string();
+    let (code, forced, stderr) = run_json(&["rollback", settings, &g_id, "--force", "--json"]);
+    assert_eq!(code, 0, "{forced} {stderr}");
+    assert!(stderr.contains("holds a live lease"), "{stderr}");
+    assert_eq!(prepared(&g_id), 0, "G rolled back");
+    let rows = pg_count(
+        &log_url,
+        &format!(
+            "SELECT count(*) AS n FROM sqlassist_manual_action WHERE node = '{n}' \
+             AND branch = '{g_id}' AND decision = 'other node' AND forced AND outcome = 'done'"
+        ),
+    );
+    assert_eq!(rows, 1, "the forced action is recorded");
     drop(live);
 }
 
 #[test]
 fn check_reports_the_database_log_engine_its_tables_durability_and_lease() {
-    let (Some(pg), Some(log_url)) = (
+    let (Some(pg), Some(log_db)) = (
         common::server_url("SQLASSIST_TEST_PG_URL"),
         common::server_url("SQLASSIST_TEST_PG_URL_2"),
     ) else {
@@ -345,9 +374,11 @@ fn check_reports_the_database_log_engine_its_tables_durability_and_lease() {
     };
     let dir = TempDir::new("dblog-check");
     let n = node_name("cdc");
+    let (schema, log_url) = log_schema(&log_db, "check");
     let _cleanup = Cleanup {
         pg: pg.clone(),
-        log: log_url.clone(),
+        log: log_db.clone(),
+        schema,
         nodes: vec![n.clone()],
         table: format!("cli_dblog_check_{}", std::process::id()),
     };
@@ -357,7 +388,7 @@ fn check_reports_the_database_log_engine_its_tables_durability_and_lease() {
             "sqlassist.decision_log = engine:log".into(),
             format!("sqlalchemy_pg.url = {pg}"),
             "sqlalchemy_pg.managed = true".into(),
-            format!("sqlalchemy_log.url = {log}"),
+            format!("sqlalchemy_log.url = {}", log.replace('%', "%%")),
         ]
     };
     let item = |report: &serde_json::Value, check: &str| -> (String, String) {
