@@ -404,8 +404,13 @@ pub(crate) fn finish(args: &SettingsArgs, gid: &str, commit: bool, force: bool, 
     // A live process on the branch's node, or on ours, recovers the branch itself.
     #[cfg(feature = "postgres")]
     {
-        let owner = branch.branch.as_ref().map(|b| b.node().as_str());
-        for node in owner.into_iter().chain([registry.node_id().as_str()]) {
+        let ours = registry.node_id().as_str();
+        let owner = branch
+            .branch
+            .as_ref()
+            .map(|b| b.node().as_str())
+            .filter(|n| *n != ours);
+        for node in owner.into_iter().chain([ours]) {
             if let Some(n) = log.lease(node).filter(|n| is_held(&n.lease)) {
                 if force {
                     eprintln!(
