@@ -1,30 +1,121 @@
-//! `sqlassist in-doubt list`, `recover`, `commit`, `rollback`.
+//! `sqlassist in-doubt list`, `recover`, `commit`, `rollback`, with either decision log: a
+//! directory (the file log) or a table of a PostgreSQL engine (`engine:<name>`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+#[cfg(feature = "postgres")]
+use sqlassist::{DatabaseDecisionLog, DatabaseLogInspection, NodeLease};
 use sqlassist::{
-    InDoubtBranch, InDoubtReport, LoggedDecision, ManualAction, PlannedAction, RecoveryAction,
-    Registry, Settings,
+    DecisionLogLocation, InDoubtBranch, InDoubtReport, LoggedDecision, ManualAction, PlannedAction,
+    RecoveryAction, RecoveryReport, Registry, Settings,
 };
 use transaction::{FileDecisionLog, LogInspection};
 
 use crate::{fail, SettingsArgs, CLEAN, ERROR, IN_DOUBT, OPERATOR};
 
-/// The log's records read without its lock, or `None` without a configured log.
-fn inspect(settings: &Settings) -> Result<Option<(PathBuf, LogInspection)>, u8> {
-    let Some(dir) = Registry::decision_log_dir(settings) else {
-        return Ok(None);
-    };
-    if !dir.exists() {
-        return Ok(Some((dir, LogInspection::default())));
+/// The configured decision log, read without taking it.
+enum Log {
+    /// No `sqlassist.decision_log`.
+    None,
+    /// A file log: its directory and records.
+    File(PathBuf, LogInspection),
+    /// A database log: the engine's name and its tables.
+    #[cfg(feature = "postgres")]
+    Database(String, DatabaseLogInspection),
+}
+
+/// The log's records read without its lock (or lease).
+fn inspect(settings: &Settings, registry: &Registry) -> Result<Log, u8> {
+    match Registry::decision_log_location(settings) {
+        None => Ok(Log::None),
+        Some(DecisionLogLocation::Directory(dir)) => {
+            if !dir.exists() {
+                return Ok(Log::File(dir, LogInspection::default()));
+            }
+            match FileDecisionLog::inspect(&dir) {
+                Ok(inspection) => Ok(Log::File(dir, inspection)),
+                Err(e) => Err(fail(
+                    &format!("cannot read the decision log {}", dir.display()),
+                    &e,
+                )),
+            }
+        }
+        #[cfg(feature = "postgres")]
+        Some(DecisionLogLocation::Engine(name)) => {
+            let engine = registry
+                .engine(&name)
+                .map_err(|e| fail("the decision log's engine", &e))?;
+            match DatabaseDecisionLog::inspect(engine) {
+                Ok(inspection) => Ok(Log::Database(name, inspection)),
+                Err(e) => Err(fail(
+                    &format!("cannot read the decision log in engine `{name}`"),
+                    &e,
+                )),
+            }
+        }
+        #[allow(unreachable_patterns)]
+        Some(_) => {
+            let _ = registry;
+            eprintln!("sqlassist: a database decision log needs the `postgres` feature");
+            Err(ERROR)
+        }
     }
-    match FileDecisionLog::inspect(&dir) {
-        Ok(inspection) => Ok(Some((dir, inspection))),
-        Err(e) => Err(fail(
-            &format!("cannot read the decision log {}", dir.display()),
-            &e,
-        )),
+}
+
+impl Log {
+    fn report(&self, registry: &Registry, all: bool) -> InDoubtReport {
+        match self {
+            Self::None => registry.in_doubt(None, all),
+            Self::File(_, inspection) => registry.in_doubt(Some(inspection), all),
+            #[cfg(feature = "postgres")]
+            Self::Database(_, inspection) => registry.in_doubt_database(inspection, all),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Self::None => serde_json::Value::Null,
+            Self::File(dir, _) => serde_json::json!({"kind": "directory", "path": dir}),
+            #[cfg(feature = "postgres")]
+            Self::Database(name, _) => serde_json::json!({"kind": "engine", "engine": name}),
+        }
+    }
+
+    /// The lease of `node` in a database log.
+    #[cfg(feature = "postgres")]
+    fn lease(&self, node: &str) -> Option<&sqlassist::NodeRecord> {
+        match self {
+            Self::Database(_, inspection) => inspection.node(node),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a node's lease says a running process holds it.
+#[cfg(feature = "postgres")]
+fn is_held(lease: &NodeLease) -> bool {
+    matches!(
+        lease,
+        NodeLease::Live | NodeLease::TakenOver { live: true, .. }
+    )
+}
+
+#[cfg(feature = "postgres")]
+fn holder(n: &sqlassist::NodeRecord) -> String {
+    match &n.lease {
+        NodeLease::TakenOver { by, .. } => {
+            format!(
+                "taken over by node `{by}` for {:.0} s more",
+                n.lease_remaining
+            )
+        }
+        _ => format!(
+            "host `{}`, pid {}, for {:.0} s more",
+            n.host.as_deref().unwrap_or("?"),
+            n.pid.map_or_else(|| "?".to_owned(), |p| p.to_string()),
+            n.lease_remaining
+        ),
     }
 }
 
@@ -38,6 +129,7 @@ fn branch_json(b: &InDoubtBranch) -> serde_json::Value {
         "age_seconds": b.age.map(|a| a.as_secs()),
         "decision": b.decision.as_str(),
         "action": b.action.as_str(),
+        "lease": b.lease.as_ref().map(ToString::to_string),
     })
 }
 
@@ -66,15 +158,17 @@ pub(crate) fn list(args: &SettingsArgs, all: bool, json: bool) -> u8 {
         Ok(loaded) => loaded,
         Err(e) => return fail("cannot read the settings", &e),
     };
-    let log = match inspect(&settings) {
+    let log = match inspect(&settings, &registry) {
         Ok(log) => log,
         Err(code) => return code,
     };
-    eprintln!(
-        "listing prepared branches of node `{}`",
-        registry.node_id().as_str()
-    );
-    let report = registry.in_doubt(log.as_ref().map(|(_, i)| i), all);
+    let node = registry.node_id().as_str();
+    eprintln!("listing prepared branches of node `{node}`");
+    let report = log.report(&registry, all);
+    #[cfg(feature = "postgres")]
+    let node_lease = log.lease(node).map(|n| n.lease.to_string());
+    #[cfg(not(feature = "postgres"))]
+    let node_lease: Option<String> = None;
     if json {
         let unreachable: Vec<serde_json::Value> = report
             .unreachable
@@ -84,15 +178,20 @@ pub(crate) fn list(args: &SettingsArgs, all: bool, json: bool) -> u8 {
         println!(
             "{}",
             serde_json::json!({
-                "node": registry.node_id().as_str(),
+                "node": node,
+                "decision_log": log.json(),
+                "node_lease": node_lease,
                 "branches": report.branches.iter().map(branch_json).collect::<Vec<_>>(),
                 "unreachable": unreachable,
             })
         );
     } else {
+        if let Some(lease) = &node_lease {
+            println!("node `{node}`: lease {lease}");
+        }
         println!(
-            "{:<12} {:<64} {:<20} {:>11} {:>8} {:<14} action",
-            "engine", "branch", "node", "incarnation", "age", "decision"
+            "{:<12} {:<64} {:<20} {:>11} {:>8} {:<14} {:<16} action",
+            "engine", "branch", "node", "incarnation", "age", "decision", "lease"
         );
         for b in &report.branches {
             let age = b
@@ -102,9 +201,13 @@ pub(crate) fn list(args: &SettingsArgs, all: bool, json: bool) -> u8 {
                 || ("-".to_owned(), "-".to_owned()),
                 |p| (p.node().as_str().to_owned(), p.incarnation().to_string()),
             );
+            let lease = b
+                .lease
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), ToString::to_string);
             println!(
-                "{:<12} {:<64} {:<20} {:>11} {:>8} {:<14} {}",
-                b.engine, b.id, node, incarnation, age, b.decision, b.action
+                "{:<12} {:<64} {:<20} {:>11} {:>8} {:<14} {:<16} {}",
+                b.engine, b.id, node, incarnation, age, b.decision, lease, b.action
             );
         }
         for (engine, e) in &report.unreachable {
@@ -114,33 +217,104 @@ pub(crate) fn list(args: &SettingsArgs, all: bool, json: bool) -> u8 {
     exit_of(&report)
 }
 
-/// `recover`: one pass now, with the decision log's lock (the application must not be
-/// running: its own passes recover while it runs).
+/// `recover`: one pass now, holding the decision log (the file log's lock, or the node's
+/// lease in a database log): the application must not be running, its own passes recover
+/// while it runs.
 pub(crate) fn recover(args: &SettingsArgs, json: bool) -> u8 {
     let (settings, mut registry) = match args.load() {
         Ok(loaded) => loaded,
         Err(e) => return fail("cannot read the settings", &e),
     };
-    let Some(dir) = Registry::decision_log_dir(&settings) else {
-        eprintln!("sqlassist: `sqlassist.decision_log` is not set: without a log no branch can be told committed from undecided");
-        return OPERATOR;
-    };
-    let log = match FileDecisionLog::open(&dir) {
-        Ok(log) => Arc::new(log),
-        Err(e) => {
-            eprintln!(
-                "sqlassist: cannot take the decision log {} ({e}); while the application runs, its own passes recover: see `sqlassist recover --dry-run`",
-                dir.display()
-            );
+    let report = match Registry::decision_log_location(&settings) {
+        None => {
+            eprintln!("sqlassist: `sqlassist.decision_log` is not set: without a log no branch can be told committed from undecided");
             return OPERATOR;
         }
+        Some(DecisionLogLocation::Directory(dir)) => {
+            let log = match FileDecisionLog::open(&dir) {
+                Ok(log) => Arc::new(log),
+                Err(e) => {
+                    eprintln!(
+                        "sqlassist: cannot take the decision log {} ({e}); while the application runs, its own passes recover: see `sqlassist recover --dry-run`",
+                        dir.display()
+                    );
+                    return OPERATOR;
+                }
+            };
+            registry.use_decision_log(log);
+            eprintln!("recovery pass for node `{}`", registry.node_id().as_str());
+            match registry.recover() {
+                Ok(report) => report,
+                Err(e) => return fail("recovery failed", &e),
+            }
+        }
+        #[cfg(feature = "postgres")]
+        Some(DecisionLogLocation::Engine(name)) => {
+            match recover_database(&settings, &mut registry, &name) {
+                Ok(report) => report,
+                Err(code) => return code,
+            }
+        }
+        #[allow(unreachable_patterns)]
+        Some(_) => {
+            eprintln!("sqlassist: a database decision log needs the `postgres` feature");
+            return ERROR;
+        }
     };
-    registry.use_decision_log(log);
-    eprintln!("recovery pass for node `{}`", registry.node_id().as_str());
-    let report = match registry.recover() {
-        Ok(report) => report,
-        Err(e) => return fail("recovery failed", &e),
+    print_recovery(&report, json)
+}
+
+/// A pass with the database log: refused while the node's lease is live; otherwise the
+/// node is claimed (which also lets the pass take over expired nodes), recovered and
+/// released.
+#[cfg(feature = "postgres")]
+fn recover_database(
+    settings: &Settings,
+    registry: &mut Registry,
+    name: &str,
+) -> Result<RecoveryReport, u8> {
+    let node = registry.node_id().clone();
+    let engine = registry
+        .engine(name)
+        .map_err(|e| fail("the decision log's engine", &e))?
+        .clone();
+    let ttl = Registry::decision_log_ttl(settings).map_err(|e| fail("bad settings", &e))?;
+    let inspection = DatabaseDecisionLog::inspect(&engine).map_err(|e| {
+        fail(
+            &format!("cannot read the decision log in engine `{name}`"),
+            &e,
+        )
+    })?;
+    if let Some(n) = inspection.node(node.as_str()).filter(|n| is_held(&n.lease)) {
+        eprintln!(
+            "sqlassist: refused: node `{node}` holds a live lease in the decision log ({}); the running application recovers its own branches. Stop it, or see `sqlassist recover --dry-run`",
+            holder(n)
+        );
+        return Err(OPERATOR);
+    }
+    let log = match DatabaseDecisionLog::open(engine, &node, ttl) {
+        Ok(log) => log,
+        Err(sqlassist::Error::NodeLeaseHeld { holder, .. }) => {
+            eprintln!(
+                "sqlassist: refused: node `{node}` holds a live lease in the decision log ({holder}); the running application recovers its own branches"
+            );
+            return Err(OPERATOR);
+        }
+        Err(e) => return Err(fail("cannot claim the node in the decision log", &e)),
     };
+    registry.use_database_decision_log(log.clone());
+    eprintln!(
+        "recovery pass for node `{node}` (incarnation {}), decision log in engine `{name}`",
+        log.incarnation()
+    );
+    let report = registry.recover();
+    if let Err(e) = log.release() {
+        eprintln!("warning: the node's lease could not be released ({e}); it expires by itself");
+    }
+    report.map_err(|e| fail("recovery failed", &e))
+}
+
+fn print_recovery(report: &RecoveryReport, json: bool) -> u8 {
     if json {
         let branches: Vec<serde_json::Value> = report
             .branches
@@ -195,44 +369,124 @@ pub(crate) fn recover(args: &SettingsArgs, json: bool) -> u8 {
     }
 }
 
-/// `commit GID` / `rollback GID`: one branch by hand, recorded in the log directory.
+/// What a manual action holds while it acts, so that the application cannot start
+/// recovering the same branch: the file log's lock or the node's lease.
+enum Held {
+    File(PathBuf, Option<FileDecisionLog>),
+    #[cfg(feature = "postgres")]
+    Database(sqlassist::Engine, Option<Arc<DatabaseDecisionLog>>),
+}
+
+/// `commit GID` / `rollback GID`: one branch by hand, recorded in the decision log (the
+/// log directory's `manual.log`, or the log database's `sqlassist_manual_action`).
 pub(crate) fn finish(args: &SettingsArgs, gid: &str, commit: bool, force: bool, json: bool) -> u8 {
     let verb = if commit { "commit" } else { "rollback" };
     let (settings, registry) = match args.load() {
         Ok(loaded) => loaded,
         Err(e) => return fail("cannot read the settings", &e),
     };
-    let Some(dir) = Registry::decision_log_dir(&settings) else {
-        eprintln!("sqlassist: `sqlassist.decision_log` is not set: a manual action is recorded in the log directory");
-        return ERROR;
-    };
-    // Hold the log while acting, so that the application cannot start recovering the same
-    // branch; a live holder refuses the action unless forced.
-    let held = match FileDecisionLog::open(&dir) {
-        Ok(log) => Some(log),
-        Err(e) if force => {
-            eprintln!("warning: acting without the decision log ({e}): --force");
-            None
+    let log = match inspect(&settings, &registry) {
+        Ok(Log::None) => {
+            eprintln!("sqlassist: `sqlassist.decision_log` is not set: a manual action is recorded in the decision log");
+            return ERROR;
         }
-        Err(e) => {
-            eprintln!(
-                "sqlassist: refused: the decision log {} is held ({e}); the running application recovers its own branches. Stop it, or use --force",
-                dir.display()
-            );
-            return OPERATOR;
-        }
+        Ok(log) => log,
+        Err(code) => return code,
     };
-    let inspection = match FileDecisionLog::inspect(&dir) {
-        Ok(i) => i,
-        Err(e) => return fail("cannot read the decision log", &e),
-    };
-    let report = registry.in_doubt(Some(&inspection), true);
+    let report = log.report(&registry, true);
     let Some(branch) = report.branches.iter().find(|b| b.id == gid) else {
         for (engine, e) in &report.unreachable {
             eprintln!("{engine}: cannot list prepared branches: {e}");
         }
         eprintln!("sqlassist: no prepared branch `{gid}` on the managed engines");
         return ERROR;
+    };
+    // A live process on the branch's node, or on ours, recovers the branch itself.
+    #[cfg(feature = "postgres")]
+    {
+        let ours = registry.node_id().as_str();
+        let owner = branch
+            .branch
+            .as_ref()
+            .map(|b| b.node().as_str())
+            .filter(|n| *n != ours);
+        for node in owner.into_iter().chain([ours]) {
+            if let Some(n) = log.lease(node).filter(|n| is_held(&n.lease)) {
+                if force {
+                    eprintln!(
+                        "warning: node `{node}` holds a live lease ({}): --force",
+                        holder(n)
+                    );
+                } else {
+                    eprintln!(
+                        "sqlassist: refused: node `{node}` holds a live lease in the decision log ({}); its running process recovers this branch. Stop it, or use --force",
+                        holder(n)
+                    );
+                    return OPERATOR;
+                }
+            }
+        }
+    }
+    let held = match &log {
+        Log::None => return ERROR,
+        // Hold the log while acting; a live holder refuses the action unless forced.
+        Log::File(dir, _) => match FileDecisionLog::open(dir) {
+            Ok(held) => Held::File(dir.clone(), Some(held)),
+            Err(e) if force => {
+                eprintln!("warning: acting without the decision log ({e}): --force");
+                Held::File(dir.clone(), None)
+            }
+            Err(e) => {
+                eprintln!(
+                    "sqlassist: refused: the decision log {} is held ({e}); the running application recovers its own branches. Stop it, or use --force",
+                    dir.display()
+                );
+                return OPERATOR;
+            }
+        },
+        #[cfg(feature = "postgres")]
+        Log::Database(name, _) => {
+            let engine = match registry.engine(name) {
+                Ok(engine) => engine.clone(),
+                Err(e) => return fail("the decision log's engine", &e),
+            };
+            let ttl = match Registry::decision_log_ttl(&settings) {
+                Ok(ttl) => ttl,
+                Err(e) => return fail("bad settings", &e),
+            };
+            match DatabaseDecisionLog::open(engine.clone(), registry.node_id(), ttl) {
+                Ok(held) => Held::Database(engine, Some(held)),
+                Err(e) if force => {
+                    eprintln!("warning: acting without the node's lease ({e}): --force");
+                    Held::Database(engine, None)
+                }
+                Err(e) => {
+                    eprintln!(
+                        "sqlassist: refused: cannot claim node `{}` in the decision log ({e}); the running application recovers its own branches. Stop it, or use --force",
+                        registry.node_id().as_str()
+                    );
+                    return OPERATOR;
+                }
+            }
+        }
+    };
+    // A file log read again under its lock: a decision may have been logged since.
+    let file_report;
+    let branch = match (&held, &log) {
+        (Held::File(dir, Some(_)), Log::File(..)) => match FileDecisionLog::inspect(dir) {
+            Ok(i) => {
+                file_report = registry.in_doubt(Some(&i), true);
+                match file_report.branches.iter().find(|b| b.id == gid) {
+                    Some(b) => b,
+                    None => {
+                        eprintln!("sqlassist: no prepared branch `{gid}` on the managed engines");
+                        return ERROR;
+                    }
+                }
+            }
+            Err(e) => return fail("cannot read the decision log", &e),
+        },
+        _ => branch,
     };
     let ours = branch
         .branch
@@ -260,13 +514,28 @@ pub(crate) fn finish(args: &SettingsArgs, gid: &str, commit: bool, force: bool, 
         Ok(done) => format!("{done:?}").to_lowercase(),
         Err(e) => format!("failed: {e}"),
     };
-    let recorded = sqlassist::record_manual_action(&dir, &record);
-    drop(held);
+    let recorded: Result<(), String> = match &held {
+        Held::File(dir, _) => sqlassist::record_manual_action(dir, &record)
+            .map_err(|e| format!("in {}: {e}", dir.display())),
+        #[cfg(feature = "postgres")]
+        Held::Database(engine, _) => {
+            DatabaseDecisionLog::record_manual_action(engine, registry.node_id(), &record)
+                .map_err(|e| format!("in sqlassist_manual_action: {e}"))
+        }
+    };
+    match held {
+        Held::File(_, lock) => drop(lock),
+        #[cfg(feature = "postgres")]
+        Held::Database(_, lease) => {
+            if let Some(Err(e)) = lease.map(|l| l.release()) {
+                eprintln!(
+                    "warning: the node's lease could not be released ({e}); it expires by itself"
+                );
+            }
+        }
+    }
     if let Err(e) = &recorded {
-        eprintln!(
-            "warning: the action could not be recorded in {}: {e}",
-            dir.display()
-        );
+        eprintln!("warning: the action could not be recorded {e}");
     }
     if json {
         println!(

@@ -239,10 +239,17 @@ fn log_dir(args: &LogArgs) -> Result<PathBuf, u8> {
     }
     let settings = load_settings(&args.path, &args.section)
         .map_err(|e| fail("cannot read the settings", &e))?;
-    Registry::decision_log_dir(&settings).ok_or_else(|| {
-        eprintln!("sqlassist: the settings set no `sqlassist.decision_log`");
-        ERROR
-    })
+    match Registry::decision_log_location(&settings) {
+        Some(sqlassist::DecisionLogLocation::Directory(dir)) => Ok(dir),
+        Some(sqlassist::DecisionLogLocation::Engine(name)) => {
+            eprintln!("sqlassist: the decision log is a table of engine `{name}`, not a directory: see `sqlassist in-doubt list` and `sqlassist check`");
+            Err(ERROR)
+        }
+        Some(_) | None => {
+            eprintln!("sqlassist: the settings set no `sqlassist.decision_log`");
+            Err(ERROR)
+        }
+    }
 }
 
 /// Prints an error on stderr and gives the error exit code.

@@ -17,7 +17,7 @@ use diesel::{QueryableByName, RunQueryDsl};
 
 use crate::backend::Backend;
 use crate::engine::Engine;
-use crate::registry::Registry;
+use crate::registry::{DecisionLogLocation, Registry};
 use crate::settings::Settings;
 
 /// How one check came out.
@@ -146,7 +146,10 @@ impl CheckReport {
 /// `read-only` (a write, tried in a transaction that is rolled back, must be refused by
 /// the server, not only by the session's read-only setting, which any code can undo).
 /// Then `node id` (a stable `sqlassist.node_id` where a decision log is set) and `decision
-/// log` (the directory writable and `fsync` working; its records readable).
+/// log`: for a directory, writable and `fsync` working, its records readable; for a
+/// database log (`engine:<name>`), the engine registered, PostgreSQL and reachable
+/// (`decision log`), its tables present or creatable (`tables`), `fsync` on
+/// (`durability`) and the node's lease (`lease`: live, expired, taken over).
 ///
 /// # Examples
 ///
@@ -172,8 +175,8 @@ pub fn check_setup(registry: &Registry, settings: &Settings) -> CheckReport {
         any_managed |= managed;
         check_engine(&mut report, name, engine, managed);
     }
-    let log_dir = Registry::decision_log_dir(settings);
-    match (settings.get("sqlassist.node_id"), &log_dir) {
+    let location = Registry::decision_log_location(settings);
+    match (settings.get("sqlassist.node_id"), &location) {
         (Some(node), _) => report.push(
             "node id",
             "node id",
@@ -194,8 +197,9 @@ pub fn check_setup(registry: &Registry, settings: &Settings) -> CheckReport {
             "not set (a random id per process; no decision log)",
         ),
     }
-    match log_dir {
-        Some(dir) => check_log_dir(&mut report, &dir),
+    match location {
+        Some(DecisionLogLocation::Directory(dir)) => check_log_dir(&mut report, &dir),
+        Some(DecisionLogLocation::Engine(name)) => check_log_engine(&mut report, registry, &name),
         None if any_managed => report.push(
             "decision log",
             "decision log",
@@ -611,5 +615,213 @@ fn check_log_dir(report: &mut CheckReport, dir: &Path) {
             CheckOutcome::Fail,
             format!("{}: {e}", dir.display()),
         ),
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[derive(QueryableByName)]
+struct LogTables {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    node: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    decision: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    manual: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    can_create: bool,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    schema: String,
+}
+
+/// The database decision log: engine `name` registered, PostgreSQL and reachable, its
+/// tables present or creatable, the server durable, and this node's lease. Writes nothing.
+fn check_log_engine(report: &mut CheckReport, registry: &Registry, name: &str) {
+    const SUBJECT: &str = "decision log";
+    let engine = match registry.engine(name) {
+        Ok(engine) => engine,
+        Err(_) => {
+            report.push(
+                SUBJECT,
+                "decision log",
+                CheckOutcome::Fail,
+                format!(
+                    "`sqlassist.decision_log = engine:{name}`: no engine `{name}` is registered"
+                ),
+            );
+            return;
+        }
+    };
+    if engine.backend() != Backend::Postgres {
+        report.push(
+            SUBJECT,
+            "decision log",
+            CheckOutcome::Fail,
+            format!(
+                "engine `{name}` is {}: a database decision log needs PostgreSQL",
+                engine.backend()
+            ),
+        );
+        return;
+    }
+    #[cfg(feature = "postgres")]
+    check_log_engine_pg(report, registry, name, engine);
+}
+
+#[cfg(feature = "postgres")]
+fn check_log_engine_pg(report: &mut CheckReport, registry: &Registry, name: &str, engine: &Engine) {
+    const SUBJECT: &str = "decision log";
+    let url = engine.url().redacted().to_owned();
+    let mut conn = match engine.checkout() {
+        Ok(conn) => conn,
+        Err(e) => {
+            report.push(
+                SUBJECT,
+                "decision log",
+                CheckOutcome::Fail,
+                format!("engine `{name}` cannot be reached: {}", redact(&e, engine)),
+            );
+            return;
+        }
+    };
+    report.push(
+        SUBJECT,
+        "decision log",
+        CheckOutcome::Pass,
+        format!("engine `{name}` ({url}): reachable"),
+    );
+    let tables = crate::conn::with_conn!(&mut conn, c => {
+        diesel::sql_query(
+            "SELECT to_regclass('sqlassist_node') IS NOT NULL AS node, \
+               to_regclass('sqlassist_decision') IS NOT NULL AS decision, \
+               to_regclass('sqlassist_manual_action') IS NOT NULL AS manual, \
+               COALESCE(has_schema_privilege(current_schema(), 'CREATE'), false) AS can_create, \
+               COALESCE(current_schema(), '(none)') AS schema",
+        )
+        .get_result::<LogTables>(c)
+    });
+    match tables {
+        Ok(t) if t.node && t.decision => report.push(
+            SUBJECT,
+            "tables",
+            CheckOutcome::Pass,
+            format!(
+                "sqlassist_node and sqlassist_decision present in schema {}; \
+                 sqlassist_manual_action {}",
+                t.schema,
+                if t.manual {
+                    "present"
+                } else if t.can_create {
+                    "created on the first manual action"
+                } else {
+                    "missing and not creatable: manual actions cannot be recorded"
+                }
+            ),
+        ),
+        Ok(t) if t.can_create => report.push(
+            SUBJECT,
+            "tables",
+            CheckOutcome::Pass,
+            format!(
+                "missing in schema {}: the application creates them at its first start",
+                t.schema
+            ),
+        ),
+        Ok(t) => report.push(
+            SUBJECT,
+            "tables",
+            CheckOutcome::Fail,
+            format!(
+                "missing, and the role may not create tables in schema {}: create \
+                 sqlassist_node and sqlassist_decision, or grant CREATE",
+                t.schema
+            ),
+        ),
+        Err(e) => report.push(SUBJECT, "tables", CheckOutcome::Fail, redact(&e, engine)),
+    }
+    let show = |sql: &str, conn: &mut crate::conn::Conn| -> Result<String, String> {
+        crate::conn::with_conn!(conn, c => {
+            diesel::sql_query(sql).get_result::<Text1>(c).map(|t| t.v)
+        })
+        .map_err(|e| redact(&e, engine))
+    };
+    let fsync = show("SELECT current_setting('fsync') AS v", &mut conn);
+    let sync = show(
+        "SELECT current_setting('synchronous_commit') AS v",
+        &mut conn,
+    );
+    drop(conn);
+    match (fsync, sync) {
+        (Ok(f), _) if f != "on" => report.push(
+            SUBJECT,
+            "durability",
+            CheckOutcome::Fail,
+            format!("fsync = {f}: a server crash can lose commit decisions"),
+        ),
+        (Ok(f), Ok(s)) if s == "off" || s == "local" => report.push(
+            SUBJECT,
+            "durability",
+            CheckOutcome::Pass,
+            format!(
+                "fsync = {f}, synchronous_commit = {s} (the log commits each decision with \
+                 synchronous_commit = on)"
+            ),
+        ),
+        (Ok(f), Ok(s)) => report.push(
+            SUBJECT,
+            "durability",
+            CheckOutcome::Pass,
+            format!("fsync = {f}, synchronous_commit = {s}"),
+        ),
+        (Err(e), _) | (_, Err(e)) => report.push(SUBJECT, "durability", CheckOutcome::Fail, e),
+    }
+    let node = registry.node_id().as_str();
+    match crate::DatabaseDecisionLog::inspect(engine) {
+        Ok(log) => {
+            let open = log.decisions.iter().filter(|(n, _)| n == node).count();
+            let (outcome, detail) = match log.node(node) {
+                None => (
+                    CheckOutcome::Pass,
+                    format!("node `{node}` has not claimed a lease yet"),
+                ),
+                Some(n) => {
+                    let (outcome, state) = match &n.lease {
+                        crate::NodeLease::Live => (
+                            CheckOutcome::Pass,
+                            format!(
+                                "live for {:.0} s more, held by host `{}`, pid {} (the \
+                                 application runs and recovers its own branches)",
+                                n.lease_remaining,
+                                n.host.as_deref().unwrap_or("?"),
+                                n.pid.map_or_else(|| "?".to_owned(), |p| p.to_string())
+                            ),
+                        ),
+                        crate::NodeLease::Expired => (
+                            CheckOutcome::Pass,
+                            format!(
+                                "expired {:.0} s ago (the application is stopped)",
+                                -n.lease_remaining
+                            ),
+                        ),
+                        crate::NodeLease::TakenOver { by, .. } => (
+                            CheckOutcome::Warn,
+                            format!(
+                                "taken over by node `{by}`, which settles its branches; the \
+                                 node starts again once that is done or expired"
+                            ),
+                        ),
+                        other => (CheckOutcome::Pass, other.to_string()),
+                    };
+                    (
+                        outcome,
+                        format!(
+                            "node `{node}` incarnation {}: {state}; {open} open decision(s)",
+                            n.incarnation
+                        ),
+                    )
+                }
+            };
+            report.push(SUBJECT, "lease", outcome, detail);
+        }
+        Err(e) => report.push(SUBJECT, "lease", CheckOutcome::Fail, redact(&e, engine)),
     }
 }

@@ -39,7 +39,7 @@ use crate::error::{Error, Result};
 
 /// `taken_over_by` of a node whose takeover finished: never a valid node id, so no
 /// pass takes it again, and its zombies stay fenced (the fence wants `NULL`).
-const SETTLED: &str = "settled!";
+pub(crate) const SETTLED: &str = "settled!";
 
 /// The default time to live of a node's lease.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
@@ -164,11 +164,11 @@ fn as_stored(value: u64) -> i64 {
     i64::from_ne_bytes(value.to_ne_bytes())
 }
 
-fn from_stored(value: i64) -> u64 {
+pub(crate) fn from_stored(value: i64) -> u64 {
     u64::from_ne_bytes(value.to_ne_bytes())
 }
 
-fn pg(conn: &mut Conn) -> &mut PgConnection {
+pub(crate) fn pg(conn: &mut Conn) -> &mut PgConnection {
     #[allow(irrefutable_let_patterns, unreachable_patterns)]
     match conn {
         Conn::Pg(c) => c,

@@ -97,6 +97,39 @@ impl fmt::Display for PlannedAction {
     }
 }
 
+/// The lease of a node in the database decision log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NodeLease {
+    /// A process holds the node and renews its lease: it recovers its own branches.
+    Live,
+    /// The lease ended (the process stopped or died): the next recovery pass of another
+    /// node sharing the log takes the node over.
+    Expired,
+    /// Node `by` took it over to settle its branches; `live` while that takeover is
+    /// fresh (after it, another node's pass may take it over again).
+    TakenOver {
+        /// The node that took it over.
+        by: String,
+        /// Whether the takeover's lease is still running.
+        live: bool,
+    },
+    /// Taken over and every branch settled: no pass takes it again.
+    Settled,
+}
+
+impl fmt::Display for NodeLease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Live => f.pad("live"),
+            Self::Expired => f.pad("expired"),
+            Self::TakenOver { by, live: true } => f.pad(&format!("taken over by {by}")),
+            Self::TakenOver { by, live: false } => f.pad(&format!("taken over by {by} (expired)")),
+            Self::Settled => f.pad("settled"),
+        }
+    }
+}
+
 /// One prepared branch on one engine.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -113,6 +146,9 @@ pub struct InDoubtBranch {
     pub decision: LoggedDecision,
     /// What a recovery pass would do.
     pub action: PlannedAction,
+    /// The lease of the branch's node, with a database decision log (`None` with a file
+    /// log, or for a node that never claimed one).
+    pub lease: Option<NodeLease>,
     pub(crate) listed: PreparedBranch,
 }
 
@@ -132,6 +168,20 @@ struct Age {
     gid: String,
     #[diesel(sql_type = diesel::sql_types::Double)]
     seconds: f64,
+}
+
+/// The branch ids the decisions name.
+fn decided_branches<'a>(
+    decisions: impl Iterator<Item = &'a transaction::DecisionRecord>,
+) -> BTreeSet<BranchId> {
+    decisions
+        .flat_map(|d| d.branches.iter())
+        .filter_map(|b| {
+            b.branch_id
+                .as_deref()
+                .and_then(crate::recovery::recorded_branch_id)
+        })
+        .collect()
 }
 
 /// The ages of an engine's prepared transactions (PostgreSQL only).
@@ -176,20 +226,53 @@ impl Registry {
     /// # Ok::<(), sqlassist::Error>(())
     /// ```
     pub fn in_doubt(&self, log: Option<&LogInspection>, all: bool) -> InDoubtReport {
-        let decided: BTreeSet<BranchId> = log
-            .map(|l| {
-                l.open_decisions
-                    .iter()
-                    .flat_map(|d| d.branches.iter())
-                    .filter_map(|b| {
-                        b.branch_id
-                            .as_deref()
-                            .and_then(crate::recovery::recorded_branch_id)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let decided = decided_branches(log.map(|l| l.open_decisions.iter()).into_iter().flatten());
         let presume_abort = log.is_some_and(|l| l.corruption.is_empty());
+        self.in_doubt_with(&decided, presume_abort, |_| None, |_| false, all)
+    }
+
+    /// Like [`in_doubt`](Self::in_doubt), with the database decision log read by
+    /// [`DatabaseDecisionLog::inspect`](crate::DatabaseDecisionLog::inspect): the
+    /// decisions of every node, each branch's node lease, and the actions of a pass of
+    /// this registry's node, which also takes over the nodes whose lease ended (their
+    /// branches are committed where a decision names them, else rolled back).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DatabaseLogInspection, Registry, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("sqlalchemy_main.url", "sqlite://"), ("sqlalchemy_main.managed", "true")]);
+    /// let registry = Registry::from_settings_inert(&settings, &[])?;
+    /// let report = registry.in_doubt_database(&DatabaseLogInspection::default(), true);
+    /// assert!(report.branches.is_empty());
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub fn in_doubt_database(
+        &self,
+        log: &crate::DatabaseLogInspection,
+        all: bool,
+    ) -> InDoubtReport {
+        let decided = decided_branches(log.decisions.iter().map(|(_, d)| d));
+        let me = self.node_id();
+        self.in_doubt_with(
+            &decided,
+            true,
+            |node| log.node(node.as_str()).map(|n| n.lease.clone()),
+            |node| log.is_takeable_by(node.as_str(), me),
+            all,
+        )
+    }
+
+    fn in_doubt_with(
+        &self,
+        decided: &BTreeSet<BranchId>,
+        presume_abort: bool,
+        lease: impl Fn(&crate::NodeId) -> Option<NodeLease>,
+        takeable: impl Fn(&crate::NodeId) -> bool,
+        all: bool,
+    ) -> InDoubtReport {
         let mut report = InDoubtReport::default();
         for (name, engine) in self.managed_engines() {
             let listed = match engine.prepared_branches(self.node_id()) {
@@ -223,6 +306,22 @@ impl Registry {
                             PlannedAction::KeepUndecided
                         },
                     ),
+                    // A node a pass of ours takes over: settled like our own.
+                    Owner::OtherNode(b) if takeable(b.node()) => {
+                        if decided.contains(b) {
+                            (
+                                Some(b.clone()),
+                                LoggedDecision::CommitLogged,
+                                PlannedAction::Commit,
+                            )
+                        } else {
+                            (
+                                Some(b.clone()),
+                                LoggedDecision::None,
+                                PlannedAction::Rollback,
+                            )
+                        }
+                    }
                     Owner::OtherNode(b) => (
                         Some(b.clone()),
                         if decided.contains(b) {
@@ -237,6 +336,7 @@ impl Registry {
                     }
                     _ => (None, LoggedDecision::Foreign, PlannedAction::LeaveAlone),
                 };
+                let node_lease = parsed.as_ref().and_then(|p| lease(p.node()));
                 report.branches.push(InDoubtBranch {
                     engine: name.clone(),
                     id: branch.id().to_owned(),
@@ -247,6 +347,7 @@ impl Registry {
                         .map(|(_, age)| *age),
                     decision,
                     action,
+                    lease: node_lease,
                     listed: branch,
                 });
             }

@@ -47,6 +47,8 @@ mod check;
 mod conn;
 #[cfg(feature = "postgres")]
 mod db_log;
+#[cfg(feature = "postgres")]
+mod db_log_inspect;
 mod drift;
 mod dynamic;
 mod engine;
@@ -76,12 +78,14 @@ pub use check::{check_setup, CheckItem, CheckOutcome, CheckReport};
 pub use conn::BackendConnection;
 #[cfg(feature = "postgres")]
 pub use db_log::{DatabaseDecisionLog, DatabaseLogError, DEFAULT_LEASE_TTL};
+#[cfg(feature = "postgres")]
+pub use db_log_inspect::{DatabaseLogInspection, NodeRecord};
 pub use drift::{check_drift, DeclaredTable, DeclaredType, Drift, DriftMode};
 pub use dynamic::{Cmp, DynamicQuery, DynamicTable, Order, Row, Value};
 pub use engine::{hold_sessions_as, Engine, HolderGuard, PoolState};
 pub use error::{Error, Result};
 pub use in_doubt::{
-    record_manual_action, InDoubtBranch, InDoubtReport, LoggedDecision, ManualAction,
+    record_manual_action, InDoubtBranch, InDoubtReport, LoggedDecision, ManualAction, NodeLease,
     PlannedAction, MANUAL_LOG_FILE,
 };
 pub use initialize::initialize_sql;
@@ -93,7 +97,7 @@ pub use reflect::{
     TableKind, TableName, UniqueConstraint, UnmappedColumn,
 };
 pub use registry::{
-    db_session, registry, InitOptions, Registry, DEFAULT_RECOVERY_INTERVAL,
+    db_session, registry, DecisionLogLocation, InitOptions, Registry, DEFAULT_RECOVERY_INTERVAL,
     DEFAULT_RECOVERY_STARTUP_WAIT,
 };
 pub use session::{close_sessions, open_sessions, ConnectionGuard, Session};

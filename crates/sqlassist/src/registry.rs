@@ -27,6 +27,18 @@ const ENGINE_LOG_PREFIX: &str = "engine:";
 /// The settings key of the lease's time to live of a database decision log, in seconds.
 #[cfg(feature = "postgres")]
 const LEASE_TTL_KEY: &str = "sqlassist.decision_log_ttl";
+/// Where an application's `sqlassist.decision_log` keeps its commit decisions
+/// ([`Registry::decision_log_location`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecisionLogLocation {
+    /// A file decision log in this directory.
+    Directory(std::path::PathBuf),
+    /// A database decision log in the database of the engine of this name
+    /// (`engine:<name>`).
+    Engine(String),
+}
+
 /// The settings key of the seconds between periodic recovery passes (0: none).
 const RECOVERY_INTERVAL_KEY: &str = "sqlassist.recovery_interval";
 /// The settings key that turns the presence lock off (`false`).
@@ -453,10 +465,69 @@ impl Registry {
     /// # Examples
     ///
     /// See [`from_settings_inert`](Self::from_settings_inert).
+    /// (`None` as well for a database log, `engine:<name>`: see
+    /// [`decision_log_location`](Self::decision_log_location)).
     pub fn decision_log_dir(settings: &Settings) -> Option<std::path::PathBuf> {
-        settings
-            .get(DECISION_LOG_KEY)
-            .map(|dir| settings.here().join(dir))
+        match Self::decision_log_location(settings)? {
+            DecisionLogLocation::Directory(dir) => Some(dir),
+            DecisionLogLocation::Engine(_) => None,
+        }
+    }
+
+    /// Where `sqlassist.decision_log` keeps the commit decisions, if set: a directory
+    /// (relative to the settings' `here`) or, for `engine:<name>`, a table of that engine's
+    /// database.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{DecisionLogLocation, Registry, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("sqlassist.decision_log", "engine:log")]);
+    /// assert_eq!(
+    ///     Registry::decision_log_location(&settings),
+    ///     Some(DecisionLogLocation::Engine("log".into()))
+    /// );
+    /// assert_eq!(Registry::decision_log_dir(&settings), None);
+    /// ```
+    pub fn decision_log_location(settings: &Settings) -> Option<DecisionLogLocation> {
+        let value = settings.get(DECISION_LOG_KEY)?;
+        Some(match value.strip_prefix(ENGINE_LOG_PREFIX) {
+            Some(name) => DecisionLogLocation::Engine(name.trim().to_owned()),
+            None => DecisionLogLocation::Directory(settings.here().join(value)),
+        })
+    }
+
+    /// The lease time to live of a database decision log, `sqlassist.decision_log_ttl`
+    /// (default [`DEFAULT_LEASE_TTL`](crate::DEFAULT_LEASE_TTL)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSetting`] when it is not a whole number of seconds, 3 or more.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sqlassist::{Registry, Settings};
+    ///
+    /// let settings = Settings::from_pairs([("sqlassist.decision_log_ttl", "9")]);
+    /// assert_eq!(Registry::decision_log_ttl(&settings)?.as_secs(), 9);
+    /// # Ok::<(), sqlassist::Error>(())
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub fn decision_log_ttl(settings: &Settings) -> Result<std::time::Duration> {
+        match settings.get(LEASE_TTL_KEY) {
+            None => Ok(crate::DEFAULT_LEASE_TTL),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s >= 3)
+                .map(std::time::Duration::from_secs)
+                .ok_or_else(|| {
+                    Error::invalid_setting(LEASE_TTL_KEY, v, "a whole number of seconds, 3 or more")
+                }),
+        }
     }
 
     fn new_from_settings(settings: &Settings, prefixes: &[&str]) -> Result<Self> {
