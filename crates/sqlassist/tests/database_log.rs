@@ -654,3 +654,88 @@ fn the_carried_decision_commits_durably_in_a_session_without_synchronous_commit(
     );
     common::pg::exec(&url2, &format!("DROP TABLE {table}"));
 }
+
+/// A node killed while the COMMIT that carries its decision is in flight (sent, not yet
+/// answered: a deferred trigger holds it in the server): whatever the server made of that
+/// COMMIT decides, and recovery follows it on every database. With the server left alone,
+/// the COMMIT completes after the client died (the decision holds: both committed); with
+/// `client_connection_check_interval` the server notices the dead client and rolls it back
+/// (no decision: both rolled back).
+#[test]
+fn a_node_killed_while_its_decision_commits_ends_with_the_servers_outcome_everywhere() {
+    reset_thread();
+    let _serial = serial();
+    let Some((url, url2)) = urls() else { return };
+    let admin = std::env::var("SQLASSIST_TEST_PG_ADMIN_URL").unwrap();
+    for (check_client, expected) in [(false, 1), (true, 0)] {
+        let node = node();
+        let table = unique("lastres_inflight");
+        for u in [&url, &url2] {
+            common::pg::exec(u, &format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"));
+        }
+        common::pg::exec(
+            &url,
+            &format!(
+                "CREATE FUNCTION {table}_slow() RETURNS trigger LANGUAGE plpgsql AS \
+                   'BEGIN PERFORM pg_sleep(2); RETURN NULL; END'; \
+                 CREATE CONSTRAINT TRIGGER {table}_slow AFTER INSERT ON {table} \
+                   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {table}_slow()"
+            ),
+        );
+        let child_url = if check_client {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}options=-cclient_connection_check_interval%3D100")
+        } else {
+            url.clone()
+        };
+        let (mut c, _out) = child_with(
+            &node,
+            Some(&table),
+            &[("SQLASSIST_TEST_PG_URL", child_url.as_str())],
+        );
+        writeln!(c.stdin.as_mut().unwrap(), "go").unwrap();
+        let sleeping = format!(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = '{}'",
+            url.rsplit('/').next().unwrap()
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while common::pg::scalar(&admin, &sleeping) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the decision's COMMIT never started"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        c.kill().unwrap();
+        c.wait().unwrap();
+        // The server finishes (or abandons) the COMMIT on its own.
+        while common::pg::scalar(&admin, &sleeping) > 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The node restarts once its lease expired, and recovers.
+        let deadline = Instant::now() + TTL * 3;
+        let log = loop {
+            match DatabaseDecisionLog::open(engine(&url), &node, TTL) {
+                Ok(log) => break log,
+                Err(Error::NodeLeaseHeld { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        registry(&node, log).recover().unwrap();
+        assert_eq!(
+            (
+                common::pg::count(&url, &table),
+                common::pg::count(&url2, &table)
+            ),
+            (expected, expected),
+            "client_connection_check_interval {check_client}"
+        );
+        for u in [&url, &url2] {
+            assert_eq!(common::pg::prepared(u, node.as_str()), 0);
+            common::pg::exec(u, &format!("DROP TABLE {table}"));
+        }
+        common::pg::exec(&url, &format!("DROP FUNCTION {table}_slow()"));
+    }
+}
