@@ -917,10 +917,12 @@ impl Transaction {
         self.check_committable()?;
 
         let span = crate::trace::commit(self);
-        self.inner
-            .phase_spans
-            .set(Some(crate::trace::phases_enabled()));
         let result = span.in_scope(|| {
+            // Asked inside the commit's span, as each phase's span would be (a filter may
+            // enable phase spans only within a commit).
+            self.inner
+                .phase_spans
+                .set(Some(crate::trace::phases_enabled()));
             let mut resources = {
                 let mut st = self.inner.state.borrow_mut();
                 st.status = Status::Committing;
