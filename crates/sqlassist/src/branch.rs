@@ -434,9 +434,19 @@ impl BranchName<'_> {
         out.push_str(PREFIX);
         out.push_str(self.node.as_str());
         out.push('_');
-        out.push_str(hex::<8>(u64::from(self.incarnation)).as_str());
+        push_hex(out, u64::from(self.incarnation), 8);
         out.push('_');
-        out.push_str(hex::<16>(self.sequence).as_str());
+        push_hex(out, self.sequence, 16);
+    }
+}
+
+/// Appends the low `4 * digits` bits of `value` as exactly `digits` lowercase hex digits
+/// (`digits` at most 16), without formatting machinery or a UTF-8 check: a gid is built
+/// at every begin and vote.
+fn push_hex(out: &mut String, value: u64, digits: u32) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits.min(16)).rev() {
+        out.push(char::from(DIGITS[((value >> (4 * i)) & 0xf) as usize]));
     }
 }
 

@@ -15,14 +15,20 @@ use crate::pool::Manager;
 
 /// A connection checked out of an engine's pool (crate-internal; `pub` only so that the
 /// sealed trait can name it).
+///
+/// The pooled connection is boxed: Diesel's connections are large (statement caches and
+/// the pool's bookkeeping inline), and a session moves its connection several times per
+/// transaction (into a phase job on a worker thread and back, in and out of its state).
+/// Boxed, each move copies a pointer, and the jobs and their outputs stay small
+/// allocations.
 #[doc(hidden)]
 pub enum Conn {
     #[cfg(feature = "postgres")]
-    Pg(PooledConnection<Manager<PgConnection>>),
+    Pg(Box<PooledConnection<Manager<PgConnection>>>),
     #[cfg(feature = "sqlite")]
-    Sqlite(PooledConnection<Manager<SqliteConnection>>),
+    Sqlite(Box<PooledConnection<Manager<SqliteConnection>>>),
     #[cfg(feature = "mysql")]
-    Mysql(PooledConnection<Manager<MysqlConnection>>),
+    Mysql(Box<PooledConnection<Manager<MysqlConnection>>>),
 }
 
 /// Runs `$body` with `$c` bound to the concrete `&mut XConnection`.
@@ -31,17 +37,17 @@ macro_rules! with_conn {
         match $conn {
             #[cfg(feature = "postgres")]
             $crate::conn::Conn::Pg(pooled) => {
-                let $c: &mut diesel::PgConnection = &mut ***pooled;
+                let $c: &mut diesel::PgConnection = &mut ****pooled;
                 $body
             }
             #[cfg(feature = "sqlite")]
             $crate::conn::Conn::Sqlite(pooled) => {
-                let $c: &mut diesel::SqliteConnection = &mut ***pooled;
+                let $c: &mut diesel::SqliteConnection = &mut ****pooled;
                 $body
             }
             #[cfg(feature = "mysql")]
             $crate::conn::Conn::Mysql(pooled) => {
-                let $c: &mut diesel::MysqlConnection = &mut ***pooled;
+                let $c: &mut diesel::MysqlConnection = &mut ****pooled;
                 $body
             }
         }
@@ -200,14 +206,14 @@ impl sealed::Sealed for PgConnection {
     fn from_conn(conn: &mut Conn) -> Option<&mut Self> {
         #[allow(irrefutable_let_patterns, unreachable_patterns)]
         match conn {
-            Conn::Pg(c) => Some(&mut ***c),
+            Conn::Pg(c) => Some(&mut ****c),
             _ => None,
         }
     }
     fn from_conn_ref(conn: &Conn) -> Option<&Self> {
         #[allow(irrefutable_let_patterns, unreachable_patterns)]
         match conn {
-            Conn::Pg(c) => Some(&***c),
+            Conn::Pg(c) => Some(&****c),
             _ => None,
         }
     }
@@ -223,14 +229,14 @@ impl sealed::Sealed for SqliteConnection {
     fn from_conn(conn: &mut Conn) -> Option<&mut Self> {
         #[allow(irrefutable_let_patterns, unreachable_patterns)]
         match conn {
-            Conn::Sqlite(c) => Some(&mut ***c),
+            Conn::Sqlite(c) => Some(&mut ****c),
             _ => None,
         }
     }
     fn from_conn_ref(conn: &Conn) -> Option<&Self> {
         #[allow(irrefutable_let_patterns, unreachable_patterns)]
         match conn {
-            Conn::Sqlite(c) => Some(&***c),
+            Conn::Sqlite(c) => Some(&****c),
             _ => None,
         }
     }
@@ -246,14 +252,14 @@ impl sealed::Sealed for MysqlConnection {
     fn from_conn(conn: &mut Conn) -> Option<&mut Self> {
         #[allow(irrefutable_let_patterns, unreachable_patterns)]
         match conn {
-            Conn::Mysql(c) => Some(&mut ***c),
+            Conn::Mysql(c) => Some(&mut ****c),
             _ => None,
         }
     }
     fn from_conn_ref(conn: &Conn) -> Option<&Self> {
         #[allow(irrefutable_let_patterns, unreachable_patterns)]
         match conn {
-            Conn::Mysql(c) => Some(&***c),
+            Conn::Mysql(c) => Some(&****c),
             _ => None,
         }
     }

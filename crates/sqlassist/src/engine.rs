@@ -692,10 +692,13 @@ impl Engine {
                         .apply(&mut probe)
                         .map_err(|e| self.connect_error(e))?;
                 }
-                $pool.get().map(Conn::$variant).map_err(|e| Error::Connect {
-                    url: self.url().redacted().to_owned(),
-                    reason: redact(&e.to_string(), self.url()),
-                })
+                $pool
+                    .get()
+                    .map(|c| Conn::$variant(Box::new(c)))
+                    .map_err(|e| Error::Connect {
+                        url: self.url().redacted().to_owned(),
+                        reason: redact(&e.to_string(), self.url()),
+                    })
             }};
         }
         match &self.inner.pool {

@@ -196,7 +196,7 @@ fn ages(engine: &Engine) -> Vec<(String, Duration)> {
             "SELECT gid, CAST(EXTRACT(EPOCH FROM now() - prepared) AS float8) AS seconds \
              FROM pg_prepared_xacts WHERE database = current_database()",
         )
-        .load::<Age>(&mut ***c)
+        .load::<Age>(&mut ****c)
         .unwrap_or_default(),
         #[allow(unreachable_patterns)]
         _ => Vec::new(),

@@ -190,19 +190,31 @@ fn submit(jobs: Vec<PhaseJob>, slots: usize) -> Running {
         done: Condvar::new(),
     });
     let pool = pool();
+    // The jobs log where the committing thread logs. `None`: nowhere, which is usually
+    // the worker's own default too (no subscriber set at all): then nothing is carried or
+    // entered.
+    let dispatch = tracing::dispatcher::get_default(|d| (!is_none(d)).then(|| d.clone()));
     for (i, job) in jobs.into_iter().enumerate() {
         let batch = Arc::clone(&batch);
-        // The job logs where the committing thread logs.
-        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let dispatch = dispatch.clone();
         pool.submit(Box::new(move || {
-            let outcome = tracing::dispatcher::with_default(&dispatch, || {
-                panic::catch_unwind(AssertUnwindSafe(|| job.run()))
-            });
+            let run = || panic::catch_unwind(AssertUnwindSafe(|| job.run()));
+            let outcome = match dispatch {
+                Some(dispatch) => tracing::dispatcher::with_default(&dispatch, run),
+                None if tracing::dispatcher::get_default(is_none) => run(),
+                // A global subscriber the committing thread had silenced.
+                None => tracing::dispatcher::with_default(&tracing::Dispatch::none(), run),
+            };
             lock(&batch.slots)[i] = Some(outcome);
             batch.done.notify_all();
         }));
     }
     Running { batch }
+}
+
+/// Whether `d` is the dispatcher that records nothing.
+fn is_none(d: &tracing::Dispatch) -> bool {
+    d.is::<tracing::subscriber::NoSubscriber>()
 }
 
 impl Running {

@@ -77,13 +77,14 @@ pub(crate) fn phase(txn: &Transaction, r: &Rc<dyn DataManager>, phase: &'static 
 
 /// The phase spans of the resources of `resources` that `wanted` selects (`None` for the
 /// others), or nothing at all when no subscriber listens.
+#[inline]
 pub(crate) fn phases(
     txn: &Transaction,
     resources: &[Rc<dyn DataManager>],
     phase_name: &'static str,
     wanted: impl Fn(usize) -> bool,
 ) -> Vec<Option<PhaseSpan>> {
-    if !phases_enabled() {
+    if !txn.phase_spans() {
         return Vec::new();
     }
     resources
@@ -130,7 +131,20 @@ impl PhaseSpan {
 }
 
 /// Runs `work` in the span of `phase` for `r`, recording its outcome.
+#[inline]
 pub(crate) fn run<T>(
+    txn: &Transaction,
+    r: &Rc<dyn DataManager>,
+    phase_name: &'static str,
+    work: impl FnOnce() -> Result<T, ResourceError>,
+) -> Result<T, ResourceError> {
+    if !txn.phase_spans() {
+        return work();
+    }
+    run_in_span(txn, r, phase_name, work)
+}
+
+fn run_in_span<T>(
     txn: &Transaction,
     r: &Rc<dyn DataManager>,
     phase_name: &'static str,
@@ -210,6 +224,7 @@ fn record_end(span: &Span, start: Instant, outcome: &'static str) {
 }
 
 /// Runs `work` in the span at `i` of `spans` (from [`phases`]), if there is one.
+#[inline]
 pub(crate) fn in_slot<T>(spans: &[Option<PhaseSpan>], i: usize, work: impl FnOnce() -> T) -> T {
     match spans.get(i) {
         Some(Some(span)) => span.in_scope(work),
@@ -218,6 +233,7 @@ pub(crate) fn in_slot<T>(spans: &[Option<PhaseSpan>], i: usize, work: impl FnOnc
 }
 
 /// `job` wrapped in the span at `i` of `spans` (from [`phases`]), if there is one.
+#[inline]
 pub(crate) fn wrap_slot(spans: &[Option<PhaseSpan>], i: usize, job: PhaseJob) -> PhaseJob {
     match spans.get(i) {
         Some(Some(span)) => span.wrap(job),

@@ -192,6 +192,9 @@ pub(crate) struct Inner {
     manager: Weak<ManagerInner>,
     state: RefCell<State>,
     next_savepoint: Cell<u64>,
+    /// During a commit, whether a subscriber wants phase spans (asked once per commit
+    /// rather than once per resource and phase); `None` otherwise.
+    phase_spans: Cell<Option<bool>>,
 }
 
 /// A transaction: the unit of work that commits or aborts across every joined resource.
@@ -250,8 +253,19 @@ impl Transaction {
                     savepoints: Vec::new(),
                 }),
                 next_savepoint: Cell::new(0),
+                phase_spans: Cell::new(None),
             }),
         }
+    }
+
+    /// Whether phase spans are wanted: the answer taken at the start of the current
+    /// commit, or asked now outside a commit.
+    #[inline]
+    pub(crate) fn phase_spans(&self) -> bool {
+        self.inner
+            .phase_spans
+            .get()
+            .unwrap_or_else(crate::trace::phases_enabled)
     }
 
     /// The transaction's unique id; resources use it to name their branches.
@@ -904,6 +918,11 @@ impl Transaction {
 
         let span = crate::trace::commit(self);
         let result = span.in_scope(|| {
+            // Asked inside the commit's span, as each phase's span would be (a filter may
+            // enable phase spans only within a commit).
+            self.inner
+                .phase_spans
+                .set(Some(crate::trace::phases_enabled()));
             let mut resources = {
                 let mut st = self.inner.state.borrow_mut();
                 st.status = Status::Committing;
@@ -939,6 +958,7 @@ impl Transaction {
             }
             result
         });
+        self.inner.phase_spans.set(None);
         span.end(&result);
         let ok = result.is_ok();
         self.set_status(if ok {
@@ -1094,10 +1114,8 @@ impl Transaction {
 
         // From before the first PREPARE until this function returns, a recovery pass must
         // not roll back this transaction's branches: it may still record a decision.
-        let _in_flight = resources
-            .iter()
-            .any(|r| !r.is_one_phase())
-            .then(|| crate::in_flight::InFlight::enter(self.id()));
+        let _in_flight =
+            (one_phase < resources.len()).then(|| crate::in_flight::InFlight::enter(self.id()));
 
         // From the votes on, resources go in vote order: every resource has seen
         // `tpc_begin` and `commit`, so cleanup needs no other order.
@@ -1330,7 +1348,8 @@ impl Transaction {
             if carried {
                 crate::crash_point("before_decision");
             }
-            let one_phase_commit = alone || carried || r.is_one_phase();
+            let is_one_phase = r.is_one_phase();
+            let one_phase_commit = alone || carried || is_one_phase;
             if one_phase_commit {
                 crate::crash_point("before_one_phase_commit");
             }
@@ -1349,7 +1368,7 @@ impl Transaction {
                     }),
                 )
             } else {
-                let name = if r.is_one_phase() {
+                let name = if is_one_phase {
                     "one_phase_commit"
                 } else {
                     "vote"

@@ -3,7 +3,9 @@
 //! random calls, run against a manager and against a small reference model. After every operation the
 //! outcome (error kind, phase, resource, cause), the calls each resource received, the
 //! current transaction's status and resources, which resources committed, which
-//! savepoints are valid and what the decision log holds in doubt must agree.
+//! savepoints are valid and what the decision log holds in doubt must agree. Each sequence
+//! runs twice: with sequential phases, and with parallel phases on and every resource
+//! offering its vote and finish as phase jobs (the coordinator's other path).
 
 // A panic is how a test reports failure: unwrapping is the point here.
 #![allow(clippy::unwrap_used)]
@@ -18,7 +20,7 @@ use transaction::{
     DataManager, MemoryDecisionLog, Phase, Savepoint, Status, TransactionManager, WriteState,
 };
 
-use support::model::{predict_commit, Outcome, Spec};
+use support::model::{predict_commit_with, Outcome, Spec};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -121,6 +123,8 @@ struct ModelSavepoint {
 
 #[derive(Debug, Default)]
 struct Model {
+    /// Parallel phases on, every resource offering phase jobs.
+    parallel: bool,
     specs: Vec<Spec>,
     committed: Vec<bool>,
     calls: Vec<(String, Call)>,
@@ -300,7 +304,7 @@ impl Model {
         let (serial, joined) = (t.serial, t.joined.clone());
         self.invalidate_savepoints(serial, None);
         let specs: Vec<Spec> = joined.iter().map(|&id| self.specs[id].clone()).collect();
-        let p = predict_commit(&specs, false, false);
+        let p = predict_commit_with(&specs, false, false, self.parallel);
         self.calls.extend(p.calls.iter().cloned());
         for key in &p.committed {
             let id = self
@@ -341,26 +345,35 @@ struct Real {
     savepoints: Vec<Savepoint>,
 }
 
-fn check(ops: &[Op]) -> Result<(), TestCaseError> {
+/// Runs `ops` against the manager and the model; with `parallel`, the manager runs parallel
+/// phases and every resource offers its vote and finish as phase jobs.
+fn check(ops: &[Op], parallel: bool) -> Result<(), TestCaseError> {
     let journal = Journal::new();
     let log = Rc::new(MemoryDecisionLog::new());
     let mut real = Real {
         manager: TransactionManager::builder()
             .decision_log(log.clone())
+            .parallel_phases(parallel)
             .build(),
         journal,
         log,
         resources: Vec::new(),
         savepoints: Vec::new(),
     };
-    let mut model = Model::default();
+    let mut model = Model {
+        parallel,
+        ..Model::default()
+    };
 
     for (step, op) in ops.iter().enumerate() {
         let (actual, expected) = match op {
             Op::Join(spec) => {
                 let mut spec = spec.clone();
                 spec.key = format!("{}-{}", spec.key, model.specs.len());
-                let r = spec.build(&real.journal);
+                let mut r = spec.build(&real.journal);
+                if parallel {
+                    r = r.with_phase_jobs(|_| {});
+                }
                 real.resources.push(r.clone());
                 model.specs.push(spec);
                 model.committed.push(false);
@@ -448,7 +461,14 @@ proptest! {
     fn random_operation_sequences_match_the_reference_model(
         ops in proptest::collection::vec(op_strategy(), 1..40)
     ) {
-        check(&ops)?;
+        check(&ops, false)?;
+    }
+
+    #[test]
+    fn random_operation_sequences_with_parallel_phases_match_the_reference_model(
+        ops in proptest::collection::vec(op_strategy(), 1..40)
+    ) {
+        check(&ops, true)?;
     }
 }
 
@@ -489,5 +509,6 @@ fn a_known_sequence_matches_the_reference_model() {
         Op::Abort,
         Op::Rollback(2),
     ];
-    check(&ops).unwrap();
+    check(&ops, false).unwrap();
+    check(&ops, true).unwrap();
 }

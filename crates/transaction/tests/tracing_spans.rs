@@ -160,3 +160,71 @@ fn parallel_votes_and_finishes_enter_their_spans_on_the_worker_threads() {
     // Of each pair of jobs running at once, one runs on a worker thread.
     assert_eq!(elsewhere, 2, "{closed:?}");
 }
+
+/// A subscriber that wants phase spans only inside a commit span (as a filter on the
+/// span context would): it counts the phase spans it is given.
+#[derive(Default)]
+struct PhasesOnlyInCommit {
+    next_id: std::sync::atomic::AtomicU64,
+    commits: std::sync::Mutex<Vec<u64>>,
+    depth: AtomicUsize,
+    phases: Arc<AtomicUsize>,
+}
+
+impl tracing::Subscriber for PhasesOnlyInCommit {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        // Asked again at every span: the answer depends on the context.
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target() != "transaction::phase" || self.depth.load(Ordering::SeqCst) > 0
+    }
+    fn new_span(&self, attrs: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst) + 1;
+        match attrs.metadata().name() {
+            "commit" => self.commits.lock().unwrap().push(id),
+            "resource_phase" => {
+                self.phases.fetch_add(1, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+        tracing::span::Id::from_u64(id)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, id: &tracing::span::Id) {
+        if self.commits.lock().unwrap().contains(&id.into_u64()) {
+            self.depth.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn exit(&self, id: &tracing::span::Id) {
+        if self.commits.lock().unwrap().contains(&id.into_u64()) {
+            self.depth.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn phase_spans_wanted_only_inside_the_commit_span_are_made() {
+    let phases = Arc::new(AtomicUsize::new(0));
+    let subscriber = PhasesOnlyInCommit {
+        phases: phases.clone(),
+        ..PhasesOnlyInCommit::default()
+    };
+    let journal = Journal::new();
+    let a = ScriptedDataManager::new("a", Kind::TwoPhase, &journal);
+    let b = ScriptedDataManager::new("b", Kind::TwoPhase, &journal);
+    let manager = TransactionManager::builder().parallel_phases(false).build();
+    tracing::subscriber::with_default(subscriber, || {
+        let txn = manager.begin().unwrap();
+        txn.join(a.clone()).unwrap();
+        txn.join(b.clone()).unwrap();
+        manager.commit().unwrap();
+    });
+    // A vote and a finish for each resource.
+    assert_eq!(phases.load(Ordering::SeqCst), 4);
+}
