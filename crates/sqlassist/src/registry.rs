@@ -1127,46 +1127,24 @@ impl Registry {
         let log = self.recovery_log().ok_or(Error::NoDecisionLog)?;
         // With a database log: nodes whose lease expired are taken over (one winner) and
         // their branches settled in this pass too.
-        #[cfg(feature = "postgres")]
-        let taken = match &self.database_log {
-            Some(db) => db.take_over_expired().unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "could not take over expired nodes; retrying next pass");
-                Vec::new()
-            }),
-            None => Vec::new(),
-        };
-        #[cfg(not(feature = "postgres"))]
-        let taken = Vec::new();
-        let report = crate::recovery::pass(
+        let report = crate::recovery::recover_once(
             &self.managed_engines(),
             true,
             &self.identity,
             &*log,
-            &taken,
+            self.takeover_log(),
             &self.presence,
             limit,
         );
-        #[cfg(feature = "postgres")]
-        if let Some(db) = &self.database_log {
-            if report.unreachable.is_empty() {
-                for (node, _) in &taken {
-                    let left = report.branches.iter().any(|b| {
-                        b.branch_id().is_some_and(|id| id.node() == node)
-                            && !matches!(
-                                b.action,
-                                crate::RecoveryAction::Committed(_)
-                                    | crate::RecoveryAction::RolledBack(_)
-                            )
-                    });
-                    if !left {
-                        if let Err(e) = db.finish_takeover(node) {
-                            tracing::warn!(node = %node, error = %e, "could not end a takeover; retrying next pass");
-                        }
-                    }
-                }
-            }
-        }
         Ok(report)
+    }
+
+    /// The database log whose expired nodes recovery takes over, if any.
+    fn takeover_log(&self) -> Option<&crate::recovery::TakeoverLog> {
+        #[cfg(feature = "postgres")]
+        return self.database_log.as_ref();
+        #[cfg(not(feature = "postgres"))]
+        None
     }
 
     /// The log recovery decides from: the database log when set, else the file log.
@@ -1240,6 +1218,7 @@ impl Registry {
             self.recovery_engines.clone(),
             self.identity.clone(),
             log,
+            self.takeover_log().cloned(),
             self.presence.clone(),
             interval,
         )
