@@ -74,6 +74,14 @@ pub enum DatabaseLogError {
         /// The node id.
         node: String,
     },
+    /// The log released its lease ([`DatabaseDecisionLog::release`], done by
+    /// [`Registry::shutdown`](crate::Registry::shutdown)): it records no more decisions,
+    /// and another process may run with this node id by now.
+    #[error("node `{node}` released its lease in the decision log: it records no more decisions")]
+    Released {
+        /// The node id.
+        node: String,
+    },
     /// The fenced decision INSERT inserted nothing: another node took this node over.
     #[error(
         "node `{node}` was taken over (or its lease expired): its commit decision was refused"
@@ -183,6 +191,8 @@ struct Lease {
     renewed: Mutex<Instant>,
     /// Taken over, or released: never live again.
     lost: AtomicBool,
+    /// Released: no decision is recorded or read any more.
+    released: AtomicBool,
     stop: (Mutex<bool>, Condvar),
 }
 
@@ -324,6 +334,7 @@ impl DatabaseDecisionLog {
             lease: Arc::new(Lease {
                 renewed: Mutex::new(sent),
                 lost: AtomicBool::new(false),
+                released: AtomicBool::new(false),
                 stop: (Mutex::new(false), Condvar::new()),
             }),
             heartbeat: Mutex::new(None),
@@ -400,13 +411,17 @@ impl DatabaseDecisionLog {
 
     /// Stops renewing and releases the lease (the node row stays, keeping the incarnation
     /// count, with its lease ended), so another process may take the node id at once.
-    /// Run a last recovery pass first. Also done when the log is dropped.
+    /// From then on the log refuses to record decisions and to answer recovery
+    /// ([`DatabaseLogError::Released`]): a process restarted on the same node id owns
+    /// them. Run a last recovery pass first ([`Registry::shutdown`](crate::Registry::shutdown)
+    /// does both). Also done when the log is dropped.
     ///
     /// # Errors
     ///
     /// [`Error::Connect`] / [`Error::Database`] when the database cannot be reached; the
-    /// lease then expires by itself.
+    /// lease then expires by itself (the log refuses decisions all the same).
     pub fn release(&self) -> Result<()> {
+        self.lease.released.store(true, Ordering::SeqCst);
         self.stop_heartbeat();
         if self.lease.lost.swap(true, Ordering::SeqCst) {
             return Ok(());
@@ -571,6 +586,16 @@ impl DatabaseDecisionLog {
         Ok(inserted.into_iter().next().map(|x| x.xid))
     }
 
+    /// [`DatabaseLogError::Released`] once [`release`](Self::release) was called.
+    fn check_not_released(&self) -> std::result::Result<(), DatabaseLogError> {
+        if self.lease.released.load(Ordering::SeqCst) {
+            return Err(DatabaseLogError::Released {
+                node: self.node.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Whether `engine` connects to this log's database, so that its session can carry
     /// the decision inside its own transaction.
     pub(crate) fn is_in(&self, engine: &Engine) -> bool {
@@ -586,6 +611,7 @@ impl DatabaseDecisionLog {
         c: &mut PgConnection,
         decision: &DecisionRecord,
     ) -> std::result::Result<String, DatabaseLogError> {
+        self.check_not_released()?;
         if !self.is_live() {
             return Err(DatabaseLogError::LeaseLost {
                 node: self.node.to_string(),
@@ -786,6 +812,7 @@ impl DecisionLog for DatabaseDecisionLog {
         txn: TransactionId,
         branches: &[Branch],
     ) -> std::result::Result<(), BoxError> {
+        self.check_not_released()?;
         if !self.is_live() {
             return Err(Box::new(DatabaseLogError::LeaseLost {
                 node: self.node.to_string(),
@@ -810,7 +837,12 @@ impl DecisionLog for DatabaseDecisionLog {
             .map_err(|e| Box::new(self.engine.database_error(&mut conn, e)) as BoxError)
     }
 
+    /// # Errors
+    ///
+    /// [`DatabaseLogError::Released`] once the lease was released: a process restarted on
+    /// this node id owns its decisions, and its in-flight branches look like ours.
     fn open_decisions(&self) -> std::result::Result<Vec<DecisionRecord>, BoxError> {
+        self.check_not_released()?;
         self.decisions_of(&self.node)
     }
 
