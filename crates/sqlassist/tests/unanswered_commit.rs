@@ -134,10 +134,7 @@ fn client_to_server(
             break;
         }
     }
-    loop {
-        let Some(head) = read_exact(&mut client, 5) else {
-            break;
-        };
+    while let Some(head) = read_exact(&mut client, 5) {
         let n = u32::from_be_bytes(head[1..5].try_into().unwrap()) as usize;
         let Some(body) = read_exact(&mut client, n - 4) else {
             break;
