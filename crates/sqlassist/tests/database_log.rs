@@ -161,11 +161,19 @@ fn leave_decided_and_undecided_then_hang(registry: &Registry, table: &str) -> ! 
             .unwrap()
             .execute(&format!("INSERT INTO {table} (id) VALUES (2)"))
             .unwrap();
-        // Dirty and sorting after `a`: `a` is prepared when this vote hangs.
+        // Dirty and sorting after `a`; with parallel phases `a` may still be preparing
+        // when this vote starts: it hangs once both branches of the node are prepared.
         let hang = ScriptedDataManager::new("zzz", Kind::TwoPhase, &Journal::new())
             .with_write_state(transaction::WriteState::Dirty);
-        hang.on_call(|call, _| {
+        let (url, node) = (
+            std::env::var("SQLASSIST_TEST_PG_URL").unwrap(),
+            registry.node_id().to_string(),
+        );
+        hang.on_call(move |call, _| {
             if call == Call::TpcVote {
+                while common::pg::prepared(&url, &node) < 2 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 println!("hanging");
                 loop {
                     std::thread::sleep(Duration::from_secs(1));

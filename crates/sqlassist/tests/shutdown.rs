@@ -159,7 +159,12 @@ fn shutdown_waits_for_a_transaction_committing_on_another_thread_and_it_commits(
             })
         });
         voted.recv().unwrap();
-        assert_eq!(common::pg::prepared(&url, node.as_str()), 1);
+        // `a` prepares before this vote, or beside it with parallel phases.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while common::pg::prepared(&url, node.as_str()) < 1 {
+            assert!(Instant::now() < deadline, "`a` was never prepared");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let started = Instant::now();
         let report = registry.shutdown(Duration::from_secs(20)).unwrap();
         let took = started.elapsed();
