@@ -1,9 +1,10 @@
-//! A decision's COMMIT that gets no answer is settled from the server, never guessed:
-//! a loopback TCP proxy between the library and the log's PostgreSQL database cuts the
-//! connection at the decision transaction's `COMMIT`, either after passing it on (the
-//! server committed; the client hears nothing) or before (the server rolls back). Both for
-//! the decision in its own transaction (the log's database takes no part) and for the
-//! decision carried by the one-phase commit of a participant in the log's database.
+//! A decision whose commit gets no answer is settled from the server, never guessed: a
+//! loopback TCP proxy between the library and the log's PostgreSQL database cuts the
+//! connection where the decision commits, either after passing that on (the server
+//! committed; the client hears nothing) or before (the server rolls back). For the
+//! decision on the log's own connection (an autocommit INSERT, committed at the extended
+//! protocol's `Sync`) and for the decision carried by the one-phase `COMMIT` of a
+//! participant in the log's database.
 
 // Test helpers fail the test on any error, like the test functions themselves.
 #![allow(clippy::unwrap_used)]
@@ -24,22 +25,32 @@ use common::{reset_thread, unique};
 
 const TTL: Duration = Duration::from_secs(3);
 
-/// Where the proxy cuts the connection that sends the decision's `COMMIT`.
+/// The message at which the decision commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// The `Sync` after the binding of a statement that inserts into
+    /// `sqlassist_decision`: the commit of an autocommit INSERT.
+    DecisionInsertSync,
+    /// A plain `COMMIT` query.
+    Commit,
+}
+
+/// Where the proxy cuts the connection that sends the decision's commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cut {
-    /// Passes the `COMMIT` to the server, then closes both sides without passing the
+    /// Passes the message to the server, then closes both sides without passing the
     /// server's answer back.
     AfterForwarding,
-    /// Closes both sides without passing the `COMMIT` on.
+    /// Closes both sides without passing the message on.
     BeforeForwarding,
 }
 
 /// A loopback proxy to a PostgreSQL server that reads the client's messages (the
-/// connection must not use TLS) and, once armed, cuts the first connection that sends a
-/// plain `COMMIT` query.
+/// connection must not use TLS) and, once armed, cuts the first connection that sends the
+/// message it was armed for.
 struct Proxy {
     port: u16,
-    armed: Arc<Mutex<Option<Cut>>>,
+    armed: Arc<Mutex<Option<(At, Cut)>>>,
     fired: Arc<AtomicBool>,
 }
 
@@ -47,7 +58,7 @@ impl Proxy {
     fn start(upstream: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let armed: Arc<Mutex<Option<Cut>>> = Arc::default();
+        let armed: Arc<Mutex<Option<(At, Cut)>>> = Arc::default();
         let fired: Arc<AtomicBool> = Arc::default();
         let (a, f, upstream) = (armed.clone(), fired.clone(), upstream.to_owned());
         std::thread::spawn(move || {
@@ -68,9 +79,9 @@ impl Proxy {
         Self { port, armed, fired }
     }
 
-    fn arm(&self, cut: Cut) {
+    fn arm(&self, at: At, cut: Cut) {
         self.fired.store(false, Ordering::SeqCst);
-        *self.armed.lock().unwrap() = Some(cut);
+        *self.armed.lock().unwrap() = Some((at, cut));
     }
 
     fn has_fired(&self) -> bool {
@@ -105,11 +116,20 @@ fn read_exact(stream: &mut TcpStream, n: usize) -> Option<Vec<u8>> {
     stream.read_exact(&mut buf).ok().map(|()| buf)
 }
 
+/// The text of a NUL-terminated string at the start of `bytes`, and what follows it.
+fn c_str(bytes: &[u8]) -> (String, &[u8]) {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    (
+        String::from_utf8_lossy(&bytes[..end]).into_owned(),
+        bytes.get(end + 1..).unwrap_or_default(),
+    )
+}
+
 fn client_to_server(
     mut client: TcpStream,
     mut server: TcpStream,
     cut: &AtomicBool,
-    armed: &Mutex<Option<Cut>>,
+    armed: &Mutex<Option<(At, Cut)>>,
     fired: &AtomicBool,
 ) {
     // Start-up messages have no type byte: a length, then a code (SSL or GSS encryption
@@ -134,21 +154,45 @@ fn client_to_server(
             break;
         }
     }
+    // Prepared statements (by name) that insert a decision, and whether one was bound
+    // since the last `Sync`.
+    let mut decision_statements = std::collections::HashSet::new();
+    let mut decision_bound = false;
     while let Some(head) = read_exact(&mut client, 5) {
         let n = u32::from_be_bytes(head[1..5].try_into().unwrap()) as usize;
         let Some(body) = read_exact(&mut client, n - 4) else {
             break;
         };
-        let is_commit = head[0] == b'Q'
-            && String::from_utf8_lossy(&body)
-                .trim_end_matches('\0')
+        let here = match head[0] {
+            b'P' => {
+                let (name, rest) = c_str(&body);
+                if c_str(rest).0.contains("INSERT INTO sqlassist_decision") {
+                    decision_statements.insert(name);
+                } else {
+                    decision_statements.remove(&name);
+                }
+                None
+            }
+            b'B' => {
+                let (_portal, rest) = c_str(&body);
+                decision_bound |= decision_statements.contains(&c_str(rest).0);
+                None
+            }
+            b'S' => std::mem::take(&mut decision_bound).then_some(At::DecisionInsertSync),
+            b'Q' => c_str(&body)
+                .0
                 .trim()
-                .eq_ignore_ascii_case("COMMIT");
-        let action = if is_commit {
-            armed.lock().unwrap().take()
-        } else {
-            None
+                .eq_ignore_ascii_case("COMMIT")
+                .then_some(At::Commit),
+            _ => None,
         };
+        let action = here.and_then(|at| {
+            let mut armed = armed.lock().unwrap();
+            match *armed {
+                Some((wanted, cut)) if wanted == at => armed.take().map(|_| cut),
+                _ => None,
+            }
+        });
         if let Some(action) = action {
             cut.store(true, Ordering::SeqCst);
             fired.store(true, Ordering::SeqCst);
@@ -196,6 +240,8 @@ struct Setup {
     node: NodeId,
     proxy: Proxy,
     registry: Registry,
+    /// Where the decision commits.
+    at: At,
 }
 
 /// Engines `a` (the first test database) and `b` (the second), managed, recording in a
@@ -229,6 +275,11 @@ fn setup(riding: bool) -> Option<Setup> {
         node,
         proxy,
         registry,
+        at: if riding {
+            At::Commit
+        } else {
+            At::DecisionInsertSync
+        },
     })
 }
 
@@ -245,14 +296,14 @@ impl Setup {
                     .execute(&format!("INSERT INTO {} (id) VALUES (1)", self.table))
                     .unwrap();
             }
-            self.proxy.arm(cut);
+            self.proxy.arm(self.at, cut);
             let outcome = manager.commit();
             if outcome.is_err() {
                 let _ = manager.abort();
             }
             outcome
         });
-        assert!(self.proxy.has_fired(), "the decision's COMMIT never passed");
+        assert!(self.proxy.has_fired(), "the decision's commit never passed");
         outcome
     }
 
@@ -294,16 +345,14 @@ fn an_unanswered_decision_commit_the_server_made_commits_everywhere() {
 }
 
 #[test]
-fn a_decision_commit_the_server_never_got_rolls_back_everywhere() {
+fn a_decision_insert_whose_commit_the_server_never_got_is_run_again_and_commits_everywhere() {
     let Some(s) = setup(false) else { return };
-    let err = s.commit(Cut::BeforeForwarding).unwrap_err();
-    assert!(!err.is_heuristic(), "{err:?}");
-    assert!(
-        matches!(err, transaction::Error::DecisionLog { .. }),
-        "{err:?}"
-    );
+    // The INSERT's implicit transaction aborts with the connection; the INSERT is
+    // idempotent and runs again on a fresh connection until the server answers, so the
+    // decision is made (once) after all.
+    s.commit(Cut::BeforeForwarding).unwrap();
+    assert_eq!(s.counts(), (1, 1));
     s.assert_nothing_prepared();
-    assert_eq!(s.counts(), (0, 0));
 }
 
 #[test]
