@@ -18,9 +18,14 @@
 //! it: a decision commits before a takeover (the taker sees it) or not at all. A node
 //! paused past its lease and taken over cannot write a decision afterwards: 0 rows
 //! inserted, the commit aborts. A claim of the id by a new incarnation locks the row
-//! `FOR UPDATE` first, so it also waits for a decision still in flight. The INSERT runs on its own connection in its own
-//! transaction (`synchronous_commit = on`); when its COMMIT fails without an answer, the
-//! outcome is read from the server (`pg_xact_status`), never guessed.
+//! `FOR UPDATE` first, so it also waits for a decision still in flight.
+//!
+//! The INSERT runs on its own connection as one autocommit statement (with
+//! `synchronous_commit = on`, and `ON CONFLICT DO NOTHING`): when it gets no answer it is
+//! run again until the server answers, and a row already there means the first one
+//! committed. Carried by a participant's transaction instead, its COMMIT is the decision:
+//! when that gets no answer, the outcome is read from the server (`pg_xact_status`). It is
+//! never guessed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
