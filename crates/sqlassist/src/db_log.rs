@@ -18,9 +18,14 @@
 //! it: a decision commits before a takeover (the taker sees it) or not at all. A node
 //! paused past its lease and taken over cannot write a decision afterwards: 0 rows
 //! inserted, the commit aborts. A claim of the id by a new incarnation locks the row
-//! `FOR UPDATE` first, so it also waits for a decision still in flight. The INSERT runs on its own connection in its own
-//! transaction (`synchronous_commit = on`); when its COMMIT fails without an answer, the
-//! outcome is read from the server (`pg_xact_status`), never guessed.
+//! `FOR UPDATE` first, so it also waits for a decision still in flight.
+//!
+//! The INSERT runs on its own connection as one autocommit statement (with
+//! `synchronous_commit = on`, and `ON CONFLICT DO NOTHING`): when it gets no answer it is
+//! run again until the server answers, and a row already there means the first one
+//! committed. Carried by a participant's transaction instead, its COMMIT is the decision:
+//! when that gets no answer, the outcome is read from the server (`pg_xact_status`). It is
+//! never guessed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -71,6 +76,14 @@ pub enum DatabaseLogError {
     /// decision, so it starts no commit it may not be able to finish.
     #[error("node `{node}` has no live lease in the decision log: it records no decision")]
     LeaseLost {
+        /// The node id.
+        node: String,
+    },
+    /// The log released its lease ([`DatabaseDecisionLog::release`], done by
+    /// [`Registry::shutdown`](crate::Registry::shutdown)): it records no more decisions,
+    /// and another process may run with this node id by now.
+    #[error("node `{node}` released its lease in the decision log: it records no more decisions")]
+    Released {
         /// The node id.
         node: String,
     },
@@ -183,6 +196,8 @@ struct Lease {
     renewed: Mutex<Instant>,
     /// Taken over, or released: never live again.
     lost: AtomicBool,
+    /// Released: no decision is recorded or read any more.
+    released: AtomicBool,
     stop: (Mutex<bool>, Condvar),
 }
 
@@ -324,6 +339,7 @@ impl DatabaseDecisionLog {
             lease: Arc::new(Lease {
                 renewed: Mutex::new(sent),
                 lost: AtomicBool::new(false),
+                released: AtomicBool::new(false),
                 stop: (Mutex::new(false), Condvar::new()),
             }),
             heartbeat: Mutex::new(None),
@@ -400,13 +416,17 @@ impl DatabaseDecisionLog {
 
     /// Stops renewing and releases the lease (the node row stays, keeping the incarnation
     /// count, with its lease ended), so another process may take the node id at once.
-    /// Run a last recovery pass first. Also done when the log is dropped.
+    /// From then on the log refuses to record decisions and to answer recovery
+    /// ([`DatabaseLogError::Released`]): a process restarted on the same node id owns
+    /// them. Run a last recovery pass first ([`Registry::shutdown`](crate::Registry::shutdown)
+    /// does both). Also done when the log is dropped.
     ///
     /// # Errors
     ///
     /// [`Error::Connect`] / [`Error::Database`] when the database cannot be reached; the
-    /// lease then expires by itself.
+    /// lease then expires by itself (the log refuses decisions all the same).
     pub fn release(&self) -> Result<()> {
+        self.lease.released.store(true, Ordering::SeqCst);
         self.stop_heartbeat();
         if self.lease.lost.swap(true, Ordering::SeqCst) {
             return Ok(());
@@ -571,6 +591,16 @@ impl DatabaseDecisionLog {
         Ok(inserted.into_iter().next().map(|x| x.xid))
     }
 
+    /// [`DatabaseLogError::Released`] once [`release`](Self::release) was called.
+    fn check_not_released(&self) -> std::result::Result<(), DatabaseLogError> {
+        if self.lease.released.load(Ordering::SeqCst) {
+            return Err(DatabaseLogError::Released {
+                node: self.node.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Whether `engine` connects to this log's database, so that its session can carry
     /// the decision inside its own transaction.
     pub(crate) fn is_in(&self, engine: &Engine) -> bool {
@@ -586,6 +616,7 @@ impl DatabaseDecisionLog {
         c: &mut PgConnection,
         decision: &DecisionRecord,
     ) -> std::result::Result<String, DatabaseLogError> {
+        self.check_not_released()?;
         if !self.is_live() {
             return Err(DatabaseLogError::LeaseLost {
                 node: self.node.to_string(),
@@ -786,6 +817,7 @@ impl DecisionLog for DatabaseDecisionLog {
         txn: TransactionId,
         branches: &[Branch],
     ) -> std::result::Result<(), BoxError> {
+        self.check_not_released()?;
         if !self.is_live() {
             return Err(Box::new(DatabaseLogError::LeaseLost {
                 node: self.node.to_string(),
@@ -810,7 +842,12 @@ impl DecisionLog for DatabaseDecisionLog {
             .map_err(|e| Box::new(self.engine.database_error(&mut conn, e)) as BoxError)
     }
 
+    /// # Errors
+    ///
+    /// [`DatabaseLogError::Released`] once the lease was released: a process restarted on
+    /// this node id owns its decisions, and its in-flight branches look like ours.
     fn open_decisions(&self) -> std::result::Result<Vec<DecisionRecord>, BoxError> {
+        self.check_not_released()?;
         self.decisions_of(&self.node)
     }
 

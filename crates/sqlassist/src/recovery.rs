@@ -445,6 +445,67 @@ pub(crate) fn pass(
     report
 }
 
+/// The database decision log whose expired nodes a recovery step takes over (feature
+/// `postgres`; without it there is none).
+#[cfg(feature = "postgres")]
+pub(crate) type TakeoverLog = Arc<crate::DatabaseDecisionLog>;
+/// The database decision log whose expired nodes a recovery step takes over (feature
+/// `postgres`; without it there is none).
+#[cfg(not(feature = "postgres"))]
+pub(crate) type TakeoverLog = std::convert::Infallible;
+
+/// One recovery step, the same for [`Registry::recover`](crate::Registry::recover) and
+/// the periodic passes: with a database log, first takes over every node whose lease
+/// expired (one winner per node); then a [`pass`] over `engines` that settles their
+/// branches too; then, when the pass was `complete` and reached every engine, ends the
+/// takeover of each taken node none of whose branches is left prepared (its decisions
+/// deleted, its row marked settled). A takeover not ended is taken again by the next step.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn recover_once(
+    engines: &[(String, Engine)],
+    complete: bool,
+    identity: &Identity,
+    log: &(dyn DecisionLog + Send + Sync),
+    takeover: Option<&TakeoverLog>,
+    presence: &Arc<Presence>,
+    limit: Option<Duration>,
+) -> RecoveryReport {
+    #[cfg(feature = "postgres")]
+    let taken = match takeover {
+        Some(db) => db.take_over_expired().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not take over expired nodes; retrying next pass");
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    #[cfg(not(feature = "postgres"))]
+    let taken = {
+        let _ = takeover;
+        Vec::new()
+    };
+    let report = pass(engines, complete, identity, log, &taken, presence, limit);
+    #[cfg(feature = "postgres")]
+    if let Some(db) = takeover {
+        if complete && report.unreachable.is_empty() {
+            for (node, _) in &taken {
+                let left = report.branches.iter().any(|b| {
+                    b.branch_id().is_some_and(|id| id.node() == node)
+                        && !matches!(
+                            b.action,
+                            RecoveryAction::Committed(_) | RecoveryAction::RolledBack(_)
+                        )
+                });
+                if !left {
+                    if let Err(e) = db.finish_takeover(node) {
+                        tracing::warn!(node = %node, error = %e, "could not end a takeover; retrying next pass");
+                    }
+                }
+            }
+        }
+    }
+    report
+}
+
 /// The branch id a decision record holds, as the session reported it: a PostgreSQL gid
 /// (`sqlassist_…`) or a MariaDB/MySQL xid in SQL (`'<gtrid>','<engine>'`). A listed XA
 /// branch is named differently (`XA RECOVER CONVERT XID` gives hex), so decisions and
@@ -633,12 +694,14 @@ fn jittered(interval: Duration) -> Duration {
 
 impl RecoveryThread {
     /// Starts passes every `interval` (jittered by +-20%) over `engines` (as they are at
-    /// each pass); an engine that could not be listed is skipped for an exponentially
+    /// each pass), each a [`recover_once`] (taking over expired nodes of `takeover`'s
+    /// database as [`Registry::recover`](crate::Registry::recover) does); an engine that could not be listed is skipped for an exponentially
     /// growing time (capped at 5 min).
     pub(crate) fn start(
         engines: SharedEngines,
         identity: Arc<Identity>,
         log: SharedDecisionLog,
+        takeover: Option<TakeoverLog>,
         presence: Arc<Presence>,
         interval: Duration,
     ) -> std::io::Result<Self> {
@@ -666,12 +729,12 @@ impl RecoveryThread {
                         .filter(|(name, _)| backoff.get(name).is_none_or(|(_, at)| *at <= now))
                         .cloned()
                         .collect();
-                    let report = pass(
+                    let report = recover_once(
                         &due,
                         due.len() == engines.len(),
                         &identity,
                         &*log,
-                        &[],
+                        takeover.as_ref(),
                         &presence,
                         None,
                     );

@@ -64,6 +64,9 @@ pub const DEFAULT_RECOVERY_STARTUP_WAIT: std::time::Duration = std::time::Durati
 /// ```
 pub const DEFAULT_RECOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How often [`Registry::shutdown`] looks whether the in-flight transactions ended.
+const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
 static NEXT_REGISTRY: AtomicU64 = AtomicU64::new(1);
 static INSTALLED: OnceLock<Registry> = OnceLock::new();
 
@@ -199,7 +202,9 @@ pub struct Registry {
     /// A decision log in a database, used instead of `decision_log` when set.
     #[cfg(feature = "postgres")]
     database_log: Option<Arc<crate::DatabaseDecisionLog>>,
-    recovery: Option<RecoveryThread>,
+    /// The periodic recovery passes; behind a lock so that [`Registry::shutdown`] can stop
+    /// them through a shared registry.
+    recovery: std::sync::Mutex<Option<RecoveryThread>>,
     /// The managed engines, shared with the periodic recovery thread.
     recovery_engines: SharedEngines,
     presence: Arc<Presence>,
@@ -245,7 +250,7 @@ impl Registry {
             decision_log: None,
             #[cfg(feature = "postgres")]
             database_log: None,
-            recovery: None,
+            recovery: std::sync::Mutex::new(None),
             recovery_engines: SharedEngines::default(),
             presence: Arc::new(Presence::new(false)),
         }
@@ -1127,46 +1132,24 @@ impl Registry {
         let log = self.recovery_log().ok_or(Error::NoDecisionLog)?;
         // With a database log: nodes whose lease expired are taken over (one winner) and
         // their branches settled in this pass too.
-        #[cfg(feature = "postgres")]
-        let taken = match &self.database_log {
-            Some(db) => db.take_over_expired().unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "could not take over expired nodes; retrying next pass");
-                Vec::new()
-            }),
-            None => Vec::new(),
-        };
-        #[cfg(not(feature = "postgres"))]
-        let taken = Vec::new();
-        let report = crate::recovery::pass(
+        let report = crate::recovery::recover_once(
             &self.managed_engines(),
             true,
             &self.identity,
             &*log,
-            &taken,
+            self.takeover_log(),
             &self.presence,
             limit,
         );
-        #[cfg(feature = "postgres")]
-        if let Some(db) = &self.database_log {
-            if report.unreachable.is_empty() {
-                for (node, _) in &taken {
-                    let left = report.branches.iter().any(|b| {
-                        b.branch_id().is_some_and(|id| id.node() == node)
-                            && !matches!(
-                                b.action,
-                                crate::RecoveryAction::Committed(_)
-                                    | crate::RecoveryAction::RolledBack(_)
-                            )
-                    });
-                    if !left {
-                        if let Err(e) = db.finish_takeover(node) {
-                            tracing::warn!(node = %node, error = %e, "could not end a takeover; retrying next pass");
-                        }
-                    }
-                }
-            }
-        }
         Ok(report)
+    }
+
+    /// The database log whose expired nodes recovery takes over, if any.
+    fn takeover_log(&self) -> Option<&crate::recovery::TakeoverLog> {
+        #[cfg(feature = "postgres")]
+        return self.database_log.as_ref();
+        #[cfg(not(feature = "postgres"))]
+        None
     }
 
     /// The log recovery decides from: the database log when set, else the file log.
@@ -1235,17 +1218,23 @@ impl Registry {
     /// ```
     pub fn start_recovery(&mut self, interval: std::time::Duration) -> Result<()> {
         let log = self.recovery_log().ok_or(Error::NoDecisionLog)?;
-        self.recovery = None;
+        self.stop_recovery();
         let thread = RecoveryThread::start(
             self.recovery_engines.clone(),
             self.identity.clone(),
             log,
+            self.takeover_log().cloned(),
             self.presence.clone(),
             interval,
         )
         .map_err(|source| Error::RecoveryThread { source })?;
-        self.recovery = Some(thread);
+        *self.recovery_thread() = Some(thread);
         Ok(())
+    }
+
+    fn recovery_thread(&self) -> std::sync::MutexGuard<'_, Option<RecoveryThread>> {
+        // Only ever replaced whole: a panic elsewhere leaves it consistent.
+        self.recovery.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Stops the periodic recovery passes, waiting for a running pass to end.
@@ -1258,7 +1247,9 @@ impl Registry {
     /// assert!(!registry.is_recovering());
     /// ```
     pub fn stop_recovery(&mut self) {
-        self.recovery = None;
+        let running = self.recovery_thread().take();
+        // Joined outside the lock.
+        drop(running);
     }
 
     /// Whether periodic recovery passes are running.
@@ -1269,7 +1260,93 @@ impl Registry {
     /// assert!(!sqlassist::Registry::new().is_recovering());
     /// ```
     pub fn is_recovering(&self) -> bool {
-        self.recovery.is_some()
+        self.recovery_thread().is_some()
+    }
+
+    /// Ends this registry's part in two-phase commits, for a graceful stop of the process
+    /// (after the server stopped taking requests):
+    ///
+    /// 1. stops the periodic recovery passes (waiting for a running one);
+    /// 2. waits up to `drain` for this process's transactions between their first PREPARE
+    ///    and their end ([`transaction::in_flight`]) to end; transactions still doing
+    ///    their work are not waited for;
+    /// 3. runs a last recovery pass ([`recover`](Self::recover)), which settles this
+    ///    node's branches left prepared (a transaction still in flight after `drain` is
+    ///    left to its commit, and reported as such);
+    /// 4. releases the decision log: a database log's lease ends
+    ///    ([`DatabaseDecisionLog::release`](crate::DatabaseDecisionLog::release)), so a
+    ///    process restarted on the same node id starts at once; a file log is closed
+    ///    ([`transaction::FileDecisionLog::close`]), so its directory is free.
+    ///
+    /// From step 4 on, a commit that asks the log for its decision is refused with a
+    /// typed error (`DatabaseLogError::Released`, [`transaction::FileLogError::Closed`]),
+    /// and rolls back; so does [`recover`](Self::recover)'s reading of the log, so that
+    /// nothing here acts on the branches of a process restarted with this node id.
+    /// Sessions still work for reading and for commits that need no decision. Without a
+    /// decision log, only steps 1 and 2 are done and the report is empty.
+    ///
+    /// # Errors
+    ///
+    /// Those of releasing the log: [`Error::Connect`] / [`Error::Database`] when a
+    /// database log cannot be reached (its lease then expires by itself, and it refuses
+    /// decisions all the same), [`Error::DecisionLog`] when a file log's lock cannot be
+    /// released. The last pass's own failures are in the report.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sqlassist::Registry;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("sqlassist-doc-shutdown-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let mut registry = Registry::new();
+    /// registry.use_decision_log(std::sync::Arc::new(transaction::FileDecisionLog::open(&dir)?));
+    /// registry.start_recovery(Duration::from_secs(30))?;
+    /// let report = registry.shutdown(Duration::from_secs(10))?;
+    /// assert!(report.is_clean() && !registry.is_recovering());
+    /// assert!(registry.decision_log().is_some_and(|log| log.is_closed()));
+    /// # drop(registry);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shutdown(&self, drain: std::time::Duration) -> Result<RecoveryReport> {
+        let running = self.recovery_thread().take();
+        drop(running);
+        let deadline = std::time::Instant::now() + drain;
+        loop {
+            let left = transaction::in_flight().len();
+            let now = std::time::Instant::now();
+            if left == 0 {
+                break;
+            }
+            if now >= deadline {
+                tracing::warn!(
+                    transactions = left,
+                    "shutdown: transactions still committing after the drain time; the last recovery pass leaves them to their commits"
+                );
+                break;
+            }
+            std::thread::sleep(DRAIN_POLL.min(deadline - now));
+        }
+        let report = match self.recovery_log() {
+            Some(_) => self.recover()?,
+            None => RecoveryReport::default(),
+        };
+        #[cfg(feature = "postgres")]
+        if let Some(log) = &self.database_log {
+            log.release()?;
+        }
+        if let Some(log) = &self.decision_log {
+            log.close()
+                .map_err(|source| Error::DecisionLog { source })?;
+        }
+        tracing::info!(
+            branches = report.branches.len(),
+            clean = report.is_clean(),
+            "registry shut down"
+        );
+        Ok(report)
     }
 
     /// Makes this registry the process-wide one, used by [`crate::db_session`].

@@ -84,7 +84,14 @@ fn db_log_child() {
     };
     let mut lines = text.lines();
     let node = NodeId::new(lines.next().unwrap()).unwrap();
-    let url = std::env::var("SQLASSIST_TEST_PG_URL").unwrap();
+    let (table, mode) = (lines.next(), lines.next());
+    // `hang`: the log in `b`'s database, where no other test's recovery takes nodes over.
+    let log_url = if mode == Some("hang") {
+        "SQLASSIST_TEST_PG_URL_2"
+    } else {
+        "SQLASSIST_TEST_PG_URL"
+    };
+    let url = std::env::var(log_url).unwrap();
     let log = DatabaseDecisionLog::open(engine(&url), &node, TTL).unwrap();
     println!("claimed {}", log.incarnation());
     if std::env::var_os(RECOVER).is_some() {
@@ -99,12 +106,15 @@ fn db_log_child() {
         );
         return;
     }
-    let Some(table) = lines.next() else {
+    let Some(table) = table else {
         loop {
             std::thread::sleep(Duration::from_secs(1));
         }
     };
     let registry = registry(&node, log);
+    if mode == Some("hang") {
+        leave_decided_and_undecided_then_hang(&registry, table);
+    }
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).unwrap();
     let manager = registry.transaction_manager();
@@ -123,6 +133,57 @@ fn db_log_child() {
         Ok(()) => println!("committed"),
         Err(e) => println!("failed {e}"),
     }
+}
+
+/// In the child, with the log in `b`'s database: a first transaction whose decision is
+/// durable (carried by `b`'s commit) but whose `a` branch stays prepared (phase two
+/// fails), then a second one whose `a` branch is prepared with no decision: the process
+/// hangs in that vote until killed.
+fn leave_decided_and_undecided_then_hang(registry: &Registry, table: &str) -> ! {
+    use transaction::testing::{Call, Journal, Kind, ScriptedDataManager};
+    let manager = registry.transaction_manager();
+    manager.scope(|| {
+        manager.begin().unwrap();
+        for name in ["a", "b"] {
+            registry
+                .session(name)
+                .unwrap()
+                .execute(&format!("INSERT INTO {table} (id) VALUES (1)"))
+                .unwrap();
+        }
+        let _fault = fault::inject("a", FaultPhase::Finish);
+        assert!(manager.commit().unwrap_err().is_heuristic());
+        manager.abort().unwrap();
+
+        let txn = manager.begin().unwrap();
+        registry
+            .session("a")
+            .unwrap()
+            .execute(&format!("INSERT INTO {table} (id) VALUES (2)"))
+            .unwrap();
+        // Dirty and sorting after `a`; with parallel phases `a` may still be preparing
+        // when this vote starts: it hangs once both branches of the node are prepared.
+        let hang = ScriptedDataManager::new("zzz", Kind::TwoPhase, &Journal::new())
+            .with_write_state(transaction::WriteState::Dirty);
+        let (url, node) = (
+            std::env::var("SQLASSIST_TEST_PG_URL").unwrap(),
+            registry.node_id().to_string(),
+        );
+        hang.on_call(move |call, _| {
+            if call == Call::TpcVote {
+                while common::pg::prepared(&url, &node) < 2 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                println!("hanging");
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        });
+        txn.join(hang).unwrap();
+        let _ = manager.commit();
+    });
+    unreachable!("the vote hangs until the process is killed");
 }
 
 fn child(
@@ -737,5 +798,75 @@ fn a_node_killed_while_its_decision_commits_ends_with_the_servers_outcome_everyw
             common::pg::exec(u, &format!("DROP TABLE {table}"));
         }
         common::pg::exec(&url, &format!("DROP FUNCTION {table}_slow()"));
+    }
+}
+
+#[test]
+fn periodic_passes_take_over_a_node_killed_for_good_without_any_call_to_recover() {
+    let _serial = serial();
+    reset_thread();
+    let Some((url, url2)) = urls() else { return };
+    let dead = node();
+    let table = unique("lastres_periodic");
+    for u in [&url, &url2] {
+        common::pg::exec(u, &format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"));
+    }
+    let (mut c, mut out) = child(&dead, Some(&format!("{table}\nhang")));
+    let mut line = String::new();
+    while !line.contains("hanging") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the child died");
+    }
+    c.kill().unwrap(); // SIGKILL
+    c.wait().unwrap();
+    // One decided branch (its decision row carried by `b`'s commit), one undecided.
+    assert_eq!(common::pg::prepared(&url, dead.as_str()), 2);
+    assert_eq!(decision_rows(&url2, &dead), 1);
+
+    // Another node, started from settings with short passes and lease: it never calls
+    // `recover()`; its start-up pass runs while the dead node's lease still holds.
+    let me = node();
+    let settings = sqlassist::Settings::from_pairs([
+        ("sqlassist.node_id", me.as_str()),
+        ("sqlalchemy_a.url", url.as_str()),
+        ("sqlalchemy_a.managed", "true"),
+        ("sqlalchemy_b.url", url2.as_str()),
+        ("sqlalchemy_b.managed", "true"),
+        ("sqlassist.decision_log", "engine:b"),
+        ("sqlassist.decision_log_ttl", "3"),
+        ("sqlassist.recovery_interval", "1"),
+    ]);
+    let registry = Registry::from_settings(&settings).unwrap();
+    assert!(registry.is_recovering());
+    assert_eq!(
+        common::pg::prepared(&url, dead.as_str()),
+        2,
+        "taken over at start-up, before the lease expired"
+    );
+    let deadline = Instant::now() + TTL * 6;
+    while common::pg::prepared(&url, dead.as_str()) > 0 || decision_rows(&url2, &dead) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the periodic passes did not settle the dead node: {} prepared, {} decisions",
+            common::pg::prepared(&url, dead.as_str()),
+            decision_rows(&url2, &dead)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The decided transaction committed everywhere, the undecided one nowhere.
+    let ids = |u: &str| common::pg::scalar(u, &format!("SELECT COALESCE(SUM(id), 0) FROM {table}"));
+    assert_eq!((ids(&url), ids(&url2)), (1, 1));
+    let settled = format!(
+        "SELECT COUNT(*) FROM sqlassist_node WHERE node = '{dead}' AND taken_over_by = 'settled!'"
+    );
+    // The takeover is ended in the same pass that settled the last branch.
+    let deadline = Instant::now() + TTL;
+    while common::pg::scalar(&url2, &settled) != 1 {
+        assert!(Instant::now() < deadline, "the takeover was never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(registry);
+    for u in [&url, &url2] {
+        common::pg::exec(u, &format!("DROP TABLE {table}"));
     }
 }

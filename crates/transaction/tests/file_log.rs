@@ -745,3 +745,36 @@ fn a_decision_whose_sync_failed_leaves_every_prepared_branch_for_recovery() {
     // The decision may be durable: recovery sees it as open.
     assert_eq!(FileDecisionLog::open_decisions(&log).len(), 1);
 }
+
+#[test]
+fn close_writes_the_buffered_end_records_refuses_new_decisions_and_frees_the_directory() {
+    let dir = TempDir::new("close");
+    let log = FileDecisionLog::open(dir.path()).unwrap();
+    let (done, open) = (TransactionId::next(), TransactionId::next());
+    log.record_commit(done, &[branch("a", "g1")]).unwrap();
+    log.record_commit(open, &[branch("a", "g2")]).unwrap();
+    log.forget(done).unwrap(); // buffered, not yet written
+    log.close().unwrap();
+    assert!(log.is_closed());
+    let refused = boxed(
+        log.record_commit(TransactionId::next(), &[branch("a", "g3")])
+            .unwrap_err(),
+    );
+    assert!(matches!(refused, FileLogError::Closed { .. }), "{refused}");
+    assert!(!log.is_outcome_unknown(&refused));
+    // Recovery must not act on a closed log's view: another process may own it now.
+    assert!(DecisionLog::open_decisions(&log).is_err());
+    assert!(!DecisionLog::may_presume_abort(&log));
+    log.close().unwrap();
+
+    // The directory opens at once, here, while the closed log is still alive; the END
+    // written by close() means only the open decision is left.
+    let next = FileDecisionLog::open(dir.path()).unwrap();
+    let left: Vec<TransactionId> = next
+        .open_decisions()
+        .iter()
+        .map(|d| d.transaction)
+        .collect();
+    assert_eq!(left, [open]);
+    drop((log, next));
+}

@@ -77,12 +77,13 @@ struct AppState {
     metrics: PrometheusHandle,
 }
 
-/// Builds the registry from `settings`, creates the tables, and returns the router.
+/// Builds the registry from `settings`, creates the tables, and returns the router, the
+/// options and the registry (to [`Registry::shutdown`] once the server stopped).
 ///
 /// # Errors
 ///
 /// Bad settings, or a database that cannot be reached or changed.
-pub fn app(settings: &Settings) -> Result<(axum::Router, ServiceOptions), BoxError> {
+pub fn app(settings: &Settings) -> Result<(axum::Router, ServiceOptions, Arc<Registry>), BoxError> {
     let options = ServiceOptions::from_settings(settings)?;
     let registry = Arc::new(Registry::from_settings(settings)?);
     create_tables(&registry)?;
@@ -112,7 +113,7 @@ pub fn app(settings: &Settings) -> Result<(axum::Router, ServiceOptions), BoxErr
             layer,
             metrics,
         });
-    Ok((router, options))
+    Ok((router, options, registry))
 }
 
 fn create_tables(registry: &Registry) -> Result<(), BoxError> {

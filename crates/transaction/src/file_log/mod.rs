@@ -100,6 +100,13 @@ pub enum FileLogError {
         /// The log directory.
         dir: PathBuf,
     },
+    /// The log was closed ([`FileDecisionLog::close`]): it records no more decisions, and
+    /// another process may hold its directory by now.
+    #[error("decision log {} was closed: it records no more decisions", dir.display())]
+    Closed {
+        /// The log directory.
+        dir: PathBuf,
+    },
     /// An option was out of range.
     #[error("decision log option {option} is invalid: {reason}")]
     InvalidOption {
@@ -451,6 +458,8 @@ struct State {
     /// Set by a failed write or sync: records up to `failed_upto` have an unknown outcome.
     failed: Option<(u64, io::Error)>,
     open: BTreeMap<TransactionId, Open>,
+    /// Set by [`FileDecisionLog::close`]: no record is accepted any more.
+    closed: bool,
     may_presume_abort: bool,
     corruption: Vec<LogPosition>,
     stats: LogStats,
@@ -683,6 +692,7 @@ impl FileDecisionLog {
             leading: false,
             gathering: false,
             failed: None,
+            closed: false,
             open,
             may_presume_abort: corruption.is_empty(),
             corruption,
@@ -932,6 +942,78 @@ impl FileDecisionLog {
         Ok(())
     }
 
+    /// Closes the log for the rest of the process: refuses every later decision (and
+    /// END record) with [`FileLogError::Closed`], writes and syncs what is buffered (a
+    /// commit waiting for its batch still gets its answer), and releases the directory's
+    /// lock, so that a new process (the next start of this one) may open the directory at
+    /// once. Clones share the closed state. Closing twice does nothing. Stop committing
+    /// and run a last recovery pass first: `sqlassist`'s `Registry::shutdown` does.
+    ///
+    /// # Errors
+    ///
+    /// [`FileLogError::Io`] when the lock cannot be released (the log is closed all the
+    /// same; the lock goes with the process).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use transaction::{DecisionLog, FileDecisionLog, FileLogError, TransactionId};
+    ///
+    /// let dir = std::env::temp_dir().join(format!("txlog-doc-close-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let log = FileDecisionLog::open(&dir)?;
+    /// log.close()?;
+    /// let refused = log.record_commit(TransactionId::next(), &[]).unwrap_err();
+    /// assert!(matches!(refused.downcast_ref(), Some(FileLogError::Closed { .. })));
+    /// let next = FileDecisionLog::open(&dir)?; // the directory is free
+    /// assert_eq!(next.incarnation(), 2);
+    /// # drop((log, next));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), transaction::BoxError>(())
+    /// ```
+    pub fn close(&self) -> Result<(), FileLogError> {
+        let inner = &self.inner;
+        let mut state = inner.state();
+        if state.closed {
+            return Ok(());
+        }
+        state.closed = true;
+        while state.leading {
+            state = inner
+                .done
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        if state.failed.is_none() && state.buffered > 0 {
+            state = inner.lead(state, false);
+        }
+        drop(state);
+        // Nothing is buffered and nothing more can be: no writer comes after this one.
+        let _writer = self.writer();
+        tracing::info!(dir = %inner.dir.display(), "decision log closed");
+        inner
+            ._lock
+            .unlock()
+            .map_err(io_err("unlock", &inner.dir.join(LOCK_FILE)))
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("txlog-doc-isclosed-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let log = transaction::FileDecisionLog::open(&dir)?;
+    /// assert!(!log.is_closed());
+    /// # drop(log);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), transaction::BoxError>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.state().closed
+    }
+
     /// Counters since the log was opened.
     ///
     /// # Examples
@@ -1175,10 +1257,16 @@ impl DecisionLog for FileDecisionLog {
     /// # Errors
     ///
     /// A boxed [`FileLogError::OutcomeUnknown`] when this record's write or sync failed,
-    /// [`FileLogError::Stopped`] after an earlier failure.
+    /// [`FileLogError::Stopped`] after an earlier failure, [`FileLogError::Closed`] after
+    /// [`close`](FileDecisionLog::close).
     fn record_commit(&self, txn: TransactionId, branches: &[Branch]) -> Result<(), BoxError> {
         let inner = &self.inner;
         let mut state = inner.state();
+        if state.closed {
+            return Err(Box::new(FileLogError::Closed {
+                dir: inner.dir.clone(),
+            }));
+        }
         if state.failed.is_some() {
             return Err(Box::new(FileLogError::Stopped {
                 dir: inner.dir.clone(),
@@ -1235,9 +1323,16 @@ impl DecisionLog for FileDecisionLog {
     ///
     /// # Errors
     ///
-    /// A boxed [`FileLogError::Stopped`] once the log has stopped.
+    /// A boxed [`FileLogError::Stopped`] once the log has stopped,
+    /// [`FileLogError::Closed`] once it was closed (the END is then written by the next
+    /// process's recovery).
     fn forget(&self, txn: TransactionId) -> Result<(), BoxError> {
         let mut state = self.inner.state();
+        if state.closed {
+            return Err(Box::new(FileLogError::Closed {
+                dir: self.inner.dir.clone(),
+            }));
+        }
         if state.failed.is_some() {
             return Err(Box::new(FileLogError::Stopped {
                 dir: self.inner.dir.clone(),
@@ -1250,12 +1345,21 @@ impl DecisionLog for FileDecisionLog {
         Ok(())
     }
 
+    /// # Errors
+    ///
+    /// A boxed [`FileLogError::Closed`] once the log was closed: another process may own
+    /// the directory, and this one's view of it is no ground for recovery any more.
     fn open_decisions(&self) -> Result<Vec<DecisionRecord>, BoxError> {
+        if self.is_closed() {
+            return Err(Box::new(FileLogError::Closed {
+                dir: self.inner.dir.clone(),
+            }));
+        }
         Ok(FileDecisionLog::open_decisions(self))
     }
 
     fn may_presume_abort(&self) -> bool {
-        FileDecisionLog::may_presume_abort(self)
+        !self.is_closed() && FileDecisionLog::may_presume_abort(self)
     }
 
     fn is_outcome_unknown(&self, error: &(dyn std::error::Error + 'static)) -> bool {
