@@ -776,10 +776,13 @@ fn random_kills_under_load_leave_one_outcome_per_transaction() {
     }
 }
 
+/// `SQLASSIST_DRILL_ROUNDS` kills in all (default 1,000), spread evenly over the three
+/// engine mixes (a third each, rounded up).
 #[test]
-#[ignore = "long: SQLASSIST_DRILL_ROUNDS rounds per engine mix (default 1000)"]
+#[ignore = "long: SQLASSIST_DRILL_ROUNDS kill rounds in all, over the three engine mixes (default 1000)"]
 fn random_kills_many_rounds() {
-    if let Some(totals) = random_kills(rounds(1000)) {
+    let per_mix = rounds(1000).div_ceil(Mix::ALL.len() as u64);
+    if let Some(totals) = random_kills(per_mix) {
         print_summary(&totals);
     }
 }
