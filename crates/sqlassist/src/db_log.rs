@@ -686,6 +686,14 @@ impl DatabaseDecisionLog {
 }
 
 #[derive(QueryableByName)]
+struct SettledNode {
+    #[diesel(sql_type = Text)]
+    node: String,
+    #[diesel(sql_type = BigInt)]
+    incarnation: i64,
+}
+
+#[derive(QueryableByName)]
 struct NodeName {
     #[diesel(sql_type = Text)]
     node: String,
@@ -734,6 +742,28 @@ impl DatabaseDecisionLog {
             out.push((node, decisions));
         }
         Ok(out)
+    }
+
+    /// The nodes whose takeover ended, with the incarnation they had: no decision of
+    /// theirs is open, so a branch of such an incarnation that a pass finds (a PREPARE the
+    /// server finished after its client died) is rolled back.
+    pub(crate) fn settled_nodes(&self) -> Result<Vec<(NodeId, u32)>> {
+        let mut conn = self.engine.checkout()?;
+        let rows: Vec<SettledNode> = diesel::sql_query(
+            "SELECT node, incarnation FROM sqlassist_node WHERE taken_over_by = $1",
+        )
+        .bind::<Text, _>(SETTLED)
+        .load(pg(&mut conn))
+        .map_err(|e| self.engine.database_error(&mut conn, e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some((
+                    NodeId::new(&r.node).ok()?,
+                    u32::try_from(r.incarnation).ok()?,
+                ))
+            })
+            .collect())
     }
 
     /// Every branch of taken-over `node` is finished: deletes its decisions and marks the

@@ -68,12 +68,15 @@ impl DatabaseLogInspection {
         self.nodes.iter().find(|n| n.node == node)
     }
 
-    /// Whether a recovery pass of node `me` would take `node` over (as the pass's takeover
-    /// does): another node, never settled, whose lease ended or that `me` took over before.
-    pub(crate) fn is_takeable_by(&self, node: &str, me: &NodeId) -> bool {
+    /// Whether a recovery pass of node `me` would settle branch `branch` of another node
+    /// (as the pass does): its node's lease ended or `me` took it over before, or its
+    /// node's takeover ended and the branch is of that incarnation or an older one (a
+    /// PREPARE finished after its client died).
+    pub(crate) fn is_takeable_by(&self, branch: &crate::BranchId, me: &NodeId) -> bool {
+        let node = branch.node().as_str();
         node != me.as_str()
             && self.node(node).is_some_and(|n| match &n.lease {
-                NodeLease::Settled => false,
+                NodeLease::Settled => i64::from(branch.incarnation()) <= n.incarnation,
                 NodeLease::TakenOver { by, .. } if by == me.as_str() => true,
                 NodeLease::Live | NodeLease::TakenOver { live: true, .. } => false,
                 _ => true,

@@ -260,7 +260,7 @@ impl Registry {
             &decided,
             true,
             |node| log.node(node.as_str()).map(|n| n.lease.clone()),
-            |node| log.is_takeable_by(node.as_str(), me),
+            |branch| log.is_takeable_by(branch, me),
             all,
         )
     }
@@ -270,7 +270,7 @@ impl Registry {
         decided: &BTreeSet<BranchId>,
         presume_abort: bool,
         lease: impl Fn(&crate::NodeId) -> Option<NodeLease>,
-        takeable: impl Fn(&crate::NodeId) -> bool,
+        takeable: impl Fn(&BranchId) -> bool,
         all: bool,
     ) -> InDoubtReport {
         let mut report = InDoubtReport::default();
@@ -307,7 +307,7 @@ impl Registry {
                         },
                     ),
                     // A node a pass of ours takes over: settled like our own.
-                    Owner::OtherNode(b) if takeable(b.node()) => {
+                    Owner::OtherNode(b) if takeable(b) => {
                         if decided.contains(b) {
                             (
                                 Some(b.clone()),

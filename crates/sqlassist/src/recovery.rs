@@ -262,13 +262,17 @@ fn list(
 /// One pass over `engines` (name, engine), deciding from `log`. `complete` says whether
 /// `engines` are all the managed engines (a periodic pass skips engines in backoff): only
 /// a complete pass may forget a decision. With `limit`, an engine whose branches are not
-/// listed within it is reported unreachable (see [`list`]).
+/// listed within it is reported unreachable (see [`list`]). `taken` are the nodes taken
+/// over in this step, with their open decisions; `settled`, the nodes whose takeover
+/// ended, with their last incarnation.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn pass(
     engines: &[(String, Engine)],
     complete: bool,
     identity: &Identity,
     log: &(dyn DecisionLog + Send + Sync),
     taken: &[(NodeId, Vec<DecisionRecord>)],
+    settled: &[(NodeId, u32)],
     presence: &Arc<Presence>,
     limit: Option<Duration>,
 ) -> RecoveryReport {
@@ -327,7 +331,14 @@ pub(crate) fn pass(
             }
         }
     }
-    let taken_nodes: BTreeSet<&NodeId> = taken.iter().map(|(n, _)| n).collect();
+    // The nodes whose branches this pass settles: those taken over now (any incarnation),
+    // and those whose takeover ended (their incarnations up to the settled one: a branch
+    // one of them prepared after the takeover listed its branches has no decision).
+    let taken_nodes: BTreeMap<&NodeId, Option<u32>> = settled
+        .iter()
+        .map(|(n, incarnation)| (n, Some(*incarnation)))
+        .chain(taken.iter().map(|(n, _)| (n, None)))
+        .collect();
     let decided: BTreeMap<BranchId, TransactionId> = decisions
         .iter()
         .chain(carried.iter().flat_map(|(_, _, d)| d))
@@ -478,12 +489,22 @@ pub(crate) fn recover_once(
         }),
         None => Vec::new(),
     };
-    #[cfg(not(feature = "postgres"))]
-    let taken = {
-        let _ = takeover;
-        Vec::new()
+    #[cfg(feature = "postgres")]
+    let settled = match takeover {
+        Some(db) => db.settled_nodes().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read the settled nodes; retrying next pass");
+            Vec::new()
+        }),
+        None => Vec::new(),
     };
-    let report = pass(engines, complete, identity, log, &taken, presence, limit);
+    #[cfg(not(feature = "postgres"))]
+    let (taken, settled) = {
+        let _ = takeover;
+        (Vec::new(), Vec::new())
+    };
+    let report = pass(
+        engines, complete, identity, log, &taken, &settled, presence, limit,
+    );
     #[cfg(feature = "postgres")]
     if let Some(db) = takeover {
         if complete && report.unreachable.is_empty() {
@@ -528,8 +549,15 @@ pub(crate) fn recorded_branch_id(recorded: &str) -> Option<BranchId> {
 type Known<'a> = (
     &'a BTreeSet<u64>,
     &'a BTreeMap<BranchId, TransactionId>,
-    &'a BTreeSet<&'a NodeId>,
+    &'a BTreeMap<&'a NodeId, Option<u32>>,
 );
+
+/// Whether `b` belongs to a node this pass settles (see [`pass`]).
+fn is_taken(taken: &BTreeMap<&NodeId, Option<u32>>, b: &BranchId) -> bool {
+    taken
+        .get(b.node())
+        .is_some_and(|upto| upto.is_none_or(|last| b.incarnation() <= last))
+}
 
 fn act(
     engine_name: &str,
@@ -542,7 +570,7 @@ fn act(
     let id = branch.id();
     let parsed = match branch.owner() {
         Owner::Ours(b) => Some(b.clone()),
-        Owner::OtherNode(b) if taken.contains(b.node()) => Some(b.clone()),
+        Owner::OtherNode(b) if is_taken(taken, b) => Some(b.clone()),
         _ => None,
     };
     let done = |action: RecoveryAction, error: Option<Error>| RecoveredBranch {
@@ -587,8 +615,9 @@ fn act(
                 RecoveryAction::Undecided
             }
         }
-        // A node this one took over: its branches are settled like a dead incarnation's.
-        Owner::OtherNode(b) if taken.contains(b.node()) => {
+        // A node this one took over, or whose takeover ended: its branches are settled
+        // like a dead incarnation's.
+        Owner::OtherNode(b) if is_taken(taken, b) => {
             if decided.contains_key(b) {
                 return finish(true);
             } else if presume_abort {

@@ -870,3 +870,80 @@ fn periodic_passes_take_over_a_node_killed_for_good_without_any_call_to_recover(
         common::pg::exec(u, &format!("DROP TABLE {table}"));
     }
 }
+
+/// PostgreSQL can finish a PREPARE seconds after its client died. A branch of a node whose
+/// takeover already ended (settled) that appears afterwards has no decision (a decision
+/// follows every answered vote, and this vote was never answered): a later pass of any
+/// live node rolls it back, and leaves alone a branch of a newer incarnation of that node.
+#[test]
+fn a_branch_prepared_late_by_a_settled_node_is_rolled_back_by_a_later_pass() {
+    let _serial = serial();
+    reset_thread();
+    let Some((url, url2)) = urls() else { return };
+    let table = unique("lastres_late");
+    common::pg::exec(
+        &url2,
+        &format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"),
+    );
+    let dead = node();
+    let incarnation = {
+        let log = DatabaseDecisionLog::open(engine(&url), &dead, TTL).unwrap();
+        log.incarnation()
+    }; // released: its lease ended
+    let me = node();
+    let registry = registry(
+        &me,
+        DatabaseDecisionLog::open(engine(&url), &me, TTL).unwrap(),
+    );
+    registry.recover().unwrap();
+    let settled = format!(
+        "SELECT COUNT(*) FROM sqlassist_node WHERE node = '{dead}' AND taken_over_by = 'settled!'"
+    );
+    assert_eq!(
+        common::pg::scalar(&url, &settled),
+        1,
+        "taken over and settled"
+    );
+
+    // The dead node's late PREPARE lands now.
+    let late = sqlassist::BranchId::new(dead.clone(), incarnation, 7, "b").unwrap();
+    let newer = sqlassist::BranchId::new(dead.clone(), incarnation + 1, 1, "b").unwrap();
+    for (id, v) in [(&late, 1), (&newer, 2)] {
+        common::pg::exec(
+            &url2,
+            &format!("BEGIN; INSERT INTO {table} (id) VALUES ({v}); PREPARE TRANSACTION '{id}'"),
+        );
+    }
+    // The operator's list plans what the pass then does.
+    let inspection = DatabaseDecisionLog::inspect(&engine(&url)).unwrap();
+    let planned = registry.in_doubt_database(&inspection, true);
+    let plan = |id: &sqlassist::BranchId| {
+        planned
+            .branches
+            .iter()
+            .find(|b| b.id == id.to_string())
+            .map(|b| b.action)
+    };
+    assert_eq!(plan(&late), Some(sqlassist::PlannedAction::Rollback));
+    assert_eq!(plan(&newer), Some(sqlassist::PlannedAction::LeaveAlone));
+    let report = registry.recover().unwrap();
+    let action = |id: &sqlassist::BranchId| {
+        report
+            .branches
+            .iter()
+            .find(|b| b.id == id.to_string())
+            .map(|b| b.action)
+    };
+    assert!(
+        matches!(action(&late), Some(RecoveryAction::RolledBack(_))),
+        "{report:?}"
+    );
+    assert!(
+        matches!(action(&newer), Some(RecoveryAction::OtherNode)),
+        "a newer incarnation is its own process's: {report:?}"
+    );
+    assert_eq!(common::pg::prepared(&url2, &late.to_string()), 0);
+    assert_eq!(common::pg::prepared(&url2, &newer.to_string()), 1);
+    common::pg::exec(&url2, &format!("ROLLBACK PREPARED '{newer}'"));
+    common::pg::exec(&url2, &format!("DROP TABLE {table}"));
+}
