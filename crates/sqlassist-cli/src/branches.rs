@@ -8,7 +8,7 @@ use std::sync::Arc;
 use sqlassist::{DatabaseDecisionLog, DatabaseLogInspection, NodeLease};
 use sqlassist::{
     DecisionLogLocation, InDoubtBranch, InDoubtReport, LoggedDecision, ManualAction, PlannedAction,
-    RecoveryAction, RecoveryReport, Registry, Settings,
+    RecoveryAction, RecoveryProgress, RecoveryReport, Registry, Settings,
 };
 use transaction::{FileDecisionLog, LogInspection};
 
@@ -243,7 +243,7 @@ pub(crate) fn recover(args: &SettingsArgs, json: bool) -> u8 {
             };
             registry.use_decision_log(log);
             eprintln!("recovery pass for node `{}`", registry.node_id().as_str());
-            match registry.recover() {
+            match recover_showing_progress(&registry) {
                 Ok(report) => report,
                 Err(e) => return fail("recovery failed", &e),
             }
@@ -307,11 +307,44 @@ fn recover_database(
         "recovery pass for node `{node}` (incarnation {}), decision log in engine `{name}`",
         log.incarnation()
     );
-    let report = registry.recover();
+    let report = recover_showing_progress(registry);
     if let Err(e) = log.release() {
         eprintln!("warning: the node's lease could not be released ({e}); it expires by itself");
     }
     report.map_err(|e| fail("recovery failed", &e))
+}
+
+/// Every this many branches acted on, a progress line.
+const PROGRESS_EVERY: usize = 100;
+
+/// One pass, with progress on stderr: each engine's count of prepared branches when
+/// listed, then a line every [`PROGRESS_EVERY`] branches acted on.
+fn recover_showing_progress(registry: &Registry) -> sqlassist::Result<RecoveryReport> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listed = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let report = registry.recover_with_progress(|p| match p {
+        RecoveryProgress::Listed { engine, branches } => {
+            listed.fetch_add(branches, Ordering::Relaxed);
+            eprintln!("{engine}: {branches} prepared branch(es) listed");
+        }
+        RecoveryProgress::Branch(_) => {
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_multiple_of(PROGRESS_EVERY) {
+                eprintln!(
+                    "{n} of {} listed branch(es) handled",
+                    listed.load(Ordering::Relaxed)
+                );
+            }
+        }
+        _ => {}
+    })?;
+    eprintln!(
+        "{} of {} listed branch(es) handled",
+        done.load(Ordering::Relaxed),
+        listed.load(Ordering::Relaxed)
+    );
+    Ok(report)
 }
 
 fn print_recovery(report: &RecoveryReport, json: bool) -> u8 {

@@ -319,6 +319,16 @@ fn operators_list_recover_and_settle_branches_with_the_database_log() {
     // alone, and N's lease released afterwards.
     let (code, pass, stderr) = run_json(&["recover", settings, "--json"]);
     assert_eq!(code, 0, "{pass} {stderr}");
+    // Progress on stderr: each engine's listing, then the branches handled.
+    assert!(stderr.contains(" prepared branch(es) listed"), "{stderr}");
+    let handled = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_suffix(" listed branch(es) handled"))
+        .and_then(|l| l.split_once(" of "))
+        .unwrap_or_else(|| panic!("no progress line: {stderr}"));
+    assert_eq!(handled.0, handled.1, "{stderr}");
+    assert_ne!(handled.0, "0", "{stderr}");
     for gone in [&b, &e, &f] {
         assert_eq!(prepared(&gone.to_string()), 0, "{gone} finished: {pass}");
     }

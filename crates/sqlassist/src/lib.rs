@@ -91,7 +91,7 @@ pub use in_doubt::{
 pub use initialize::initialize_sql;
 pub use migrate::run_pending_migrations;
 pub use options::{EngineOptions, EngineOptionsBuilder, IsolationLevel};
-pub use recovery::{RecoveredBranch, RecoveryAction, RecoveryReport};
+pub use recovery::{RecoveredBranch, RecoveryAction, RecoveryProgress, RecoveryReport};
 pub use reflect::{
     Column, ColumnKind, ForeignKey, PrintOptions, PrintedSchema, Schema, SchemaCache, Table,
     TableKind, TableName, UniqueConstraint, UnmappedColumn,

@@ -259,6 +259,28 @@ fn list(
     )
 }
 
+/// What a recovery pass reports while it runs, to show progress over many branches
+/// ([`Registry::recover_with_progress`](crate::Registry::recover_with_progress)).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum RecoveryProgress<'a> {
+    /// An engine's prepared branches were listed; acting on them follows.
+    Listed {
+        /// The engine's name.
+        engine: &'a str,
+        /// How many prepared branches it holds (every owner's).
+        branches: usize,
+    },
+    /// One branch was acted on (or left alone), as the report will say.
+    Branch(&'a RecoveredBranch),
+}
+
+/// The progress callback of a pass (the no-op one when nobody watches).
+pub(crate) type Progress<'a> = &'a (dyn Fn(RecoveryProgress<'_>) + Sync);
+
+/// A progress callback that ignores everything.
+pub(crate) fn no_progress(_: RecoveryProgress<'_>) {}
+
 /// One pass over `engines` (name, engine), deciding from `log`. `complete` says whether
 /// `engines` are all the managed engines (a periodic pass skips engines in backoff): only
 /// a complete pass may forget a decision. With `limit`, an engine whose branches are not
@@ -275,6 +297,7 @@ pub(crate) fn pass(
     settled: &[(NodeId, u32)],
     presence: &Arc<Presence>,
     limit: Option<Duration>,
+    progress: Progress<'_>,
 ) -> RecoveryReport {
     let mut report = RecoveryReport::default();
     let carriers: Vec<&(String, Engine)> = engines
@@ -355,7 +378,13 @@ pub(crate) fn pass(
     let mut reachable = Vec::new();
     for (name, engine, branches) in listed {
         match branches {
-            Ok(branches) => reachable.push((name, engine, branches)),
+            Ok(branches) => {
+                progress(RecoveryProgress::Listed {
+                    engine: name,
+                    branches: branches.len(),
+                });
+                reachable.push((name, engine, branches));
+            }
             Err(e) => {
                 tracing::warn!(engine = name, error = %e, "recovery could not list prepared branches; retrying later");
                 report.unreachable.push((name.to_owned(), e));
@@ -371,14 +400,16 @@ pub(crate) fn pass(
                     branches
                         .iter()
                         .map(|b| {
-                            act(
+                            let acted = act(
                                 name,
                                 engine,
                                 b,
                                 identity,
                                 (in_flight, decided, taken),
                                 presume_abort,
-                            )
+                            );
+                            progress(RecoveryProgress::Branch(&acted));
+                            acted
                         })
                         .collect()
                 })
@@ -480,6 +511,7 @@ pub(crate) fn recover_once(
     takeover: Option<&TakeoverLog>,
     presence: &Arc<Presence>,
     limit: Option<Duration>,
+    progress: Progress<'_>,
 ) -> RecoveryReport {
     #[cfg(feature = "postgres")]
     let taken = match takeover {
@@ -503,7 +535,7 @@ pub(crate) fn recover_once(
         (Vec::new(), Vec::new())
     };
     let report = pass(
-        engines, complete, identity, log, &taken, &settled, presence, limit,
+        engines, complete, identity, log, &taken, &settled, presence, limit, progress,
     );
     #[cfg(feature = "postgres")]
     if let Some(db) = takeover {
@@ -766,6 +798,7 @@ impl RecoveryThread {
                         takeover.as_ref(),
                         &presence,
                         None,
+                        &no_progress,
                     );
                     for (name, _) in &due {
                         if !report.unreachable.iter().any(|(n, _)| n == name) {

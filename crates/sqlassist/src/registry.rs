@@ -1128,7 +1128,46 @@ impl Registry {
     }
 
     /// [`recover`](Self::recover) with an optional time limit per engine listing.
+    /// Like [`recover`](Self::recover), calling `progress` as the pass goes: once per
+    /// engine when its prepared branches are listed, then once per branch acted on (from
+    /// the engines' threads, so possibly at once), for a view of a pass over many
+    /// branches (the `sqlassist recover` command prints it on stderr).
+    ///
+    /// # Errors
+    ///
+    /// As [`recover`](Self::recover).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use sqlassist::{Error, RecoveryProgress, Registry};
+    ///
+    /// let seen = AtomicUsize::new(0);
+    /// let registry = Registry::new();
+    /// let outcome = registry.recover_with_progress(|p| {
+    ///     if let RecoveryProgress::Branch(_) = p {
+    ///         seen.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// });
+    /// assert!(matches!(outcome, Err(Error::NoDecisionLog)));
+    /// ```
+    pub fn recover_with_progress(
+        &self,
+        progress: impl Fn(crate::RecoveryProgress<'_>) + Sync,
+    ) -> Result<RecoveryReport> {
+        self.recover_observed(None, &progress)
+    }
+
     fn recover_inner(&self, limit: Option<std::time::Duration>) -> Result<RecoveryReport> {
+        self.recover_observed(limit, &crate::recovery::no_progress)
+    }
+
+    fn recover_observed(
+        &self,
+        limit: Option<std::time::Duration>,
+        progress: crate::recovery::Progress<'_>,
+    ) -> Result<RecoveryReport> {
         let log = self.recovery_log().ok_or(Error::NoDecisionLog)?;
         // With a database log: nodes whose lease expired are taken over (one winner) and
         // their branches settled in this pass too.
@@ -1140,6 +1179,7 @@ impl Registry {
             self.takeover_log(),
             &self.presence,
             limit,
+            progress,
         );
         Ok(report)
     }
