@@ -661,10 +661,10 @@ fn check_log_engine(report: &mut CheckReport, registry: &Registry, name: &str) {
                 engine.backend()
             ),
         );
-        return;
+    } else {
+        #[cfg(feature = "postgres")]
+        check_log_engine_pg(report, registry, name, engine);
     }
-    #[cfg(feature = "postgres")]
-    check_log_engine_pg(report, registry, name, engine);
 }
 
 #[cfg(feature = "postgres")]
