@@ -276,6 +276,8 @@ fn drill_child() {
         registry.recover().unwrap();
         return;
     }
+    // Started (settings read, log open, start-up recovery done): the load begins.
+    println!("drill-ready");
     let names: Vec<String> = registry.names().map(str::to_owned).collect();
     let out = std::sync::Mutex::new(std::io::stdout());
     std::thread::scope(|s| {
@@ -672,13 +674,16 @@ impl Rng {
 #[derive(Debug, Default)]
 struct Totals {
     rounds: u64,
+    /// Rounds whose kill fell during the child's start-up (before its load began).
+    during_start: u64,
     acknowledged: usize,
     recovered_commits: usize,
     recovered_rollbacks: usize,
 }
 
-/// `rounds` rounds per mix: a child under 4 threads of load is killed with `SIGKILL` after
-/// a random delay, then recovery, then the invariant: one outcome per id on every
+/// `rounds` rounds per mix: a child under 4 threads of load is killed with `SIGKILL` (in
+/// one round of five at a random moment from its spawn, else a random time up to 0.5 s
+/// after its load began), then recovery, then the invariant: one outcome per id on every
 /// database, every acknowledged commit present, nothing of ours prepared.
 fn random_kills(rounds: u64) -> Option<BTreeMap<Mix, Totals>> {
     let mut rng = Rng::new();
@@ -690,11 +695,15 @@ fn random_kills(rounds: u64) -> Option<BTreeMap<Mix, Totals>> {
         for round in 0..rounds {
             let mut child = child_command(&drill).spawn().unwrap();
             let stdout = child.stdout.take().unwrap();
+            let (ready, started) = std::sync::mpsc::channel();
             let reader = std::thread::spawn(move || {
                 let mut text = String::new();
                 for line in BufReader::new(stdout).lines() {
                     match line {
                         Ok(l) => {
+                            if l.contains("drill-ready") {
+                                let _ = ready.send(());
+                            }
                             text.push_str(&l);
                             text.push('\n');
                         }
@@ -703,11 +712,23 @@ fn random_kills(rounds: u64) -> Option<BTreeMap<Mix, Totals>> {
                 }
                 text
             });
-            std::thread::sleep(Duration::from_millis(150 + rng.below(600)));
+            // One round in five kills at a random moment from the spawn (often during the
+            // start-up: settings, log, start-up recovery); the others under load, a
+            // random time after the load began.
+            if rng.below(5) == 0 {
+                std::thread::sleep(Duration::from_millis(150 + rng.below(600)));
+            } else {
+                let _ = started.recv_timeout(Duration::from_secs(60));
+                std::thread::sleep(Duration::from_millis(rng.below(500)));
+            }
             child.kill().unwrap(); // SIGKILL
             let _ = child.wait();
-            let reported = parse_output(&reader.join().unwrap());
+            let text = reader.join().unwrap();
+            let reported = parse_output(&text);
             assert!(reported.errors.is_empty(), "{:?}", reported.errors);
+            if !text.contains("drill-ready") {
+                t.during_start += 1;
+            }
             let recovered = recover(&drill);
             let committed = assert_one_outcome(&drill, &format!("round {round}"));
             if mix == Mix::PgMariaSqlite {
@@ -748,13 +769,14 @@ fn random_kills(rounds: u64) -> Option<BTreeMap<Mix, Totals>> {
 }
 
 fn print_summary(totals: &BTreeMap<Mix, Totals>) {
-    println!("| mix | rounds | commits acknowledged | branches committed by recovery | branches rolled back by recovery | mixed outcomes |");
-    println!("|---|---|---|---|---|---|");
+    println!("| mix | rounds | killed during start-up | commits acknowledged | branches committed by recovery | branches rolled back by recovery | mixed outcomes |");
+    println!("|---|---|---|---|---|---|---|");
     for (mix, t) in totals {
         println!(
-            "| {} | {} | {} | {} | {} | 0 |",
+            "| {} | {} | {} | {} | {} | {} | 0 |",
             mix.name(),
             t.rounds,
+            t.during_start,
             t.acknowledged,
             t.recovered_commits,
             t.recovered_rollbacks
