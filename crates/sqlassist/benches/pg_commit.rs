@@ -436,6 +436,52 @@ struct WalSyncs {
     n: i64,
 }
 
+/// Makes every pooled connection of `r`'s engines report its pending statistics now: a
+/// busy PostgreSQL backend adds its WAL counters to `pg_stat_wal` at most once a second,
+/// an idle one only after 10 s, so without this a short round's flushes land in a later
+/// round. Each of `POOL` threads holds one connection of every engine at once (so every
+/// connection of a pool of `POOL` is reached), asks `pg_stat_force_next_flush()` and
+/// ends its transaction; the backend reports when it goes idle.
+fn flush_statistics(r: &Registry) -> Res<()> {
+    const POOL: usize = 10;
+    let names: Vec<String> = r.names().map(str::to_owned).collect();
+    let barrier = std::sync::Barrier::new(POOL);
+    std::thread::scope(|s| -> Res<()> {
+        let handles: Vec<_> = (0..POOL)
+            .map(|_| {
+                let (names, barrier) = (&names, &barrier);
+                s.spawn(move || -> Result<(), String> {
+                    let run = || -> Res<()> {
+                        r.transaction_manager().scope(|| -> Res<()> {
+                            transaction::begin()?;
+                            let sessions = names
+                                .iter()
+                                .map(|n| r.session(n))
+                                .collect::<Result<Vec<_>, _>>()?;
+                            for session in &sessions {
+                                session.execute("SELECT pg_stat_force_next_flush()")?;
+                            }
+                            barrier.wait();
+                            transaction::abort()?;
+                            drop(sessions);
+                            sqlassist::close_sessions()?;
+                            Ok(())
+                        })
+                    };
+                    run().map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| "a statistics thread panicked")??;
+        }
+        Ok(())
+    })?;
+    // The backends report right after their ROLLBACK; give them a moment.
+    std::thread::sleep(Duration::from_millis(50));
+    Ok(())
+}
+
 /// `pg_stat_wal.wal_sync` of the server (cluster-wide: other clients' flushes count too).
 fn wal_syncs(conn: &mut PgConnection) -> Res<i64> {
     Ok(
@@ -503,6 +549,11 @@ fn db_log_scenarios(url_a: &str, url_b: &str, n: usize, rounds: usize) -> Res<()
                             .build()?,
                     )?
                 };
+                if mode == 3 {
+                    // Unmanaged (it takes no part): registered only so that its pool's
+                    // statistics can be flushed before they are read.
+                    r.init_engine("log", log_engine.clone(), InitOptions::new())?;
+                }
                 let log = sqlassist::DatabaseDecisionLog::open(
                     log_engine,
                     &node,
@@ -544,6 +595,7 @@ fn db_log_scenarios(url_a: &str, url_b: &str, n: usize, rounds: usize) -> Res<()
             let mut rate = [0.0f64; 5];
             for mode in order {
                 let r = &registries[mode];
+                flush_statistics(r)?;
                 let before = wal_syncs(&mut stat)?;
                 let start = Instant::now();
                 std::thread::scope(|s| -> Res<()> {
@@ -580,6 +632,7 @@ fn db_log_scenarios(url_a: &str, url_b: &str, n: usize, rounds: usize) -> Res<()
                     Ok(())
                 })?;
                 rate[mode] = total as f64 / start.elapsed().as_secs_f64();
+                flush_statistics(r)?;
                 flushes[mode].push((wal_syncs(&mut stat)? - before) as f64 / total as f64);
                 written += total;
                 if mode == 2 || mode == 3 {
