@@ -568,25 +568,14 @@ impl DatabaseDecisionLog {
             .iter()
             .map(|b| b.branch_id.as_deref().unwrap_or(""))
             .collect();
-        // `set_config(.., true)` is `SET LOCAL` inside the statement: the session may run
-        // with synchronous_commit off, and this transaction's commit is the decision.
-        let inserted: Vec<Xid> = diesel::sql_query(
-            "WITH durable AS (SELECT set_config('synchronous_commit', 'on', true) AS s) \
-             INSERT INTO sqlassist_decision \
-             (node, incarnation, coordinator, sequence, decided_at, resources, branch_ids) \
-             SELECT $1, $2, $3, $4, statement_timestamp(), $5, $6 FROM sqlassist_node, durable \
-             WHERE node = $1 AND incarnation = $2 AND taken_over_by IS NULL \
-               AND lease_until > statement_timestamp() AND durable.s = 'on' \
-             FOR KEY SHARE OF sqlassist_node \
-             ON CONFLICT (node, incarnation, coordinator, sequence) DO NOTHING \
-             RETURNING pg_current_xact_id()::text AS xid",
-        )
-        .bind::<Text, _>(self.node.as_str())
-        .bind::<BigInt, _>(i64::from(self.incarnation))
-        .bind::<BigInt, _>(as_stored(txn.coordinator()))
-        .bind::<BigInt, _>(as_stored(txn.sequence()))
-        .bind::<Array<Text>, _>(&resources)
-        .bind::<Array<Text>, _>(&ids)
+        let inserted: Vec<Xid> = DecisionInsert {
+            node: self.node.as_str(),
+            incarnation: i64::from(self.incarnation),
+            coordinator: as_stored(txn.coordinator()),
+            sequence: as_stored(txn.sequence()),
+            resources: &resources,
+            branch_ids: &ids,
+        }
         .load(c)?;
         Ok(inserted.into_iter().next().map(|x| x.xid))
     }
@@ -682,6 +671,68 @@ impl DatabaseDecisionLog {
                 .get_result(pg(&mut conn))
                 .map_err(|e| self.engine.database_error(&mut conn, e))?;
         Ok(status.status)
+    }
+}
+
+/// The fenced decision INSERT. Unlike `sql_query`, it lets the connection keep its
+/// prepared statement (keyed by the SQL text), so the server parses and plans it once per
+/// connection rather than at every commit.
+///
+/// `set_config(.., true)` is `SET LOCAL` inside the statement: the session may run with
+/// synchronous_commit off, and this transaction's commit is the decision.
+struct DecisionInsert<'a> {
+    node: &'a str,
+    incarnation: i64,
+    coordinator: i64,
+    sequence: i64,
+    resources: &'a [&'a str],
+    branch_ids: &'a [&'a str],
+}
+
+impl diesel::query_builder::QueryId for DecisionInsert<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for DecisionInsert<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl RunQueryDsl<PgConnection> for DecisionInsert<'_> {}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for DecisionInsert<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql(
+            "WITH durable AS (SELECT set_config('synchronous_commit', 'on', true) AS s) \
+             INSERT INTO sqlassist_decision \
+             (node, incarnation, coordinator, sequence, decided_at, resources, branch_ids) \
+             SELECT ",
+        );
+        out.push_bind_param::<Text, _>(self.node)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.incarnation)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.coordinator)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.sequence)?;
+        out.push_sql(", statement_timestamp(), ");
+        out.push_bind_param::<Array<Text>, _>(self.resources)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(self.branch_ids)?;
+        out.push_sql(" FROM sqlassist_node, durable WHERE node = ");
+        out.push_bind_param::<Text, _>(self.node)?;
+        out.push_sql(" AND incarnation = ");
+        out.push_bind_param::<BigInt, _>(&self.incarnation)?;
+        out.push_sql(
+            " AND taken_over_by IS NULL AND lease_until > statement_timestamp() \
+             AND durable.s = 'on' FOR KEY SHARE OF sqlassist_node \
+             ON CONFLICT (node, incarnation, coordinator, sequence) DO NOTHING \
+             RETURNING pg_current_xact_id()::text AS xid",
+        );
+        Ok(())
     }
 }
 
