@@ -199,6 +199,40 @@ struct Lease {
     /// Released: no decision is recorded or read any more.
     released: AtomicBool,
     stop: (Mutex<bool>, Condvar),
+    /// Decisions whose branches are all finished, not yet deleted: (coordinator, sequence).
+    finished: Mutex<Vec<(i64, i64)>>,
+}
+
+/// Finished decisions are deleted in batches of this many (and at every lease renewal,
+/// and at release): a DELETE per commit would add a round trip to every commit's latency.
+const FORGET_BATCH: usize = 64;
+
+impl Lease {
+    fn finished(&self) -> std::sync::MutexGuard<'_, Vec<(i64, i64)>> {
+        self.finished.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Deletes the finished decisions `batch` of `node` in one statement, without waiting for
+/// its flush: a DELETE lost in a crash is harmless (recovery deletes the rows again).
+fn delete_finished(engine: &Engine, node: &NodeId, batch: &[(i64, i64)]) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let (coordinators, sequences): (Vec<i64>, Vec<i64>) = batch.iter().copied().unzip();
+    let mut conn = engine.checkout()?;
+    diesel::sql_query(
+        "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true) AS s) \
+         DELETE FROM sqlassist_decision d USING lazy \
+         WHERE d.node = $1 AND lazy.s = 'off' \
+           AND (d.coordinator, d.sequence) IN (SELECT * FROM unnest($2::bigint[], $3::bigint[]))",
+    )
+    .bind::<Text, _>(node.as_str())
+    .bind::<Array<BigInt>, _>(&coordinators)
+    .bind::<Array<BigInt>, _>(&sequences)
+    .execute(pg(&mut conn))
+    .map_err(|e| engine.database_error(&mut conn, e))?;
+    Ok(())
 }
 
 /// A [`DecisionLog`] in a PostgreSQL database (see the module docs): for processes whose
@@ -341,6 +375,7 @@ impl DatabaseDecisionLog {
                 lost: AtomicBool::new(false),
                 released: AtomicBool::new(false),
                 stop: (Mutex::new(false), Condvar::new()),
+                finished: Mutex::new(Vec::new()),
             }),
             heartbeat: Mutex::new(None),
         });
@@ -375,6 +410,10 @@ impl DatabaseDecisionLog {
                 match renew(&engine, &node, incarnation, ttl) {
                     Ok(true) => {
                         *lease.renewed.lock().unwrap_or_else(|p| p.into_inner()) = sent;
+                        let batch = std::mem::take(&mut *lease.finished());
+                        if let Err(e) = delete_finished(&engine, &node, &batch) {
+                            tracing::warn!(node = %node, error = %e, "could not delete finished decisions; recovery deletes them");
+                        }
                     }
                     Ok(false) => {
                         tracing::error!(node = %node, incarnation, "the node's lease was taken over: recording no more decisions");
@@ -428,6 +467,10 @@ impl DatabaseDecisionLog {
     pub fn release(&self) -> Result<()> {
         self.lease.released.store(true, Ordering::SeqCst);
         self.stop_heartbeat();
+        let batch = std::mem::take(&mut *self.lease.finished());
+        if let Err(e) = delete_finished(&self.engine, &self.node, &batch) {
+            tracing::warn!(node = %self.node, error = %e, "could not delete finished decisions; recovery deletes them");
+        }
         if self.lease.lost.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
@@ -442,6 +485,13 @@ impl DatabaseDecisionLog {
         .map_err(|e| self.engine.database_error(&mut conn, e))?;
         tracing::info!(node = %self.node, incarnation = self.incarnation, "released the node's lease");
         Ok(())
+    }
+
+    /// Deletes the finished decisions waiting for their batch now (a recovery pass's
+    /// forgotten decisions, once the pass is over).
+    pub(crate) fn delete_forgotten(&self) -> Result<()> {
+        let batch = std::mem::take(&mut *self.lease.finished());
+        delete_finished(&self.engine, &self.node, &batch)
     }
 
     fn stop_heartbeat(&self) {
@@ -908,19 +958,19 @@ impl DecisionLog for DatabaseDecisionLog {
             .map_err(|e| Box::new(e) as BoxError)
     }
 
+    /// Deletes the decision of `txn` lazily: in a batch once [`FORGET_BATCH`] finished
+    /// decisions wait, at the next lease renewal, or at release (recovery deletes what a
+    /// crash left). It no longer counts among this log's open decisions at once.
     fn forget(&self, txn: TransactionId) -> std::result::Result<(), BoxError> {
-        let mut conn = self.engine.checkout()?;
-        // Losing a DELETE is harmless (recovery deletes the row again): no flush waited for.
-        let sql = format!(
-            "BEGIN; SET LOCAL synchronous_commit = off; \
-             DELETE FROM sqlassist_decision WHERE node = '{}' AND coordinator = {} AND sequence = {}; COMMIT",
-            self.node.as_str(),
-            as_stored(txn.coordinator()),
-            as_stored(txn.sequence())
-        );
-        pg(&mut conn)
-            .batch_execute(&sql)
-            .map_err(|e| Box::new(self.engine.database_error(&mut conn, e)) as BoxError)
+        let batch = {
+            let mut finished = self.lease.finished();
+            finished.push((as_stored(txn.coordinator()), as_stored(txn.sequence())));
+            if finished.len() < FORGET_BATCH {
+                return Ok(());
+            }
+            std::mem::take(&mut *finished)
+        };
+        delete_finished(&self.engine, &self.node, &batch).map_err(|e| Box::new(e) as BoxError)
     }
 
     /// # Errors
@@ -929,7 +979,17 @@ impl DecisionLog for DatabaseDecisionLog {
     /// this node id owns its decisions, and its in-flight branches look like ours.
     fn open_decisions(&self) -> std::result::Result<Vec<DecisionRecord>, BoxError> {
         self.check_not_released()?;
-        self.decisions_of(&self.node)
+        let mut open = self.decisions_of(&self.node)?;
+        let finished = self.lease.finished();
+        if !finished.is_empty() {
+            open.retain(|d| {
+                !finished.contains(&(
+                    as_stored(d.transaction.coordinator()),
+                    as_stored(d.transaction.sequence()),
+                ))
+            });
+        }
+        Ok(open)
     }
 
     fn is_outcome_unknown(&self, error: &(dyn std::error::Error + 'static)) -> bool {

@@ -539,6 +539,10 @@ pub(crate) fn recover_once(
     );
     #[cfg(feature = "postgres")]
     if let Some(db) = takeover {
+        // The decisions the pass forgot are deleted now, not with a later batch.
+        if let Err(e) = db.delete_forgotten() {
+            tracing::warn!(error = %e, "could not delete forgotten decisions; the next pass does");
+        }
         if complete && report.unreachable.is_empty() {
             for (node, _) in &taken {
                 let left = report.branches.iter().any(|b| {

@@ -947,3 +947,32 @@ fn a_branch_prepared_late_by_a_settled_node_is_rolled_back_by_a_later_pass() {
     common::pg::exec(&url2, &format!("ROLLBACK PREPARED '{newer}'"));
     common::pg::exec(&url2, &format!("DROP TABLE {table}"));
 }
+
+/// A finished decision is deleted lazily, in batches (no DELETE round trip per commit),
+/// and no longer counts as open at once; release deletes what waits.
+#[test]
+fn finished_decisions_are_deleted_in_batches_and_at_release() {
+    let Some((url, _)) = urls() else { return };
+    let node = node();
+    let log = DatabaseDecisionLog::open(engine(&url), &node, TTL).unwrap();
+    let branch = |i: u64| Branch {
+        resource: "a".to_owned(),
+        branch_id: Some(format!("g{i}")),
+    };
+    let txns: Vec<TransactionId> = (0..70).map(|_| TransactionId::next()).collect();
+    for (i, txn) in txns.iter().enumerate() {
+        log.record_commit(*txn, &[branch(i as u64)]).unwrap();
+    }
+    assert_eq!(decision_rows(&url, &node), 70);
+    log.forget(txns[0]).unwrap();
+    assert_eq!(decision_rows(&url, &node), 70, "no DELETE per forget");
+    assert_eq!(log.open_decisions().unwrap().len(), 69);
+    for txn in &txns[1..] {
+        log.forget(*txn).unwrap();
+    }
+    // One batch of 64 went; 6 wait.
+    assert_eq!(decision_rows(&url, &node), 6);
+    assert!(log.open_decisions().unwrap().is_empty());
+    log.release().unwrap();
+    assert_eq!(decision_rows(&url, &node), 0);
+}
