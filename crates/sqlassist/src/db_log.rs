@@ -958,7 +958,7 @@ impl DecisionLog for DatabaseDecisionLog {
             .map_err(|e| Box::new(e) as BoxError)
     }
 
-    /// Deletes the decision of `txn` lazily: in a batch once [`FORGET_BATCH`] finished
+    /// Deletes the decision of `txn` lazily: in a batch once 64 finished
     /// decisions wait, at the next lease renewal, or at release (recovery deletes what a
     /// crash left). It no longer counts among this log's open decisions at once.
     fn forget(&self, txn: TransactionId) -> std::result::Result<(), BoxError> {
