@@ -97,11 +97,13 @@ pub enum DatabaseLogError {
     },
     /// The decision's COMMIT got no answer and the server could not be asked since: the
     /// decision may or may not be durable; recovery decides.
-    #[error("the commit of node `{node}`'s decision (transaction {xid}) got no answer: its outcome is unknown")]
+    #[error("the commit of node `{node}`'s decision ({xid}) got no answer and the server could not be asked in time: its outcome is unknown, and recovery settles the prepared branches from the decision log")]
     OutcomeUnknown {
         /// The node id.
         node: String,
-        /// The log database's transaction id of the decision.
+        /// Which commit: `log transaction <id>` (the log database's transaction that holds
+        /// the decision), or `transaction <id>` (the coordinator's, when the decision's
+        /// autocommit INSERT itself got no answer).
         xid: String,
         /// The last error.
         #[source]
@@ -162,7 +164,9 @@ struct XactStatus {
 }
 
 #[derive(QueryableByName)]
-struct DecisionRow {
+pub(crate) struct DecisionRow {
+    #[diesel(sql_type = Text)]
+    pub(crate) node: String,
     #[diesel(sql_type = BigInt)]
     coordinator: i64,
     #[diesel(sql_type = BigInt)]
@@ -173,11 +177,32 @@ struct DecisionRow {
     branch_ids: Vec<String>,
 }
 
+impl DecisionRow {
+    /// The decision this row records (an empty branch id is a branch without one).
+    pub(crate) fn into_record(self) -> DecisionRecord {
+        DecisionRecord {
+            transaction: TransactionId::from_parts(
+                from_stored(self.coordinator),
+                from_stored(self.sequence),
+            ),
+            branches: self
+                .resources
+                .into_iter()
+                .zip(self.branch_ids)
+                .map(|(resource, id)| Branch {
+                    resource,
+                    branch_id: (!id.is_empty()).then_some(id),
+                })
+                .collect(),
+        }
+    }
+}
+
 fn as_stored(value: u64) -> i64 {
     i64::from_ne_bytes(value.to_ne_bytes())
 }
 
-pub(crate) fn from_stored(value: i64) -> u64 {
+fn from_stored(value: i64) -> u64 {
     u64::from_ne_bytes(value.to_ne_bytes())
 }
 
@@ -598,7 +623,7 @@ impl DatabaseDecisionLog {
             if Instant::now() >= deadline {
                 return Err(DatabaseLogError::OutcomeUnknown {
                     node: self.node.to_string(),
-                    xid: format!("decision of {txn}"),
+                    xid: format!("transaction {txn}"),
                     source: last,
                 });
             }
@@ -705,7 +730,7 @@ impl DatabaseDecisionLog {
             if Instant::now() >= deadline {
                 return Err(DatabaseLogError::OutcomeUnknown {
                     node: self.node.to_string(),
-                    xid: xid.to_owned(),
+                    xid: format!("log transaction {xid}"),
                     source: last,
                 });
             }
@@ -891,30 +916,13 @@ impl DatabaseDecisionLog {
     fn decisions_of(&self, node: &NodeId) -> std::result::Result<Vec<DecisionRecord>, BoxError> {
         let mut conn = self.engine.checkout()?;
         let rows: Vec<DecisionRow> = diesel::sql_query(
-            "SELECT coordinator, sequence, resources, branch_ids FROM sqlassist_decision \
+            "SELECT node, coordinator, sequence, resources, branch_ids FROM sqlassist_decision \
              WHERE node = $1 ORDER BY incarnation, coordinator, sequence",
         )
         .bind::<Text, _>(node.as_str())
         .load(pg(&mut conn))
         .map_err(|e| Box::new(self.engine.database_error(&mut conn, e)) as BoxError)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| DecisionRecord {
-                transaction: TransactionId::from_parts(
-                    from_stored(r.coordinator),
-                    from_stored(r.sequence),
-                ),
-                branches: r
-                    .resources
-                    .into_iter()
-                    .zip(r.branch_ids)
-                    .map(|(resource, id)| Branch {
-                        resource,
-                        branch_id: (!id.is_empty()).then_some(id),
-                    })
-                    .collect(),
-            })
-            .collect())
+        Ok(rows.into_iter().map(DecisionRow::into_record).collect())
     }
 }
 

@@ -3,12 +3,12 @@
 //! log's database (`sqlassist_manual_action`, created on first use).
 
 use diesel::connection::SimpleConnection;
-use diesel::sql_types::{Array, BigInt, Bool, Double, Nullable, Text};
+use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
-use transaction::{Branch, DecisionRecord, TransactionId};
+use transaction::DecisionRecord;
 
 use crate::branch::NodeId;
-use crate::db_log::{from_stored, pg, DatabaseDecisionLog, SETTLED};
+use crate::db_log::{pg, DatabaseDecisionLog, DecisionRow, SETTLED};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::in_doubt::{ManualAction, NodeLease};
@@ -108,20 +108,6 @@ struct NodeRow {
     pid: Option<i32>,
 }
 
-#[derive(QueryableByName)]
-struct DecisionRow {
-    #[diesel(sql_type = Text)]
-    node: String,
-    #[diesel(sql_type = BigInt)]
-    coordinator: i64,
-    #[diesel(sql_type = BigInt)]
-    sequence: i64,
-    #[diesel(sql_type = Array<Text>)]
-    resources: Vec<String>,
-    #[diesel(sql_type = Array<Text>)]
-    branch_ids: Vec<String>,
-}
-
 fn require_postgres(engine: &Engine) -> Result<()> {
     if engine.backend() == crate::Backend::Postgres {
         Ok(())
@@ -203,26 +189,7 @@ impl DatabaseDecisionLog {
                 .collect(),
             decisions: decisions
                 .into_iter()
-                .map(|r| {
-                    (
-                        r.node,
-                        DecisionRecord {
-                            transaction: TransactionId::from_parts(
-                                from_stored(r.coordinator),
-                                from_stored(r.sequence),
-                            ),
-                            branches: r
-                                .resources
-                                .into_iter()
-                                .zip(r.branch_ids)
-                                .map(|(resource, id)| Branch {
-                                    resource,
-                                    branch_id: (!id.is_empty()).then_some(id),
-                                })
-                                .collect(),
-                        },
-                    )
-                })
+                .map(|mut r| (std::mem::take(&mut r.node), r.into_record()))
                 .collect(),
         })
     }
